@@ -1,0 +1,70 @@
+"""API errors, rendered as {"error": {"type", "message"}} with a 4xx status."""
+
+
+class DXError(Exception):
+    """An error the client is told about; `type` names a dxpy.exceptions class."""
+
+    type = "InvalidInput"
+    status = 422
+
+    def __init__(self, message, details=None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self):
+        error = {"type": self.type, "message": self.message}
+        if self.details is not None:
+            error["details"] = self.details
+        return {"error": error}
+
+
+class InvalidInput(DXError):
+    type = "InvalidInput"
+    status = 422
+
+
+class BadRequest(InvalidInput):
+    """A request that is not a JSON object at all."""
+
+    status = 400
+
+
+class InvalidType(DXError):
+    type = "InvalidType"
+    status = 422
+
+
+class InvalidState(DXError):
+    type = "InvalidState"
+    status = 422
+
+
+class InvalidAuthentication(DXError):
+    type = "InvalidAuthentication"
+    status = 401
+
+
+class PermissionDenied(DXError):
+    type = "PermissionDenied"
+    status = 403
+
+
+class ResourceNotFound(DXError):
+    type = "ResourceNotFound"
+    status = 404
+
+
+class MethodNotAllowed(DXError):
+    type = "MethodNotAllowed"
+    status = 405
+
+
+class PayloadTooLarge(DXError):
+    type = "InvalidInput"
+    status = 413
+
+
+class InternalError(DXError):
+    type = "InternalError"
+    status = 500

@@ -1,0 +1,221 @@
+"""dxweb settings: embedded defaults, every production choice an environment variable."""
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DATA_DIR = Path(env.str("DXWEB_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key():
+    """Use DXWEB_SECRET_KEY, else a key generated once and kept in the data directory."""
+    if env.str("DXWEB_SECRET_KEY", default=""):
+        return env.str("DXWEB_SECRET_KEY")
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DXWEB_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DXWEB_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DXWEB_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "dxweb",
+    "projects",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+# The dx client never expects a redirect to a slash-terminated URL.
+APPEND_SLASH = False
+
+ROOT_URLCONF = "dxweb.urls"
+ASGI_APPLICATION = "dxweb.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, worker) share the file: WAL, a busy timeout and
+    # IMMEDIATE transactions keep writers from failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests use a file too (not Django's shared in-memory database), so that
+    # concurrent writers behave as they do in production; one per test process.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"dxweb-test-{os.getpid()}.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DXWEB_DB_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "projects.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# File blobs go through Django's storage API: a local directory by default,
+# a shared directory (or any django-storages backend) when scaled out.
+MEDIA_ROOT = Path(env.str("DXWEB_BLOB_DIR", default=str(DATA_DIR / "blobs")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# Request bodies: API JSON bodies are small; upload parts are streamed, never read whole.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = None
+
+REDIS_URL = env.str("REDIS_URL", default="")
+
+# Celery: Redis when scaled out, else kombu's filesystem transport (no server, a real worker).
+BROKER_DIR = DATA_DIR / "broker"
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+else:
+    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem"):
+    for sub in ("queue", "processed", "control"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
+        # kombu's default is to look once a second: a job would wait up to that for a worker.
+        "polling_interval": env.float("DXWEB_BROKER_POLL_SECONDS", default=0.05),
+        "store_processed": False,
+    }
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "reap-jobs": {"task": "jobs.reap", "schedule": env.float("DXWEB_REAP_SECONDS", default=10.0)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Files: what /project-x/describe advertises as fileUploadParameters, and is enforced.
+DXWEB_MIN_PART_SIZE = env.int("DXWEB_MIN_PART_SIZE", default=5 * 1024 * 1024)
+DXWEB_MAX_PART_SIZE = env.int("DXWEB_MAX_PART_SIZE", default=5 * 1024**3)
+DXWEB_MAX_FILE_SIZE = env.int("DXWEB_MAX_FILE_SIZE", default=5 * 1024**4)
+DXWEB_MAX_PARTS = env.int("DXWEB_MAX_PARTS", default=10000)
+# Lifetime of signed upload/download URLs, in seconds.
+DXWEB_TRANSFER_URL_TTL = env.int("DXWEB_TRANSFER_URL_TTL", default=3600)
+# How long a nonce's reply is kept for replay, in seconds.
+DXWEB_NONCE_TTL = env.int("DXWEB_NONCE_TTL", default=7 * 24 * 3600)
+
+# Instance types -> real limits for a job's sandbox (overridable as JSON in DXWEB_INSTANCE_TYPES).
+DXWEB_INSTANCE_TYPES = env.json("DXWEB_INSTANCE_TYPES", default={
+    "mem1_ssd1_x2": {"cpus": 1, "memory_mb": 1024},
+    "mem1_ssd1_v2_x2": {"cpus": 1, "memory_mb": 1024},
+    "mem2_ssd1_x2": {"cpus": 1, "memory_mb": 2048},
+    "mem2_hdd2_x2": {"cpus": 1, "memory_mb": 2048},
+    "mem3_ssd1_x2": {"cpus": 1, "memory_mb": 4096},
+    "mem1_ssd1_x4": {"cpus": 2, "memory_mb": 2048},
+})
+DXWEB_DEFAULT_INSTANCE_TYPE = env.str("DXWEB_DEFAULT_INSTANCE_TYPE", default="mem1_ssd1_x2")
+DXWEB_JOBS_DIR = Path(env.str("DXWEB_JOBS_DIR", default=str(DATA_DIR / "jobs")))
+# pip's cache for execDepends, shared by the jobs on a worker host.
+DXWEB_PIP_CACHE_DIR = Path(env.str("DXWEB_PIP_CACHE_DIR", default=str(DATA_DIR / "pip-cache")))
+# How jobs are isolated (docs/sandbox.md): "bubblewrap", or "none" (no isolation at all, for
+# machines without bwrap). Extra host directories to hide from jobs, besides the data, blob
+# and jobs directories and the worker's home.
+DXWEB_SANDBOX = env.str("DXWEB_SANDBOX", default="bubblewrap")
+DXWEB_SANDBOX_HIDE = env.list("DXWEB_SANDBOX_HIDE", default=[])
+
+# Jobs: where their code reaches the API (the job sees DX_APISERVER_* from this),
+# the log cap per job, the lease a running job's worker renews, and platform retries.
+DXWEB_API_URL = env.str("DXWEB_API_URL", default=f"http://127.0.0.1:{env.int('DXWEB_PORT', default=8000)}")
+DXWEB_LOG_CAP_BYTES = env.int("DXWEB_LOG_CAP_BYTES", default=4 * 1024 * 1024)
+DXWEB_LEASE_SECONDS = env.int("DXWEB_LEASE_SECONDS", default=30)
+DXWEB_HEARTBEAT_SECONDS = env.float("DXWEB_HEARTBEAT_SECONDS", default=2.0)
+DXWEB_MAX_TRIES = env.int("DXWEB_MAX_TRIES", default=2)
+# How often a log stream re-reads the store when no notification came: short in the
+# embedded mode (the worker's notifications cannot cross processes), a safety net with Redis.
+DXWEB_LOG_POLL_SECONDS = env.float("DXWEB_LOG_POLL_SECONDS", default=2.0 if REDIS_URL else 0.1)
+
+# Serve the benchmark baselines under /bench/ (never in production).
+DXWEB_BENCH_VIEWS = env.bool("DXWEB_BENCH_VIEWS", default=False)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("DXWEB_LOG_LEVEL", default="INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
