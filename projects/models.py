@@ -1,0 +1,343 @@
+"""Users, orgs, containers (projects and workspaces), grants, folders and data objects."""
+import hashlib
+import secrets
+import time
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class Level(models.IntegerChoices):
+    NONE = 0, "NONE"
+    VIEW = 1, "VIEW"
+    UPLOAD = 2, "UPLOAD"
+    CONTRIBUTE = 3, "CONTRIBUTE"
+    ADMINISTER = 4, "ADMINISTER"
+
+    @classmethod
+    def parse(cls, name):
+        """Return the level called `name` (VIEW...ADMINISTER), or None."""
+        if isinstance(name, str) and name in cls.names and name != "NONE":
+            return cls[name]
+        return None
+
+
+class User(AbstractUser):
+    # Kept byte for byte: `dx ssh` compares it with the local key file.
+    ssh_public_key = models.TextField(blank=True, default="")
+
+    @property
+    def dx_id(self):
+        return f"user-{self.username}"
+
+    def describe(self, full=True):
+        data = {"id": self.dx_id, "class": "user", "handle": self.username}
+        if full:
+            data.update(
+                first=self.first_name,
+                last=self.last_name,
+                email=self.email,
+                created=int(self.date_joined.timestamp() * 1000),
+                sshPublicKey=self.ssh_public_key or None,
+            )
+        return data
+
+
+class ApiToken(models.Model):
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(max_length=100)
+    # Only the SHA-256 of a token is stored; the token itself is shown once.
+    digest = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=8)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+    # A job token: {container id: level} it is limited to, and the job it belongs to.
+    # A user's own tokens have no scopes and act with all the user's grants.
+    scopes = models.JSONField(null=True, blank=True)
+    job_id = models.CharField(max_length=40, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return f"{self.name} ({self.hint}…)"
+
+    @staticmethod
+    def digest_of(raw):
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name="API token", raw=None):
+        """Create a token for `user`; return (token row, the raw secret)."""
+        raw = raw or secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name[:100], digest=cls.digest_of(raw), hint=raw[:6])
+        return token, raw
+
+
+class Org(models.Model):
+    id = models.CharField(primary_key=True, max_length=80)
+    handle = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=255)
+    created = models.BigIntegerField(default=now_ms)
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["handle"]
+
+    def __str__(self):
+        return self.id
+
+    def describe(self):
+        return {"id": self.id, "class": "org", "handle": self.handle, "name": self.name, "created": self.created}
+
+
+class OrgMember(models.Model):
+    ADMIN = "ADMIN"
+    MEMBER = "MEMBER"
+    LEVELS = [(ADMIN, ADMIN), (MEMBER, MEMBER)]
+
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="org_memberships")
+    level = models.CharField(max_length=6, choices=LEVELS, default=MEMBER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "user"], name="one_membership_per_org")]
+
+
+class Container(models.Model):
+    PROJECT = "project"
+    WORKSPACE = "container"
+
+    id = models.CharField(primary_key=True, max_length=40)
+    kind = models.CharField(max_length=10, choices=[(PROJECT, "project"), (WORKSPACE, "container")])
+    name = models.CharField(max_length=255)
+    summary = models.CharField(max_length=1024, blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    tags = models.JSONField(default=list)
+    properties = models.JSONField(default=dict)
+    region = models.CharField(max_length=64, default="local")
+    bill_to = models.CharField(max_length=80, blank=True, default="")
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.BigIntegerField(default=now_ms)
+    modified = models.BigIntegerField(default=now_ms)
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "name"])]
+
+    def __str__(self):
+        return self.id
+
+    @property
+    def is_project(self):
+        return self.kind == self.PROJECT
+
+
+class Folder(models.Model):
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="folders")
+    path = models.CharField(max_length=1024)
+    parent = models.CharField(max_length=1024, blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["container", "path"], name="one_folder_per_path")]
+        indexes = [models.Index(fields=["container", "parent"])]
+
+    def __str__(self):
+        return f"{self.container_id}:{self.path}"
+
+    @property
+    def name(self):
+        return self.path.rsplit("/", 1)[-1] or "/"
+
+
+class Grant(models.Model):
+    """A user's or an org's level on a container."""
+
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="grants")
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="grants")
+    org = models.ForeignKey(Org, null=True, blank=True, on_delete=models.CASCADE, related_name="grants")
+    level = models.PositiveSmallIntegerField(choices=Level.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["container", "user"], name="one_grant_per_user"),
+            models.UniqueConstraint(fields=["container", "org"], name="one_grant_per_org"),
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False, org__isnull=True) | Q(user__isnull=True, org__isnull=False)),
+                name="grant_to_user_or_org",
+            ),
+        ]
+
+    @property
+    def grantee_id(self):
+        return self.user.dx_id if self.user_id else self.org_id
+
+
+class DataObject(models.Model):
+    """The content of a file, applet, record...; it may be placed in several containers."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+    id = models.CharField(primary_key=True, max_length=40)
+    cls = models.CharField(max_length=16)
+    state = models.CharField(max_length=8, default=OPEN)
+    types = models.JSONField(default=list)
+    details = models.JSONField(default=dict)
+    # Class-specific content, e.g. an applet's inputSpec, outputSpec, runSpec, access.
+    spec = models.JSONField(default=dict)
+    size = models.BigIntegerField(default=0)
+    media = models.CharField(max_length=255, blank=True, default="")
+    created = models.BigIntegerField(default=now_ms)
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    def __str__(self):
+        return self.id
+
+
+class Placement(models.Model):
+    """A data object as it appears in one container: folder, name and per-project metadata."""
+
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="placements")
+    obj = models.ForeignKey(DataObject, on_delete=models.CASCADE, related_name="placements")
+    folder = models.CharField(max_length=1024, default="/")
+    name = models.CharField(max_length=255)
+    hidden = models.BooleanField(default=False)
+    tags = models.JSONField(default=list)
+    properties = models.JSONField(default=dict)
+    modified = models.BigIntegerField(default=now_ms)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["container", "obj"], name="one_placement_per_container")]
+        indexes = [models.Index(fields=["container", "folder", "name"])]
+
+    def __str__(self):
+        return f"{self.container_id}:{self.obj_id}"
+
+
+class FilePart(models.Model):
+    PENDING = "pending"
+    COMPLETE = "complete"
+
+    file = models.ForeignKey(DataObject, on_delete=models.CASCADE, related_name="parts")
+    index = models.PositiveIntegerField()
+    size = models.BigIntegerField(null=True)
+    md5 = models.CharField(max_length=32, blank=True, default="")
+    state = models.CharField(max_length=8, default=PENDING)
+    blob = models.CharField(max_length=255, blank=True, default="")
+    # Byte offset of the part in the closed file.
+    offset = models.BigIntegerField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["file", "index"], name="one_part_per_index")]
+        ordering = ["index"]
+
+
+class Nonce(models.Model):
+    """The reply to a /new or /run call, kept so that a retried call gets the same reply."""
+
+    principal = models.CharField(max_length=80)
+    nonce = models.CharField(max_length=128)
+    route = models.CharField(max_length=120)
+    # SHA-256 of the call's input: a nonce reused with another input is refused ("" on old rows).
+    input_digest = models.CharField(max_length=64, blank=True, default="")
+    response = models.JSONField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["principal", "nonce"], name="one_reply_per_nonce")]
+
+
+def select_fields(data, body):
+    """Apply describe's `fields`/`defaultFields` input: only asked-for fields (and id) unless defaults too."""
+    fields = body.get("fields") if isinstance(body, dict) else None
+    if not isinstance(fields, dict) or body.get("defaultFields"):
+        return data
+    keep = {k for k, v in fields.items() if v} | {"id"}
+    return {k: v for k, v in data.items() if k in keep}
+
+
+def upload_parameters():
+    from django.conf import settings
+
+    return {
+        "minimumPartSize": settings.DXWEB_MIN_PART_SIZE,
+        "maximumPartSize": settings.DXWEB_MAX_PART_SIZE,
+        "maximumFileSize": settings.DXWEB_MAX_FILE_SIZE,
+        "maximumNumParts": settings.DXWEB_MAX_PARTS,
+        "emptyLastPartAllowed": True,
+    }
+
+
+def describe_container(container, level, folders=False, permissions=True):
+    """The fields /project-x/describe returns."""
+    data_bytes = (
+        DataObject.objects.filter(placements__container=container, cls="file").aggregate(s=models.Sum("size"))["s"]
+        or 0
+    )
+    data = {
+        "id": container.pk,
+        "class": container.kind,
+        "name": container.name,
+        "summary": container.summary,
+        "description": container.description,
+        "region": container.region,
+        "billTo": container.bill_to,
+        "level": Level(level).label,
+        "created": container.created,
+        "modified": container.modified,
+        "createdBy": {"user": container.created_by.dx_id if container.created_by else None},
+        "dataUsage": round(data_bytes / 1e9, 6),
+        "tags": container.tags,
+        "properties": container.properties,
+        "protected": False,
+        "restricted": False,
+        "containsPHI": False,
+        "version": 0,
+        "fileUploadParameters": upload_parameters(),
+    }
+    if permissions:
+        data["permissions"] = {
+            g.grantee_id: Level(g.level).label for g in container.grants.select_related("user")
+        }
+    if folders:
+        data["folders"] = list(container.folders.order_by("path").values_list("path", flat=True))
+    return data
+
+
+def describe_placement(placement, parts=False):
+    """The fields /<object>/describe returns for an object as seen in one container."""
+    obj = placement.obj
+    data = {
+        "id": obj.pk,
+        "class": obj.cls,
+        "project": placement.container_id,
+        "folder": placement.folder,
+        "name": placement.name,
+        "state": obj.state,
+        "hidden": placement.hidden,
+        "types": obj.types,
+        "tags": placement.tags,
+        "properties": placement.properties,
+        "details": obj.details,
+        "links": [],
+        "sponsored": False,
+        "archivalState": "live",
+        "created": obj.created,
+        "modified": max(placement.modified, obj.created),
+        "createdBy": {"user": obj.created_by.dx_id if obj.created_by else None},
+    }
+    if obj.cls == "file":
+        data["size"] = obj.size
+        data["media"] = obj.media or "application/octet-stream"
+        if parts:
+            data["parts"] = {
+                str(p.index): {"size": p.size, "md5": p.md5, "state": p.state} for p in obj.parts.all()
+            }
+    data.update(obj.spec)
+    return data

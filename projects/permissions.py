@@ -1,0 +1,201 @@
+"""The one place that decides who may reach what.
+
+Pages, API methods and websocket consumers reach containers, data objects and
+orgs only through the `access_*` helpers here. An object the principal cannot
+see and an object that does not exist give the same ResourceNotFound.
+"""
+from dataclasses import dataclass
+
+from django.db.models import Case, IntegerField, Max, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce, Greatest
+
+from dxweb.errors import PermissionDenied, ResourceNotFound
+
+from .models import Container, Grant, Level, Org, OrgMember, Placement, User
+
+LEVEL_RULES = {
+    Level.VIEW: "read data, folders and metadata; download files",
+    Level.UPLOAD: "VIEW, plus add new files and folders",
+    Level.CONTRIBUTE: "UPLOAD, plus modify, move, rename and delete data, and launch executables",
+    Level.ADMINISTER: "CONTRIBUTE, plus manage members and delete the project",
+}
+
+
+@dataclass
+class Principal:
+    """Who is calling: a user, optionally narrowed to a job token's scopes."""
+
+    user: User
+    # None: the user's own grants. A dict (container id -> level): a scoped token.
+    scopes: dict | None = None
+    token_id: int | None = None
+    # Set for a job token: the job acting.
+    job_id: str = ""
+    client_ip: str = ""
+    # The HTTP request, for building absolute transfer URLs.
+    request: object = None
+
+    @property
+    def key(self):
+        return f"{self.user.dx_id}" if self.scopes is None else f"token-{self.token_id}"
+
+    @classmethod
+    def of(cls, user):
+        return cls(user=user)
+
+
+def _grant_filter(user):
+    return Q(user=user) | Q(org__members__user=user)
+
+
+def user_level(user, container_id):
+    """Return the highest of the user's direct grant and every grant to an org they belong to."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Level.NONE
+    best = Grant.objects.filter(_grant_filter(user), container_id=container_id).aggregate(m=Max("level"))["m"]
+    return Level(best or Level.NONE)
+
+
+def level_of(principal, container_id):
+    """Return the principal's level on a container."""
+    if principal is None:
+        return Level.NONE
+    if principal.scopes is not None:
+        return Level(principal.scopes.get(container_id, Level.NONE))
+    return user_level(principal.user, container_id)
+
+
+def _level_subquery(user, via_org):
+    grants = Grant.objects.filter(container=OuterRef("pk"))
+    grants = grants.filter(org__members__user=user) if via_org else grants.filter(user=user)
+    return Subquery(grants.order_by("-level").values("level")[:1], output_field=IntegerField())
+
+
+def visible_projects(principal, min_level=Level.VIEW):
+    """Projects the principal holds at least `min_level` on, annotated with `level`."""
+    user = principal.user
+    if principal.scopes is not None:
+        ids = [cid for cid, lvl in principal.scopes.items() if lvl >= min_level]
+        cases = [When(pk=cid, then=Value(int(principal.scopes[cid]))) for cid in ids]
+        qs = Container.objects.filter(pk__in=ids, kind=Container.PROJECT)
+        return qs.annotate(level=Case(*cases, default=Value(0), output_field=IntegerField()))
+    qs = Container.objects.filter(kind=Container.PROJECT).annotate(
+        level=Greatest(
+            Coalesce(_level_subquery(user, False), Value(0)),
+            Coalesce(_level_subquery(user, True), Value(0)),
+        )
+    )
+    return qs.filter(level__gte=min_level)
+
+
+def permission_sources(user, container_id):
+    """Return {grantee id: level} for each grant that gives `user` access to the container."""
+    sources = {}
+    for grant in Grant.objects.filter(_grant_filter(user), container_id=container_id).select_related("user"):
+        sources[grant.grantee_id] = Level(grant.level).label
+    return sources
+
+
+def effective_access(container):
+    """List everyone who can reach the container: (user, level, [(source, level)...]), highest first."""
+    people = {}
+    for grant in Grant.objects.filter(container=container).select_related("user", "org"):
+        if grant.user_id:
+            members = [(grant.user, "direct")]
+        else:
+            members = [(m.user, grant.org_id) for m in grant.org.members.select_related("user")]
+        for user, via in members:
+            entry = people.setdefault(user.pk, {"user": user, "level": 0, "via": []})
+            entry["level"] = max(entry["level"], grant.level)
+            entry["via"].append((via, Level(grant.level).label))
+    rows = sorted(people.values(), key=lambda e: (-e["level"], e["user"].username))
+    for row in rows:
+        row["level"] = Level(row["level"]).label
+    return rows
+
+
+def check_level(principal, container_id, needed):
+    """Raise unless the principal holds `needed` on the container; return the level held."""
+    held = level_of(principal, container_id)
+    if held < Level.VIEW:
+        raise ResourceNotFound(f'The entity {container_id} could not be found')
+    if held < needed:
+        raise PermissionDenied(
+            f"{Level(needed).label} permission is required in {container_id}; you have {Level(held).label}"
+        )
+    return held
+
+
+def access_container(principal, container_id, needed=Level.VIEW, kinds=(Container.PROJECT, Container.WORKSPACE)):
+    """Return the container if the principal holds `needed` on it."""
+    if not isinstance(container_id, str):
+        raise ResourceNotFound("A project ID must be a string")
+    container = Container.objects.filter(pk=container_id, kind__in=kinds).first()
+    if container is None:
+        raise ResourceNotFound(f'The entity {container_id} could not be found')
+    container.level = check_level(principal, container.pk, needed)
+    return container
+
+
+def access_object(principal, object_id, needed=Level.VIEW, project=None, cls=None):
+    """Return the placement of a data object the principal can see, preferring the `project` hint.
+
+    `needed` is checked on the container of the returned placement.
+    """
+    placements = Placement.objects.filter(obj_id=object_id).select_related("obj", "container")
+    if cls:
+        placements = placements.filter(obj__cls=cls)
+    visible = []
+    for placement in placements:
+        placement.level = level_of(principal, placement.container_id)
+        if placement.level >= Level.VIEW:
+            visible.append(placement)
+    if not visible:
+        raise ResourceNotFound(f'The entity {object_id} could not be found')
+    best = max(visible, key=lambda p: (p.container_id == project, p.level))
+    if best.level < needed:
+        raise PermissionDenied(
+            f"{Level(needed).label} permission is required in {best.container_id}; "
+            f"you have {Level(best.level).label}"
+        )
+    return best
+
+
+def access_user(principal, user_id):
+    """Return the user named by `user-<handle>`; any signed-in principal may see a user's public face."""
+    handle = user_id[5:] if isinstance(user_id, str) and user_id.startswith("user-") else None
+    user = User.objects.filter(username=handle, is_active=True).first() if handle else None
+    if user is None:
+        raise ResourceNotFound(f'The entity {user_id} could not be found')
+    return user
+
+
+def access_self(principal, user_id):
+    """Return the user named by `user-<handle>` if it is the caller; a job token never qualifies."""
+    user = access_user(principal, user_id)
+    if user != principal.user or principal.scopes is not None:
+        raise PermissionDenied("Only the user may update their own account")
+    return user
+
+
+def require_personal_token(principal, action):
+    """Raise unless the caller acts with the user's own token: job tokens cannot `action`."""
+    if principal.scopes is not None:
+        raise PermissionDenied(f"Job tokens cannot {action}")
+
+
+def org_role(user, org):
+    member = OrgMember.objects.filter(org=org, user=user).first()
+    return member.level if member else None
+
+
+def access_org(principal, org_id, admin=False):
+    """Return the org if the principal is a member (an ADMIN when `admin`)."""
+    org = Org.objects.filter(pk=org_id).first() if isinstance(org_id, str) else None
+    role = org_role(principal.user, org) if org is not None and principal.scopes is None else None
+    if role is None:
+        raise ResourceNotFound(f'The entity {org_id} could not be found')
+    if admin and role != OrgMember.ADMIN:
+        raise PermissionDenied(f"ADMIN membership of {org_id} is required")
+    org.role = role
+    return org
