@@ -1,0 +1,551 @@
+"""State changes on jobs: launching, resolving references, finishing, failing and terminating.
+
+Nothing else writes Job.state: every change goes through transition().
+"""
+import logging
+
+from django.conf import settings
+from django.db import models, transaction
+
+from dxweb.errors import InvalidInput, InvalidState, PermissionDenied, ResourceNotFound
+from dxweb.ids import id_class, new_id
+from dxweb.validation import get, string_list, string_map
+from projects import actions as project_actions
+from projects.models import ApiToken, Container, DataObject, Level, Placement, now_ms
+from projects.permissions import Principal, access_container, access_object, level_of
+
+from .logs import notify_state
+from .models import FINAL_STATES, TRANSITIONS, Job, JobDependency, JobTransition, State
+from .specs import check_applet_specs, check_input, jbor, link_target, timeout_seconds
+
+log = logging.getLogger(__name__)
+
+DEBUG_REASONS = {"AppError", "AppInternalError", "ExecutionError", "AppInsufficientResourceError"}
+PRIORITIES = {"low", "normal", "high"}
+
+
+class TransitionError(Exception):
+    """A state change the transitions table does not allow."""
+
+
+def transition(job_id, new_state, expected=None, only_if=None, **fields):
+    """Move a job to `new_state` by compare-and-swap; return True if this call made the change.
+
+    `expected` narrows the states it may leave. False means the job was not in
+    such a state (another worker or request won); a change the table forbids
+    from the current state also returns False, so racing callers need no locks.
+    `only_if` adds Job lookups to the swap's condition: the lease a runner holds
+    ({"tries": n}), or a reaper's "the lease is still lapsed".
+    """
+    only_if = only_if or {}
+    new_state = State(new_state)
+    sources = {s for s, targets in TRANSITIONS.items() if new_state in targets}
+    if expected is not None:
+        unknown = {State(s) for s in expected} - sources
+        if unknown:
+            raise TransitionError(f"{', '.join(sorted(unknown))} -> {new_state} is not an allowed transition")
+        sources = {State(s) for s in expected}
+    while True:
+        row = (Job.objects.filter(pk=job_id, **only_if)
+               .values_list("state", "started_running", "project_id", "launched_by_id").first())
+        if row is None or row[0] not in sources:
+            return False
+        current, started, project_id, launcher_id = row
+        now = now_ms()
+        updates = {"state": new_state, "modified": now, **fields}
+        if new_state == State.RUNNING and started is None:
+            updates.setdefault("started_running", now)
+        if new_state in FINAL_STATES and started is not None:
+            updates.setdefault("stopped_running", now)
+        with transaction.atomic():
+            if Job.objects.filter(pk=job_id, state=current, **only_if).update(**updates) == 1:
+                JobTransition.objects.create(job_id=job_id, old_state=current, new_state=new_state, set_at=now)
+                # Job lists and job pages re-read states when told; they also poll, for other processes.
+                transaction.on_commit(lambda: notify_state(project_id, launcher_id))
+                if new_state in FINAL_STATES:
+                    _on_final(job_id)
+                return True
+        # The state moved between our read and our write: look again.
+
+
+# Values: links and references ---------------------------------------------------
+
+def walk(value):
+    """Yield every dict, list and scalar inside a JSON value, the value itself first."""
+    yield value
+    if isinstance(value, dict) and jbor(value) is None and link_target(value) is None:
+        for item in value.values():
+            yield from walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk(item)
+
+
+def refs_in(value):
+    return [ref for v in walk(value) if (ref := jbor(v)) is not None]
+
+
+def links_in(value):
+    return [target for v in walk(value) if (target := link_target(v)) is not None and jbor(v) is None]
+
+
+def substitute(value, outputs):
+    """Replace each JBOR in `value` with the referenced output (outputs: {job id: output dict})."""
+    ref = jbor(value)
+    if ref is not None:
+        output = outputs[ref["job"]] or {}
+        if ref["field"] not in output:
+            raise InvalidInput(f'{ref["job"]} has no output field "{ref["field"]}"')
+        result = output[ref["field"]]
+        if "index" in ref:
+            if not isinstance(result, list) or not isinstance(ref["index"], int) or not 0 <= ref["index"] < len(result):
+                raise InvalidInput(f'{ref["job"]}:{ref["field"]} has no index {ref["index"]}')
+            result = result[ref["index"]]
+        return result
+    if isinstance(value, dict) and link_target(value) is None:
+        return {k: substitute(v, outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, outputs) for v in value]
+    return value
+
+
+# Applets ---------------------------------------------------------------------------
+
+# /applet/new keys kept as the applet's content (returned by describe and get).
+APPLET_KEYS = ("title", "summary", "description", "dxapi", "version", "inputSpec", "outputSpec", "runSpec",
+               "access", "ignoreReuse", "treeTurnaroundTimeThreshold")
+
+
+def new_applet(user, container, body):
+    """/applet/new (and the applet form): check the specs and create a closed applet; return its placement."""
+    check_applet_specs(body)
+    spec = {key: body[key] for key in APPLET_KEYS if key in body}
+    spec.setdefault("dxapi", "1.0.0")
+    spec.setdefault("inputSpec", [])
+    spec.setdefault("outputSpec", [])
+    spec.setdefault("access", {})
+    for key in ("title", "summary", "description"):
+        spec.setdefault(key, "")
+    return project_actions.new_object(
+        user, container, "applet",
+        **project_actions.new_object_fields(body, "untitled-applet"),
+        state=DataObject.CLOSED,
+        spec=spec,
+    )
+
+
+# Launching -------------------------------------------------------------------------
+
+def access_job(principal, job_id):
+    """Return the job if the principal can VIEW its project (or it is the principal's own job tree)."""
+    job = Job.objects.select_related("project", "launched_by").filter(pk=job_id).first() if isinstance(job_id, str) else None
+    if job is None or level_of(principal, job.project_id) < Level.VIEW:
+        raise ResourceNotFound(f"The entity {job_id} could not be found")
+    return job
+
+
+def calling_job(principal):
+    """The job behind a job token, or None for a user's token."""
+    if not principal.job_id:
+        return None
+    job = Job.objects.select_related("project", "launched_by").filter(pk=principal.job_id).first()
+    if job is None or job.is_final:
+        raise InvalidState(f"{principal.job_id} has finished; its token can no longer launch jobs")
+    return job
+
+
+def _instance_type(body, function, run_spec):
+    requested = get(body, "systemRequirements", dict, {})
+    for source in (requested, run_spec.get("systemRequirements", {})):
+        entry = source.get(function) or source.get("*")
+        if isinstance(entry, dict) and entry.get("instanceType"):
+            itype = entry["instanceType"]
+            if not isinstance(itype, str) or itype not in settings.DXWEB_INSTANCE_TYPES:
+                raise InvalidInput(
+                    f"Unknown instance type {itype!r}; available: {', '.join(sorted(settings.DXWEB_INSTANCE_TYPES))}"
+                )
+            return itype
+    return settings.DXWEB_DEFAULT_INSTANCE_TYPE
+
+
+def _timeout(body, executable, function, run_spec):
+    overrides = get(body, "timeoutPolicyByExecutable", dict, {}).get(executable)
+    for policy in (overrides, run_spec.get("timeoutPolicy")):
+        if isinstance(policy, dict):
+            limit = policy.get(function) or policy.get("*")
+            if limit is not None:
+                return timeout_seconds(limit, f"timeoutPolicy.{function}")
+    return None
+
+
+def _debug(body):
+    debug = get(body, "debug", dict, {})
+    on = debug.get("debugOn", [])
+    if not isinstance(on, list) or not set(on) <= DEBUG_REASONS | {"All"}:
+        raise InvalidInput(f'debug.debugOn must be an array of {", ".join(sorted(DEBUG_REASONS))} or "All"')
+    return {"debugOn": sorted(DEBUG_REASONS) if "All" in on else on} if on else {}
+
+
+def _common_fields(body):
+    priority = get(body, "priority", str, "normal")
+    if priority not in PRIORITIES:
+        raise InvalidInput('"priority" must be "low", "normal" or "high"')
+    return {
+        "tags": project_actions.clean_tags(string_list(body, "tags", [])),
+        "properties": project_actions.clean_properties(string_map(body, "properties", default={})),
+        "details": get(body, "details", (dict, list), {}),
+        "priority": priority,
+        "debug": _debug(body),
+        "allow_ssh": string_list(body, "allowSSH", []),
+    }
+
+
+
+
+def _check_dependencies(principal, job, input_value, depends_on):
+    """Record what the job waits for; every referenced job must be visible to the launcher."""
+    on = {}
+    for ref in refs_in(input_value):
+        on[ref["job"]] = JobDependency.INPUT
+    for dep in depends_on:
+        if id_class(dep) != "job":
+            raise InvalidInput(f'dependsOn: {dep!r} is not a job ID')
+        on[dep] = JobDependency.INPUT
+    for dep_id in on:
+        if id_class(dep_id) != "job":
+            raise InvalidInput(f"{dep_id!r} in a job-based object reference is not a job ID")
+        access_job(principal, dep_id)
+        JobDependency.objects.create(job=job, on_id=dep_id, stage=JobDependency.INPUT)
+
+
+def _link_inputs(principal, workspace, input_value):
+    """Make every data object named in the input visible in the job's workspace."""
+    for obj_id, hint in links_in(input_value):
+        placement = access_object(principal, obj_id, Level.VIEW, project=hint)
+        if placement.obj.state != "closed":
+            raise InvalidState(f"The input {obj_id} is not closed")
+        if not Placement.objects.filter(container=workspace, obj_id=obj_id).exists():
+            Placement.objects.create(container=workspace, obj=placement.obj, folder="/", name=placement.name)
+
+
+@transaction.atomic
+def run_applet(principal, placement, body):
+    """/applet-x/run: a new origin job with its own workspace."""
+    applet, spec = placement.obj, placement.obj.spec
+    caller = calling_job(principal)
+    if caller is None:
+        project = access_container(principal, get(body, "project", str), Level.CONTRIBUTE, kinds=(Container.PROJECT,))
+        parent, root = None, None
+    else:
+        project, parent, root = caller.project, caller, caller.root or caller
+    run_input = get(body, "input", dict, {})
+    resolved = check_input(spec.get("inputSpec"), run_input)
+    function = "main"
+    job = Job.objects.create(
+        id=new_id("job"),
+        name=project_actions.clean_name(get(body, "name", str, placement.name)),
+        applet=applet,
+        executable=applet.pk,
+        executable_name=placement.name,
+        spec=spec,
+        function=function,
+        project=project,
+        folder=project_actions.clean_folder(get(body, "folder", str, "/")),
+        parent=parent,
+        root=root,
+        launched_by=principal.user,
+        input=resolved,
+        original_input=run_input,
+        run_input=run_input,
+        depends_on=string_list(body, "dependsOn", []),
+        instance_type=_instance_type(body, function, spec["runSpec"]),
+        timeout_s=_timeout(body, applet.pk, function, spec["runSpec"]),
+        delay_workspace_destruction=get(body, "delayWorkspaceDestruction", bool, False),
+        **_common_fields(body),
+    )
+    job.origin = job
+    if root is None:
+        job.root = job
+    workspace = project_actions.create_container(None, f"workspace of {job.id}", kind=Container.WORKSPACE)
+    job.workspace = workspace
+    job.save()
+    _link_inputs(principal, workspace, run_input)
+    _check_dependencies(principal, job, run_input, job.depends_on)
+    _schedule(job)
+    return job
+
+
+@transaction.atomic
+def new_subjob(principal, body):
+    """/job/new from inside a job: a child running another entry point of the same applet."""
+    caller = calling_job(principal)
+    if caller is None:
+        raise PermissionDenied("/job/new is called with a job's token (DX_SECURITY_CONTEXT inside a job)")
+    function = get(body, "function", str)
+    if not function:
+        raise InvalidInput('"function" must name an entry point')
+    run_input = get(body, "input", dict, {})
+    job = Job.objects.create(
+        id=new_id("job"),
+        name=project_actions.clean_name(get(body, "name", str, f"{caller.name}:{function}")),
+        applet=caller.applet,
+        executable=caller.executable,
+        executable_name=caller.executable_name,
+        spec=caller.spec,
+        function=function,
+        project=caller.project,
+        workspace=caller.workspace,
+        folder=caller.folder,
+        parent=caller,
+        origin=caller.origin or caller,
+        root=caller.root or caller,
+        launched_by=caller.launched_by,
+        input=run_input,
+        original_input=run_input,
+        run_input=run_input,
+        depends_on=string_list(body, "dependsOn", []),
+        instance_type=_instance_type(body, function, caller.spec.get("runSpec", {})),
+        timeout_s=_timeout(body, caller.executable, function, caller.spec.get("runSpec", {})),
+        **_common_fields(body),
+    )
+    _link_inputs(principal, caller.workspace, run_input)
+    _check_dependencies(principal, job, run_input, job.depends_on)
+    _schedule(job)
+    return job
+
+
+def _schedule(job):
+    if JobDependency.objects.filter(job=job, stage=JobDependency.INPUT).exists():
+        transition(job.pk, State.WAITING_ON_INPUT, expected=[State.IDLE])
+        advance_inputs(job.pk)
+    else:
+        _make_runnable(job.pk, State.IDLE)
+
+
+def _make_runnable(job_id, from_state):
+    if transition(job_id, State.RUNNABLE, expected=[from_state]):
+        from .tasks import run_job
+
+        transaction.on_commit(lambda: run_job.delay(job_id))
+
+
+def advance_inputs(job_id):
+    """Run a waiting job once everything it waits for is done; fail it if one of them failed."""
+    job = Job.objects.filter(pk=job_id, state=State.WAITING_ON_INPUT).first()
+    if job is None:
+        return
+    deps = list(Job.objects.filter(dependants__job=job, dependants__stage=JobDependency.INPUT).distinct())
+    broken = [d for d in deps if d.state in (State.FAILED, State.TERMINATED)]
+    if broken:
+        fail(job, "DependencyFailed", f"{broken[0].id} ({broken[0].name}) is {broken[0].state}; this job depended on it")
+        return
+    if any(d.state != State.DONE for d in deps):
+        return
+    try:
+        resolved = substitute(job.input, {d.id: d.output for d in deps})
+    except InvalidInput as err:
+        fail(job, "InputError", err.message)
+        return
+    Job.objects.filter(pk=job.pk).update(input=resolved)
+    _link_inputs_after_resolution(job, resolved)
+    _make_runnable(job.pk, State.WAITING_ON_INPUT)
+
+
+def _link_inputs_after_resolution(job, resolved):
+    """Data named by resolved references comes from the same tree's workspaces: place it in this one."""
+    for obj_id, _ in links_in(resolved):
+        if job.workspace_id and not Placement.objects.filter(container_id=job.workspace_id, obj_id=obj_id).exists():
+            source = Placement.objects.filter(obj_id=obj_id).first()
+            if source is not None:
+                Placement.objects.create(container_id=job.workspace_id, obj=source.obj, folder="/", name=source.name)
+
+
+# Running -------------------------------------------------------------------------------
+
+def claim(job_id, worker):
+    """Take a runnable job for `worker`; return (job, its new token) or None if someone else has it.
+
+    `job.tries` identifies this claim: pass {"tries": job.tries} as `only_if` to record its result.
+
+    The token exists only while the job runs: CONTRIBUTE on the workspace and, on the
+    project, the applet's access.project level (VIEW by default) capped by the launcher's.
+    """
+    # The try is counted in the same swap that takes the job: `tries` is the lease's generation,
+    # which the runner's heartbeats and results are fenced on.
+    if not transition(job_id, State.RUNNING, expected=[State.RUNNABLE], worker=worker, heartbeat=now_ms(),
+                      tries=models.F("tries") + 1):
+        return None
+    job = Job.objects.select_related("project", "workspace", "launched_by").get(pk=job_id)
+    wanted = Level.parse(job.spec.get("access", {}).get("project", "VIEW")) or Level.VIEW
+    held = level_of(Principal.of(job.launched_by), job.project_id)
+    token, raw = ApiToken.issue(job.launched_by, f"job token for {job.id}")
+    token.scopes = {job.workspace_id: int(Level.CONTRIBUTE), job.project_id: int(min(wanted, held))}
+    token.job_id = job.id
+    token.save(update_fields=["scopes", "job_id"])
+    Job.objects.filter(pk=job_id).update(token=token)
+    return job, raw
+
+
+# Finishing ------------------------------------------------------------------------------
+
+def finish(job_id, output, only_if=None):
+    """The job's code ended well with `output`: done, or waiting_on_output on children and references."""
+    only_if = only_if or {}
+    job = Job.objects.get(pk=job_id)
+    for ref in refs_in(output):
+        if id_class(ref["job"]) != "job" or not Job.objects.filter(pk=ref["job"], root=job.root_id).exists():
+            fail(job, "AppError", f'The output references {ref["job"]}, which is not a job of this execution tree',
+                 only_if=only_if)
+            return
+        JobDependency.objects.get_or_create(job=job, on_id=ref["job"], stage=JobDependency.OUTPUT)
+    if not Job.objects.filter(pk=job_id, state=State.RUNNING, **only_if).update(output=output):
+        return  # no longer ours to finish (terminated, or a later try holds the lease)
+    if transition(job_id, State.WAITING_ON_OUTPUT, expected=[State.RUNNING], only_if=only_if):
+        complete_outputs(job_id)
+
+
+def complete_outputs(job_id):
+    """Finish a job waiting on output once its children and referenced jobs are done."""
+    job = Job.objects.filter(pk=job_id, state=State.WAITING_ON_OUTPUT).first()
+    if job is None:
+        return
+    if job.children.exclude(state=State.DONE).exists():
+        return
+    deps = list(Job.objects.filter(dependants__job=job, dependants__stage=JobDependency.OUTPUT).distinct())
+    if any(d.state != State.DONE for d in deps):
+        return
+    try:
+        output = substitute(job.output, {d.id: d.output for d in deps})
+    except InvalidInput as err:
+        fail(job, "AppError", err.message)
+        return
+    Job.objects.filter(pk=job_id).update(output=output)
+    transition(job_id, State.DONE, expected=[State.WAITING_ON_OUTPUT])
+
+
+def _on_final(job_id):
+    """After a job reaches a final state: revoke its token, wake what waited on it, tidy its workspace."""
+    job = Job.objects.select_related("project").get(pk=job_id)
+    if job.token_id:
+        ApiToken.objects.filter(pk=job.token_id).delete()
+    for dep in JobDependency.objects.filter(on=job).select_related("job"):
+        if dep.stage == JobDependency.INPUT:
+            advance_inputs(dep.job_id)
+        else:
+            complete_outputs(dep.job_id)
+    if job.parent_id:
+        complete_outputs(job.parent_id)
+    if job.origin_id == job.id and job.state == State.DONE:
+        _publish_outputs(job)
+    # The last job of a tree to end (the origin, or a child terminated after it) removes the workspace.
+    origin = job.origin or job
+    if job.workspace_id and origin.is_final and not origin.delay_workspace_destruction:
+        workspace_id = job.workspace_id
+        transaction.on_commit(lambda: _destroy_workspace_when_idle(workspace_id))
+
+
+def _publish_outputs(job):
+    """Clone an origin job's output objects from its workspace into the project's output folder."""
+    project_actions.new_folder(job.project, job.folder, parents=True)
+    for obj_id, _ in links_in(job.output):
+        source = Placement.objects.filter(container_id=job.workspace_id, obj_id=obj_id).first()
+        if source is None or Placement.objects.filter(container=job.project, obj_id=obj_id).exists():
+            continue
+        Placement.objects.create(
+            container=job.project, obj=source.obj, folder=job.folder, name=source.name,
+            tags=list(source.tags), properties=dict(source.properties),
+        )
+
+
+def _destroy_workspace_when_idle(workspace_id):
+    """Destroy a workspace once no job using it is still unfinished."""
+    with transaction.atomic():
+        if Job.objects.filter(workspace_id=workspace_id).exclude(state__in=FINAL_STATES).exists():
+            return
+        workspace = Container.objects.filter(pk=workspace_id, kind=Container.WORKSPACE).first()
+        if workspace is not None:
+            project_actions.destroy_container(workspace)
+
+
+def fail(job, reason, message, failure_from=None, only_if=None):
+    """Fail a job; its origin fails too (failureFrom names the first failure) and the rest of the tree ends.
+
+    Return True if this call failed the job; `only_if` conditions that first change (see transition()).
+    """
+    failure_from = failure_from or job
+    if not transition(job.pk, State.FAILED, only_if=only_if, failure_reason=reason, failure_message=message[:10000],
+                      failure_from=failure_from if failure_from.pk != job.pk else None):
+        return False
+    origin = job.origin or job
+    if origin.pk != job.pk:
+        fail(origin, reason, message, failure_from=failure_from)
+        return True
+    _end_tree(origin, "Terminated", f"Terminated because {failure_from.id} failed")
+    if origin.parent_id:
+        fail(origin.parent, reason, message, failure_from=failure_from)
+    return True
+
+
+def terminate(principal, job):
+    """/job-x/terminate: end the job's whole origin tree."""
+    origin = job.origin or job
+    if origin.is_final and not origin.origin_tree.exclude(state__in=FINAL_STATES).exists():
+        raise InvalidState(f"{job.id} has already finished ({job.state})")
+    who = principal.user.dx_id
+    _end_tree(origin, "Terminated", f"Terminated by {who}", include_origin=True)
+
+
+def _end_tree(origin, reason, message, include_origin=False):
+    jobs = Job.objects.filter(origin=origin).exclude(state__in=FINAL_STATES)
+    if not include_origin:
+        jobs = jobs.exclude(pk=origin.pk)
+    for job in jobs:
+        # A running process is killed by its worker, which then records `terminated`.
+        if job.state in (State.RUNNING, State.DEBUG_HOLD):
+            transition(job.pk, State.TERMINATING, failure_reason=reason, failure_message=message)
+        else:
+            transition(job.pk, State.TERMINATED, failure_reason=reason, failure_message=message)
+
+
+# The reaper --------------------------------------------------------------------------------
+
+def reap(now=None):
+    """Recover from vanished workers and lost wake-ups; return what was done, for logs and tests.
+
+    A running job whose lease lapsed is retried (within DXWEB_MAX_TRIES) or failed
+    with ExecutionError; a terminating one is recorded terminated; a runnable job
+    nobody claimed is woken again (claims are idempotent, so a spare wake-up is harmless).
+    """
+    from .tasks import run_job
+
+    now = now or now_ms()
+    lapsed = now - settings.DXWEB_LEASE_SECONDS * 1000
+    report = {"retried": [], "failed": [], "terminated": [], "woken": []}
+    for job in Job.objects.filter(state__in=[State.RUNNING, State.TERMINATING], heartbeat__lt=lapsed):
+        # Act only if the lease is still lapsed when we swap: a worker that renewed it since keeps its job.
+        still_lapsed = {"heartbeat__lt": lapsed}
+        if job.state == State.TERMINATING:
+            if transition(job.pk, State.TERMINATED, expected=[State.TERMINATING], only_if=still_lapsed):
+                report["terminated"].append(job.pk)
+        elif job.tries < settings.DXWEB_MAX_TRIES:
+            if transition(job.pk, State.RUNNABLE, expected=[State.RUNNING], only_if=still_lapsed,
+                          worker="", heartbeat=None):
+                ApiToken.objects.filter(pk=job.token_id).delete()
+                transaction.on_commit(lambda job_id=job.pk: run_job.delay(job_id))
+                report["retried"].append(job.pk)
+        else:
+            message = (f"The worker running this job ({job.worker}) stopped renewing its lease; "
+                       f"gave up after {job.tries} tries")
+            if fail(job, "ExecutionError", message, only_if=still_lapsed):
+                report["failed"].append(job.pk)
+    # A runnable job left unclaimed for a lease has likely lost its message (a worker died holding
+    # it): send another. `heartbeat` of a runnable job records the last such wake-up, and they back
+    # off (at ages of 1, 2, 4, 8... leases) so a long queue is not flooded with copies every tick.
+    unclaimed = Job.objects.filter(state=State.RUNNABLE, modified__lt=lapsed).filter(
+        models.Q(heartbeat__isnull=True) | models.Q(heartbeat__lt=(models.F("modified") + now) / 2)
+    )
+    for job_id in unclaimed.values_list("pk", flat=True):
+        if Job.objects.filter(pk=job_id, state=State.RUNNABLE).update(heartbeat=now) == 1:
+            transaction.on_commit(lambda job_id=job_id: run_job.delay(job_id))
+            report["woken"].append(job_id)
+    return report

@@ -1,0 +1,347 @@
+"""Websocket streams of job logs: `/job-x/getLog/websocket` as `dx watch` speaks it (reference §6).
+
+The consumer only moves frames: it authenticates the first frame's token, checks
+VIEW through the permission module, then streams the store from a cursor. The
+channel layer only says "there is more"; a short poll covers processes whose
+notifications cannot reach this one (the embedded in-memory layer).
+"""
+import asyncio
+import json
+import logging
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from dxweb.api import principal_for_token
+from dxweb.errors import DXError, InvalidInput, PermissionDenied, ResourceNotFound
+from projects.models import Container, Level
+from projects.permissions import Principal, access_container, level_of
+
+from .actions import access_job
+from .logs import LEVELS, LogReader, group_name, states_group
+from .models import FINAL_STATES, Job
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+END_GRACE_SECONDS = 30
+
+
+def close_reason(error):
+    return json.dumps({"type": error.type, "message": error.message})[:120]
+
+
+class JobLogConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        self.started = False
+        self.groups_joined = set()
+        self.wakeup = asyncio.Event()
+        self.task = None
+        await self.accept()
+
+    async def disconnect(self, code):
+        if self.task is not None:
+            self.task.cancel()
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.started:
+            return  # only the first frame carries the request
+        self.started = True
+        try:
+            request = json.loads(text_data or "")
+            if not isinstance(request, dict):
+                raise ValueError
+        except ValueError:
+            await self.close(code=4400, reason=close_reason(InvalidInput("The first frame must be a JSON object")))
+            return
+        try:
+            self.options = await self.authorize(request)
+        except DXError as err:
+            log.info("refused a log stream for %s: %s", self.job_id, err.message)
+            await self.close(code=4000 + min(err.status, 999), reason=close_reason(err))
+            return
+        self.task = asyncio.create_task(self.stream())
+
+    @database_sync_to_async
+    def authorize(self, request):
+        principal = principal_for_token(request.get("access_token"))
+        job = access_job(principal, self.job_id)
+        levels = request.get("levels")
+        if levels is not None and (not isinstance(levels, list) or not set(levels) <= set(LEVELS)):
+            raise InvalidInput(f'"levels" must be an array of {", ".join(LEVELS)}')
+        recent = request.get("numRecentMessages", 262144)
+        if not isinstance(recent, int) or isinstance(recent, bool) or recent < 0:
+            raise InvalidInput('"numRecentMessages" must be a non-negative integer')
+        return {
+            "root": job,
+            "tree": bool(request.get("recurseJobs")),
+            "tail": request.get("tail", True) is not False,
+            "levels": levels,
+            "recent": recent,
+        }
+
+    async def log_more(self, event):
+        self.wakeup.set()
+
+    async def stream(self):
+        try:
+            await self.send_backlog()
+            while self.options["tail"]:
+                jobs_final = await self.tree_is_final()
+                sent = await self.send_new()
+                if jobs_final and not sent:
+                    break
+                if not sent:
+                    self.wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self.wakeup.wait(), timeout=settings.DXWEB_LOG_POLL_SECONDS)
+                    except asyncio.TimeoutError:
+                        pass
+            await self.send(text_data=json.dumps({"job": self.job_id, "source": "SYSTEM", "msg": "END_LOG",
+                                                  "timestamp": 0, "level": "INFO"}))
+            # The client closes on END_LOG once it has read everything. Closing first would let the
+            # server drop the connection after its short close handshake and cut a slow reader's tail.
+            await asyncio.sleep(END_GRACE_SECONDS)
+            await self.close(code=1000)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("log stream for %s failed", self.job_id)
+            await self.close(code=1011)
+
+    async def _join_groups(self, job_ids):
+        for job_id in job_ids:
+            group = group_name(job_id)
+            if group not in self.groups_joined:
+                await self.channel_layer.group_add(group, self.channel_name)
+                self.groups_joined.add(group)
+
+    @database_sync_to_async
+    def _jobs(self):
+        return self.reader.jobs()
+
+    async def tree_is_final(self):
+        return all(row[2] in FINAL_STATES for row in await self._jobs())
+
+    async def send_backlog(self):
+        self.reader = LogReader(self.options["root"], tree=self.options["tree"])
+        await self._jobs()
+        self.names = self.reader.names
+        await self._join_groups(self.names)
+        lines = await database_sync_to_async(self.reader.backlog)(self.options["recent"], self.options["levels"])
+        await self._send_lines(lines)
+
+    @database_sync_to_async
+    def _new_lines(self):
+        levels = self.options["levels"]
+        return [line for line in self.reader.new_lines(BATCH) if not levels or line.level in levels]
+
+    async def send_new(self):
+        if self.options["tree"]:
+            await self._jobs()
+            self.names = self.reader.names
+            await self._join_groups(self.names)
+        lines = await self._new_lines()
+        await self._send_lines(lines)
+        return bool(lines)
+
+    async def _send_lines(self, lines):
+        for line in lines:
+            await self.send(text_data=json.dumps(line.to_frame(self.names.get(line.job_id))))
+
+
+# The browser's sockets: the session's user (AuthMiddlewareStack), no token frame ---------------------
+
+STATE_POLL_SECONDS = 1.0
+PAGE_BATCH = 2000
+FRAME_BYTES = 256 * 1024
+FINAL_GRACE_SECONDS = 0.5
+
+
+class SessionConsumer(AsyncWebsocketConsumer):
+    """A socket for a logged-in browser: refuse anonymous users and anything the permission module hides.
+
+    Close codes: 4403 (not logged in), 4404 (missing or not visible: the same answer for both).
+    """
+
+    async def connect(self):
+        self.groups_joined = set()
+        self.wakeup = asyncio.Event()
+        self.task = None
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4403, reason=close_reason(PermissionDenied("Log in to watch jobs")))
+            return
+        try:
+            await database_sync_to_async(self.authorize)(Principal.of(user))
+        except DXError as err:
+            await self.close(code=4404 if isinstance(err, ResourceNotFound) else 4403, reason=close_reason(err))
+            return
+        self.authorized = True
+
+    async def disconnect(self, code):
+        if self.task is not None:
+            self.task.cancel()
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def join(self, group):
+        if group not in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.add(group)
+
+    async def wait_for_news(self, timeout):
+        self.wakeup.clear()
+        try:
+            await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def log_more(self, event):
+        self.wakeup.set()
+
+    async def jobs_changed(self, event):
+        self.wakeup.set()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if not getattr(self, "authorized", False) or self.task is not None:
+            return  # only the first frame carries the request
+        try:
+            request = json.loads(text_data or "")
+            if not isinstance(request, dict):
+                raise ValueError
+            self.request = self.parse(request)
+        except (ValueError, DXError):
+            await self.close(code=4400, reason=close_reason(InvalidInput("The first frame is not a valid request")))
+            return
+        self.task = asyncio.create_task(self.run_guarded())
+
+    async def run_guarded(self):
+        try:
+            await self.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", type(self).__name__)
+            await self.close(code=1011)
+
+
+class JobStatesConsumer(SessionConsumer):
+    """Live state badges of a job list: `/ws/projects/<id>/jobs/`, or `/ws/jobs/mine/` for "My jobs".
+
+    First frame: {"watch": [job ids on the page]}. Frames out: {"states": {id: state}}, only changes.
+    """
+
+    def authorize(self, principal):
+        project_id = self.scope["url_route"]["kwargs"].get("project_id")
+        self.principal = principal
+        if project_id:
+            self.project = access_container(principal, project_id, Level.VIEW, kinds=(Container.PROJECT,))
+            self.group = states_group(project_id=self.project.pk)
+        else:
+            self.project = None
+            self.group = states_group(user_id=principal.user.pk)
+
+    def parse(self, request):
+        watch = request.get("watch", [])
+        if not isinstance(watch, list) or not all(isinstance(i, str) for i in watch) or len(watch) > 500:
+            raise InvalidInput('"watch" must be an array of up to 500 job IDs')
+        return {"watch": watch}
+
+    def _states(self):
+        jobs = Job.objects.filter(pk__in=self.request["watch"])
+        if self.project is not None:
+            jobs = jobs.filter(project=self.project)
+        else:
+            jobs = jobs.filter(launched_by=self.principal.user)
+        rows = list(jobs.values_list("id", "state", "project_id"))
+        # Access may have been revoked since the page was rendered: ask the permission module each time.
+        allowed = {pid for pid in {r[2] for r in rows} if level_of(self.principal, pid) >= Level.VIEW}
+        return {job_id: state for job_id, state, pid in rows if pid in allowed}
+
+    async def run(self):
+        await self.join(self.group)
+        sent = {}
+        while True:
+            states = await database_sync_to_async(self._states)()
+            changed = {k: v for k, v in states.items() if sent.get(k) != v}
+            if changed:
+                await self.send(text_data=json.dumps({"states": changed}))
+                sent.update(changed)
+            await self.wait_for_news(max(settings.DXWEB_LOG_POLL_SECONDS, STATE_POLL_SECONDS))
+
+
+class JobPageConsumer(SessionConsumer):
+    """The job page's socket `/ws/jobs/<id>/`: the tree's states and the whole tree's log, from a cursor.
+
+    First frame: {"cursors": {job id: last seq seen}} (empty on a first connect). Frames out:
+    {"type": "tree", "jobs": [...]} when a state changes, {"type": "lines", "lines": [...]} in
+    store order per job, and {"type": "end"} once the tree is final and the log is read to its end.
+    """
+
+    def authorize(self, principal):
+        self.job = access_job(principal, self.scope["url_route"]["kwargs"]["job_id"])
+        self.origin = self.job.origin or self.job
+        self.principal = principal
+
+    def parse(self, request):
+        cursors = request.get("cursors", {})
+        if not isinstance(cursors, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in cursors.values()
+        ):
+            raise InvalidInput('"cursors" must map job IDs to the last line number received')
+        return {"cursors": cursors}
+
+    def _read(self):
+        # Watching is VIEW on the project, checked again at every read: a revoked member stops receiving.
+        if level_of(self.principal, self.job.project_id) < Level.VIEW:
+            raise ResourceNotFound(f"The entity {self.job.id} could not be found")
+        rows = self.reader.jobs()
+        lines = self.reader.new_lines(PAGE_BATCH)
+        return rows, lines
+
+    async def send_lines(self, lines):
+        # Frames stay under FRAME_BYTES: a 4 MB log of 60 kB lines must not become one huge message.
+        frame, size = [], 0
+        for line in lines:
+            frame.append([line.job_id, line.seq, line.timestamp, line.level, line.msg])
+            size += len(line.msg) + 64
+            if size >= FRAME_BYTES:
+                await self.send(text_data=json.dumps({"type": "lines", "lines": frame}))
+                frame, size = [], 0
+        if frame:
+            await self.send(text_data=json.dumps({"type": "lines", "lines": frame}))
+
+    async def run(self):
+        self.reader = LogReader(self.origin, tree=True, cursors=self.request["cursors"])
+        await self.join(states_group(project_id=self.job.project_id))
+        last_tree, final_seen = None, False
+        while True:
+            try:
+                rows, lines = await database_sync_to_async(self._read)()
+            except ResourceNotFound as err:
+                await self.close(code=4404, reason=close_reason(err))
+                return
+            for job_id in self.reader.names:
+                await self.join(group_name(job_id))
+            tree = [{"id": r[0], "name": r[1], "state": r[2], "parent": r[3]} for r in rows]
+            if tree != last_tree:
+                await self.send(text_data=json.dumps({"type": "tree", "jobs": tree}))
+                last_tree = tree
+            if lines:
+                await self.send_lines(lines)
+                continue
+            if all(r[2] in FINAL_STATES for r in rows):
+                if final_seen:
+                    await self.send(text_data=json.dumps({"type": "end"}))
+                    return
+                # The runner may store its closing line (the failure, say) just after the final state.
+                final_seen = True
+                await asyncio.sleep(FINAL_GRACE_SECONDS)
+                continue
+            await self.wait_for_news(settings.DXWEB_LOG_POLL_SECONDS)

@@ -1,0 +1,357 @@
+"""Page forms for applets and launching: they turn fields into the same JSON bodies the API takes.
+
+The checks stay in jobs.specs and jobs.actions; these forms only parse what a browser sends
+and map the actions' error messages back onto the field they name.
+"""
+import json
+import re
+
+from django import forms
+from django.conf import settings
+
+from .specs import INTERPRETERS
+
+DEBUG_CHOICES = [(r, r) for r in ("AppError", "AppInternalError", "ExecutionError")]
+PRIORITY_CHOICES = [("normal", "normal"), ("low", "low"), ("high", "high")]
+TEXTAREA = {"rows": 4, "spellcheck": "false"}
+
+
+def json_field(label, help_text, rows=6):
+    return forms.CharField(label=label, required=False, help_text=help_text, strip=False,
+                           widget=forms.Textarea(attrs={**TEXTAREA, "rows": rows}))
+
+
+class AppletForm(forms.Form):
+    """An applet's specs and code; a dxapp.json (pasted or uploaded) fills what the other fields leave empty."""
+
+    name = forms.CharField(label="Name", required=False, help_text="Versions of an applet share its name")
+    title = forms.CharField(label="Title", required=False)
+    summary = forms.CharField(label="Summary", required=False)
+    description = forms.CharField(label="Description", required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    interpreter = forms.ChoiceField(label="Interpreter", choices=[(i, i) for i in sorted(INTERPRETERS)])
+    code = forms.CharField(label="Code", required=False, strip=False,
+                           widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false", "class": "code-editor"}))
+    code_file = forms.FileField(label="…or upload the code", required=False)
+    input_spec = json_field("inputSpec", 'A JSON array, e.g. [{"name": "n", "class": "int", "default": 3}]')
+    output_spec = json_field("outputSpec", 'A JSON array, e.g. [{"name": "total", "class": "int"}]')
+    timeout = forms.CharField(label="Timeout", required=False, help_text='runSpec.timeoutPolicy, e.g. 2h or 30m')
+    dxapp = json_field("dxapp.json", "Paste a dxapp.json to import it; its runSpec.file is replaced by the code above",
+                       rows=8)
+    dxapp_file = forms.FileField(label="…or upload a dxapp.json", required=False)
+
+    # Where an action's message points: its prefix names the field.
+    ERROR_FIELDS = (("inputSpec", "input_spec"), ("outputSpec", "output_spec"), ("runSpec.code", "code"),
+                    ("runSpec.interpreter", "interpreter"), ("runSpec.timeoutPolicy", "timeout"),
+                    ('"name"', "name"), ("The name", "name"))
+
+    def clean(self):
+        data = super().clean()
+        dxapp = {}
+        raw = data.get("dxapp", "")
+        if data.get("dxapp_file"):
+            raw = data["dxapp_file"].read().decode("utf-8", "replace")
+        if raw.strip():
+            try:
+                dxapp = json.loads(raw)
+                if not isinstance(dxapp, dict):
+                    raise ValueError
+            except ValueError:
+                self.add_error("dxapp", "This is not a JSON object (a dxapp.json)")
+                return data
+        code = data.get("code", "")
+        if data.get("code_file"):
+            code = data["code_file"].read().decode("utf-8", "replace")
+        body = {key: dxapp[key] for key in ("title", "summary", "description", "version", "access", "dxapi")
+                if key in dxapp}
+        body["name"] = data.get("name") or dxapp.get("name") or ""
+        if not body["name"]:
+            self.add_error("name", "Name the applet (or import a dxapp.json that does)")
+        for key in ("title", "summary", "description"):
+            if data.get(key):
+                body[key] = data[key]
+        for field, key in (("input_spec", "inputSpec"), ("output_spec", "outputSpec")):
+            if data.get(field, "").strip():
+                try:
+                    body[key] = json.loads(data[field])
+                except ValueError as err:
+                    self.add_error(field, f"Not valid JSON: {err}")
+            elif key in dxapp:
+                body[key] = dxapp[key]
+        run_spec = {k: v for k, v in dxapp.get("runSpec", {}).items() if k != "file"} \
+            if isinstance(dxapp.get("runSpec"), dict) else {}
+        run_spec["interpreter"] = run_spec.get("interpreter") or data.get("interpreter")
+        run_spec["code"] = code
+        if not code.strip():
+            self.add_error("code", "Paste or upload the applet's script")
+        if data.get("timeout"):
+            limit = parse_duration(data["timeout"])
+            if limit is None:
+                self.add_error("timeout", "Write it as a number with d, h or m, e.g. 90m or 2h")
+            else:
+                run_spec["timeoutPolicy"] = {"*": limit}
+        body["runSpec"] = run_spec
+        data["body"] = body
+        return data
+
+    def add_action_error(self, message):
+        """Put an action's error message next to the field it is about (or at the top of the form)."""
+        for prefix, field in self.ERROR_FIELDS:
+            if message.startswith(prefix):
+                self.add_error(field, message)
+                return
+        self.add_error(None, message)
+
+
+def parse_duration(text):
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm])\s*", text or "")
+    if not match:
+        return None
+    return {{"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]: float(match.group(1))
+            if "." in match.group(1) else int(match.group(1))}
+
+
+def applet_initial(placement):
+    """The applet form's fields for a new version of an existing applet."""
+    spec = placement.obj.spec
+    run_spec = spec.get("runSpec", {})
+    timeout = run_spec.get("timeoutPolicy", {}).get("*")
+    return {
+        "name": placement.name, "title": spec.get("title", ""), "summary": spec.get("summary", ""),
+        "description": spec.get("description", ""), "interpreter": run_spec.get("interpreter", "bash"),
+        "code": run_spec.get("code", ""),
+        "input_spec": json.dumps(spec.get("inputSpec", []), indent=2),
+        "output_spec": json.dumps(spec.get("outputSpec", []), indent=2),
+        "timeout": "".join(f"{v}{k[0]}" for k, v in timeout.items()) if isinstance(timeout, dict) and len(timeout) == 1
+        else "",
+    }
+
+
+# Launching ---------------------------------------------------------------------------
+
+def field_name(input_name):
+    return f"in_{input_name}"
+
+
+def _input_field(spec):
+    klass = spec["class"]
+    base = klass.removeprefix("array:")
+    label = spec.get("label") or spec["name"]
+    attrs = {"data-input": spec["name"], "data-class": klass}
+    common = {"label": label, "required": False, "help_text": spec.get("help", "")}
+    if klass.startswith("array:"):
+        help_text = "A JSON array" if base == "hash" else "One value per line"
+        common["help_text"] = " — ".join(filter(None, [spec.get("help", ""), help_text]))
+        return forms.CharField(widget=forms.Textarea(attrs={**attrs, **TEXTAREA}), strip=False, **common)
+    if "choices" in spec:
+        choices = [("", "—")] + [(json.dumps(c), str(c)) for c in spec["choices"]]
+        return forms.ChoiceField(choices=choices, widget=forms.Select(attrs=attrs), **common)
+    if klass == "boolean":
+        return forms.ChoiceField(choices=[("", "—"), ("true", "true"), ("false", "false")],
+                                 widget=forms.Select(attrs=attrs), **common)
+    if klass == "hash":
+        return forms.CharField(widget=forms.Textarea(attrs={**attrs, **TEXTAREA}), strip=False, **common)
+    if klass in ("int", "float"):
+        attrs.update(type="number", step="1" if klass == "int" else "any")
+        return forms.CharField(widget=forms.TextInput(attrs=attrs), **common)
+    if klass in ("file", "applet", "record"):
+        attrs.update(placeholder=f"{klass}-…", autocomplete="off", **{"data-picker": klass})
+        return forms.CharField(widget=forms.TextInput(attrs=attrs), **common)
+    return forms.CharField(widget=forms.TextInput(attrs=attrs), strip=False, **common)
+
+
+def _initial_text(spec, value):
+    """Show an input value (a default, or a job's original input) in its field."""
+    klass = spec["class"]
+    if "choices" in spec and not klass.startswith("array:"):
+        return json.dumps(value)
+    if klass == "boolean":
+        return "true" if value else "false"
+    if klass == "hash" or (klass.startswith("array:") and (klass == "array:hash" or _has_refs(value))):
+        return json.dumps(value, indent=2)
+    if klass.startswith("array:"):
+        return "\n".join(_scalar_text(v) for v in value) if isinstance(value, list) else json.dumps(value)
+    return _scalar_text(value)
+
+
+def _has_refs(values):
+    return isinstance(values, list) and any(isinstance(v, dict) and "$dnanexus_link" not in v for v in values)
+
+
+def _scalar_text(value):
+    if isinstance(value, dict) and "$dnanexus_link" in value:
+        target = value["$dnanexus_link"]
+        return target if isinstance(target, str) else json.dumps(value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _parse_scalar(klass, text):
+    if klass == "int":
+        return int(text)
+    if klass == "float":
+        return float(text)
+    if klass == "boolean":
+        if text not in ("true", "false"):
+            raise ValueError("write true or false")
+        return text == "true"
+    if klass == "hash":
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError("write a JSON object")
+        return value
+    if klass in ("file", "applet", "record"):
+        if text.startswith("{"):
+            return json.loads(text)
+        return {"$dnanexus_link": text}
+    return text
+
+
+class LaunchForm(forms.Form):
+    """A run of one applet: a field per inputSpec entry, then the advanced options of /applet-x/run."""
+
+    name = forms.CharField(label="Job name", required=False)
+    folder = forms.CharField(label="Output folder", initial="/", help_text="Where the outputs are placed")
+    instance_type = forms.ChoiceField(label="Instance type")
+    priority = forms.ChoiceField(label="Priority", choices=PRIORITY_CHOICES, initial="normal")
+    timeout = forms.CharField(label="Timeout", required=False, help_text="e.g. 90m, 2h or 1d; empty: the applet's")
+    debug_on = forms.MultipleChoiceField(label="Debug on", required=False, choices=DEBUG_CHOICES,
+                                         widget=forms.CheckboxSelectMultiple,
+                                         help_text="Hold the job for SSH instead of failing on these errors")
+    allow_ssh = forms.BooleanField(label="Allow SSH from my address", required=False)
+    tags = forms.CharField(label="Tags", required=False, help_text="Comma-separated")
+    properties = forms.CharField(label="Properties", required=False, help_text="One key=value per line",
+                                 widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}))
+
+    def __init__(self, input_spec, *args, client_ip="", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.input_spec = input_spec or []
+        self.client_ip = client_ip
+        self.fields["instance_type"].choices = [(t, t) for t in sorted(settings.DXWEB_INSTANCE_TYPES)]
+        self.fields["instance_type"].initial = settings.DXWEB_DEFAULT_INSTANCE_TYPE
+        self.fields["allow_ssh"].label = f"Allow SSH from my address ({client_ip})"
+        for spec in self.input_spec:
+            field = _input_field(spec)
+            field.spec = spec
+            if "default" in spec:
+                field.initial = _initial_text(spec, spec["default"])
+            self.fields[field_name(spec["name"])] = field
+
+    def input_fields(self):
+        return [self[field_name(spec["name"])] for spec in self.input_spec]
+
+    def advanced_fields(self):
+        return [self[name] for name in ("instance_type", "priority", "timeout", "tags", "properties")]
+
+    def prefill(self, job):
+        """Start from a job's launch: its original input and options (rerun, clone with edits)."""
+        specs = {spec["name"]: spec for spec in self.input_spec}
+        for name, value in job.original_input.items():
+            if name in specs:
+                self.initial[field_name(name)] = _initial_text(specs[name], value)
+        timeout = job.timeout_s
+        self.initial.update(
+            name=job.name, folder=job.folder, instance_type=job.instance_type, priority=job.priority,
+            timeout=f"{timeout // 60}m" if timeout else "", tags=", ".join(job.tags),
+            properties="\n".join(f"{k}={v}" for k, v in job.properties.items()),
+            debug_on=job.debug.get("debugOn", []), allow_ssh=bool(job.allow_ssh),
+        )
+
+    def clean(self):
+        data = super().clean()
+        values = {}
+        for spec in self.input_spec:
+            name = field_name(spec["name"])
+            text = data.get(name, "")
+            if text is None or not str(text).strip():
+                continue
+            try:
+                values[spec["name"]] = self._parse(spec, text)
+            except (ValueError, TypeError) as err:
+                self.add_error(name, f"Expected {spec['class']}: {err}")
+        properties = {}
+        for line in (data.get("properties") or "").splitlines():
+            if line.strip():
+                key, sep, value = line.partition("=")
+                if not sep or not key.strip():
+                    self.add_error("properties", f"Write each property as key=value: {line.strip()!r}")
+                    continue
+                properties[key.strip()] = value.strip()
+        data["input"], data["property_map"] = values, properties
+        if data.get("timeout") and parse_duration(data["timeout"]) is None:
+            self.add_error("timeout", "Write it as a number with d, h or m, e.g. 90m or 2h")
+        return data
+
+    def _parse(self, spec, text):
+        klass = spec["class"]
+        base = klass.removeprefix("array:")
+        if klass.startswith("array:"):
+            if base == "hash" or text.lstrip().startswith("["):
+                value = json.loads(text)
+                if not isinstance(value, list):
+                    raise ValueError("write a JSON array")
+                return value
+            return [_parse_scalar(base, line.strip()) for line in text.splitlines() if line.strip()]
+        if "choices" in spec:
+            return json.loads(text)
+        return _parse_scalar(klass, text.strip() if klass != "string" else text)
+
+    def body(self, project_id, applet_id):
+        """The /applet-x/run body these fields describe."""
+        data = self.cleaned_data
+        body = {
+            "project": project_id, "input": data["input"], "folder": data["folder"],
+            "systemRequirements": {"*": {"instanceType": data["instance_type"]}},
+            "priority": data["priority"],
+            "tags": [t.strip() for t in data["tags"].split(",") if t.strip()],
+            "properties": data["property_map"],
+        }
+        if data["name"]:
+            body["name"] = data["name"]
+        if data["timeout"]:
+            body["timeoutPolicyByExecutable"] = {applet_id: {"*": parse_duration(data["timeout"])}}
+        if data["debug_on"]:
+            body["debug"] = {"debugOn": data["debug_on"]}
+        if data["allow_ssh"] and self.client_ip:
+            body["allowSSH"] = [self.client_ip]
+        return body
+
+    def add_action_error(self, message):
+        """Put a run error next to its input (`input "x": ...`) or option, else at the top."""
+        match = re.match(r'input "([^"]+)"', message)
+        if match and field_name(match.group(1)) in self.fields:
+            self.add_error(field_name(match.group(1)), message)
+        elif message.startswith("Unknown instance type"):
+            self.add_error("instance_type", message)
+        elif "folder" in message.lower():
+            self.add_error("folder", message)
+        elif message.startswith("timeout"):
+            self.add_error("timeout", message)
+        else:
+            self.add_error(None, message)
+
+
+class TagsForm(forms.Form):
+    tags = forms.CharField(label="Tags", required=False, help_text="Comma-separated; replaces the job's tags")
+
+
+class PropertiesForm(forms.Form):
+    properties = forms.CharField(label="Properties", required=False, help_text="One key=value per line",
+                                 widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}))
+
+
+class JobFilterForm(forms.Form):
+    """The filters of a job list (GET); every field is optional."""
+
+    STATE_CHOICES = [("", "Any state")] + [(s, s) for s in (
+        "idle", "waiting_on_input", "runnable", "running", "waiting_on_output", "done", "failed", "terminating",
+        "terminated", "debug_hold")]
+
+    state = forms.ChoiceField(label="State", required=False, choices=STATE_CHOICES)
+    name = forms.CharField(label="Name", required=False, widget=forms.TextInput(attrs={"placeholder": "Name contains"}))
+    tag = forms.CharField(label="Tag", required=False, widget=forms.TextInput(attrs={"placeholder": "Tag"}))
+    launcher = forms.CharField(label="Launched by", required=False,
+                               widget=forms.TextInput(attrs={"placeholder": "Launched by (handle)"}))
+    after = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    before = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    origin = forms.BooleanField(label="Origin jobs only", required=False)

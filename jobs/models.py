@@ -1,0 +1,203 @@
+"""Jobs, their state transitions and their log lines."""
+from django.db import models
+
+from projects.models import ApiToken, Container, DataObject, User, now_ms
+
+
+class State(models.TextChoices):
+    IDLE = "idle"
+    WAITING_ON_INPUT = "waiting_on_input"
+    RUNNABLE = "runnable"
+    RUNNING = "running"
+    WAITING_ON_OUTPUT = "waiting_on_output"
+    DONE = "done"
+    FAILED = "failed"
+    TERMINATING = "terminating"
+    TERMINATED = "terminated"
+    DEBUG_HOLD = "debug_hold"
+
+
+FINAL_STATES = frozenset({State.DONE, State.FAILED, State.TERMINATED})
+
+# Every state change goes through jobs.actions.transition(), which allows only these.
+TRANSITIONS = {
+    State.IDLE: {State.WAITING_ON_INPUT, State.RUNNABLE, State.FAILED, State.TERMINATING, State.TERMINATED},
+    State.WAITING_ON_INPUT: {State.RUNNABLE, State.FAILED, State.TERMINATING, State.TERMINATED},
+    # runnable -> runnable is a worker's lease being released for a platform retry.
+    State.RUNNABLE: {State.RUNNING, State.FAILED, State.TERMINATING, State.TERMINATED},
+    State.RUNNING: {
+        State.WAITING_ON_OUTPUT, State.DONE, State.FAILED, State.TERMINATING, State.DEBUG_HOLD, State.RUNNABLE,
+    },
+    State.WAITING_ON_OUTPUT: {State.DONE, State.FAILED, State.TERMINATING, State.TERMINATED},
+    State.TERMINATING: {State.TERMINATED},
+    State.DEBUG_HOLD: {State.FAILED, State.TERMINATING, State.TERMINATED},
+    State.DONE: set(),
+    State.FAILED: set(),
+    State.TERMINATED: set(),
+}
+
+
+class Job(models.Model):
+    id = models.CharField(primary_key=True, max_length=40)
+    name = models.CharField(max_length=255)
+    applet = models.ForeignKey(DataObject, null=True, on_delete=models.SET_NULL, related_name="+")
+    # The applet's ID and specs at launch: a job runs what it was launched with.
+    executable = models.CharField(max_length=40)
+    executable_name = models.CharField(max_length=255, blank=True, default="")
+    spec = models.JSONField(default=dict)
+    function = models.CharField(max_length=255, default="main")
+    project = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="jobs")
+    workspace = models.ForeignKey(Container, null=True, on_delete=models.SET_NULL, related_name="workspace_jobs")
+    folder = models.CharField(max_length=1024, default="/")
+    parent = models.ForeignKey("self", null=True, on_delete=models.CASCADE, related_name="children")
+    origin = models.ForeignKey("self", null=True, on_delete=models.CASCADE, related_name="origin_tree")
+    root = models.ForeignKey("self", null=True, on_delete=models.CASCADE, related_name="root_tree")
+    launched_by = models.ForeignKey(User, on_delete=models.CASCADE, related_name="launched_jobs")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.IDLE)
+    input = models.JSONField(default=dict)
+    original_input = models.JSONField(default=dict)
+    run_input = models.JSONField(default=dict)
+    output = models.JSONField(null=True)
+    depends_on = models.JSONField(default=list)
+    failure_reason = models.CharField(max_length=64, blank=True, default="")
+    failure_message = models.TextField(blank=True, default="")
+    failure_from = models.ForeignKey("self", null=True, on_delete=models.SET_NULL, related_name="+")
+    debug = models.JSONField(default=dict)
+    allow_ssh = models.JSONField(default=list)
+    host = models.CharField(max_length=255, blank=True, default="")
+    ssh_port = models.PositiveIntegerField(null=True)
+    ssh_host_key = models.TextField(blank=True, default="")
+    instance_type = models.CharField(max_length=64, blank=True, default="")
+    priority = models.CharField(max_length=10, default="normal")
+    timeout_s = models.PositiveIntegerField(null=True)
+    tags = models.JSONField(default=list)
+    properties = models.JSONField(default=dict)
+    details = models.JSONField(default=dict)
+    delay_workspace_destruction = models.BooleanField(default=False)
+    created = models.BigIntegerField(default=now_ms)
+    modified = models.BigIntegerField(default=now_ms)
+    started_running = models.BigIntegerField(null=True)
+    stopped_running = models.BigIntegerField(null=True)
+    # The worker lease: who runs it, and when it last said so.
+    worker = models.CharField(max_length=255, blank=True, default="")
+    heartbeat = models.BigIntegerField(null=True)
+    tries = models.PositiveSmallIntegerField(default=0)
+    token = models.ForeignKey(ApiToken, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "-created"]),
+            models.Index(fields=["state"]),
+            models.Index(fields=["launched_by", "-created"]),
+        ]
+
+    def __str__(self):
+        return self.id
+
+    @property
+    def is_final(self):
+        return self.state in FINAL_STATES
+
+
+class JobTransition(models.Model):
+    """One row per state change: the job's stateTransitions and an audit log."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="transitions")
+    old_state = models.CharField(max_length=20)
+    new_state = models.CharField(max_length=20)
+    set_at = models.BigIntegerField(default=now_ms)
+
+    class Meta:
+        ordering = ["pk"]
+
+
+class JobDependency(models.Model):
+    """`job` cannot run (or finish) until `on` is done: a JBOR in its input or output, or dependsOn."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependencies")
+    on = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependants")
+    stage = models.CharField(max_length=6, default=INPUT)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "on", "stage"], name="one_dependency_per_pair")]
+
+
+def describe_job(job, io=True):
+    """The fields /job-x/describe returns (reference §5)."""
+    data = {
+        "id": job.id,
+        "class": "job",
+        "name": job.name,
+        "executable": job.executable,
+        "executableName": job.executable_name,
+        "applet": job.executable,
+        "function": job.function,
+        "state": job.state,
+        "project": job.project_id,
+        "workspace": job.workspace_id,
+        "folder": job.folder,
+        "parentJob": job.parent_id,
+        "originJob": job.origin_id or job.id,
+        "rootExecution": job.root_id or job.id,
+        "parentAnalysis": None,
+        "analysis": None,
+        "launchedBy": job.launched_by.dx_id,
+        "created": job.created,
+        "modified": job.modified,
+        "stateTransitions": [{"newState": t.new_state, "setAt": t.set_at} for t in job.transitions.all()],
+        "dependsOn": job.depends_on,
+        "tags": job.tags,
+        "properties": job.properties,
+        "details": job.details,
+        "priority": job.priority,
+        "instanceType": job.instance_type,
+        "systemRequirements": {job.function: {"instanceType": job.instance_type}},
+        "timeout": job.timeout_s * 1000 if job.timeout_s else None,
+        "debug": job.debug,
+        "allowSSH": job.allow_ssh,
+        "delayWorkspaceDestruction": job.delay_workspace_destruction,
+        "try": max(job.tries - 1, 0),
+        "host": job.host or None,
+        "sshPort": job.ssh_port,
+        "sshHostKey": job.ssh_host_key or None,
+        "region": job.project.region,
+        "billTo": job.project.bill_to,
+        "isFree": True,
+    }
+    if io:
+        data.update(input=job.input, originalInput=job.original_input, runInput=job.run_input, output=job.output)
+    if job.started_running is not None:
+        data["startedRunning"] = job.started_running
+    if job.stopped_running is not None:
+        data["stoppedRunning"] = job.stopped_running
+    if job.state == State.FAILED or job.failure_reason:
+        data["failureReason"] = job.failure_reason
+        data["failureMessage"] = job.failure_message
+        if job.failure_from_id:
+            data["failureFrom"] = {"id": job.failure_from_id, "name": job.failure_from.name}
+    return data
+
+
+class LogLine(models.Model):
+    """One line of a job's log. The store is the truth; websocket streams are views of it."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_lines")
+    seq = models.PositiveIntegerField()
+    timestamp = models.BigIntegerField()
+    source = models.CharField(max_length=16, default="APP")
+    level = models.CharField(max_length=10)
+    msg = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "seq"], name="one_line_per_seq")]
+        ordering = ["job", "seq"]
+
+    def to_frame(self, job_name=None):
+        """The JSON frame `dx watch` prints (reference §6)."""
+        return {
+            "job": self.job_id, "timestamp": self.timestamp, "source": self.source, "level": self.level,
+            "line": self.seq, "msg": self.msg, **({"jobName": job_name} if job_name else {}),
+        }

@@ -1,0 +1,786 @@
+"""Launch and kill job processes: the one module that starts users' code (see docs/sandbox.md).
+
+A job runs under bubblewrap as root *without capabilities*, in new pid, ipc, uts and
+cgroup namespaces, with:
+
+- `/` a per-job overlay of the host root (writes land in `<workdir>/root-upper`, the host
+  is never modified), or, where overlayfs cannot be mounted, the host root read-only with a
+  per-job writable `/opt` and `/usr/local`;
+- `/home/dnanexus` the job's own directory (writable, the cwd), a private `/tmp` and `/run`,
+  a fresh `/proc` and `/dev`, `/sys` read-only;
+- the data directory, the blob and jobs directories and the worker's home hidden under
+  empty tmpfs mounts (the interpreter's directories are bound back read-only if they were
+  under one);
+- only the environment the spec gives;
+- limits from the instance type through cgroups (v1 or v2) where writable, else rlimits.
+
+The network is shared with the host on purpose: jobs call the API server on the host's
+loopback (DX_APISERVER_HOST=127.0.0.1), which a separate network namespace would cut off.
+
+`settings.DXWEB_SANDBOX = "none"` runs jobs directly (same environment handling, own
+session, the same cgroups/rlimits) for machines without bubblewrap: no isolation at all.
+"""
+import functools
+import logging
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+HOME = "/home/dnanexus"
+MODES = ("bubblewrap", "none")
+DEFAULT_PIDS_MAX = 4096
+# Where the platform's helper tools are looked up (never the job's PATH).
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Host files a root process could read that no job needs (the mount covers hide directories).
+SECRET_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ecdsa_key",
+                "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_dsa_key")
+# Host mounts a job never sees (fresh or private in the sandbox), besides the hidden paths.
+PRIVATE_MOUNTS = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/run")
+STALE_CGROUP_SECONDS = 60
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class SandboxError(RuntimeError):
+    """The platform could not start a sandbox (the job's code never ran)."""
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host path made visible inside the sandbox at `target`."""
+
+    source: Path
+    target: str
+    writable: bool = False
+
+
+@dataclass
+class SandboxSpec:
+    """What one job's sandbox looks like and may use.
+
+    `network=False` is recorded but not enforced: a job must reach the API server over the
+    host's loopback, and a private network namespace would need a proxy to allow only that.
+    """
+
+    job_id: str
+    home: Path
+    env: dict
+    binds: list = field(default_factory=list)
+    cpus: int | None = None
+    memory_mb: int | None = None
+    network: bool = True
+    workdir: Path | None = None
+    pids_max: int | None = DEFAULT_PIDS_MAX
+
+    def layer_dir(self):
+        """Return the host directory for the sandbox's own state (the root layer)."""
+        if self.workdir is not None:
+            return Path(self.workdir)
+        home = Path(self.home)
+        return home.parent / f"{home.name}.sandbox"
+
+
+def instance_types():
+    """Return the instance-type table: name -> {"cpus", "memory_mb"} (settings.DXWEB_INSTANCE_TYPES)."""
+    return settings.DXWEB_INSTANCE_TYPES
+
+
+def instance_limits(name=None):
+    """Return {"cpus", "memory_mb"} for an instance type (None: settings.DXWEB_DEFAULT_INSTANCE_TYPE)."""
+    table = instance_types()
+    name = name or settings.DXWEB_DEFAULT_INSTANCE_TYPE
+    if name not in table:
+        raise KeyError(f"Unknown instance type {name!r}; available: {', '.join(sorted(table))}")
+    entry = table[name]
+    return {"cpus": int(entry["cpus"]), "memory_mb": int(entry["memory_mb"])}
+
+
+def isolation():
+    """Return the configured sandbox mode: "bubblewrap" or "none" (settings.DXWEB_SANDBOX)."""
+    mode = getattr(settings, "DXWEB_SANDBOX", "bubblewrap")
+    if mode not in MODES:
+        raise SandboxError(f"DXWEB_SANDBOX must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
+
+
+def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
+    """Start `argv` in the job's sandbox and return its SandboxProcess (stdin is /dev/null)."""
+    mode = isolation()
+    _check_spec(spec, argv)
+    home = Path(spec.home)
+    home.mkdir(parents=True, exist_ok=True)
+    bwrap = None
+    if mode == "bubblewrap":
+        bwrap = _which("bwrap")
+        if bwrap is None:
+            raise SandboxError(
+                "DXWEB_SANDBOX is 'bubblewrap' but the bwrap program was not found (looked in "
+                f"{SYSTEM_PATH}): install bubblewrap (apt-get install bubblewrap) or set "
+                "DXWEB_SANDBOX=none to run jobs without any isolation"
+            )
+    else:
+        log.warning(
+            "ISOLATION IS OFF for %s (DXWEB_SANDBOX=none): the job runs as the worker's user and can read "
+            "the data directory, the database, other jobs' files and the server's secrets", spec.job_id
+        )
+        for bind in spec.binds:
+            log.warning("%s: without isolation %s is not mounted at %s", spec.job_id, bind.source, bind.target)
+    cgroup = _JobCgroup.create(spec)
+    mechanisms = {"isolation": mode, **cgroup.mechanisms}
+    # The first process joins the cgroups before anything else runs, so every descendant is inside.
+    prelude = cgroup.join_lines()
+    fds = []
+    try:
+        if mode == "bubblewrap":
+            root, mount_lines = _prepare_root(spec)
+            mechanisms["root"] = root["mode"]
+            fds.append(_memfd(b"".join(a.encode() + b"\0" for a in _bwrap_options(spec, root))))
+            command = [*_shell(prelude + mount_lines + cgroup.rlimits), *cgroup.exec_prefix,
+                       bwrap, "--args", str(fds[0]), "--", *argv]
+            if root["mode"] == "overlay":
+                # The overlay is mounted in a private mount namespace: the host never sees it.
+                command = [_which("unshare"), "--mount", "--propagation", "private", *command]
+            # The sandbox's pid 1 is bwrap: its environment is readable inside, so give it nothing.
+            env, cwd = {"PATH": SYSTEM_PATH}, "/"
+            mechanisms["kill"] = " + ".join(["pid namespace", *filter(None, [mechanisms.get("kill")])])
+        else:
+            root = {"mode": "host"}
+            mechanisms["root"] = "host (not isolated)"
+            env = {**_job_env(spec), "HOME": str(home), "PWD": str(home)}  # PWD as bwrap sets it
+            cwd = str(home)
+            command = [*_shell(prelude + cgroup.rlimits), *cgroup.exec_prefix, *argv]
+            mechanisms["kill"] = " + ".join(["process group", *filter(None, [mechanisms.get("kill")])])
+        popen = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
+            start_new_session=True, pass_fds=fds,
+        )
+    except BaseException:
+        cgroup.remove()
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    log.info("started %s (pid %s): %s", spec.job_id, popen.pid, ", ".join(f"{k}={v}" for k, v in mechanisms.items()))
+    return SandboxProcess(spec, popen, cgroup, root, mechanisms)
+
+
+class SandboxProcess:
+    """A running sandbox: its pipes, its exit status, and the means to kill its whole tree."""
+
+    def __init__(self, spec, popen, cgroup, root, mechanisms):
+        self.spec = spec
+        self.pid = popen.pid
+        self.stdout = popen.stdout
+        self.stderr = popen.stderr
+        self.mechanisms = mechanisms
+        self._popen = popen
+        self._cgroup = cgroup
+        self._root = root
+        self._returncode = None
+        self._lock = threading.Lock()
+
+    @property
+    def returncode(self):
+        """Exit status as a shell reports it (128+N when killed by signal N); None while running."""
+        return self.poll()
+
+    def poll(self):
+        """Return the exit status if the job has ended (and clean up what is left of it), else None."""
+        with self._lock:
+            if self._returncode is None:
+                try:
+                    exited = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                except ChildProcessError:
+                    exited = True
+                if exited is not None:
+                    self._finish()
+        return self._returncode
+
+    def wait(self, timeout=None):
+        """Wait for the job to end; return its exit status, or None if `timeout` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while self.poll() is None:
+            if deadline is None:
+                try:
+                    os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+                except ChildProcessError:
+                    pass
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            delay = min(delay * 2, remaining, 0.05)
+            time.sleep(delay)
+        return self._returncode
+
+    def kill_tree(self):
+        """Kill every process of the job, daemons included, and return once they are gone."""
+        if self.poll() is not None:
+            return
+        # Without a cgroup, the tree is what hangs below bwrap: its pid namespace's init dies with it
+        # (--die-with-parent) and the kernel then kills the whole namespace.
+        untracked = _descendants(self.pid) if self._cgroup.procs() is None else set()
+        self._cgroup.kill()
+        self._killpg()
+        for pid in untracked:
+            _kill(pid)
+        self.wait()
+        _wait_gone(untracked)
+
+    def pids(self):
+        """Return the host pids of the job's processes (empty once it ended)."""
+        if self._returncode is not None:
+            return set()
+        pids = self._cgroup.procs()
+        if pids is None:
+            pids = {self.pid, *_descendants(self.pid)}
+        return pids
+
+    def host_path(self, path):
+        """Return where a file the job wrote at `path` (absolute, inside) lies on the host, or None."""
+        inside = Path(path)
+        targets = [(HOME, Path(self.spec.home))] + [(b.target, Path(b.source)) for b in self.spec.binds]
+        for target, source in sorted(targets, key=lambda t: len(t[0]), reverse=True):
+            if _within(inside, Path(target)):
+                return source / inside.relative_to(target)
+        if self._root["mode"] == "host":
+            return inside
+        if self._root["mode"] == "overlay":
+            return self._root["upper"] / inside.relative_to("/")
+        for target, source in self._root.get("writable", {}).items():
+            if _within(inside, Path(target)):
+                return source / inside.relative_to(target)
+        return None
+
+    def _killpg(self):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _finish(self):
+        """The leader has exited but is not yet reaped (so its group id cannot be reused): end the rest."""
+        self._killpg()
+        self._cgroup.kill()
+        self._popen.wait()
+        code = self._popen.returncode
+        self._returncode = 128 - code if code < 0 else code
+        self._cgroup.remove()
+
+
+# --- cgroups -------------------------------------------------------------------------------
+
+_warned = set()
+
+
+def _warn_once(key, message, *args):
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message, *args)
+
+
+@dataclass(frozen=True)
+class _Hierarchy:
+    version: int
+    controllers: frozenset
+    own: Path  # this process's cgroup directory in the hierarchy
+
+    def usable(self, controller):
+        if self.version == 1:
+            return controller in self.controllers
+        # v2: only controllers already delegated to our children; we never rearrange the tree.
+        return controller in _read(self.own / "cgroup.subtree_control", "").split()
+
+
+@functools.cache
+def _hierarchies():
+    """Find the cgroup hierarchies this process belongs to, with its own directory in each."""
+    mine = {}
+    for line in _read("/proc/self/cgroup", "").splitlines():
+        _, _, rest = line.partition(":")
+        names, _, path = rest.partition(":")
+        mine[names] = path
+    found = []
+    for line in _read("/proc/self/mountinfo", "").splitlines():
+        left, _, right = line.partition(" - ")
+        fields, extra = left.split(), right.split()
+        if len(fields) < 5 or len(extra) < 3 or extra[0] not in ("cgroup", "cgroup2"):
+            continue
+        root, mountpoint = _unescape(fields[3]), Path(_unescape(fields[4]))
+        if extra[0] == "cgroup2":
+            version, key, controllers = 2, "", frozenset(_read(mountpoint / "cgroup.controllers", "").split())
+        else:
+            options = set(extra[2].split(","))
+            key = next((k for k in mine if k and set(k.split(",")) <= options), None)
+            if key is None:
+                continue
+            version, controllers = 1, frozenset(key.split(","))
+        path = mine.get(key)
+        if path is None or not (path == root or path.startswith(root.rstrip("/") + "/")):
+            continue
+        own = mountpoint / os.path.relpath(path, root)
+        if own.is_dir():
+            found.append(_Hierarchy(version, controllers, own))
+    return found
+
+
+class _JobCgroup:
+    """The job's cgroups: created before it starts, joined by its first process, removed at the end."""
+
+    def __init__(self):
+        self.dirs = {}  # hierarchy -> directory
+        self.mechanisms = {}
+        self.rlimits = []  # shell lines for what no cgroup could do
+        self.exec_prefix = []  # a command the job is started through (taskset)
+        self.kill_dir = None
+        self.freezer_dir = None
+
+    @classmethod
+    def create(cls, spec):
+        self = cls()
+        name = f"dxweb-{spec.job_id}-{secrets.token_hex(4)}"
+        hierarchies = _hierarchies()
+        _sweep(hierarchies)
+
+        def pick(controller):
+            v1 = [h for h in hierarchies if h.version == 1 and h.usable(controller)]
+            v2 = [h for h in hierarchies if h.version == 2 and h.usable(controller)]
+            return (v1 + v2)[:1]
+
+        def setup(controller, what, write, files):
+            for h in pick(controller):
+                try:
+                    directory = self._dir(h, name)
+                    write(directory, h)
+                except OSError as exc:
+                    _warn_once(f"cgroup-{controller}", "cgroup %s controller not usable (%s); falling back",
+                               controller, exc)
+                    return False
+                self.mechanisms[what] = f"cgroup v{h.version} {files[h.version - 1]}"
+                return True
+            return False
+
+        if spec.memory_mb:
+            limit = int(spec.memory_mb) * 1024 * 1024
+
+            def memory(d, h):
+                if h.version == 1:
+                    _write(d / "memory.limit_in_bytes", limit)
+                    _write_try(d / "memory.memsw.limit_in_bytes", limit)  # no swapping past the limit
+                else:
+                    _write(d / "memory.max", limit)
+                    _write_try(d / "memory.swap.max", 0)
+
+            if not setup("memory", "memory", memory, ("memory.limit_in_bytes", "memory.max")):
+                _warn_once("rlimit-memory", "no writable memory cgroup: limiting memory with RLIMIT_AS instead")
+                self.rlimits.append(f"ulimit -v {limit // 1024}")
+                self.mechanisms["memory"] = "RLIMIT_AS"
+        if spec.cpus:
+            def cpuset(d, h):
+                parent = _parse_cpus(_read(h.own / "cpuset.effective_cpus", "") or _read(h.own / "cpuset.cpus", ""))
+                chosen = _choose_cpus(parent, int(spec.cpus), spec.job_id)
+                if h.version == 1:
+                    mems = _read(h.own / "cpuset.effective_mems", "") or _read(h.own / "cpuset.mems", "")
+                    _write(d / "cpuset.mems", mems)
+                _write(d / "cpuset.cpus", ",".join(map(str, chosen)))
+
+            if not setup("cpuset", "cpus", cpuset, ("cpuset.cpus", "cpuset.cpus")):
+                taskset = _which("taskset")
+                chosen = _choose_cpus(sorted(os.sched_getaffinity(0)), int(spec.cpus), spec.job_id)
+                if taskset:
+                    _warn_once("affinity", "no writable cpuset cgroup: limiting CPUs with sched_setaffinity (taskset)")
+                    self.exec_prefix = [taskset, "-c", ",".join(map(str, chosen))]
+                    self.mechanisms["cpus"] = "sched_setaffinity"
+                else:
+                    _warn_once("no-cpus", "neither a cpuset cgroup nor taskset: CPU counts are not enforced")
+        if spec.pids_max:
+            def pids(d, h):
+                _write(d / "pids.max", int(spec.pids_max))
+
+            if not setup("pids", "pids", pids, ("pids.max", "pids.max")):
+                _warn_once("no-pids", "no writable pids cgroup: the number of processes per job is not limited")
+        # Tracking and killing: cgroup.kill (v2) kills atomically; a v1 freezer stops forks while we kill.
+        for h in hierarchies:
+            if h.version == 2:
+                try:
+                    directory = self._dir(h, name)
+                except OSError as exc:
+                    _warn_once("cgroup-kill", "cgroup v2 not usable for killing jobs (%s)", exc)
+                    continue
+                if (directory / "cgroup.kill").exists():  # Linux 5.14+
+                    self.kill_dir = directory
+                    self.mechanisms["kill"] = "cgroup v2 cgroup.kill"
+                    break
+        if self.kill_dir is None:
+            for h in hierarchies:
+                if h.version == 1 and "freezer" in h.controllers:
+                    try:
+                        self.freezer_dir = self._dir(h, name)
+                        self.mechanisms["kill"] = "cgroup v1 freezer"
+                        break
+                    except OSError as exc:
+                        _warn_once("cgroup-freezer", "cgroup freezer not usable for killing jobs (%s)", exc)
+        if self.dirs and "kill" not in self.mechanisms:
+            self.mechanisms["kill"] = "cgroup.procs"
+        return self
+
+    def _dir(self, hierarchy, name):
+        if hierarchy not in self.dirs:
+            directory = hierarchy.own / name
+            directory.mkdir()
+            self.dirs[hierarchy] = directory
+        return self.dirs[hierarchy]
+
+    def join_lines(self):
+        """Return the shell lines that move the running shell into the job's cgroups."""
+        return [f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in self.dirs.values()]
+
+    def procs(self):
+        """Return the pids in the job's cgroup, or None when it has none."""
+        for directory in self.dirs.values():
+            return {int(p) for p in _read(directory / "cgroup.procs", "").split()}
+        return None
+
+    def kill(self):
+        """SIGKILL every process in the job's cgroup and wait until it is empty."""
+        if not self.procs():
+            return
+        if self.kill_dir is not None:
+            _write_try(self.kill_dir / "cgroup.kill", 1)
+        frozen = self.freezer_dir is not None and _write_try(self.freezer_dir / "freezer.state", "FROZEN")
+        if frozen:
+            _poll(lambda: _read(self.freezer_dir / "freezer.state", "") != "FREEZING", 2)
+        for _ in range(50):
+            pids = self.procs()
+            if not pids:
+                break
+            for pid in pids:
+                _kill(pid)
+            if frozen:
+                _write_try(self.freezer_dir / "freezer.state", "THAWED")
+                frozen = False
+            _poll(lambda: not self.procs(), 0.1)
+        if frozen:
+            _write_try(self.freezer_dir / "freezer.state", "THAWED")
+        if not _poll(lambda: not self.procs(), 5):
+            log.warning("processes %s of a job survived SIGKILL", self.procs())
+
+    def remove(self):
+        for directory in self.dirs.values():
+            if not _poll(lambda d=directory: _rmdir(d), 2):
+                log.warning("could not remove cgroup %s", directory)
+        self.dirs.clear()
+
+
+def _sweep(hierarchies):
+    """Remove empty job cgroups a dead worker left behind (old enough not to be starting right now)."""
+    for h in hierarchies:
+        for directory in h.own.glob("dxweb-*"):
+            try:
+                stale = time.time() - directory.stat().st_mtime > STALE_CGROUP_SECONDS
+            except OSError:
+                continue
+            if stale and not _read(directory / "cgroup.procs", "x"):
+                _rmdir(directory)
+
+
+def _parse_cpus(text):
+    cpus = []
+    for part in text.strip().split(","):
+        if "-" in part:
+            low, high = part.split("-")
+            cpus.extend(range(int(low), int(high) + 1))
+        elif part:
+            cpus.append(int(part))
+    return cpus
+
+
+def _choose_cpus(available, count, job_id):
+    """Pick `count` of the available CPUs, starting at a place set by the job id to spread jobs out."""
+    if count >= len(available):
+        return list(available)
+    start = zlib.crc32(job_id.encode()) % len(available)
+    return sorted((available * 2)[start:start + count])
+
+
+# --- the root filesystem and bubblewrap's options ------------------------------------------
+
+_overlay_ok = {}
+
+
+def _overlay_works(directory):
+    """Tell whether overlayfs over / can be mounted with its upper layer on `directory`'s filesystem."""
+    device = directory.stat().st_dev
+    if device not in _overlay_ok:
+        ok, unshare, mount = False, _which("unshare"), _which("mount")
+        if unshare and mount:
+            with tempfile.TemporaryDirectory(dir=directory, prefix=".overlay-probe-") as tmp:
+                upper, work, mnt = (Path(tmp) / n for n in ("upper", "work", "mnt"))
+                for d in (upper, work, mnt):
+                    d.mkdir()
+                probe = ".dxweb-overlay-probe"
+                script = f"{_overlay_mount(upper, work, mnt)} && echo ok > {shlex.quote(str(mnt / probe))}"
+                result = subprocess.run([unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", script],
+                                        env={"PATH": SYSTEM_PATH}, capture_output=True, timeout=30)
+                ok = result.returncode == 0 and (upper / probe).exists() and not Path("/", probe).exists()
+                if not ok:
+                    _warn_once("overlay", "overlayfs over / does not work here (%s): jobs get a read-only root "
+                               "with writable /opt and /usr/local", result.stderr.decode(errors="replace").strip())
+        else:
+            _warn_once("overlay", "unshare or mount not found: jobs get a read-only root with writable /opt "
+                       "and /usr/local")
+        _overlay_ok[device] = ok
+    return _overlay_ok[device]
+
+
+def _overlay_mount(upper, work, mnt):
+    options = f"lowerdir=/,upperdir={upper},workdir={work}"
+    return f"{shlex.quote(_which('mount'))} -t overlay overlay -o {shlex.quote(options)} {shlex.quote(str(mnt))}"
+
+
+def _prepare_root(spec):
+    """Make the job's fresh root layer; return its description and the shell lines that mount it."""
+    layer = spec.layer_dir()
+    layer.mkdir(parents=True, exist_ok=True)
+    for name in ("root-upper", "root-work", "root-mnt", "root-opt", "root-usr-local"):
+        shutil.rmtree(layer / name, ignore_errors=True)  # each launch starts from a clean root
+    usable = not any(c in str(layer) for c in ",:\\")  # characters overlayfs options cannot carry
+    if usable and _overlay_works(layer):
+        upper, work, mnt = layer / "root-upper", layer / "root-work", layer / "root-mnt"
+        for d in (upper, work, mnt):
+            d.mkdir()
+        return {"mode": "overlay", "upper": upper, "mnt": mnt}, [_overlay_mount(upper, work, mnt)]
+    writable = {"/opt": layer / "root-opt"}
+    if not any(_within(p, Path("/usr/local")) for p in _interpreter_paths()):
+        writable["/usr/local"] = layer / "root-usr-local"
+    for d in writable.values():
+        d.mkdir()
+    return {"mode": "read-only", "writable": writable}, []
+
+
+def _bwrap_options(spec, root):
+    """Return bubblewrap's options (passed through --args so they never show in a process list)."""
+    a = []
+    hidden = _hidden_paths()
+    layer = spec.layer_dir().resolve()
+    if not any(_within(layer, h) for h in hidden):
+        hidden.append(layer)  # the job's own layer must not be reachable through the overlay
+    covered = [*hidden, Path("/tmp"), Path("/run")]
+    if root["mode"] == "overlay":
+        a += ["--bind", str(root["mnt"]), "/"]
+        # The overlay shows only the root filesystem: bring other host mounts back, read-only.
+        for mountpoint in _other_mounts(hidden + [spec.layer_dir()]):
+            a += ["--ro-bind", str(mountpoint), str(mountpoint)]
+        a += ["--ro-bind", "/sys", "/sys"]
+    else:
+        a += ["--ro-bind", "/", "/"]
+        for target, source in root["writable"].items():
+            a += ["--bind", str(source), target]
+        covered.append(Path("/home"))
+    a += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    a += ["--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve"]  # DNS on systemd-resolved hosts
+    if root["mode"] != "overlay":
+        a += ["--tmpfs", "/home"]
+    for path in hidden:
+        a += ["--tmpfs", str(path)]
+    for path in SECRET_FILES:
+        if os.path.isfile(path):
+            a += ["--ro-bind", "/dev/null", path]
+    for path in _interpreter_paths():
+        if any(_within(path, c) for c in covered):
+            a += ["--ro-bind", str(path), str(path)]
+    a += ["--bind", str(Path(spec.home).resolve()), HOME]
+    for bind in spec.binds:
+        a += ["--bind" if bind.writable else "--ro-bind", str(Path(bind.source).resolve()), bind.target]
+    a += ["--chdir", HOME, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", spec.job_id[:64],
+          "--unshare-cgroup-try", "--die-with-parent", "--cap-drop", "ALL", "--clearenv"]
+    for key, value in _job_env(spec).items():
+        a += ["--setenv", key, value]
+    return a
+
+
+def _hidden_paths():
+    """Host directories covered with an empty tmpfs: the data, blob and jobs directories, the worker's home."""
+    try:
+        worker_home = Path.home()
+    except RuntimeError:
+        worker_home = None
+    paths = [settings.DATA_DIR, getattr(settings, "MEDIA_ROOT", None), getattr(settings, "DXWEB_JOBS_DIR", None),
+             worker_home, *getattr(settings, "DXWEB_SANDBOX_HIDE", [])]
+    result = []
+    for p in paths:
+        if not p:
+            continue
+        p = Path(p).resolve()
+        if p != Path("/") and p.is_dir() and p not in result:
+            result.append(p)
+    # A path inside another hidden one is already covered.
+    return [p for p in result if not any(q != p and _within(p, q) for q in result)]
+
+
+def _interpreter_paths():
+    """Host directories the job's Python needs: the worker's venv and the Python it was made from."""
+    paths = []
+    for p in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))):
+        p = Path(p).resolve()
+        if p != Path("/") and p not in paths:
+            paths.append(p)
+    return [p for p in paths if not any(q != p and _within(p, q) for q in paths)]
+
+
+def _other_mounts(skip):
+    """Host mount points outside the root filesystem worth showing: topmost ones, not private, not hidden."""
+    points = []
+    for line in _read("/proc/self/mountinfo", "").splitlines():
+        fields = line.split(" - ")[0].split()
+        if len(fields) >= 5:
+            points.append(Path(_unescape(fields[4])))
+    skip = [Path(p) for p in PRIVATE_MOUNTS] + [Path(p) for p in skip]
+    candidates = [p for p in points if p != Path("/") and not any(_within(p, s) for s in skip)]
+    top = [p for p in candidates if not any(q != p and _within(p, q) for q in candidates)]
+    return sorted(set(top))
+
+
+def _job_env(spec):
+    return {str(k): str(v) for k, v in spec.env.items()}
+
+
+def _check_spec(spec, argv):
+    if not JOB_ID.match(spec.job_id or ""):
+        raise SandboxError(f"job id {spec.job_id!r} cannot name a sandbox")
+    if not argv:
+        raise SandboxError("nothing to run")
+    for key, value in spec.env.items():
+        if not key or "=" in str(key) or "\0" in str(key) or "\0" in str(value):
+            raise SandboxError(f"environment variable {key!r} cannot be passed to a job")
+    for bind in spec.binds:
+        if not Path(bind.source).exists():
+            raise SandboxError(f"bind source {bind.source} does not exist")
+        if not str(bind.target).startswith("/"):
+            raise SandboxError(f"bind target {bind.target!r} must be absolute")
+    layer = spec.layer_dir().resolve()
+    if _within(layer, Path(spec.home).resolve()):
+        raise SandboxError("the sandbox's workdir must not be inside the job's home")
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+
+def _which(name):
+    return shutil.which(name, path=SYSTEM_PATH)
+
+
+def _shell(lines):
+    """Return argv that runs `lines` in /bin/sh, then execs the rest of the argv ("$@")."""
+    script = "\n".join(["set -e", *lines, 'exec "$@"'])
+    return ["/bin/sh", "-c", script, "dxweb-sandbox"]
+
+
+def _memfd(data):
+    fd = os.memfd_create("dxweb-sandbox-args")
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _within(path, parent):
+    path, parent = Path(path), Path(parent)
+    return path == parent or parent in path.parents
+
+
+def _unescape(text):
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def _read(path, default=None):
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return default
+
+
+def _write(path, value):
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def _write_try(path, value):
+    try:
+        _write(path, value)
+        return True
+    except OSError:
+        return False
+
+
+def _rmdir(path):
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+def _poll(condition, seconds):
+    """Check `condition` until it holds or `seconds` pass; return whether it held."""
+    deadline = time.monotonic() + seconds
+    delay = 0.001
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+def _descendants(pid):
+    """Return the host pids descending from `pid` (from /proc; for when no cgroup tracks the job)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _read(f"/proc/{entry}/stat", "")
+            if stat:
+                ppid = int(stat.rpartition(")")[2].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _wait_gone(pids):
+    def gone():
+        for pid in pids:
+            stat = _read(f"/proc/{pid}/stat", "")
+            if stat and stat.rpartition(")")[2].split()[0] != "Z":
+                return False
+        return True
+
+    if pids and not _poll(gone, 5):
+        log.warning("processes %s of a job survived SIGKILL", pids)

@@ -1,0 +1,21 @@
+"""Celery tasks: each takes an ID, claims in the database, and is safe to run twice."""
+import socket
+
+from celery import shared_task
+
+
+@shared_task(name="jobs.run_job", acks_late=True)
+def run_job(job_id):
+    """Claim and run a runnable job; a duplicate delivery finds it claimed and returns."""
+    from .runner import run
+
+    run(job_id, f"{socket.gethostname()}:{run_job.request.hostname or ''}")
+
+
+@shared_task(name="jobs.reap")
+def reap():
+    """Periodic: fail or retry jobs whose worker vanished, and wake runnable jobs nobody claimed."""
+    from .actions import reap as do_reap
+
+    report = do_reap()
+    return {k: len(v) for k, v in report.items()}

@@ -1,0 +1,22 @@
+"""Page URLs for applets and jobs; like projects/urls.py each ends with a slash, apart from the API's routes."""
+from django.urls import path
+
+from . import views
+
+project = "projects/<str:project_id>/"
+job = "jobs/<str:job_id>/"
+
+urlpatterns = [
+    path(project + "applets/", views.applets, name="applets"),
+    path(project + "applets/new/", views.applet_new, name="applet-new"),
+    path(project + "applets/<str:applet_id>/", views.applet, name="applet"),
+    path(project + "applets/<str:applet_id>/run/", views.launch, name="launch"),
+    path(project + "jobs/", views.project_jobs, name="project-jobs"),
+    path("jobs/", views.my_jobs, name="my-jobs"),
+    path(job, views.job, name="job"),
+    path(job + "log/", views.job_log, name="job-log"),
+    path(job + "terminate/", views.job_terminate, name="job-terminate"),
+    path(job + "tags/", views.job_tags, name="job-tags"),
+    path(job + "properties/", views.job_properties, name="job-properties"),
+    path("files/search/", views.file_search, name="file-search"),
+]

@@ -1,0 +1,409 @@
+"""Pages for applets and jobs: each view reaches objects through the permission module, calls an action, renders.
+
+Launching goes through jobs.actions.run_applet, the same action as /applet-x/run.
+"""
+import json
+from datetime import datetime, time, timezone
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as Forbidden
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
+from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from dxweb.errors import DXError, InvalidInput, ResourceNotFound
+from projects import actions as project_actions
+from projects import permissions
+from projects.models import Container, DataObject, Level, Placement
+from projects.views import PAGE_SIZE, principal, project_for, reached
+
+from . import actions
+from .forms import AppletForm, JobFilterForm, LaunchForm, PropertiesForm, TagsForm, applet_initial
+from .models import FINAL_STATES, Job, JobDependency, LogLine, State
+from .specs import jbor, link_target
+
+def applet_in(request, container, applet_id, needed=Level.VIEW):
+    """Return the applet as placed in the project, or 404."""
+    try:
+        placement = permissions.access_object(principal(request), applet_id, needed, project=container.pk, cls="applet")
+    except ResourceNotFound:
+        raise Http404("Not found") from None
+    except DXError as err:
+        raise Forbidden(err.message) from None
+    if placement.container_id != container.pk:
+        raise Http404("Not found")
+    return placement
+
+
+def job_for(request, job_id, needed=Level.VIEW):
+    job = reached(actions.access_job, principal(request), job_id)
+    job.level = permissions.level_of(principal(request), job.project_id)
+    if job.level < needed:
+        raise Forbidden(f"{Level(needed).label} permission is required in {job.project_id}")
+    return job
+
+
+# Applets -----------------------------------------------------------------------------
+
+@login_required
+def applets(request, project_id):
+    container = project_for(request, project_id)
+    placements = Placement.objects.filter(container=container, obj__cls="applet", hidden=False)
+    newest = {}
+    for p in placements.select_related("obj").order_by("name", "-obj__created", "-pk"):
+        newest.setdefault(p.name, p)
+    versions = dict(placements.values_list("name").annotate(n=Count("pk")))
+    rows = sorted(newest.values(), key=lambda p: p.name.lower())
+    for p in rows:
+        p.versions = versions[p.name]
+    return render(request, "jobs/applets.html", {
+        "section": "projects", "tab": "applets", "project": container, "level": container.level,
+        "can_create": container.level >= Level.UPLOAD, "applets": rows,
+    })
+
+
+@login_required
+def applet(request, project_id, applet_id):
+    container = project_for(request, project_id)
+    placement = applet_in(request, container, applet_id)
+    versions = (
+        Placement.objects.filter(container=container, obj__cls="applet", name=placement.name)
+        .select_related("obj", "obj__created_by").order_by("-obj__created", "-pk")
+    )
+    spec = placement.obj.spec
+    return render(request, "jobs/applet.html", {
+        "section": "projects", "tab": "applets", "project": container, "level": container.level,
+        "applet": placement, "spec": spec, "run_spec": spec.get("runSpec", {}),
+        "run_spec_rest": json.dumps({k: v for k, v in spec.get("runSpec", {}).items() if k != "code"}, indent=2),
+        "versions": versions, "newest": versions[0].obj_id == placement.obj_id,
+        "can_create": container.level >= Level.UPLOAD, "can_run": container.level >= Level.CONTRIBUTE,
+        "recent_jobs": Job.objects.filter(project=container, executable=placement.obj_id).order_by("-created")[:10],
+    })
+
+
+@login_required
+def applet_new(request, project_id):
+    """Create an applet, or (?from=<applet>) a new version of one: applets are immutable."""
+    container = project_for(request, project_id, Level.UPLOAD)
+    source = applet_in(request, container, request.GET["from"]) if request.GET.get("from") else None
+    form = AppletForm(request.POST or None, request.FILES or None,
+                      initial=applet_initial(source) if source else {"interpreter": "bash"})
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                placement = actions.new_applet(request.user, container, form.cleaned_data["body"])
+        except DXError as err:
+            form.add_action_error(err.message)
+        else:
+            messages.success(request, f"Created {placement.name} ({placement.obj_id})")
+            return redirect("applet", container.pk, placement.obj_id)
+    return render(request, "jobs/applet_form.html", {
+        "section": "projects", "tab": "applets", "project": container, "level": container.level,
+        "form": form, "source": source,
+    })
+
+
+# Launching -----------------------------------------------------------------------------
+
+@login_required
+def launch(request, project_id, applet_id):
+    """The run form of one applet (pinned to its ID); ?from=<job> starts from that job's launch."""
+    container = project_for(request, project_id, Level.CONTRIBUTE if request.method == "POST" else Level.VIEW)
+    placement = applet_in(request, container, applet_id)
+    client_ip = request.META.get("REMOTE_ADDR", "")
+    spec = placement.obj.spec
+    form = LaunchForm(spec.get("inputSpec"), request.POST or None, client_ip=client_ip)
+    source = job_for(request, request.GET["from"]) if request.GET.get("from") else None
+    if source is not None and request.method != "POST":
+        form.prefill(source)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = actions.run_applet(principal(request), placement, form.body(container.pk, placement.obj_id))
+        except DXError as err:
+            form.add_action_error(err.message)
+        else:
+            messages.success(request, f"Launched {job.name} ({job.id})")
+            return redirect("job", job.id)
+    return render(request, "jobs/launch.html", {
+        "section": "projects", "tab": "applets", "project": container, "level": container.level,
+        "applet": placement, "spec": spec, "form": form, "source": source,
+        "can_run": container.level >= Level.CONTRIBUTE, "client_ip": client_ip,
+    }, status=422 if form.errors else 200)
+
+
+@login_required
+def file_search(request):
+    """Files (or applets, records) the user can VIEW whose name contains ?q, for the launch form's picker."""
+    klass = request.GET.get("class", "file")
+    if klass not in ("file", "applet", "record"):
+        return JsonResponse({"results": []})
+    visible = permissions.visible_projects(principal(request)).values("pk")
+    found = (
+        Placement.objects.filter(container_id__in=visible, obj__cls=klass, obj__state=DataObject.CLOSED,
+                                 hidden=False, name__icontains=request.GET.get("q", "").strip())
+        .select_related("obj", "container")
+    )
+    project = request.GET.get("project", "")
+    # The launching project's files first, then the rest, newest first.
+    rows = list(found.filter(container_id=project).order_by("-obj__created")[:20]) if project else []
+    if len(rows) < 20:
+        rows += list(found.exclude(container_id=project).order_by("-obj__created")[: 20 - len(rows)])
+    return JsonResponse({"results": [{
+        "id": p.obj_id, "name": p.name, "folder": p.folder, "project": p.container_id,
+        "projectName": p.container.name, "size": p.obj.size if klass == "file" else None,
+    } for p in rows]})
+
+
+# Job lists --------------------------------------------------------------------------------
+
+def filtered_jobs(qs, form):
+    """Apply a JobFilterForm's filters; each keeps the (project|launcher, -created) index usable."""
+    if not form.is_valid():
+        return qs
+    data = form.cleaned_data
+    if data["state"]:
+        qs = qs.filter(state=data["state"])
+    if data["name"]:
+        qs = qs.filter(name__icontains=data["name"])
+    if data["tag"]:
+        if connection.features.supports_json_field_contains:
+            qs = qs.filter(tags__contains=[data["tag"]])
+        else:  # SQLite: match the tag, quotes included, in the stored JSON text
+            qs = qs.filter(tags__icontains=json.dumps(data["tag"]))
+    if data["launcher"]:
+        qs = qs.filter(launched_by__username=data["launcher"].strip().removeprefix("user-"))
+    if data["after"]:
+        qs = qs.filter(created__gte=int(datetime.combine(data["after"], time.min, timezone.utc).timestamp() * 1000))
+    if data["before"]:
+        qs = qs.filter(created__lte=int(datetime.combine(data["before"], time.max, timezone.utc).timestamp() * 1000))
+    if data["origin"]:
+        qs = qs.filter(origin_id=F("pk"))
+    return qs
+
+
+def keyset_page(request, qs):
+    """One page newest first, after the ?cursor of the previous page: no OFFSET and no COUNT over the table."""
+    qs = qs.order_by("-created", "-pk")
+    cursor = request.GET.get("cursor", "")
+    created, _, job_id = cursor.partition(".")
+    if created.isdigit() and job_id:
+        qs = qs.filter(Q(created__lt=int(created)) | Q(created=int(created), pk__lt=job_id))
+    rows = list(qs.select_related("launched_by", "project")[: PAGE_SIZE + 1])
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    params = request.GET.copy()
+    params.pop("cursor", None)
+    next_url = None
+    if more:
+        params["cursor"] = f"{rows[-1].created}.{rows[-1].pk}"
+        next_url = "?" + params.urlencode()
+        params.pop("cursor")
+    return {"jobs": rows, "next_url": next_url, "first_url": "?" + params.urlencode() if cursor else None}
+
+
+@login_required
+def project_jobs(request, project_id):
+    container = project_for(request, project_id)
+    form = JobFilterForm(request.GET or None)
+    qs = filtered_jobs(Job.objects.filter(project=container), form)
+    return render(request, "jobs/jobs.html", {
+        "section": "projects", "tab": "jobs", "project": container, "level": container.level, "form": form,
+        "ws_path": f"/ws/projects/{container.pk}/jobs/", **keyset_page(request, qs),
+    })
+
+
+@login_required
+def my_jobs(request):
+    form = JobFilterForm(request.GET or None)
+    visible = permissions.visible_projects(principal(request)).values("pk")
+    qs = filtered_jobs(Job.objects.filter(launched_by=request.user, project_id__in=visible), form)
+    return render(request, "jobs/jobs.html", {
+        "section": "jobs", "form": form, "ws_path": "/ws/jobs/mine/", "mine": True, **keyset_page(request, qs),
+    })
+
+
+# The job page --------------------------------------------------------------------------------
+
+def shown_value(request, job, value):
+    """Describe an input or output value for the page: a file link, a job reference, or JSON."""
+    ref = jbor(value)
+    if ref is not None:
+        return {"kind": "jbor", "job": ref["job"], "field": ref["field"], "index": ref.get("index")}
+    target = link_target(value)
+    if target is not None:
+        item = {"kind": "link", "id": target[0]}
+        try:
+            placement = permissions.access_object(principal(request), target[0], project=target[1] or job.project_id)
+        except DXError:
+            return item
+        item["name"] = placement.name
+        if placement.obj.cls == "file" and placement.container.kind == Container.PROJECT:
+            item["url"] = reverse("download", args=[placement.container_id, target[0]])
+        elif placement.obj.cls == "applet" and placement.container.kind == Container.PROJECT:
+            item["url"] = reverse("applet", args=[placement.container_id, target[0]])
+        return item
+    if isinstance(value, list) and value and any(jbor(v) or link_target(v) for v in value):
+        return {"kind": "list", "items": [shown_value(request, job, v) for v in value]}
+    return {"kind": "json", "text": json.dumps(value) if not isinstance(value, str) else value}
+
+
+def io_rows(request, job, values, spec):
+    classes = {field["name"]: field.get("class", "") for field in spec or []}
+    return [{"name": name, "class": classes.get(name, ""), "value": shown_value(request, job, value)}
+            for name, value in (values or {}).items()]
+
+
+def waiting_reason(job):
+    """Say what a job that has not started (or not finished) is waiting for."""
+    if job.state == State.RUNNABLE:
+        return "Waiting for a free worker"
+    if job.state == State.IDLE:
+        return "Being scheduled"
+    stage = {State.WAITING_ON_INPUT: JobDependency.INPUT, State.WAITING_ON_OUTPUT: JobDependency.OUTPUT}.get(job.state)
+    if stage is None:
+        return ""
+    pending = [
+        f"{d.on.name} ({d.on_id}) is {d.on.state}"
+        for d in JobDependency.objects.filter(job=job, stage=stage).select_related("on").order_by("on__created")
+        if d.on.state != State.DONE
+    ]
+    if job.state == State.WAITING_ON_OUTPUT:
+        pending += [f"subjob {c.name} ({c.id}) is {c.state}" for c in job.children.exclude(state=State.DONE)[:20]]
+    if not pending:
+        return "Its dependencies are done; about to move on"
+    what = "input" if stage == JobDependency.INPUT else "output"
+    more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+    return f"Waiting on {what}: " + "; ".join(pending[:5]) + more
+
+
+def job_tree(origin):
+    """The origin's tree in depth-first order with each job's depth."""
+    jobs = list(Job.objects.filter(Q(pk=origin.pk) | Q(origin=origin)).order_by("created", "pk"))
+    children = {}
+    for j in jobs:
+        children.setdefault(j.parent_id if j.pk != origin.pk else None, []).append(j)
+    rows = []
+
+    def walk(parent, depth):
+        for j in children.get(parent, []):
+            j.depth = depth
+            rows.append(j)
+            walk(j.pk, depth + 1)
+
+    walk(None, 0)
+    return rows
+
+
+def launch_url(request, job):
+    """The launch form of the applet a job ran, if the user can still see it in a project."""
+    try:
+        placement = permissions.access_object(principal(request), job.executable, project=job.project_id, cls="applet")
+    except DXError:
+        return None
+    if placement.container.kind != Container.PROJECT:
+        return None
+    return reverse("launch", args=[placement.container_id, placement.obj_id]) + f"?from={job.pk}"
+
+
+@login_required
+def job(request, job_id):
+    job = job_for(request, job_id)
+    origin = job.origin or job
+    stopped = job.stopped_running
+    return render(request, "jobs/job.html", {
+        "section": "jobs", "job": job, "project": job.project, "level": job.level,
+        "can_change": job.level >= Level.CONTRIBUTE,
+        "can_terminate": job.level >= Level.CONTRIBUTE and Job.objects.filter(
+            Q(pk=origin.pk) | Q(origin=origin)).exclude(state__in=FINAL_STATES).exists(),
+        "is_final": job.is_final,
+        "duration_s": (stopped - job.started_running) // 1000 if stopped and job.started_running else None,
+        "inputs": io_rows(request, job, job.original_input, job.spec.get("inputSpec")),
+        "outputs": io_rows(request, job, job.output, job.spec.get("outputSpec")) if job.output else [],
+        "waiting": waiting_reason(job),
+        "tree": job_tree(origin),
+        "relaunch": launch_url(request, origin) if job.pk == origin.pk and not job.parent_id else None,
+        "applet_url": reverse("applet", args=[job.project_id, job.executable])
+        if Placement.objects.filter(container=job.project_id, obj_id=job.executable).exists() else None,
+        "tags_form": TagsForm(initial={"tags": ", ".join(job.tags)}),
+        "properties_form": PropertiesForm(
+            initial={"properties": "\n".join(f"{k}={v}" for k, v in job.properties.items())}),
+        "levels": ["STDOUT", "STDERR", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+    })
+
+
+@login_required
+def job_log(request, job_id):
+    """The whole log as text, streamed from the store (?tree=1: the tree's logs merged, with job names)."""
+    job = job_for(request, job_id)
+    if request.GET.get("tree"):
+        origin = job.origin or job
+        names = dict(Job.objects.filter(Q(pk=origin.pk) | Q(origin=origin)).values_list("id", "name"))
+        lines = LogLine.objects.filter(job_id__in=list(names)).order_by("timestamp", "job_id", "seq")
+    else:
+        names = None
+        lines = LogLine.objects.filter(job=job).order_by("seq")
+
+    def render_lines():
+        # Blocks of lines, not single lines: under ASGI each chunk of a sync iterator costs a thread hop.
+        block = []
+        for line in lines.iterator(chunk_size=2000):
+            stamp = datetime.fromtimestamp(line.timestamp / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            who = f"{names[line.job_id]} " if names else ""
+            block.append(f"{stamp} {who}{line.level} {line.msg}\n")
+            if len(block) == 2000:
+                yield "".join(block)
+                block = []
+        yield "".join(block)
+
+    response = StreamingHttpResponse(render_lines(), content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{job.pk}.log"'
+    return response
+
+
+def job_action(fn):
+    """Wrap a form POST on a job: CONTRIBUTE on its project, the action in a transaction, a flash, back."""
+
+    @login_required
+    @require_POST
+    def view(request, job_id):
+        job = job_for(request, job_id, Level.CONTRIBUTE)
+        try:
+            with transaction.atomic():
+                messages.success(request, fn(request, job))
+        except DXError as err:
+            messages.error(request, err.message)
+        return redirect("job", job.pk)
+
+    view.__name__ = fn.__name__
+    return view
+
+
+@job_action
+def job_terminate(request, job):
+    actions.terminate(principal(request), job)
+    return f"Terminating {job.name} and its subjobs"
+
+
+@job_action
+def job_tags(request, job):
+    tags = [t.strip() for t in request.POST.get("tags", "").split(",") if t.strip()]
+    project_actions.change_tags(job, remove=list(job.tags))
+    project_actions.change_tags(job, add=tags)
+    return "Saved the tags"
+
+
+@job_action
+def job_properties(request, job):
+    wanted = {}
+    for line in request.POST.get("properties", "").splitlines():
+        key, sep, value = line.partition("=")
+        if line.strip():
+            if not sep or not key.strip():
+                raise InvalidInput(f"Write each property as key=value: {line.strip()!r}")
+            wanted[key.strip()] = value.strip()
+    project_actions.set_properties(job, {**{k: None for k in job.properties}, **wanted})
+    return "Saved the properties"
