@@ -1,0 +1,56 @@
+"""`python -m bench [api|transfer ...] [--quick]`: run the benchmarks, print tables, write bench/results/<name>.json."""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.chdir(ROOT)
+
+from bench import api, jobs, logs, transfer
+
+BENCHMARKS = {"api": api, "transfer": transfer, "jobs": jobs, "logs": logs}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "which", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)"
+    )
+    parser.add_argument("--quick", action="store_true", help="a short run (fewer rounds, smaller files)")
+    api_opts = parser.add_argument_group("api")
+    api_opts.add_argument("--concurrency", type=int, nargs="+", default=[1, 8], help="client threads (default 1 8)")
+    api_opts.add_argument("--rounds", type=int, help="measured rounds per concurrency (default 7, quick 2)")
+    api_opts.add_argument("--duration", type=float, help="seconds per target per round (default 1.5, quick 0.75)")
+    xfer = parser.add_argument_group("transfer")
+    xfer.add_argument("--sizes", type=int, nargs="+", help="file sizes in MB (default 200 16, quick 32)")
+    xfer.add_argument("--reps", type=int, help="repetitions per size (default 5, quick 2)")
+    job_opts = parser.add_argument_group("jobs")
+    job_opts.add_argument("--jobs", dest="jobs_n", type=int, help="sequential trivial jobs for latency (default 36)")
+    job_opts.add_argument("--job-rounds", dest="job_rounds", type=int,
+                          help="rounds interleaving jobs and baselines (default 6)")
+    job_opts.add_argument("--burst", type=int, help="jobs (and no-op tasks) submitted at once (default 200)")
+    job_opts.add_argument("--scatter-n", type=int, help="subjobs of the scatter (default 100; 0 skips it)")
+    job_opts.add_argument("--redis", action="store_true",
+                          help="jobs: run against Redis + a fresh PostgreSQL database instead of the embedded mode")
+    job_opts.add_argument("--server-env", nargs="+", default=(), metavar="KEY=VALUE",
+                          help="jobs: extra environment for the server (experiments, e.g. a settings module)")
+    log_opts = parser.add_argument_group("logs")
+    log_opts.add_argument("--lines", type=int, help="lines the logging job prints, one per 50 ms (default 200)")
+    log_opts.add_argument("--modes", nargs="+", choices=["embedded", "redis"], help="logs: server modes (both)")
+    args = parser.parse_args(argv)
+    unknown = [w for w in args.which if w not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    opts = {k: v for k, v in vars(args).items() if k != "which" and v is not None}
+    opts["concurrency"] = tuple(args.concurrency)
+    outcome = {}
+    for name in args.which or list(BENCHMARKS):
+        print(f"\n== {name} ==", flush=True)
+        outcome[name] = BENCHMARKS[name].main(**opts)
+    return outcome
+
+
+if __name__ == "__main__":
+    main()

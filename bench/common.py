@@ -1,0 +1,159 @@
+"""Shared helpers for the benchmarks: a live server with the baseline views, HTTP, statistics, output."""
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tests.live import LiveServer
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@contextlib.contextmanager
+def live_server(**extra_env):
+    """Start the whole stack (daphne + Celery worker) in a temp dir with /bench/ views; stop it after."""
+    tmp = Path(tempfile.mkdtemp(prefix="dxweb-bench-"))
+    env = {"DXWEB_BENCH_VIEWS": "1", "DXWEB_LOG_LEVEL": "WARNING", **extra_env}
+    server = LiveServer(tmp, extra_env=env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _children(pid):
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+def web_pid(server):
+    """The pid of the daphne process under `manage.py serve` (Linux /proc), or None."""
+    for pid in _children(server.proc.pid):
+        try:
+            if b"daphne" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds a process has used so far (0.0 if unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def connect(server, timeout=120):
+    parsed = urlparse(server.url)
+    return http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+
+
+def call(conn, method, path, body=b"", headers=None):
+    """One request on a keep-alive connection; return (status, body bytes)."""
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def api(server, path, body=None, token=None):
+    """POST to the API; raise unless 200; return the decoded JSON."""
+    return server.api(path, body or {}, token=token)
+
+
+def percentile(values, q):
+    """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
+    data = sorted(values)
+    if len(data) == 1:
+        return data[0]
+    pos = (len(data) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_rev():
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+        return out.stdout.strip() + ("+dirty" if dirty.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+def machine():
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_end": load,
+        "database": os.environ.get("DATABASE_URL", "sqlite (default)").split("@")[-1],
+    }
+
+
+def write_results(name, data):
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    data = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git": git_rev(),
+        "command": " ".join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
+        "machine": machine(),
+        **data,
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def table(headers, rows):
+    """Render rows (lists of str) under headers as an aligned text table."""
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    for row in rows:
+        cells = enumerate(zip(row, widths, strict=True))
+        out.append("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in cells))
+    return "\n".join(out)
+
+
+def verdict(ratio, target):
+    return "MET" if ratio >= target else "BELOW"

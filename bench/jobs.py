@@ -1,0 +1,291 @@
+"""Jobs: submit→running latency, throughput and scatter-gather overhead, against Celery and sandbox baselines.
+
+All in one run, against one server (`manage.py serve`: daphne + its real Celery worker):
+
+- latency: trivial jobs (`main() { true; }`) submitted one at a time (a random 0-0.3 s pause
+  before each), each awaited (describe every 50 ms) before the next. Per job, from the
+  server's own timestamps: created → startedRunning (the worker's claim) and created → done
+  (the `done` stateTransition). Client-observed submit→running = startedRunning − the
+  client's clock just before the POST (same host, same clock: no polling in the figure).
+- baselines, interleaved with the jobs in rounds: `celery` = a no-op task (bench/tasks.py)
+  sent through the same broker to the same worker, send → the task's start (its own clock);
+  `sandbox` = `jobs.sandbox.launch(spec, ["true"]).wait()` timed in a process with Django
+  set up against the server's settings (bench/django_op.py).
+- throughput: 200 trivial jobs submitted at once (4 client threads), jobs/s = 200 / (last
+  job's done − first submit); baseline: 200 no-op Celery tasks sent at once, tasks/s =
+  200 / (last task start − first send).
+- scatter: tests/jobs/apps/scatter_bash with n=100 (100 `square` subjobs + `gather`), wall
+  time = root's done − root's created; overhead per subjob = (T_scatter − T_single_job)/100,
+  T_single_job = the median created → done of the latency jobs.
+"""
+import http.client
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+
+from .common import ROOT, connect, live_server, median, percentile, table, write_results
+
+TRIVIAL = "main() { true; }"
+FINAL = {"done", "failed", "terminated"}
+
+
+class Client:
+    """The API over one keep-alive connection."""
+
+    def __init__(self, server):
+        self.server, self.conn = server, connect(server)
+        self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {server.admin_token}"}
+
+    def __call__(self, path, body=None):
+        for attempt in range(3):
+            try:
+                self.conn.request("POST", path, body=json.dumps(body or {}).encode(), headers=self.headers)
+                response = self.conn.getresponse()
+                data = response.read()
+                break
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                if attempt == 2:
+                    raise
+        if response.status != 200:
+            raise RuntimeError(f"{path}: {response.status} {data[:300]!r}")
+        return json.loads(data)
+
+
+class Helper:
+    """bench/django_op.py in a subprocess with the server's environment."""
+
+    def __init__(self, server):
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.django_op"], cwd=ROOT, env=server.env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = json.loads(self.proc.stdout.readline())
+        assert ready.get("ready"), ready
+
+    def __call__(self, op, n):
+        self.proc.stdin.write(json.dumps({"op": op, "n": n}) + "\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline())
+        if "error" in answer:
+            raise RuntimeError(f"{op}: {answer['error']}")
+        return answer["ok"]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+def new_applet(api, project, name, code, **spec):
+    body = {"project": project, "name": name, "folder": "/", "dxapi": "1.0.0", "inputSpec": [], "outputSpec": [],
+            "runSpec": {"interpreter": "bash", "code": code, "distribution": "Ubuntu", "release": "24.04"}}
+    body.update(spec)
+    return api("/applet/new", body)["id"]
+
+
+def wait_done(api, job_id, interval=0.05, timeout=600):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        desc = api(f"/{job_id}/describe", {})
+        if desc["state"] in FINAL:
+            return desc
+        time.sleep(interval)
+    raise TimeoutError(f"{job_id} did not finish")
+
+
+def set_at(desc, state):
+    for t in desc.get("stateTransitions", []):
+        if t["newState"] == state:
+            return t["setAt"]
+    return None
+
+
+def ms_stats(values_s):
+    return {"p50_ms": percentile(values_s, 50) * 1000, "p99_ms": percentile(values_s, 99) * 1000,
+            "n": len(values_s)}
+
+
+def latency(api, helper, project, applet, jobs_n, rounds):
+    per_round = max(1, jobs_n // rounds)
+    rec = {"job_running": [], "job_running_client": [], "job_done": [], "job_post": [], "celery": [],
+           "celery_client": [], "sandbox": []}
+    for r in range(rounds):
+        order = ["jobs", "celery", "sandbox"]
+        order = order[r % 3:] + order[: r % 3]
+        for what in order:
+            if what == "jobs":
+                for _ in range(per_round):
+                    time.sleep(random.uniform(0, 0.3))
+                    t0 = time.time()
+                    job_id = api(f"/{applet}/run", {"project": project, "input": {}})["id"]
+                    t1 = time.time()
+                    desc = wait_done(api, job_id)
+                    assert desc["state"] == "done", desc
+                    created, running = desc["created"], desc["startedRunning"]
+                    rec["job_running"].append((running - created) / 1000)
+                    rec["job_running_client"].append(running / 1000 - t0)
+                    rec["job_done"].append((set_at(desc, "done") - created) / 1000)
+                    rec["job_post"].append(t1 - t0)
+            elif what == "celery":
+                for item in helper("celery_rt", per_round):
+                    rec["celery"].append(item["send_to_start"])
+                    rec["celery_client"].append(item["send_to_received"])
+            else:
+                rec["sandbox"].extend(helper("sandbox_true", per_round))
+    stats = {k: ms_stats(v) for k, v in rec.items()}
+    c, s = stats["celery"]["p50_ms"], stats["sandbox"]["p50_ms"]
+    stats["ratios"] = {
+        "running_over_celery_p50": stats["job_running"]["p50_ms"] / c,
+        "running_over_celery_p99": stats["job_running"]["p99_ms"] / stats["celery"]["p99_ms"],
+        "client_running_over_celery_p50": stats["job_running_client"]["p50_ms"] / c,
+        "done_over_celery_plus_sandbox_p50": stats["job_done"]["p50_ms"] / (c + s),
+        "done_over_celery_plus_sandbox_p99":
+            stats["job_done"]["p99_ms"] / (stats["celery"]["p99_ms"] + stats["sandbox"]["p99_ms"]),
+        "running_over_celery_plus_sandbox_p50": stats["job_running"]["p50_ms"] / (c + s),
+    }
+    return stats, rec
+
+
+def throughput(server, helper, project, applet, n, threads=4):
+    api = Client(server)
+    t_first = time.time()
+    ids, lock = [], threading.Lock()
+    counts = [n // threads + (1 if i < n % threads else 0) for i in range(threads)]
+
+    def submit(k):
+        client = Client(server)
+        for _ in range(k):
+            job_id = client(f"/{applet}/run", {"project": project, "input": {}})["id"]
+            with lock:
+                ids.append(job_id)
+
+    workers = [threading.Thread(target=submit, args=(k,)) for k in counts]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    t_submitted = time.time()
+    pending = set(ids)
+    descs = {}
+    while pending:
+        time.sleep(0.5)
+        found = api("/system/findJobs", {"project": project, "id": sorted(pending), "describe": True})
+        for row in found["results"]:
+            if row["describe"]["state"] in FINAL:
+                descs[row["id"]] = row["describe"]
+                pending.discard(row["id"])
+    failed = [d["id"] for d in descs.values() if d["state"] != "done"]
+    last_done = max(set_at(d, "done") or d["stoppedRunning"] for d in descs.values()) / 1000
+    first_running = min(d["startedRunning"] for d in descs.values()) / 1000
+    jobs = {"n": n, "failed": len(failed), "submit_s": t_submitted - t_first, "wall_s": last_done - t_first,
+            "jobs_per_s": n / (last_done - t_first), "submit_per_s": n / (t_submitted - t_first),
+            "first_running_after_s": first_running - t_first}
+    burst = helper("celery_burst", n)
+    c_wall = max(burst["starts"]) - min(burst["sends"])
+    celery = {"n": n, "wall_s": c_wall, "tasks_per_s": n / c_wall,
+              "send_s": max(burst["sends"]) - min(burst["sends"])}
+    return {"jobs": jobs, "celery": celery, "ratio": jobs["jobs_per_s"] / celery["tasks_per_s"]}
+
+
+def scatter(api, project, n):
+    app_dir = ROOT / "tests" / "jobs" / "apps" / "scatter_bash"
+    spec = json.loads((app_dir / "dxapp.json").read_text())
+    applet = new_applet(api, project, "scatter_bash", (app_dir / "src" / "code.sh").read_text(),
+                        inputSpec=spec["inputSpec"], outputSpec=spec["outputSpec"])
+    t0 = time.time()
+    root = api(f"/{applet}/run", {"project": project, "input": {"n": n}})["id"]
+    desc = wait_done(api, root, interval=0.5, timeout=3600)
+    assert desc["state"] == "done", desc
+    tree = api("/system/findJobs", {"project": project, "rootExecution": root, "describe": True})["results"]
+    subs = [r["describe"] for r in tree if r["id"] != root]
+    done_at = set_at(desc, "done")
+    out = {"n": n, "jobs_in_tree": len(tree), "wall_s": (done_at - desc["created"]) / 1000,
+           "client_wall_s": done_at / 1000 - t0,
+           "root_running_s": ((set_at(desc, "waiting_on_output") or done_at) - desc["startedRunning"]) / 1000,
+           "output": desc.get("output")}
+    squares = [d for d in subs if d["function"] == "square"]
+    if squares:
+        out["square_created_span_s"] = (max(d["created"] for d in squares) - min(d["created"] for d in squares)) / 1000
+        out["square_p50_created_to_done_ms"] = median([set_at(d, "done") - d["created"] for d in squares])
+        out["square_p50_running_ms"] = median([set_at(d, "done") - d["startedRunning"] for d in squares])
+        out["last_square_done_to_root_done_s"] = (done_at - max(set_at(d, "done") for d in squares)) / 1000
+    return out
+
+
+def run(quick=False, jobs_n=None, job_rounds=None, burst=None, scatter_n=None, redis=False, server_env=(), **_):
+    jobs_n = jobs_n or (9 if quick else 36)
+    rounds = job_rounds or (3 if quick else 6)
+    burst = burst or (30 if quick else 200)
+    scatter_n = scatter_n if scatter_n is not None else (10 if quick else 100)
+    extra = {}
+    if redis:
+        extra = {"REDIS_URL": "redis://127.0.0.1:6379/7", "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres"}
+    extra.update(dict(item.split("=", 1) for item in server_env))
+    results = {"params": {"jobs": jobs_n, "rounds": rounds, "burst": burst, "scatter_n": scatter_n,
+                          "mode": "redis+postgres" if redis else "embedded", "server_env": list(server_env)}}
+    with live_server(**extra) as server:
+        api = Client(server)
+        project = api("/project/new", {"name": "bench-jobs"})["id"]
+        applet = new_applet(api, project, "trivial", TRIVIAL)
+        helper = Helper(server)
+        try:
+            # warm-up: one of each
+            wait_done(api, api(f"/{applet}/run", {"project": project, "input": {}})["id"])
+            helper("celery_rt", 2)
+            helper("sandbox_true", 2)
+            print("latency ...", flush=True)
+            results["latency"], results["latency_raw"] = latency(api, helper, project, applet, jobs_n, rounds)
+            print("throughput ...", flush=True)
+            results["throughput"] = throughput(server, helper, project, applet, burst)
+            if scatter_n:
+                print("scatter ...", flush=True)
+                results["scatter"] = scatter(api, project, scatter_n)
+                single = results["latency"]["job_done"]["p50_ms"] / 1000
+                results["scatter"]["single_job_s"] = single
+                overhead = 1000 * (results["scatter"]["wall_s"] - single) / scatter_n
+                results["scatter"]["overhead_per_subjob_ms"] = overhead
+        finally:
+            helper.close()
+    return results
+
+
+def report(results):
+    lat = results["latency"]
+    names = {"job_running": "job created→running (server)",
+             "job_running_client": "job submit→running (client clock)",
+             "job_done": "job created→done (server)", "job_post": "/applet-x/run POST (client)",
+             "celery": "celery send→task start", "celery_client": "celery send→start seen by client",
+             "sandbox": "sandboxed `true` (launch+wait)"}
+    rows = [[names[k], str(lat[k]["n"]), f"{lat[k]['p50_ms']:.1f}", f"{lat[k]['p99_ms']:.1f}"] for k in names]
+    print(table(["latency", "n", "p50 ms", "p99 ms"], rows))
+    r = lat["ratios"]
+    print(table(["ratio", "p50", "p99", "target", "verdict"], [
+        ["created→running / celery", f"{r['running_over_celery_p50']:.2f}x", f"{r['running_over_celery_p99']:.2f}x",
+         "<= 3x", "MET" if r["running_over_celery_p50"] <= 3 else "MISSED"],
+        ["created→done / (celery + sandbox true)", f"{r['done_over_celery_plus_sandbox_p50']:.2f}x",
+         f"{r['done_over_celery_plus_sandbox_p99']:.2f}x", "<= 5x",
+         "MET" if r["done_over_celery_plus_sandbox_p50"] <= 5 else "MISSED"],
+        ["client submit→running / celery", f"{r['client_running_over_celery_p50']:.2f}x", "", "(info)", ""],
+    ]))
+    t = results["throughput"]
+    print(table(["throughput", "n", "wall s", "per s", "ratio", "target"], [
+        ["trivial jobs", str(t["jobs"]["n"]), f"{t['jobs']['wall_s']:.2f}", f"{t['jobs']['jobs_per_s']:.2f}",
+         f"{t['ratio']:.3f}x", ">= 0.5x " + ("MET" if t["ratio"] >= 0.5 else "MISSED")],
+        ["no-op celery tasks", str(t["celery"]["n"]), f"{t['celery']['wall_s']:.2f}",
+         f"{t['celery']['tasks_per_s']:.2f}", "1 (baseline)", ""],
+    ]))
+    print(f"  (jobs: submitting took {t['jobs']['submit_s']:.2f} s = {t['jobs']['submit_per_s']:.1f}/s, "
+          f"{t['jobs']['failed']} failed)")
+    if "scatter" in results:
+        s = results["scatter"]
+        print(json.dumps(s, indent=1))
+
+
+def main(**opts):
+    results = run(**opts)
+    report(results)
+    name = "jobs-redis" if opts.get("redis") else "jobs"
+    path = write_results(name + ("-env" if opts.get("server_env") else ""), results)
+    print(f"results: {path}")
+    return results

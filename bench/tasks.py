@@ -1,0 +1,19 @@
+"""Celery baseline for bench/jobs.py: a no-op task that says when it started running.
+
+Registered only when DXWEB_BENCH_VIEWS is set (dxweb/celery.py autodiscovers `bench`
+then), so the server's real worker runs it through the same broker as jobs.run_job.
+The start time goes back in one UDP datagram to the benchmark's helper process
+(127.0.0.1:<port>): no result backend, no database, no polling.
+"""
+import json
+import socket
+import time
+
+from celery import shared_task
+
+
+@shared_task(name="bench.stamp", ignore_result=True)
+def stamp(port, tag):
+    started = time.time()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(json.dumps({"tag": tag, "started": started}).encode(), ("127.0.0.1", int(port)))

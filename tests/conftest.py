@@ -1,0 +1,77 @@
+"""Shared fixtures: named actors (alice owns, bob is a member, charlie is an outsider) and API helpers."""
+import json
+
+import pytest
+from django.test import Client
+
+from projects.accounts import create_user
+from projects.models import ApiToken
+
+pytest_plugins = ["tests.live"]
+
+
+@pytest.fixture(autouse=True)
+def blob_dir(settings, tmp_path):
+    """Keep test blobs out of the data directory."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "blobs"}},
+    }
+    return tmp_path / "blobs"
+
+
+class ApiClient:
+    """Call the API as a user would: POST JSON with a Bearer token."""
+
+    def __init__(self, user=None, token=None):
+        self.user = user
+        self.token = token
+        self.client = Client()
+
+    def raw(self, path, body=b"{}", content_type="application/json", **headers):
+        if self.token:
+            headers["HTTP_AUTHORIZATION"] = f"Bearer {self.token}"
+        return self.client.post(path, data=body, content_type=content_type, **headers)
+
+    def call(self, path, body=None):
+        """POST a JSON body; return (status, decoded JSON)."""
+        response = self.raw(path, json.dumps(body if body is not None else {}))
+        assert response["Content-Type"].startswith("application/json"), response.content[:200]
+        return response.status_code, response.json()
+
+    def ok(self, path, body=None):
+        status, data = self.call(path, body)
+        assert status == 200, (path, status, data)
+        return data
+
+
+def make_actor(handle):
+    user = create_user(handle, password=f"{handle}-password")
+    _, raw = ApiToken.issue(user, "test")
+    return ApiClient(user, raw)
+
+
+@pytest.fixture
+def alice(db):
+    return make_actor("alice")
+
+
+@pytest.fixture
+def bob(db):
+    return make_actor("bob")
+
+
+@pytest.fixture
+def charlie(db):
+    return make_actor("charlie")
+
+
+@pytest.fixture
+def anonymous(db):
+    return ApiClient()
+
+
+@pytest.fixture
+def project(alice):
+    """A project alice administers."""
+    return alice.ok("/project/new", {"name": "alice's project"})["id"]

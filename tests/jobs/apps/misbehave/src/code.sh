@@ -1,0 +1,29 @@
+#!/bin/bash
+main() {
+    case "$mode" in
+    app_error)
+        dx-jobutil-report-error "the input was not acceptable" AppError ;;
+    exit)
+        echo "about to fail"
+        false ;;
+    sleep)
+        echo "sleeping"
+        sleep 600 ;;
+    daemons)
+        # A tree that tries to outlive the job: a background child, a nohup, and a new session.
+        sleep "$marker" &
+        nohup sleep "$marker" > /dev/null 2>&1 &
+        setsid sleep "$marker" &
+        echo "daemons started"
+        wait ;;
+    flood)
+        line=$(head -c 60000 /dev/zero | tr '\0' 'x')
+        for i in $(seq 1 120); do echo "$i $line"; done
+        echo "still running after the flood" ;;
+    snoop)
+        if dx ls "$other:/" > /dev/null 2>&1; then echo "LEAKED"; else echo "REFUSED"; fi
+        if dx describe "$other" > /dev/null 2>&1; then echo "LEAKED"; else echo "REFUSED"; fi
+        dx ls "$DX_PROJECT_CONTEXT_ID:/" > /dev/null && echo "project context readable"
+        if dx upload /etc/hostname --path "$DX_PROJECT_CONTEXT_ID:/x" --brief 2>/dev/null; then echo "WROTE"; else echo "CANNOT WRITE CONTEXT"; fi ;;
+    esac
+}

@@ -1,0 +1,120 @@
+"""Jobs that fail, time out, get terminated, flood their log or reach beyond their token, on the real stack."""
+import json
+import os
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.live
+
+APPS = Path(__file__).parent / "apps"
+
+
+def wait_for(predicate, timeout=90, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def alice_project(dx_as):
+    dx = dx_as("alice")
+    project = dx("new", "project", "failures", "--brief").stdout.strip()
+    dx("select", project)
+    dx("build", str(APPS / "misbehave"))
+    return dx, project
+
+
+def describe(dx, job_id):
+    return json.loads(dx("describe", job_id, "--json").stdout)
+
+
+def test_app_error_from_bash_is_reported_with_its_message_and_watch_exits_3(alice_project):
+    dx, _ = alice_project
+    job_id = dx("run", "misbehave", "-imode=app_error", "-y", "--brief").stdout.strip()
+    watched = dx("watch", job_id, check=False)
+    assert watched.returncode == 3
+    job = describe(dx, job_id)
+    assert job["state"] == "failed" and job["failureReason"] == "AppError"
+    assert job["failureMessage"] == "the input was not acceptable"
+
+
+def test_a_failing_command_is_an_app_internal_error(alice_project):
+    dx, _ = alice_project
+    job_id = dx("run", "misbehave", "-imode=exit", "-y", "--brief").stdout.strip()
+    assert dx("wait", job_id, check=False).returncode != 0
+    job = describe(dx, job_id)
+    assert job["state"] == "failed" and job["failureReason"] == "AppInternalError"
+    assert "exit code 1" in job["failureMessage"]
+
+
+def test_python_app_error_and_other_exceptions_map_as_the_seed_says(alice_project):
+    dx, _ = alice_project
+    dx("build", str(APPS / "py_errors"))
+    app = dx("run", "py_errors", "-ikind=app", "-y", "--brief").stdout.strip()
+    internal = dx("run", "py_errors", "-ikind=bug", "-y", "--brief").stdout.strip()
+    dx("wait", app, check=False)
+    dx("wait", internal, check=False)
+    app_job, internal_job = describe(dx, app), describe(dx, internal)
+    assert (app_job["failureReason"], app_job["failureMessage"]) == ("AppError", "please choose a larger k")
+    assert internal_job["failureReason"] == "AppInternalError"
+    assert "division by zero at line 256" in internal_job["failureMessage"]
+
+
+def test_a_run_time_timeout_ends_the_job_with_job_timeout_exceeded(alice_project):
+    dx, _ = alice_project
+    applet = json.loads(dx("describe", "misbehave", "--json").stdout)["id"]
+    extra = json.dumps({"timeoutPolicyByExecutable": {applet: {"*": {"minutes": 0.05}}}})
+    job_id = dx("run", "misbehave", "-imode=sleep", "-y", "--brief", "--extra-args", extra).stdout.strip()
+    dx("wait", job_id, check=False, timeout=120)
+    job = describe(dx, job_id)
+    assert job["state"] == "failed" and job["failureReason"] == "JobTimeoutExceeded"
+
+
+def marked(marker):
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def test_terminate_mid_run_kills_the_whole_process_tree(alice_project):
+    dx, _ = alice_project
+    marker = f"{600 + int.from_bytes(os.urandom(2), 'big') / 1000:.3f}"
+    job_id = dx("run", "misbehave", "-imode=daemons", f"-imarker={marker}", "-y", "--brief").stdout.strip()
+    wait_for(lambda: len(marked(f"sleep {marker}")) >= 3, what="the job's three sleeps")
+    dx("terminate", job_id)
+    wait_for(lambda: describe(dx, job_id)["state"] == "terminated", what="the job to be terminated")
+    wait_for(lambda: not marked(f"sleep {marker}"), timeout=10, what="no process of the job left")
+    assert "Terminated by user-alice" in describe(dx, job_id)["failureMessage"]
+
+
+def test_the_log_cap_keeps_one_marker_and_the_job_goes_on(alice_project, live):
+    dx, _ = alice_project
+    job_id = dx("run", "misbehave", "-imode=flood", "-y", "--brief").stdout.strip()
+    dx("wait", job_id)
+    watched = dx("watch", job_id, "--no-wait").stdout
+    assert watched.count("[log truncated") == 1
+    assert describe(dx, job_id)["state"] == "done"
+    stored = live.manage("shell", "-c", (
+        "from jobs.models import LogLine; from django.db.models import Sum; from django.db.models.functions import Length;"
+        f"print(LogLine.objects.filter(job_id='{job_id}').aggregate(s=Sum(Length('msg')))['s'])"
+    )).stdout.strip().splitlines()[-1]
+    assert int(stored) <= 4 * 1024 * 1024
+
+
+def test_a_job_token_reads_its_context_but_nothing_else(alice_project, dx_as):
+    dx, project = alice_project
+    other = dx("new", "project", "private", "--brief").stdout.strip()
+    job_id = dx("run", "misbehave", "-imode=snoop", f"-iother={other}", "-y", "--brief").stdout.strip()
+    dx("wait", job_id)
+    log = dx("watch", job_id, "--no-wait").stdout
+    assert log.count("REFUSED") == 2 and "LEAKED" not in log
+    assert "project context readable" in log and "CANNOT WRITE CONTEXT" in log and "WROTE" not in log

@@ -1,0 +1,189 @@
+"""Launching jobs through the API: who may run, what describe says, waiting on references, finding and terminating."""
+import pytest
+
+from jobs import actions
+from jobs.models import Job, JobDependency, State
+from projects.permissions import Principal
+
+BASH = {"interpreter": "bash", "code": "main() { echo hi; }"}
+
+
+@pytest.fixture
+def applet(alice, project):
+    return alice.ok("/applet/new", {
+        "project": project, "name": "counter",
+        "inputSpec": [{"name": "n", "class": "int", "default": 3}, {"name": "f", "class": "file", "optional": True}],
+        "outputSpec": [{"name": "total", "class": "int"}],
+        "runSpec": dict(BASH, timeoutPolicy={"*": {"minutes": 30}}),
+    })["id"]
+
+
+def run(client, applet, project, **body):
+    return client.call(f"/{applet}/run", {"project": project, **body})
+
+
+def test_running_an_applet_creates_a_runnable_origin_job_with_every_field_the_client_reads(
+    alice, project, applet, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        status, data = run(alice, applet, project, input={"n": 5}, name="count to five", tags=["t"])
+    assert status == 200 and callbacks  # a wake-up is queued once the launch commits
+    job = alice.ok(f"/{data['id']}/describe")
+    for key in ("id", "class", "name", "executableName", "function", "state", "project", "launchedBy", "created",
+                "modified", "input", "originalInput", "output", "parentJob", "originJob", "rootExecution",
+                "workspace", "folder", "runInput", "stateTransitions", "applet"):
+        assert key in job, key
+    assert job["state"] == "runnable" and job["parentJob"] is None
+    assert job["originJob"] == job["id"] == job["rootExecution"]
+    assert job["launchedBy"] == "user-alice" and job["function"] == "main" and job["output"] is None
+    assert job["input"] == {"n": 5} and job["workspace"].startswith("container-")
+    assert job["name"] == "count to five" and job["tags"] == ["t"]
+    assert [t["newState"] for t in job["stateTransitions"]] == ["runnable"]
+    assert job["timeout"] == 30 * 60 * 1000
+
+
+def test_defaults_fill_the_input_but_not_the_original_input(alice, project, applet):
+    job_id = run(alice, applet, project)[1]["id"]
+    job = alice.ok(f"/{job_id}/describe")
+    assert job["input"] == {"n": 3} and job["originalInput"] == {}
+
+
+def test_input_is_checked_against_the_spec(alice, project, applet):
+    status, data = run(alice, applet, project, input={"n": "five"})
+    assert status == 422 and 'input "n"' in data["error"]["message"]
+    status, data = run(alice, applet, project, input={"m": 1})
+    assert status == 422 and "unknown field" in data["error"]["message"]
+
+
+def test_a_view_member_cannot_run_and_an_outsider_cannot_see(alice, bob, charlie, project, applet):
+    alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "VIEW"})
+    status, data = run(bob, applet, project)
+    assert status == 403 and data["error"]["type"] == "PermissionDenied"
+    assert run(charlie, applet, project)[0] == 404
+    job_id = run(alice, applet, project)[1]["id"]
+    assert bob.call(f"/{job_id}/describe")[0] == 200
+    assert charlie.call(f"/{job_id}/describe")[0] == 404
+    assert bob.call(f"/{job_id}/terminate")[0] == 403
+    assert charlie.call(f"/{job_id}/terminate")[0] == 404
+
+
+def test_a_job_reference_input_waits_on_input(alice, project, applet):
+    first = run(alice, applet, project)[1]["id"]
+    second = run(alice, applet, project, input={"n": {"$dnanexus_link": {"job": first, "field": "total"}}})[1]["id"]
+    assert alice.ok(f"/{second}/describe")["state"] == "waiting_on_input"
+    bare = run(alice, applet, project, input={"n": {"job": first, "field": "total"}})[1]["id"]
+    assert alice.ok(f"/{bare}/describe")["state"] == "waiting_on_input"
+    depends = run(alice, applet, project, dependsOn=[first])[1]["id"]
+    assert alice.ok(f"/{depends}/describe")["state"] == "waiting_on_input"
+    assert JobDependency.objects.filter(on_id=first).count() == 3
+
+
+def test_a_waiting_job_runs_with_the_resolved_value_once_its_reference_is_done(alice, project, applet):
+    first = run(alice, applet, project)[1]["id"]
+    second = run(alice, applet, project, input={"n": {"$dnanexus_link": {"job": first, "field": "total"}}})[1]["id"]
+    actions.claim(first, "test-worker")
+    actions.finish(first, {"total": 42})
+    assert alice.ok(f"/{first}/describe")["state"] == "done"
+    job = alice.ok(f"/{second}/describe")
+    assert job["state"] == "runnable" and job["input"] == {"n": 42}
+    assert job["originalInput"] == {"n": {"$dnanexus_link": {"job": first, "field": "total"}}}
+
+
+def test_a_reference_to_a_failed_job_fails_the_waiting_job(alice, project, applet):
+    first = run(alice, applet, project)[1]["id"]
+    second = run(alice, applet, project, dependsOn=[first])[1]["id"]
+    actions.claim(first, "test-worker")
+    actions.fail(Job.objects.get(pk=first), "AppError", "bad")
+    job = alice.ok(f"/{second}/describe")
+    assert job["state"] == "failed" and job["failureReason"] == "DependencyFailed"
+
+
+def test_terminate_ends_a_waiting_job_and_says_who(alice, project, applet):
+    first = run(alice, applet, project)[1]["id"]
+    second = run(alice, applet, project, dependsOn=[first])[1]["id"]
+    alice.ok(f"/{second}/terminate")
+    job = alice.ok(f"/{second}/describe")
+    assert job["state"] == "terminated" and "user-alice" in job["failureMessage"]
+    status, data = alice.call(f"/{second}/terminate")
+    assert status == 422 and data["error"]["type"] == "InvalidState"
+
+
+def test_job_new_needs_a_job_token(alice):
+    status, data = alice.call("/job/new", {"function": "process", "input": {}})
+    assert status == 403 and "job's token" in data["error"]["message"]
+
+
+def test_a_subjob_inherits_from_its_parent_and_holds_it_in_waiting_on_output(alice, project, applet):
+    parent = run(alice, applet, project)[1]["id"]
+    job, _token = actions.claim(parent, "test-worker")
+    principal = Principal(user=alice.user, job_id=parent, scopes={job.workspace_id: 3, project: 1})
+    child = actions.new_subjob(principal, {"function": "process", "input": {"i": 1}})
+    child.refresh_from_db()
+    assert child.parent_id == parent and child.origin_id == parent and child.workspace_id == job.workspace_id
+    assert child.name == "counter:process" and child.state == State.RUNNABLE
+    actions.finish(parent, {"total": {"$dnanexus_link": {"job": child.id, "field": "n"}}})
+    assert Job.objects.get(pk=parent).state == State.WAITING_ON_OUTPUT
+    actions.claim(child.id, "test-worker")
+    actions.finish(child.id, {"n": 7})
+    parent_job = alice.ok(f"/{parent}/describe")
+    assert parent_job["state"] == "done" and parent_job["output"] == {"total": 7}
+
+
+def test_a_failed_child_fails_its_origin_and_terminates_the_rest(alice, project, applet):
+    parent = run(alice, applet, project)[1]["id"]
+    job, _ = actions.claim(parent, "test-worker")
+    principal = Principal(user=alice.user, job_id=parent, scopes={job.workspace_id: 3, project: 1})
+    bad = actions.new_subjob(principal, {"function": "process"})
+    other = actions.new_subjob(principal, {"function": "process"})
+    actions.claim(bad.id, "test-worker")
+    actions.fail(Job.objects.get(pk=bad.id), "AppError", "x must be positive")
+    origin = alice.ok(f"/{parent}/describe")
+    assert origin["state"] == "failed" and origin["failureFrom"]["id"] == bad.id
+    assert origin["failureReason"] == "AppError" and origin["failureMessage"] == "x must be positive"
+    assert alice.ok(f"/{other.id}/describe")["state"] == "terminated"
+
+
+def test_find_executions_filters_by_origin_job_arrays_and_pages(alice, project, applet):
+    ids = [run(alice, applet, project)[1]["id"] for _ in range(3)]
+    found = alice.ok("/system/findExecutions", {"class": "job", "project": project, "originJob": ids[:2],
+                                                 "describe": {"defaultFields": True}})
+    assert {r["id"] for r in found["results"]} == set(ids[:2])
+    assert all(r["describe"]["originJob"] == r["id"] for r in found["results"])
+    page = alice.ok("/system/findExecutions", {"project": project, "limit": 2})
+    rest = alice.ok("/system/findExecutions", {"project": project, "limit": 2, "starting": page["next"]})
+    assert len(page["results"]) == 2 and len(rest["results"]) == 1 and rest["next"] is None
+    assert {r["id"] for r in page["results"] + rest["results"]} == set(ids)
+    origins = alice.ok("/system/findExecutions", {"project": project, "parentJob": None})
+    assert len(origins["results"]) == 3
+
+
+def test_outsiders_find_no_executions(alice, charlie, project, applet):
+    run(alice, applet, project)
+    assert charlie.ok("/system/findExecutions", {})["results"] == []
+    assert charlie.call("/system/findExecutions", {"project": project})[0] == 404
+
+
+@pytest.mark.parametrize("delay", [False, True])
+def test_the_workspace_goes_when_the_origin_is_done_unless_destruction_is_delayed(
+    alice, project, applet, delay, django_capture_on_commit_callbacks
+):
+    job_id = run(alice, applet, project, delayWorkspaceDestruction=delay)[1]["id"]
+    job, _ = actions.claim(job_id, "test-worker")
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.finish(job_id, {"total": 1})
+    assert alice.ok(f"/{job_id}/describe")["state"] == "done"
+    from projects.models import Container
+
+    assert Container.objects.filter(pk=job.workspace_id).exists() is delay
+
+
+def test_a_job_token_dies_with_its_job(alice, project, applet):
+    job_id = run(alice, applet, project)[1]["id"]
+    job, token = actions.claim(job_id, "test-worker")
+    from tests.conftest import ApiClient
+
+    inside = ApiClient(alice.user, token)
+    assert inside.ok("/system/whoami") == {"id": "user-alice"}
+    assert inside.call(f"/{project}/describe")[0] == 200
+    actions.finish(job_id, {"total": 1})
+    assert inside.call("/system/whoami")[0] == 401

@@ -1,0 +1,148 @@
+"""/job-x/getLog/websocket as `dx watch` speaks it: token in the first frame, backlog, live lines, END_LOG."""
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from dxweb.asgi import application
+from jobs import actions
+from jobs.models import Job, LogLine, State
+from projects import actions as project_actions
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def job(alice):
+    project = project_actions.create_container(alice.user, "logs")
+    return Job.objects.create(
+        id="job-" + "L" * 24, name="logger", executable="applet-" + "b" * 24, project=project,
+        launched_by=alice.user, state=State.RUNNABLE,
+    )
+
+
+def add_lines(job, *lines, start=1):
+    LogLine.objects.bulk_create(
+        LogLine(job=job, seq=start + i, timestamp=1000 + i, level=level, msg=msg)
+        for i, (level, msg) in enumerate(lines)
+    )
+
+
+async def open_stream(job_id, token, origin="http://127.0.0.1:8000", **request):
+    communicator = WebsocketCommunicator(
+        application, f"/{job_id}/getLog/websocket", headers=[(b"origin", origin.encode()), (b"host", b"127.0.0.1")]
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_to(text_data=json.dumps({
+        "access_token": token, "token_type": "Bearer", "numRecentMessages": 262144, "recurseJobs": False,
+        "tail": True, **request,
+    }))
+    return communicator
+
+
+async def collect(communicator, count=None):
+    frames = []
+    while True:
+        message = await communicator.receive_output(timeout=10)
+        if message["type"] == "websocket.close":
+            frames.append(("close", message.get("code"), message.get("reason")))
+            return frames
+        frame = json.loads(message["text"])
+        frames.append(frame)
+        if frame["msg"] == "END_LOG":
+            await communicator.disconnect()  # as dx watch does once it has the end marker
+            return frames
+        if count is not None and len(frames) == count:
+            return frames
+
+
+def test_a_finished_jobs_log_is_sent_whole_then_end_log(job, alice):
+    add_lines(job, ("STDOUT", "hello"), ("STDERR", "oops"), ("INFO", "note"))
+    actions.transition(job.pk, State.FAILED, failure_reason="AppError", failure_message="x")
+
+    async def scenario():
+        communicator = await open_stream(job.pk, alice.token)
+        return await collect(communicator)
+
+    frames = asyncio.run(scenario())
+    assert [f["msg"] for f in frames[:3]] == ["hello", "oops", "note"]
+    assert all(f["job"] == job.pk for f in frames[:4])
+    assert frames[0]["level"] == "STDOUT" and frames[0]["line"] == 1
+    assert frames[3]["msg"] == "END_LOG" and frames[3]["source"] == "SYSTEM" and len(frames) == 4
+
+
+def test_levels_are_filtered_by_the_server(job, alice):
+    add_lines(job, ("STDOUT", "out"), ("STDERR", "err"), ("DEBUG", "dbg"))
+    actions.transition(job.pk, State.TERMINATED)
+
+    async def scenario():
+        return await collect(await open_stream(job.pk, alice.token, levels=["STDERR"]))
+
+    frames = asyncio.run(scenario())
+    assert [f["msg"] for f in frames if isinstance(f, dict)] == ["err", "END_LOG"]
+
+
+def test_live_lines_arrive_while_the_job_runs_and_the_stream_ends_with_it(job, alice):
+    add_lines(job, ("STDOUT", "before"))
+
+    async def scenario():
+        communicator = await open_stream(job.pk, alice.token)
+        first = await collect(communicator, count=1)
+        await sync_to_async(add_lines)(job, ("STDOUT", "during"), start=2)
+        second = await collect(communicator, count=1)
+        await sync_to_async(actions.transition)(job.pk, State.TERMINATED)
+        rest = await collect(communicator)
+        return first + second + rest
+
+    frames = asyncio.run(scenario())
+    assert [f["msg"] for f in frames if isinstance(f, dict)] == ["before", "during", "END_LOG"]
+
+
+def test_no_wait_sends_the_backlog_and_ends(job, alice):
+    add_lines(job, ("STDOUT", "so far"))
+
+    async def scenario():
+        return await collect(await open_stream(job.pk, alice.token, tail=False))
+
+    frames = asyncio.run(scenario())
+    assert [f["msg"] for f in frames if isinstance(f, dict)] == ["so far", "END_LOG"]
+
+
+def test_an_outsider_is_closed_with_a_clear_reason_and_sees_no_line(job, charlie):
+    add_lines(job, ("STDOUT", "secret"))
+
+    async def scenario():
+        return await collect(await open_stream(job.pk, charlie.token))
+
+    frames = asyncio.run(scenario())
+    assert len(frames) == 1 and frames[0][0] == "close"
+    assert frames[0][1] == 4404 and json.loads(frames[0][2])["type"] == "ResourceNotFound"
+
+
+def test_a_bad_token_and_a_bad_first_frame_are_refused(job):
+    async def scenario():
+        bad_token = await collect(await open_stream(job.pk, "not-a-token"))
+        communicator = WebsocketCommunicator(
+            application, f"/{job.pk}/getLog/websocket", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+        )
+        await communicator.connect()
+        await communicator.send_to(text_data="{not json")
+        return bad_token, await collect(communicator)
+
+    bad_token, bad_frame = asyncio.run(scenario())
+    assert bad_token[0][1] == 4401 and json.loads(bad_token[0][2])["type"] == "InvalidAuthentication"
+    assert bad_frame[0][1] == 4400
+
+
+def test_a_foreign_origin_is_refused_at_the_handshake(job):
+    async def scenario():
+        communicator = WebsocketCommunicator(
+            application, f"/{job.pk}/getLog/websocket", headers=[(b"origin", b"http://evil.example")]
+        )
+        connected, _ = await communicator.connect()
+        return connected
+
+    assert asyncio.run(scenario()) is False

@@ -1,0 +1,278 @@
+"""The applet and job pages: who may open and post what, the launch form's fields and errors, job lists.
+
+alice administers the project; viewer and contributor hold those levels; charlie is an outsider.
+"""
+import json
+import re
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from jobs import actions
+from jobs.models import Job, JobDependency, LogLine, State
+from projects import actions as project_actions
+from projects.accounts import create_user
+from projects.models import DataObject
+from projects.permissions import Principal
+
+ACTORS = ("anonymous", "charlie", "viewer", "contributor", "alice")
+BASH = {"interpreter": "bash", "code": "main() { echo hi; }"}
+SPEC = [
+    {"name": "n", "class": "int", "default": 3, "help": "How many"},
+    {"name": "ratio", "class": "float", "optional": True},
+    {"name": "label", "class": "string", "choices": ["a", "b"], "default": "a"},
+    {"name": "flag", "class": "boolean", "optional": True},
+    {"name": "opts", "class": "hash", "optional": True},
+    {"name": "reads", "class": "file"},
+    {"name": "more", "class": "array:int", "optional": True},
+    {"name": "tool", "class": "applet", "optional": True},
+]
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def world(db):
+    users = {handle: create_user(handle) for handle in ACTORS if handle != "anonymous"}
+    project = project_actions.create_container(users["alice"], "pipelines")
+    project_actions.invite(project, "user-viewer", "VIEW")
+    project_actions.invite(project, "user-contributor", "CONTRIBUTE")
+    applet = actions.new_applet(users["alice"], project, {
+        "name": "counter", "title": "Counts", "inputSpec": SPEC, "outputSpec": [{"name": "total", "class": "int"}],
+        "runSpec": BASH,
+    })
+    reads = project_actions.new_object(users["alice"], project, "file", name="reads.txt", state=DataObject.CLOSED)
+    job = actions.run_applet(Principal.of(users["alice"]), applet, {
+        "project": project.pk, "input": {"reads": {"$dnanexus_link": reads.obj_id}}, "tags": ["first"],
+    })
+    return {"users": users, "project": project, "applet": applet, "reads": reads, "job": job}
+
+
+def client(world, actor):
+    c = Client()
+    if actor != "anonymous":
+        c.force_login(world["users"][actor])
+    return c
+
+
+def urls(world):
+    p, a, j = world["project"].pk, world["applet"].obj_id, world["job"].pk
+    return {
+        "applets": f"/projects/{p}/applets/", "applet": f"/projects/{p}/applets/{a}/",
+        "launch": f"/projects/{p}/applets/{a}/run/", "jobs": f"/projects/{p}/jobs/",
+        "job": f"/jobs/{j}/", "log": f"/jobs/{j}/log/", "new": f"/projects/{p}/applets/new/",
+    }
+
+
+EXPECTED_GET = {
+    # page: status for anonymous, charlie, viewer, contributor, alice
+    "applets": (302, 404, 200, 200, 200),
+    "applet": (302, 404, 200, 200, 200),
+    "launch": (302, 404, 200, 200, 200),
+    "jobs": (302, 404, 200, 200, 200),
+    "job": (302, 404, 200, 200, 200),
+    "log": (302, 404, 200, 200, 200),
+    "new": (302, 404, 403, 200, 200),
+}
+
+
+@pytest.mark.parametrize("page", sorted(EXPECTED_GET))
+def test_who_may_open_each_page(world, page):
+    got = tuple(client(world, actor).get(urls(world)[page]).status_code for actor in ACTORS)
+    assert got == EXPECTED_GET[page]
+
+
+def test_my_jobs_lists_only_the_users_own_jobs_in_projects_they_see(world):
+    assert world["job"].pk in client(world, "alice").get("/jobs/").content.decode()
+    assert world["job"].pk not in client(world, "contributor").get("/jobs/").content.decode()
+    assert client(world, "anonymous").get("/jobs/").status_code == 302
+
+
+@pytest.mark.parametrize("action,post", [
+    ("terminate", {}), ("tags", {"tags": "a, b"}), ("properties", {"properties": "k=v"}),
+])
+def test_job_actions_need_contribute(world, action, post):
+    path = f"/jobs/{world['job'].pk}/{action}/"
+    statuses = {actor: client(world, actor).post(path, post).status_code for actor in ACTORS}
+    assert statuses == {"anonymous": 302, "charlie": 404, "viewer": 403, "contributor": 302, "alice": 302}
+    job = Job.objects.get(pk=world["job"].pk)
+    if action == "terminate":
+        assert job.state == State.TERMINATED
+    elif action == "tags":
+        assert job.tags == ["a", "b"]
+    else:
+        assert job.properties == {"k": "v"}
+
+
+def test_the_launch_form_has_a_field_per_input_with_defaults_choices_and_help(world):
+    html = client(world, "contributor").get(urls(world)["launch"]).content.decode()
+    for name in ("n", "ratio", "label", "flag", "opts", "reads", "more", "tool"):
+        assert f'name="in_{name}"' in html
+    assert 'name="in_n" value="3"' in html.replace('type="number" ', "").replace(' step="1"', "") or 'value="3"' in html
+    assert "How many" in html and '<option value="&quot;b&quot;">b</option>' in html
+    assert 'data-picker="file"' in html and 'data-picker="applet"' in html
+    assert "mem1_ssd1_x2" in html and "Allow SSH from my address (127.0.0.1)" in html
+
+
+def test_a_viewer_sees_the_form_disabled_with_the_reason_and_cannot_post(world):
+    response = client(world, "viewer").get(urls(world)["launch"])
+    html = response.content.decode()
+    assert "launching needs CONTRIBUTE" in html and "<fieldset class=\"bare stack\" disabled>" in html
+    before = Job.objects.count()
+    assert client(world, "viewer").post(urls(world)["launch"], {"in_reads": world["reads"].obj_id}).status_code == 403
+    assert Job.objects.count() == before
+
+
+def launch(world, actor="contributor", **fields):
+    data = {"folder": "/", "instance_type": "mem1_ssd1_x2", "priority": "normal", **fields}
+    return client(world, actor).post(urls(world)["launch"], data, REMOTE_ADDR="10.1.2.3")
+
+
+def test_launching_creates_a_job_with_the_parsed_input_and_options(world):
+    response = launch(
+        world, in_reads=world["reads"].obj_id, in_n="7", in_ratio="0.5", in_label='"b"', in_flag="true",
+        in_opts='{"k": [1]}', in_more="1\n2\n\n3", name="from the page", tags="x, y", properties="k=v",
+        timeout="90m", debug_on=["AppError"], allow_ssh="on", priority="high",
+    )
+    assert response.status_code == 302
+    job = Job.objects.get(pk=response["Location"].strip("/").rsplit("/", 1)[1])
+    assert job.original_input == {
+        "reads": {"$dnanexus_link": world["reads"].obj_id}, "n": 7, "ratio": 0.5, "label": "b", "flag": True,
+        "opts": {"k": [1]}, "more": [1, 2, 3],
+    }
+    assert job.name == "from the page" and job.tags == ["x", "y"] and job.properties == {"k": "v"}
+    assert job.timeout_s == 5400 and job.debug == {"debugOn": ["AppError"]} and job.allow_ssh == ["10.1.2.3"]
+    assert job.priority == "high" and job.instance_type == "mem1_ssd1_x2" and job.launched_by.username == "contributor"
+
+
+def field_errors(html, name):
+    """The error messages rendered inside the launch form's block for input `name`."""
+    block = next((chunk for chunk in html.split('data-field="')[1:] if chunk.startswith(f'{name}"')), "")
+    block = block.split("</fieldset>")[0].split('<div class="card pad">')[0]
+    return re.findall(r'<div class="field-error">(.*?)</div>', block)
+
+
+def test_errors_are_shown_next_to_their_field(world):
+    response = launch(world, in_n="three", in_opts="[1]")
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert field_errors(html, "n") and "Expected int" in field_errors(html, "n")[0]
+    assert field_errors(html, "opts")
+    # check_input's own message (a required file left empty) lands next to the field it names.
+    response = launch(world, in_n="2")
+    html = response.content.decode()
+    assert response.status_code == 422 and field_errors(html, "reads") == ['input &quot;reads&quot; is required']
+    response = launch(world, in_reads="record-" + "x" * 24)
+    assert "expected a link to a file" in " ".join(field_errors(response.content.decode(), "reads"))
+    assert not Job.objects.exclude(pk=world["job"].pk).exists()
+
+
+def test_rerun_prefills_the_form_with_the_original_input(world):
+    html = client(world, "alice").get(urls(world)["launch"] + f"?from={world['job'].pk}").content.decode()
+    assert world["reads"].obj_id in html and 'value="first"' in html
+
+
+def test_creating_and_editing_an_applet_makes_versions(world):
+    c = client(world, "contributor")
+    response = c.post(urls(world)["new"], {
+        "name": "adder", "interpreter": "bash", "code": "main() { echo add; }",
+        "input_spec": '[{"name": "x", "class": "int"}]', "output_spec": "[]",
+    })
+    assert response.status_code == 302
+    first = response["Location"].strip("/").rsplit("/", 1)[1]
+    edit = c.get(urls(world)["new"] + f"?from={first}").content.decode()
+    assert "echo add" in edit and "New version of adder" in edit
+    response = c.post(urls(world)["new"] + f"?from={first}", {
+        "name": "adder", "interpreter": "bash", "code": "main() { echo add2; }", "input_spec": "[]", "output_spec": "[]",
+    })
+    second = response["Location"].strip("/").rsplit("/", 1)[1]
+    page = c.get(f"/projects/{world['project'].pk}/applets/{first}/").content.decode()
+    assert page.index(second) < page.index(first, page.index("Versions"))
+    assert "older version" in page
+    listing = c.get(urls(world)["applets"]).content.decode()
+    assert second in listing and f'data-applet="{first}"' not in listing
+
+
+def test_a_dxapp_json_is_imported_with_separate_code_and_spec_errors_are_inline(world):
+    dxapp = json.load(open("tests/jobs/apps/scatter_bash/dxapp.json"))
+    response = client(world, "alice").post(urls(world)["new"], {
+        "interpreter": "python3", "code": open("tests/jobs/apps/scatter_bash/src/code.sh").read(),
+        "dxapp": json.dumps(dxapp),
+    })
+    assert response.status_code == 302
+    placement = world["project"].placements.get(name="scatter_bash")
+    assert placement.obj.spec["runSpec"]["interpreter"] == "bash" and "dx-jobutil-new-job" in placement.obj.spec["runSpec"]["code"]
+    assert placement.obj.spec["inputSpec"] == dxapp["inputSpec"] and "file" not in placement.obj.spec["runSpec"]
+    response = client(world, "alice").post(urls(world)["new"], {
+        "name": "bad", "interpreter": "bash", "code": "x", "input_spec": '[{"name": "1x", "class": "int"}]',
+    })
+    html = response.content.decode()
+    assert response.status_code == 200 and "inputSpec[0]" in html and "has-error" in html
+
+
+def test_the_job_page_shows_links_waiting_reasons_and_the_log(world):
+    job = world["job"]
+    html = client(world, "viewer").get(urls(world)["job"]).content.decode()
+    assert f'/projects/{world["project"].pk}/files/{world["reads"].obj_id}/download/' in html
+    assert "Waiting for a free worker" in html and 'id="terminate"' not in html
+    other = actions.run_applet(Principal.of(world["users"]["alice"]), world["applet"], {
+        "project": world["project"].pk,
+        "input": {"reads": {"$dnanexus_link": {"job": job.pk, "field": "report"}}},
+    })
+    assert JobDependency.objects.filter(job=other).exists()
+    html = client(world, "alice").get(f"/jobs/{other.pk}/").content.decode()
+    assert f"Waiting on input: {job.name} ({job.pk}) is runnable" in html
+    assert f'href="/jobs/{job.pk}/"' in html and 'id="terminate"' in html
+    LogLine.objects.bulk_create(LogLine(job=job, seq=i, timestamp=1000 + i, level="STDOUT", msg=f"l{i}") for i in (1, 2))
+    text = b"".join(client(world, "viewer").get(urls(world)["log"]).streaming_content).decode()
+    assert text.splitlines()[1].endswith("STDOUT l2")
+
+
+def test_job_lists_filter_and_page_newest_first(world, settings):
+    alice = Principal.of(world["users"]["alice"])
+    for i in range(4):
+        actions.run_applet(alice, world["applet"], {
+            "project": world["project"].pk, "name": f"batch {i}", "tags": ["batch"] if i % 2 else [],
+            "input": {"reads": {"$dnanexus_link": world["reads"].obj_id}},
+        })
+    c = client(world, "viewer")
+    page = c.get(urls(world)["jobs"] + "?tag=batch").content.decode()
+    assert page.count("data-job=") == 2 and "batch 3" in page and "batch 2" not in page
+    assert c.get(urls(world)["jobs"] + "?name=batch+1").content.decode().count("data-job=") == 1
+    assert c.get(urls(world)["jobs"] + "?state=failed").content.decode().count("data-job=") == 0
+    assert c.get(urls(world)["jobs"] + "?launcher=viewer").content.decode().count("data-job=") == 0
+    assert c.get(urls(world)["jobs"] + "?origin=on&after=2000-01-01").content.decode().count("data-job=") == 5
+    import jobs.views
+    monkey = jobs.views.PAGE_SIZE
+    jobs.views.PAGE_SIZE = 2
+    try:
+        first = c.get(urls(world)["jobs"]).content.decode()
+        older = re.search(r'href="(\?cursor=[^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
+        second = c.get(urls(world)["jobs"] + older).content.decode()
+    finally:
+        jobs.views.PAGE_SIZE = monkey
+    ids = lambda html: re.findall(r'<tr data-job="([^"]+)"', html)  # noqa: E731
+    assert ids(first)[0] == Job.objects.order_by("-created", "-pk")[0].pk
+    assert len(ids(first)) == len(ids(second)) == 2 and not set(ids(first)) & set(ids(second))
+
+
+def test_the_project_job_list_query_uses_the_project_created_index(world):
+    qs = Job.objects.filter(project=world["project"]).order_by("-created", "-pk")[:101]
+    plan = qs.explain()
+    if connection.vendor == "sqlite":
+        assert "jobs_job_project_059211_idx" in plan
+    else:
+        assert "jobs_job_project_059211_idx" in plan or "Index" in plan
+
+
+def test_the_file_search_finds_visible_files_only(world):
+    outsider_project = project_actions.create_container(world["users"]["charlie"], "charlie's")
+    project_actions.new_object(world["users"]["charlie"], outsider_project, "file", name="reads-secret.txt",
+                               state=DataObject.CLOSED)
+    found = client(world, "viewer").get("/files/search/?q=reads").json()["results"]
+    assert [r["id"] for r in found] == [world["reads"].obj_id]
+    assert client(world, "anonymous").get("/files/search/?q=reads").status_code == 302

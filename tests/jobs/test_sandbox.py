@@ -1,0 +1,482 @@
+"""The job sandbox: what a job can see and change, its limits, its output pipes, and killing its whole tree."""
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jobs import sandbox
+
+PYTHON = sys.executable
+BWRAP = shutil.which("bwrap", path=sandbox.SYSTEM_PATH)
+
+
+@pytest.fixture
+def bubblewrap(settings):
+    """Run in bubblewrap mode; skip where bwrap is missing, except in CI where that is a failure."""
+    if BWRAP is None:
+        reason = "bubblewrap (bwrap) is not installed here: apt-get install bubblewrap"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI must run the sandbox tests)")
+        pytest.skip(reason)
+    settings.DXWEB_SANDBOX = "bubblewrap"
+
+
+@pytest.fixture(params=["bubblewrap", "none"])
+def mode(request, settings):
+    """Run the test in both sandbox modes."""
+    if request.param == "bubblewrap":
+        request.getfixturevalue("bubblewrap")
+    settings.DXWEB_SANDBOX = request.param
+    return request.param
+
+
+@pytest.fixture
+def data_dir(settings):
+    """A data directory like the real one (database, secret key, blobs, jobs), on the root filesystem.
+
+    Not under /tmp: a job's /tmp is private anyway, which would make hiding it prove nothing.
+    """
+    base = Path(tempfile.mkdtemp(prefix="dxweb-sandbox-test-", dir="/var/tmp"))
+    data = base / "data"
+    (data / "blobs").mkdir(parents=True)
+    (data / "jobs").mkdir()
+    (data / "db.sqlite3").write_text("the database")
+    (data / "secret_key").write_text("the secret key")
+    (data / "blobs" / "blob-1").write_text("someone's file")
+    settings.DATA_DIR = data
+    settings.MEDIA_ROOT = data / "blobs"
+    settings.DXWEB_JOBS_DIR = data / "jobs"
+    yield data
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def make_spec(job_id, **kwargs):
+    from django.conf import settings
+
+    workdir = Path(settings.DXWEB_JOBS_DIR) / job_id
+    (workdir / "home").mkdir(parents=True, exist_ok=True)
+    env = {
+        "HOME": sandbox.HOME, "LANG": "C.UTF-8", "DX_JOB_ID": job_id,
+        "PATH": f"{os.path.dirname(PYTHON)}:/usr/local/bin:/usr/bin:/bin",
+    }
+    return sandbox.SandboxSpec(job_id=job_id, home=workdir / "home", env=kwargs.pop("env", env), workdir=workdir,
+                               **kwargs)
+
+
+def run(spec, script):
+    """Run a bash script in the sandbox to the end; return (exit status, stdout, stderr)."""
+    proc = sandbox.launch(spec, ["bash", "-c", script])
+    err = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()))
+    reader.start()
+    out = proc.stdout.read()
+    reader.join()
+    return proc.wait(), out.decode(), err[0].decode()
+
+
+def host_processes(token):
+    """Host sleep processes (not zombies) whose command line carries `token`."""
+    found = []
+    for p in psutil.process_iter(["name", "cmdline", "status"]):
+        if p.info["name"] == "sleep" and p.info["status"] != psutil.STATUS_ZOMBIE \
+                and any(token in arg for arg in p.info["cmdline"] or []):
+            found.append(p)
+    return found
+
+
+def eventually(condition, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture(autouse=True)
+def no_sandbox_outlives_its_test(monkeypatch):
+    """Kill what a failing test left running."""
+    started = []
+    launch = sandbox.launch
+
+    def recording_launch(*args, **kwargs):
+        started.append(launch(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(sandbox, "launch", recording_launch)
+    yield
+    for proc in started:
+        proc.kill_tree()
+
+
+def leftover_cgroups(job_id):
+    return [d for h in sandbox._hierarchies() for d in h.own.glob(f"dxweb-{job_id}-*")]
+
+
+# --- what the job sees --------------------------------------------------------------------
+
+
+def test_home_is_the_job_directory_and_the_working_directory(mode, data_dir):
+    spec = make_spec("job-home")
+    code, out, _ = run(spec, 'pwd; echo "$HOME"; echo made > made-here')
+    assert code == 0
+    expected = sandbox.HOME if mode == "bubblewrap" else str(spec.home)
+    assert out.split() == [expected, expected]
+    assert (spec.home / "made-here").read_text() == "made\n"
+
+
+def test_the_job_sees_only_the_environment_the_spec_gives(mode, data_dir, monkeypatch):
+    for name in ("DXWEB_SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+        monkeypatch.setenv(name, "server-only-value")
+    spec = make_spec("job-env")
+    proc = sandbox.launch(spec, ["/usr/bin/env"])
+    seen = dict(line.split("=", 1) for line in proc.stdout.read().decode().splitlines())
+    assert proc.wait() == 0
+    home = sandbox.HOME if mode == "bubblewrap" else str(spec.home)
+    assert seen == dict(spec.env, HOME=home, PWD=home)  # PWD: bwrap sets it to the cwd
+
+
+def test_the_sandbox_init_holds_no_server_environment_and_the_token_stays_off_process_lists(
+    bubblewrap, data_dir, monkeypatch
+):
+    monkeypatch.setenv("DXWEB_SECRET_KEY", "server-only-value")
+    token = secrets.token_hex(8)
+    spec = make_spec("job-init")
+    spec.env["DX_SECURITY_CONTEXT"] = token
+    proc = sandbox.launch(spec, ["bash", "-c", "tr '\\0' ' ' < /proc/1/environ; tr '\\0' ' ' < /proc/1/cmdline; "
+                                 "echo; while [ ! -e go ]; do sleep 0.01; done"])
+    pid1 = proc.stdout.readline().decode()
+    assert "server-only-value" not in pid1 and "DXWEB" not in pid1 and token not in pid1
+    assert all(token not in " ".join(psutil.Process(pid).cmdline()) for pid in proc.pids())
+    (spec.home / "go").touch()
+    assert proc.wait() == 0
+
+
+def test_tmp_is_private_to_each_job(mode, data_dir):
+    name = f"/tmp/dxweb-private-{secrets.token_hex(6)}"
+    a = make_spec("job-tmp-a")
+    writer = sandbox.launch(a, ["bash", "-c", f"echo a > {name}; echo written; while [ ! -e go ]; do sleep 0.01; done"])
+    assert writer.stdout.readline() == b"written\n"
+    try:
+        if mode == "none":
+            assert Path(name).exists()  # no isolation: the host's /tmp is shared
+            return
+        code, out, _ = run(make_spec("job-tmp-b"), f"test -e {name} && echo visible || echo absent")
+        assert out == "absent\n"
+        assert not Path(name).exists()
+    finally:
+        (a.home / "go").touch()
+        writer.wait()
+        Path(name).unlink(missing_ok=True)
+
+
+def test_writes_to_system_directories_land_in_the_jobs_own_layer_not_on_the_host(bubblewrap, data_dir):
+    name = f"dxweb-test-{secrets.token_hex(6)}"
+    spec = make_spec("job-layer")
+    proc = sandbox.launch(spec, ["bash", "-c", f"echo x > /usr/bin/{name}; echo y > /etc/{name}; touch /.dx-hold"])
+    code = proc.wait()
+    assert not Path("/usr/bin", name).exists() and not Path("/etc", name).exists() and not Path("/.dx-hold").exists()
+    if proc.mechanisms["root"] != "overlay":
+        pytest.skip("overlayfs over / is not available here: the root is read-only (see the next test)")
+    assert code == 0
+    assert proc.host_path(f"/usr/bin/{name}").read_text() == "x\n"
+    assert proc.host_path(f"/etc/{name}").read_text() == "y\n"
+    assert proc.host_path("/.dx-hold").exists()
+    assert proc.host_path("/home/dnanexus/job_output.json") == spec.home / "job_output.json"
+
+
+def test_without_overlayfs_the_root_is_read_only_and_opt_is_per_job(bubblewrap, data_dir, monkeypatch):
+    monkeypatch.setattr(sandbox, "_overlay_works", lambda directory: False)
+    name = f"dxweb-test-{secrets.token_hex(6)}"
+    spec = make_spec("job-readonly")
+    proc = sandbox.launch(spec, ["bash", "-c", f"echo x > /usr/bin/{name} || echo refused; echo y > /opt/{name}"])
+    out = proc.stdout.read().decode()
+    assert proc.wait() == 0 and proc.mechanisms["root"] == "read-only"
+    assert "refused" in out and not Path("/usr/bin", name).exists()
+    assert not Path("/opt", name).exists() and proc.host_path(f"/opt/{name}").read_text() == "y\n"
+    assert proc.host_path(f"/usr/bin/{name}") is None
+
+
+def test_the_job_cannot_read_the_data_directory_or_another_jobs_directory(bubblewrap, data_dir):
+    other = make_spec("job-other")
+    (other.home / "private.txt").write_text("other job's data")
+    code, out, err = run(make_spec("job-nosy"), f"""
+        cat {data_dir}/db.sqlite3 {data_dir}/secret_key {data_dir}/blobs/blob-1 {other.home}/private.txt
+        ls -A {data_dir} | wc -l
+        ls -A /root | grep -v '^.pyenv$' | wc -l
+    """)
+    assert out.split() == ["0", "0"]
+    assert "the database" not in out + err and "the secret key" not in out and "other job" not in out
+    assert err.count("No such file or directory") == 4
+
+
+def test_other_jobs_stay_hidden_when_the_jobs_dir_is_outside_the_data_dir(bubblewrap, data_dir, settings):
+    settings.DXWEB_JOBS_DIR = data_dir.parent / "jobs-elsewhere"
+    other = make_spec("job-other")
+    (other.home / "private.txt").write_text("other job's data")
+    code, out, err = run(make_spec("job-nosy"), f"cat {other.home}/private.txt; ls -A {settings.DXWEB_JOBS_DIR}")
+    assert "other job" not in out and out == ""
+
+
+def test_the_job_cannot_unmount_what_hides_the_data_directory(bubblewrap, data_dir):
+    code, out, err = run(make_spec("job-umount"), f"umount {data_dir} && cat {data_dir}/secret_key")
+    assert code != 0 and "the secret key" not in out
+
+
+def test_the_job_sees_only_its_own_processes(bubblewrap, data_dir):
+    code, out, _ = run(make_spec("job-ps"), "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")
+    assert code == 0
+    commands = [line for line in out.splitlines() if line.strip()]
+    assert 0 < len(commands) <= 4 and not any("pytest" in c for c in commands)
+
+
+def test_the_workers_python_and_dxpy_are_usable_inside(bubblewrap, data_dir):
+    code, out, err = run(make_spec("job-python"), f"{PYTHON} -c 'import dxpy, sys; print(sys.executable)'")
+    assert code == 0, err
+    assert out.strip() == PYTHON
+
+
+def test_the_interpreter_stays_visible_even_under_the_data_directory(bubblewrap, data_dir, monkeypatch):
+    venv = data_dir / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "tool").write_text("the interpreter's file")
+    monkeypatch.setattr(sandbox, "_interpreter_paths", lambda: [venv])
+    code, out, err = run(make_spec("job-venv"), f"cat {venv}/bin/tool; echo; cat {data_dir}/secret_key")
+    assert out.strip() == "the interpreter's file" and "the secret key" not in out
+
+
+# --- limits -------------------------------------------------------------------------------
+
+GROW = "import sys; data = b'x' * (int(sys.argv[1]) * 1024 * 1024); print('allocated')"
+
+
+def test_an_allocation_beyond_memory_mb_fails_and_one_within_it_succeeds(bubblewrap, data_dir):
+    spec = make_spec("job-memory", memory_mb=256)
+    code, out, err = run(spec, f"{PYTHON} -c \"{GROW}\" 1024")
+    assert code != 0 and "allocated" not in out
+    assert "MemoryError" in err or code == 137
+    assert run(spec, f"{PYTHON} -c \"{GROW}\" 32")[:2] == (0, "allocated\n")
+
+
+def test_without_a_memory_cgroup_rlimit_as_stops_an_oversized_allocation(mode, data_dir, monkeypatch):
+    monkeypatch.setattr(sandbox, "_hierarchies", lambda: [])
+    spec = make_spec("job-rlimit", memory_mb=256)
+    proc = sandbox.launch(spec, [PYTHON, "-c", GROW, "1024"])
+    err = proc.stderr.read().decode()
+    assert proc.wait() != 0 and "MemoryError" in err
+    assert proc.mechanisms["memory"] == "RLIMIT_AS"
+
+
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cpuset", "affinity"])
+def test_cpus_limit_the_processors_the_job_runs_on(mode, data_dir, cgroups, monkeypatch):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs at least two CPUs to show a limit")
+    if not cgroups:
+        monkeypatch.setattr(sandbox, "_hierarchies", lambda: [])
+    spec = make_spec("job-cpus", cpus=1)
+    proc = sandbox.launch(spec, [PYTHON, "-c", "import os; print(len(os.sched_getaffinity(0)))"])
+    assert proc.stdout.read() == b"1\n" and proc.wait() == 0
+    if not cgroups:
+        assert proc.mechanisms["cpus"] == "sched_setaffinity"
+
+
+def test_the_pids_limit_stops_a_fork_loop(bubblewrap, data_dir):
+    script = (
+        "import os, time\nn = 0\ntry:\n    for _ in range(64):\n        if os.fork() == 0:\n"
+        "            time.sleep(60); os._exit(0)\n        n += 1\nexcept OSError:\n    print('stopped', n)\n"
+    )
+    proc = sandbox.launch(make_spec("job-pids", pids_max=16), [PYTHON, "-c", script])
+    out = proc.stdout.read().decode()
+    proc.wait()
+    if "pids" not in proc.mechanisms:
+        pytest.skip("no pids cgroup here")
+    assert out.startswith("stopped") and int(out.split()[1]) < 16
+
+
+def test_an_unknown_instance_type_is_refused_and_the_default_is_used_when_none_is_named(settings):
+    settings.DXWEB_INSTANCE_TYPES = {
+        "mem1_ssd1_x2": {"cpus": 1, "memory_mb": 1024}, "big": {"cpus": 4, "memory_mb": 8000},
+    }
+    settings.DXWEB_DEFAULT_INSTANCE_TYPE = "mem1_ssd1_x2"
+    assert sandbox.instance_limits() == {"cpus": 1, "memory_mb": 1024}
+    assert sandbox.instance_limits("big") == {"cpus": 4, "memory_mb": 8000}
+    with pytest.raises(KeyError, match="available: big, mem1_ssd1_x2"):
+        sandbox.instance_limits("mem9_x99")
+
+
+@pytest.mark.skipif("DXWEB_INSTANCE_TYPES" in os.environ, reason="the table is overridden by the environment")
+def test_the_default_instance_table_names_the_dnanexus_types():
+    names = {"mem1_ssd1_x2", "mem1_ssd1_x4", "mem2_ssd1_x2", "mem2_hdd2_x2", "mem1_ssd1_v2_x2", "mem3_ssd1_x2"}
+    assert names <= set(sandbox.instance_types())
+    assert all(sandbox.instance_limits(n)["memory_mb"] > 0 and sandbox.instance_limits(n)["cpus"] > 0 for n in names)
+
+
+# --- pipes and killing ----------------------------------------------------------------------
+
+
+def test_output_lines_arrive_while_the_job_still_runs(mode, data_dir):
+    spec = make_spec("job-stream")
+    script = "echo first; echo oops >&2; while [ ! -e go ]; do sleep 0.01; done; echo second"
+    proc = sandbox.launch(spec, ["bash", "-c", script])
+    assert proc.stdout.readline() == b"first\n"
+    assert proc.stderr.readline() == b"oops\n"
+    assert proc.wait(timeout=0) is None and proc.returncode is None  # still waiting for the go flag
+    (spec.home / "go").touch()
+    assert proc.stdout.read() == b"second\n"
+    assert proc.wait() == 0
+
+
+DAEMONS = """
+setsid sleep 3001.{t} </dev/null >/dev/null 2>&1 &
+nohup sleep 3002.{t} >/dev/null 2>&1 &
+( setsid sh -c 'sleep 3003.{t} & echo $! > daemon.pid' </dev/null >/dev/null 2>&1 & )
+while [ ! -s daemon.pid ]; do sleep 0.01; done
+echo ready
+{last}
+"""
+
+
+def start_daemons(job_id, last="sleep 3000.{t}"):
+    token = f"{secrets.randbelow(10**6):06d}"
+    spec = make_spec(job_id)
+    proc = sandbox.launch(spec, ["bash", "-c", DAEMONS.format(t=token, last=last.format(t=token))])
+    assert proc.stdout.readline() == b"ready\n"
+    assert eventually(lambda: len(host_processes(f".{token}")) >= 3)
+    return proc, token
+
+
+def test_kill_tree_kills_daemonised_grandchildren_and_nohup_sleeps(mode, data_dir):
+    proc, token = start_daemons("job-kill")
+    assert len(host_processes(f".{token}")) == 4
+    proc.kill_tree()
+    assert proc.returncode == 137
+    assert host_processes(f".{token}") == []
+    assert leftover_cgroups("job-kill") == []
+
+
+def test_without_isolation_a_v1_freezer_still_catches_daemons_that_left_the_process_group(settings, data_dir,
+                                                                                         monkeypatch):
+    v1 = [h for h in sandbox._hierarchies() if h.version == 1]
+    if not any("freezer" in h.controllers for h in v1):
+        pytest.skip("no cgroup v1 freezer here")
+    monkeypatch.setattr(sandbox, "_hierarchies", lambda: v1)
+    settings.DXWEB_SANDBOX = "none"
+    proc, token = start_daemons("job-freezer")
+    assert proc.mechanisms["kill"] == "process group + cgroup v1 freezer"
+    proc.kill_tree()
+    assert host_processes(f".{token}") == []
+
+
+def test_killing_bwrap_alone_takes_the_whole_pid_namespace_down(bubblewrap, data_dir, monkeypatch):
+    monkeypatch.setattr(sandbox, "_hierarchies", lambda: [])  # no cgroup to help
+    proc, token = start_daemons("job-kill-nocg")
+    assert proc.mechanisms["kill"] == "pid namespace"
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == 137
+    assert eventually(lambda: host_processes(f".{token}") == [])
+
+
+WORKER = """
+import os, sys
+import django
+django.setup()
+from jobs import sandbox
+spec = sandbox.SandboxSpec(job_id="job-orphan", home=sys.argv[1], env={"PATH": "/usr/bin:/bin"}, workdir=sys.argv[2])
+sandbox.launch(spec, ["bash", "-c", sys.argv[3]], stdout=None, stderr=None)
+sys.stdin.read()
+"""
+
+
+def test_the_job_dies_with_a_worker_that_is_killed(bubblewrap, data_dir):
+    token = f"{secrets.randbelow(10**6):06d}"
+    workdir = data_dir / "jobs" / "job-orphan"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "dxweb.settings", "DXWEB_DATA_DIR": str(data_dir),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    script = DAEMONS.format(t=token, last=f"sleep 3000.{token}")
+    worker = subprocess.Popen([PYTHON, "-c", WORKER, str(workdir / "home"), str(workdir), script],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    assert worker.stdout.readline() == b"ready\n"
+    assert eventually(lambda: len(host_processes(f".{token}")) == 4)
+    worker.kill()
+    worker.wait()
+    assert eventually(lambda: host_processes(f".{token}") == [])
+    for directory in leftover_cgroups("job-orphan"):  # nobody was left to remove them
+        eventually(lambda: sandbox._rmdir(directory))
+
+
+def test_daemons_left_behind_die_when_the_job_exits(mode, data_dir):
+    if mode == "none" and not sandbox._hierarchies():
+        pytest.skip("without cgroups, 'none' mode cannot find daemons that left the process group")
+    proc, token = start_daemons("job-leftovers", last="while [ ! -e go ]; do sleep 0.01; done; exit 3")
+    (proc.spec.home / "go").touch()
+    assert proc.wait() == 3
+    assert host_processes(f".{token}") == []
+
+
+def test_a_configured_bubblewrap_that_is_missing_fails_naming_the_setting(settings, data_dir, monkeypatch):
+    settings.DXWEB_SANDBOX = "bubblewrap"
+    monkeypatch.setattr(sandbox, "_which", lambda name: None)
+    with pytest.raises(sandbox.SandboxError, match="DXWEB_SANDBOX.*bwrap"):
+        sandbox.launch(make_spec("job-nobwrap"), ["true"])
+
+
+def test_an_unknown_sandbox_mode_is_refused(settings, data_dir):
+    settings.DXWEB_SANDBOX = "docker"
+    with pytest.raises(sandbox.SandboxError, match="DXWEB_SANDBOX must be one of bubblewrap, none"):
+        sandbox.launch(make_spec("job-docker"), ["true"])
+
+
+def test_a_bind_shows_a_host_directory_where_the_runner_wants_it(bubblewrap, data_dir):
+    logs = data_dir / "jobs" / "job-binds" / "log"
+    logs.mkdir(parents=True)
+    (logs / "note").write_text("from the runner\n")
+    meta = data_dir / "jobs" / "job-binds" / "meta"
+    meta.mkdir()
+    spec = make_spec("job-binds", binds=[sandbox.Bind(logs, "/opt/dnanexus/log", writable=True),
+                                         sandbox.Bind(meta, "/opt/dnanexus/job")])
+    code, out, err = run(spec, "cat /opt/dnanexus/log/note; echo back > /opt/dnanexus/log/reply; "
+                               "touch /opt/dnanexus/job/x 2>/dev/null || echo read-only")
+    assert out.split("\n")[:2] == ["from the runner", "read-only"]
+    assert (logs / "reply").read_text() == "back\n"
+
+
+def test_a_job_reaches_the_runners_log_sockets_through_a_bind(bubblewrap, data_dir):
+    logs = data_dir / "jobs" / "job-sockets" / "log"
+    logs.mkdir(parents=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(logs / "priority"))
+        spec = make_spec("job-sockets", binds=[sandbox.Bind(logs, "/opt/dnanexus/log", writable=True)])
+        send = ("import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+                "s.sendto(b'hello', '/opt/dnanexus/log/priority')")
+        proc = sandbox.launch(spec, [PYTHON, "-c", send])
+        assert proc.wait() == 0
+        assert server.recv(1024) == b"hello"
+
+
+def test_none_mode_warns_loudly_that_isolation_is_off(settings, data_dir, caplog):
+    settings.DXWEB_SANDBOX = "none"
+    run(make_spec("job-loud"), "true")
+    assert any("ISOLATION IS OFF" in r.message and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_the_job_inherits_no_file_descriptor_beyond_its_stdio(bubblewrap, data_dir):
+    code, out, _ = run(make_spec("job-fds"), "ls /proc/self/fd | sort -n | tr '\\n' ' '")
+    assert out.split() == ["0", "1", "2", "3"]  # 3 is ls's own directory handle
+
+
+def test_output_can_go_to_a_file_instead_of_a_pipe(mode, data_dir):
+    spec = make_spec("job-file")
+    with open(spec.home.parent / "out.log", "wb") as f:
+        proc = sandbox.launch(spec, ["bash", "-c", "echo to-file"], stdout=f, stderr=subprocess.STDOUT)
+        assert proc.stdout is None and proc.wait() == 0
+    assert (spec.home.parent / "out.log").read_text() == "to-file\n"

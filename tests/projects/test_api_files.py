@@ -1,0 +1,174 @@
+"""Files through the API: create, multi-part upload, close, describe, download with Range, metadata."""
+import os
+
+import pytest
+
+from projects.models import FilePart
+
+from .api_helpers import content, get, is_error, md5, put, upload_file, upload_part
+
+pytestmark = pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume asynchronous iterators")
+
+
+@pytest.fixture(autouse=True)
+def small_parts(settings):
+    """Parts of at least 1 kB, so multi-part files stay small."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.DXWEB_MIN_PART_SIZE = 1024
+
+
+@pytest.fixture
+def parts():
+    """Three parts of random bytes: 2 kB, 1 kB + 17, and a 5-byte tail."""
+    return [os.urandom(2048), os.urandom(1024 + 17), os.urandom(5)]
+
+
+def test_a_multi_part_upload_closes_into_one_file_with_its_parts_described(alice, project, parts):
+    file_id = alice.ok("/file/new", {"project": project, "name": "reads.bin", "folder": "/", "nonce": "n"})["id"]
+    assert alice.ok(f"/{file_id}/describe")["state"] == "open"
+    for index in (3, 1, 2):  # the client sends parts in parallel, in any order
+        assert upload_part(alice, file_id, index, parts[index - 1], project=project).status_code == 200
+    described = alice.ok(f"/{file_id}/describe", {"fields": {"parts": True, "state": True}, "project": project})
+    assert described["state"] == "open"
+    assert described["parts"] == {
+        str(i): {"size": len(data), "md5": md5(data), "state": "complete"} for i, data in enumerate(parts, start=1)
+    }
+    assert alice.ok(f"/{file_id}/close") == {"id": file_id}
+    described = alice.ok(f"/{file_id}/describe")
+    assert described["state"] == "closed" and described["size"] == sum(map(len, parts))
+    assert alice.ok(f"/{file_id}/close") == {"id": file_id}  # closing again is harmless
+
+
+def test_a_download_returns_the_exact_bytes_whole_and_by_range(alice, project, parts):
+    file_id = upload_file(alice, project, parts)
+    whole = b"".join(parts)
+    signed = alice.ok(f"/{file_id}/download", {"preauthenticated": False, "project": project})
+    assert signed["url"].startswith("http") and signed["headers"] == {} and signed["expires"] > 0
+    response = get(signed["url"])
+    assert response.status_code == 200 and response["Content-Length"] == str(len(whole))
+    assert response["Accept-Ranges"] == "bytes" and content(response) == whole
+    # The client's 16 MiB chunks, scaled down: ranges that start, end and cross inside parts.
+    chunk = 1000
+    pieces = []
+    for start in range(0, len(whole), chunk):
+        end = min(start + chunk, len(whole)) - 1
+        response = get(signed["url"], HTTP_RANGE=f"bytes={start}-{end}")
+        assert response.status_code == 206
+        assert response["Content-Range"] == f"bytes {start}-{end}/{len(whole)}"
+        pieces.append(content(response))
+    assert b"".join(pieces) == whole
+    # dx cat: one GET of bytes 0..size-1.
+    assert content(get(signed["url"], HTTP_RANGE=f"bytes=0-{len(whole) - 1}")) == whole
+    assert content(get(signed["url"], HTTP_RANGE="bytes=2040-2060")) == whole[2040:2061]
+
+
+def test_a_file_is_named_in_the_download_url(alice, project):
+    file_id = upload_file(alice, project, [b"x"], name="report.txt")
+    response = get(alice.ok(f"/{file_id}/download")["url"])
+    assert "report.txt" in response["Content-Disposition"]
+    response = get(alice.ok(f"/{file_id}/download", {"filename": "other name.txt"})["url"])
+    assert "other name.txt" in response["Content-Disposition"]
+
+
+def test_an_empty_file_is_one_empty_part(alice, project):
+    file_id = upload_file(alice, project, [b""])
+    assert alice.ok(f"/{file_id}/describe")["size"] == 0
+    assert content(get(alice.ok(f"/{file_id}/download")["url"])) == b""
+
+
+def test_a_part_sent_again_replaces_the_first_attempt(alice, project, django_capture_on_commit_callbacks, blob_dir):
+    file_id = alice.ok("/file/new", {"project": project, "name": "a"})["id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert upload_part(alice, file_id, 1, b"first try").status_code == 200
+        assert upload_part(alice, file_id, 1, b"second try").status_code == 200
+    alice.ok(f"/{file_id}/close")
+    assert content(get(alice.ok(f"/{file_id}/download")["url"])) == b"second try"
+    assert len([p for p in blob_dir.rglob("*") if p.is_file()]) == 1
+
+
+def test_an_upload_may_announce_nothing_but_the_index(alice, project):
+    file_id = alice.ok("/file/new", {"project": project, "name": "a"})["id"]
+    signed = alice.ok(f"/{file_id}/upload", {"index": 1})
+    assert put(signed["url"], b"unannounced").status_code == 200
+    alice.ok(f"/{file_id}/close")
+    assert alice.ok(f"/{file_id}/describe")["size"] == len(b"unannounced")
+
+
+def test_the_md5_may_be_announced_in_upper_case(alice, project):
+    file_id = alice.ok("/file/new", {"project": project, "name": "a"})["id"]
+    signed = alice.ok(f"/{file_id}/upload", {"index": 1, "size": 3, "md5": md5(b"abc").upper()})
+    assert put(signed["url"], b"abc").status_code == 200
+    assert FilePart.objects.get(file_id=file_id).state == FilePart.COMPLETE
+
+
+def test_file_new_records_its_metadata_and_makes_parent_folders_on_request(alice, project):
+    file_id = alice.ok("/file/new", {
+        "project": project, "name": "a.vcf", "folder": "/x/y", "parents": True, "tags": ["t"], "types": ["VCF"],
+        "properties": {"k": "v"}, "details": {"d": [1, 2]}, "media": "text/plain", "hidden": True,
+    })["id"]
+    described = alice.ok(f"/{file_id}/describe")
+    expected = {"class": "file", "project": project, "folder": "/x/y", "name": "a.vcf", "tags": ["t"],
+                "types": ["VCF"], "properties": {"k": "v"}, "details": {"d": [1, 2]}, "media": "text/plain",
+                "hidden": True, "state": "open", "createdBy": {"user": "user-alice"}}
+    assert {k: described[k] for k in expected} == expected
+    assert "drive" not in described
+    assert alice.ok(f"/{project}/describe", {"folders": True})["folders"] == ["/", "/x", "/x/y"]
+    assert is_error(*alice.call("/file/new", {"project": project, "folder": "/nope"}), 404, "ResourceNotFound")
+
+
+def test_metadata_changes_show_in_describe(alice, project):
+    file_id = upload_file(alice, project, [b"x"], name="a.txt")
+    alice.ok(f"/{file_id}/rename", {"project": project, "name": "b.txt"})
+    alice.ok(f"/{file_id}/addTags", {"project": project, "tags": ["x", "y"]})
+    alice.ok(f"/{file_id}/removeTags", {"project": project, "tags": ["x"]})
+    alice.ok(f"/{file_id}/setProperties", {"project": project, "properties": {"a": "1", "b": "2"}})
+    alice.ok(f"/{file_id}/setProperties", {"project": project, "properties": {"a": None}})
+    alice.ok(f"/{file_id}/setVisibility", {"project": project, "hidden": True})
+    described = alice.ok(f"/{file_id}/describe", {"fields": {"name": True, "tags": True, "properties": True,
+                                                             "hidden": True}})
+    assert described == {"id": file_id, "name": "b.txt", "tags": ["y"], "properties": {"b": "2"}, "hidden": True}
+
+
+def test_details_are_set_while_open_and_read_back_as_given(alice, project):
+    file_id = alice.ok("/file/new", {"project": project, "name": "a"})["id"]
+    alice.ok(f"/{file_id}/setDetails", {"details": [{"a": 1}, "b"]})
+    assert alice.ok(f"/{file_id}/getDetails") == [{"a": 1}, "b"]
+    alice.ok(f"/{file_id}/setDetails", {"details": {"x": None}})
+    alice.ok(f"/{file_id}/close")
+    assert alice.ok(f"/{file_id}/getDetails") == {"x": None}
+    assert is_error(*alice.call(f"/{file_id}/setDetails", {"details": {}}), 422, "InvalidState")
+    assert alice.ok(f"/{file_id}/getDetails") == {"x": None}
+
+
+def test_only_closed_files_are_downloaded_and_closed_files_take_no_parts(alice, project):
+    file_id = alice.ok("/file/new", {"project": project, "name": "a"})["id"]
+    assert is_error(*alice.call(f"/{file_id}/download"), 422, "InvalidState")
+    upload_part(alice, file_id, 1, b"abc")
+    alice.ok(f"/{file_id}/close")
+    assert is_error(*alice.call(f"/{file_id}/upload", {"index": 2}), 422, "InvalidState")
+
+
+def test_a_viewer_downloads_but_cannot_upload(alice, bob, project):
+    file_id = upload_file(alice, project, [b"shared bytes"])
+    open_id = alice.ok("/file/new", {"project": project, "name": "open"})["id"]
+    alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "VIEW"})
+    assert content(get(bob.ok(f"/{file_id}/download")["url"])) == b"shared bytes"
+    assert is_error(*bob.call(f"/{open_id}/upload", {"index": 1}), 403, "PermissionDenied")
+    assert is_error(*bob.call("/file/new", {"project": project}), 403, "PermissionDenied")
+
+
+def test_the_project_hint_picks_which_placement_describe_shows(alice, project):
+    file_id = upload_file(alice, project, [b"x"], name="here.txt")
+    other = alice.ok("/project/new", {"name": "other"})["id"]
+    alice.ok(f"/{project}/clone", {"objects": [file_id], "project": other})
+    alice.ok(f"/{file_id}/rename", {"project": other, "name": "there.txt"})
+    assert alice.ok(f"/{file_id}/describe", {"project": project})["name"] == "here.txt"
+    assert alice.ok(f"/{file_id}/describe", {"project": other})["name"] == "there.txt"
+    described = alice.ok("/system/describeDataObjects", {"objects": [{"id": file_id, "project": other}, file_id]})
+    assert described["results"][0]["describe"]["name"] == "there.txt"
+    assert "describe" in described["results"][1]
+
+
+def test_a_job_workspace_hint_that_is_not_visible_does_not_hide_the_object(alice, project):
+    file_id = upload_file(alice, project, [b"x"])
+    assert alice.ok(f"/{file_id}/describe", {"project": "container-" + "0" * 24})["project"] == project
