@@ -131,6 +131,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Names this installation's Celery queue and channel-layer keys, so that several installations
+# (staging beside production, or a test suite's many servers) can share one Redis without
+# taking each other's jobs or log notifications.
+DXWEB_NAMESPACE = env.str("DXWEB_NAMESPACE", default="dxweb")
 
 # Celery: Redis when scaled out, else kombu's filesystem transport (no server, a real worker).
 BROKER_DIR = DATA_DIR / "broker"
@@ -150,6 +154,7 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "polling_interval": env.float("DXWEB_BROKER_POLL_SECONDS", default=0.05),
         "store_processed": False,
     }
+CELERY_TASK_DEFAULT_QUEUE = DXWEB_NAMESPACE
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
@@ -163,7 +168,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL], "prefix": DXWEB_NAMESPACE}}
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -61,6 +61,9 @@ class LiveServer:
             "DXWEB_ADMIN_PASSWORD": self.admin_password,
             "DXWEB_ADMIN_TOKEN": self.admin_token,
             "PYTHONUNBUFFERED": "1",
+            # Its own Celery queue and channel-layer keys: servers of one run share a Redis in the
+            # scaled-out pass, and a session-wide server's worker must not take another's jobs.
+            "DXWEB_NAMESPACE": f"dxweb-live-{secrets.token_hex(4)}",
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
         self.env.update(extra_env or {})
