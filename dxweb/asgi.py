@@ -7,12 +7,19 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dxweb.settings")
 django_asgi_app = get_asgi_application()
 
+import asyncio  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+from asgiref.sync import ThreadSensitiveContext  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 
-# API calls (/<class-or-id>/<method>, never a trailing slash), signed transfer URLs, and the
-# benchmark baselines (which must take the same path as what they are compared with).
-API_PATH = re.compile(r"^/(?:(?:system|[a-z]+(?:-[^/]+)?)/[A-Za-z_]+|transfer/.*|bench/.*)$")
+# API calls (/<class-or-id>/<method>, never a trailing slash) and the bare-view baseline of
+# bench/api.py (which must take the same path as what it is compared with).
+API_PATH = re.compile(r"^/(?:(?:system|[a-z]+(?:-[^/]+)?)/[A-Za-z_]+|bench/json)$")
+# Signed transfer URLs and the plain PUT/GET baseline of bench/transfer.py.
+TRANSFER_PATH = re.compile(r"^/(?:transfer|bench/blob)/")
 
 
 class TokenAPIHandler(ASGIHandler):
@@ -20,7 +27,18 @@ class TokenAPIHandler(ASGIHandler):
 
     Sessions, CSRF, messages and static files mean nothing to the API, and each sync-only
     middleware costs a thread hop per request (bench/api.py measures the difference).
+
+    With `threads`, requests run on a fixed pool of long-lived threads instead of a new thread
+    per request (Django's default): each keeps its database connection between requests
+    (CONN_MAX_AGE) rather than opening one per call, and a burst waits for a free thread
+    instead of starting hundreds. Transfers keep Django's default: a long part upload must
+    not hold one of the few API threads.
     """
+
+    def __init__(self, threads=0):
+        super().__init__()
+        self.threads = threads
+        self._free = None
 
     def load_middleware(self, is_async=False):
         self._view_middleware = []
@@ -29,18 +47,39 @@ class TokenAPIHandler(ASGIHandler):
         get_response = self._get_response_async if is_async else self._get_response
         self._middleware_chain = convert_exception_to_response(get_response)
 
+    async def __call__(self, scope, receive, send):
+        if not self.threads:
+            return await super().__call__(scope, receive, send)
+        if self._free is None:
+            self._free = asyncio.Queue()
+            for n in range(self.threads):
+                self._free.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"api-{n}"))
+        executor = await self._free.get()
+        try:
+            # Every thread-sensitive call of this request (signals, the view) runs on that one thread.
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            self._free.put_nowait(executor)
 
-api_asgi_app = TokenAPIHandler()
+
+api_asgi_app = TokenAPIHandler(threads=settings.DXWEB_API_THREADS)
+transfer_asgi_app = TokenAPIHandler()
 
 
 async def http_application(scope, receive, send):
-    app = api_asgi_app if API_PATH.match(scope["path"]) else django_asgi_app
+    path = scope["path"]
+    if API_PATH.match(path):
+        app = api_asgi_app
+    elif TRANSFER_PATH.match(path):
+        app = transfer_asgi_app
+    else:
+        app = django_asgi_app
     await app(scope, receive, send)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
 
 import jobs.routing  # noqa: E402
 
