@@ -91,9 +91,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file too (not Django's shared in-memory database), so that
     # concurrent writers behave as they do in production; one per test process.
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"dxweb-test-{os.getpid()}.sqlite3")}
-else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DXWEB_DB_CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Connections are kept between requests: the API's pooled threads (DXWEB_API_THREADS) reuse
+# theirs; a page's per-request thread drops its own when the thread ends.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DXWEB_DB_CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# How many long-lived threads serve API calls in each web process.
+DXWEB_API_THREADS = env.int("DXWEB_API_THREADS", default=8)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "projects.User"
@@ -214,6 +217,15 @@ DXWEB_MAX_TRIES = env.int("DXWEB_MAX_TRIES", default=2)
 DXWEB_LOG_POLL_SECONDS = env.float("DXWEB_LOG_POLL_SECONDS", default=2.0 if REDIS_URL else 0.1)
 
 # Serve the benchmark baselines under /bench/ (never in production).
+# SSH into jobs (docs/ssh.md): where each worker's gateway listens and what describe advertises.
+DXWEB_SSH_BIND = env.str("DXWEB_SSH_BIND", default="127.0.0.1")
+DXWEB_SSH_HOST = env.str("DXWEB_SSH_HOST", default="")
+# How long a job stays in debug_hold before the system ends it (the seed's two days).
+DXWEB_DEBUG_HOLD_SECONDS = env.int("DXWEB_DEBUG_HOLD_SECONDS", default=2 * 24 * 3600)
+# Whether a project's administrators may open a terminal in jobs others launched.
+DXWEB_DEBUG_BY_ADMINS = env.bool("DXWEB_DEBUG_BY_ADMINS", default=False)
+# Lifetime of the certificate the web side mints for each browser terminal session.
+DXWEB_SSH_CERT_SECONDS = env.int("DXWEB_SSH_CERT_SECONDS", default=60)
 DXWEB_BENCH_VIEWS = env.bool("DXWEB_BENCH_VIEWS", default=False)
 
 LOGGING = {

@@ -144,6 +144,74 @@ def access_job(principal, job_id):
     return job
 
 
+def access_debug(principal, job_id):
+    """Return the job if the principal may open a shell in it; raise with the reason otherwise.
+
+    The launcher may debug their job; a project administrator too when DXWEB_DEBUG_BY_ADMINS is
+    set. Job tokens never may. The job must be running or held and allow SSH from the caller's
+    address (held jobs too: `allowSSH` is the firewall, as on DNAnexus).
+    """
+    job = access_job(principal, job_id)
+    allowed = principal.scopes is None and (
+        job.launched_by_id == principal.user.pk
+        or (settings.DXWEB_DEBUG_BY_ADMINS and level_of(principal, job.project_id) >= Level.ADMINISTER)
+    )
+    if not allowed:
+        who = "its launcher or a project administrator" if settings.DXWEB_DEBUG_BY_ADMINS else "its launcher"
+        raise PermissionDenied(f"Only {who} may open a terminal in {job.id}")
+    if job.state not in (State.RUNNING, State.DEBUG_HOLD):
+        raise InvalidState(f"{job.id} is {job.state}: only running or held jobs can be reached by SSH")
+    from .ssh import address_allowed
+
+    if not address_allowed(principal.client_ip, job.allow_ssh):
+        raise PermissionDenied(
+            f"Your address {principal.client_ip or '(unknown)'} is not in the allowSSH list of {job.id}; "
+            "allow it from the job page (or with `dx ssh`) first"
+        )
+    return job
+
+
+def _held(principal, job_id):
+    job = access_job(principal, job_id)
+    if principal.scopes is not None or (
+        job.launched_by_id != principal.user.pk and level_of(principal, job.project_id) < Level.ADMINISTER
+    ):
+        raise PermissionDenied(f"Only the launcher or a project administrator may change the hold of {job.id}")
+    if job.state != State.DEBUG_HOLD:
+        raise InvalidState(f"{job.id} is {job.state}, not held for debugging")
+    return job
+
+
+def extend_hold(principal, job_id):
+    """Push the end of a debug hold to DXWEB_DEBUG_HOLD_SECONDS from now."""
+    job = _held(principal, job_id)
+    debug = {**job.debug, "holdUntil": now_ms() + settings.DXWEB_DEBUG_HOLD_SECONDS * 1000}
+    if Job.objects.filter(pk=job.pk, state=State.DEBUG_HOLD).update(debug=debug, modified=now_ms()) != 1:
+        raise InvalidState(f"{job.id} is no longer held for debugging")
+    job.debug = debug
+    return job
+
+
+def release_hold(principal, job_id):
+    """End a debug hold now: the job fails with the failure it was held for (its worker then cleans up)."""
+    job = _held(principal, job_id)
+    end_hold(job, f"The debug hold was released by {principal.user.dx_id}")
+    return Job.objects.get(pk=job.pk)
+
+
+def end_hold(job, why):
+    """End a held job: failed with its held failure, or terminated if it held through /.dx-hold."""
+    job = Job.objects.get(pk=job.pk)
+    reason, message = job.debug.get("failureReason"), job.debug.get("failureMessage", "")
+    if reason:
+        return fail(job, reason, f"{message} ({why})")
+    if transition(job.pk, State.TERMINATED, expected=[State.DEBUG_HOLD], failure_reason="Terminated",
+                  failure_message=why):
+        _end_tree(job.origin or job, "Terminated", f"Terminated because {job.id} ended its debug hold")
+        return True
+    return False
+
+
 def calling_job(principal):
     """The job behind a job token, or None for a user's token."""
     if not principal.job_id:
@@ -521,10 +589,18 @@ def reap(now=None):
     now = now or now_ms()
     lapsed = now - settings.DXWEB_LEASE_SECONDS * 1000
     report = {"retried": [], "failed": [], "terminated": [], "woken": []}
-    for job in Job.objects.filter(state__in=[State.RUNNING, State.TERMINATING], heartbeat__lt=lapsed):
+    for job in Job.objects.filter(state__in=[State.RUNNING, State.TERMINATING, State.DEBUG_HOLD],
+                                  heartbeat__lt=lapsed):
         # Act only if the lease is still lapsed when we swap: a worker that renewed it since keeps its job.
         still_lapsed = {"heartbeat__lt": lapsed}
-        if job.state == State.TERMINATING:
+        if job.state == State.DEBUG_HOLD:
+            # Its sandbox died with its worker: nothing is left to debug.
+            reason = job.debug.get("failureReason") or "ExecutionError"
+            message = (f"{job.debug.get('failureMessage', '')} (the worker holding this job for debugging, "
+                       f"{job.worker}, stopped renewing its lease)").strip()
+            if fail(job, reason, message, only_if=still_lapsed):
+                report["failed"].append(job.pk)
+        elif job.state == State.TERMINATING:
             if transition(job.pk, State.TERMINATED, expected=[State.TERMINATING], only_if=still_lapsed):
                 report["terminated"].append(job.pk)
         elif job.tries < settings.DXWEB_MAX_TRIES:

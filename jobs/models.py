@@ -201,3 +201,25 @@ class LogLine(models.Model):
             "job": self.job_id, "timestamp": self.timestamp, "source": self.source, "level": self.level,
             "line": self.seq, "msg": self.msg, **({"jobName": job_name} if job_name else {}),
         }
+
+
+class SSHSession(models.Model):
+    """An audit record of one SSH session into a job: who, when, from where, how long."""
+
+    SSH = "ssh"
+    BROWSER = "browser"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="ssh_sessions")
+    user = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    via = models.CharField(max_length=10, choices=[(SSH, "SSH client"), (BROWSER, "browser terminal")])
+    client_ip = models.CharField(max_length=64, blank=True, default="")
+    started = models.BigIntegerField(default=now_ms)
+    ended = models.BigIntegerField(null=True)
+    detail = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["-started"]
+
+    @property
+    def seconds(self):
+        return None if self.ended is None else round((self.ended - self.started) / 1000)

@@ -40,6 +40,18 @@ if [[ $(type -t {function}) == "function" ]]; then
 fi
 """
 
+# With debug.debugOn, the code runs under this: if it fails (or created /.dx-hold), its exit
+# status is left for the runner and a sentinel keeps the sandbox (its pid namespace) alive.
+DEBUG_WRAPPER = """\
+bash -c "$1"
+code=$?
+if [ "$code" -ne 0 ] || [ -e /.dx-hold ]; then
+  echo "$code" > {meta}/exit-status
+  exec sleep infinity </dev/null >/dev/null 2>&1
+fi
+exit 0
+"""
+
 PYTHON_WRAPPER = """\
 set -e -o pipefail
 cd "$HOME"
@@ -198,14 +210,23 @@ def run(job_id, worker):
             workdir=workdir,
         )
         writer.write("INFO", f"Running {job.executable_name} ({job.function}) on {worker}", source="SYSTEM")
-        proc = sandbox.launch(spec, ["bash", "-c", script])
+        argv = ["bash", "-c", script]
+        if job.debug.get("debugOn"):
+            argv = ["bash", "-c", DEBUG_WRAPPER.format(meta=META), "dxweb-job", script]
+        proc = sandbox.launch(spec, argv)
         pumps = [
             threading.Thread(target=_pump, args=(proc.stdout, writer, "STDOUT"), daemon=True),
             threading.Thread(target=_pump, args=(proc.stderr, writer, "STDERR"), daemon=True),
         ]
         for pump in pumps:
             pump.start()
-        outcome = _supervise(job, proc)
+        ssh = SSHControl(job, proc, spec.env)
+        try:
+            outcome = _supervise(job, proc, ssh, meta)
+            if outcome["kind"] in ("exit", "hold-file"):
+                outcome = _maybe_hold(job, proc, ssh, outcome, workdir, writer)
+        finally:
+            ssh.stop()
         for pump in pumps:
             pump.join(5)
     except Exception as exc:  # the platform failed, not the job's code
@@ -218,7 +239,7 @@ def run(job_id, worker):
             sockets.close()
     # Watchers end their stream once the job is final and the store has nothing new: store the log first.
     writer.flush(every=settings.DXWEB_HEARTBEAT_SECONDS, while_waiting=lambda: Job.objects.filter(
-        pk=job.id, state=State.RUNNING, tries=job.tries).update(heartbeat=now_ms()))
+        pk=job.id, state__in=[State.RUNNING, State.DEBUG_HOLD], tries=job.tries).update(heartbeat=now_ms()))
     held = _conclude(job, proc, outcome, workdir, writer, worker)
     writer.close()
     # The code has ended: its sandbox (home, root layer, sockets) is no longer needed, unless a
@@ -228,23 +249,141 @@ def run(job_id, worker):
     close_old_connections()
 
 
-def _supervise(job, proc):
-    """Wait for the process while renewing the lease; kill it on terminate, timeout or a lost lease."""
+class SSHControl:
+    """Starts the job's SSH gateway once the job allows SSH (allowSSH set, or held), and stops it."""
+
+    def __init__(self, job, proc, env):
+        self.job, self.proc, self.env = job, proc, env
+        self.gateway = None
+
+    def check(self, allow_ssh, held=False):
+        if self.gateway is None and (allow_ssh or held) and self.proc.poll() is None:
+            from .ssh import Gateway
+
+            gateway = Gateway(self.job.id, self.proc, self.env)
+            try:
+                gateway.start()
+            except Exception:  # noqa: BLE001 - the job runs on without SSH; retried at the next beat
+                log.exception("could not start the SSH gateway of %s", self.job.id)
+                gateway.stop()
+                return
+            self.gateway = gateway
+
+    def stop(self):
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+
+
+def _beat(job, state):
+    """Renew this claim's lease; return the job's allowSSH, or None if the claim no longer holds the job.
+
+    Only while the job is this claim's (`tries` is its generation): after a stall longer than the
+    lease, the reaper may have handed the job to another try.
+    """
+    if Job.objects.filter(pk=job.id, state=state, tries=job.tries).update(heartbeat=now_ms()) != 1:
+        return None
+    return Job.objects.filter(pk=job.id).values_list("allow_ssh", flat=True).first() or []
+
+
+def _lost_or_terminated(job, proc):
+    proc.kill_tree()
+    if Job.objects.filter(pk=job.id, state=State.TERMINATING, tries=job.tries).exists():
+        return {"kind": "terminated"}
+    return {"kind": "lost"}
+
+
+def _supervise(job, proc, ssh, meta):
+    """Wait for the process while renewing the lease; kill it on terminate, timeout or a lost lease.
+
+    With debug.debugOn it also watches for the code's failure (the wrapper's exit-status file;
+    the sentinel keeps the sandbox) and for /.dx-hold, which start a debug hold.
+    """
     deadline = time.monotonic() + job.timeout_s if job.timeout_s else None
     interval = settings.DXWEB_HEARTBEAT_SECONDS
+    debugging = bool(job.debug.get("debugOn"))
+    tick = min(interval, 0.25) if debugging else interval
+    next_beat = 0
     while True:
-        if proc.wait(timeout=interval) is not None:
-            return {"kind": "exit"}
-        # Renew the lease only while it is this claim's (`tries` is its generation): after a stall
-        # longer than the lease, the reaper may have handed the job to another try.
-        if Job.objects.filter(pk=job.id, state=State.RUNNING, tries=job.tries).update(heartbeat=now_ms()) != 1:
-            proc.kill_tree()
-            if Job.objects.filter(pk=job.id, state=State.TERMINATING, tries=job.tries).exists():
-                return {"kind": "terminated"}
-            return {"kind": "lost"}
+        if proc.wait(timeout=tick) is not None:
+            return {"kind": "exit", "code": proc.returncode}
+        if debugging:
+            status = (meta / "exit-status")
+            if status.exists():
+                try:
+                    return {"kind": "exit", "code": int(status.read_text().strip() or 1)}
+                except ValueError:
+                    return {"kind": "exit", "code": 1}
+            hold_file = proc.host_path("/.dx-hold")
+            if hold_file is not None and hold_file.exists():
+                return {"kind": "hold-file"}
+        if time.monotonic() >= next_beat:
+            allow_ssh = _beat(job, State.RUNNING)
+            if allow_ssh is None:
+                return _lost_or_terminated(job, proc)
+            ssh.check(allow_ssh)
+            next_beat = time.monotonic() + interval
         if deadline is not None and time.monotonic() > deadline:
             proc.kill_tree()
             return {"kind": "timeout"}
+
+
+def _failure(code, home):
+    """(reason, message) for code that exited with `code`, from job_error.json as seed 000 says."""
+    error = (_read_json(home / "job_error.json") or {}).get("error") if (home / "job_error.json").exists() else None
+    if isinstance(error, dict) and error.get("type") in ERROR_TYPES:
+        return error["type"], str(error.get("message", ""))
+    message = f"Error while running the command (exit code {code})"
+    if code > 128:
+        message += f"; killed by signal {code - 128}" + (" (out of memory?)" if code == 137 else "")
+    return "AppInternalError", message
+
+
+def _maybe_hold(job, proc, ssh, outcome, workdir, writer):
+    """Hold the job for debugging if its failure is one debug.debugOn names (or it made /.dx-hold).
+
+    While held the sandbox and its processes stay; the worker keeps the lease and the SSH
+    gateway. The hold ends with terminate (terminated), release, expiry or the end of the
+    sandbox's processes (failed with the held failure; terminated when nothing had failed).
+    """
+    debug_on = job.debug.get("debugOn") or []
+    code = outcome.get("code")
+    if outcome["kind"] == "exit":
+        if code == 0 or not debug_on:
+            proc.kill_tree()  # the sentinel, if any
+            return outcome
+        reason, message = _failure(code, workdir / "home")
+        if reason not in debug_on:
+            proc.kill_tree()
+            return {"kind": "exit", "code": code}
+        failure = {"failureReason": reason, "failureMessage": message}
+        writer.write("ERROR", f"{reason}: {message}", source="SYSTEM")
+    else:
+        failure = {}
+    hold_s = settings.DXWEB_DEBUG_HOLD_SECONDS
+    debug = {**job.debug, **failure, "holdUntil": now_ms() + hold_s * 1000}
+    if not actions.transition(job.id, State.DEBUG_HOLD, expected=[State.RUNNING], only_if={"tries": job.tries},
+                              debug=debug):
+        return _lost_or_terminated(job, proc)
+    why = f"after {failure['failureReason']}" if failure else "because the job created /.dx-hold"
+    writer.write("WARNING", f"The job is held for debugging {why}, for up to {hold_s} s; connect with "
+                 f"`dx ssh {job.id}` or the job page's Debug view, and terminate it when done", source="SYSTEM")
+    writer.flush()
+    interval = settings.DXWEB_HEARTBEAT_SECONDS
+    while True:
+        if proc.wait(timeout=interval) is not None:
+            return {"kind": "hold-ended", "failure": failure, "why": "its processes ended"}
+        if _beat(job, State.DEBUG_HOLD) is None:
+            state = Job.objects.filter(pk=job.id, tries=job.tries).values_list("state", flat=True).first()
+            if state in (State.FAILED, State.TERMINATED):  # released through the API or the page
+                proc.kill_tree()
+                return {"kind": "released"}
+            return _lost_or_terminated(job, proc)
+        ssh.check(True, held=True)
+        until = (Job.objects.filter(pk=job.id).values_list("debug", flat=True).first() or {}).get("holdUntil", 0)
+        if now_ms() >= until:
+            proc.kill_tree()
+            return {"kind": "hold-ended", "failure": failure, "why": "the hold expired"}
 
 
 def _read_json(path):
@@ -259,11 +398,11 @@ def _conclude(job, proc, outcome, workdir, writer, worker):
     home = workdir / "home"
     # Every result is recorded only while this claim still holds the job (see _supervise).
     lease = {"tries": job.tries}
-    if outcome["kind"] == "exit":
+    if outcome["kind"] in ("exit", "hold-ended"):
         state = Job.objects.filter(pk=job.id, **lease).values_list("state", flat=True).first()
         if state == State.TERMINATING:
             outcome = {"kind": "terminated"}
-        elif state != State.RUNNING:
+        elif state not in (State.RUNNING, State.DEBUG_HOLD):
             outcome = {"kind": "lost"}
     kind = outcome["kind"]
     if kind == "lost":
@@ -283,7 +422,19 @@ def _conclude(job, proc, outcome, workdir, writer, worker):
         writer.write("ERROR", f"The platform failed to run the job: {outcome['message']}", source="SYSTEM")
         actions.fail(job, "ExecutionError", outcome["message"], only_if=lease)
         return True
-    code = proc.returncode
+    if kind == "released":
+        writer.write("INFO", "The debug hold was released", source="SYSTEM")
+        return True
+    if kind == "hold-ended":
+        failure = outcome["failure"]
+        if failure:
+            message = f"{failure['failureMessage']} (held for debugging until {outcome['why']})"
+            writer.write("ERROR", f"{failure['failureReason']}: {message}", source="SYSTEM")
+            actions.fail(job, failure["failureReason"], message, only_if=lease)
+        else:
+            actions.end_hold(job, f"The debug hold ended: {outcome['why']}")
+        return True
+    code = outcome.get("code", proc.returncode)
     if code == 0:
         output = _read_json(home / "job_output.json")
         if output is None:
@@ -293,14 +444,7 @@ def _conclude(job, proc, outcome, workdir, writer, worker):
             return True
         actions.finish(job.id, output, only_if=lease)
         return True
-    error = (_read_json(home / "job_error.json") or {}).get("error") if (home / "job_error.json").exists() else None
-    if isinstance(error, dict) and error.get("type") in ERROR_TYPES:
-        reason, message = error["type"], str(error.get("message", ""))
-    else:
-        reason = "AppInternalError"
-        message = f"Error while running the command (exit code {code})"
-        if code > 128:
-            message += f"; killed by signal {code - 128}" + (" (out of memory?)" if code == 137 else "")
+    reason, message = _failure(code, home)
     writer.write("ERROR", f"{reason}: {message}", source="SYSTEM")
     actions.fail(job, reason, message, only_if=lease)
     return True

@@ -251,6 +251,39 @@ class SandboxProcess:
             pids = {self.pid, *_descendants(self.pid)}
         return pids
 
+    def enter_command(self, argv):
+        """Return (host argv, cwd) that run `argv` inside this running sandbox, e.g. an SSH session's shell.
+
+        The process joins the job's cgroups (its limits), enters the sandbox's mount, pid, uts
+        and ipc namespaces and runs without capabilities, as the job's code does. Give it the
+        job's environment through Popen's `env` (never on the command line, where `ps` shows it).
+        """
+        if self.poll() is not None:
+            raise SandboxError(f"the sandbox of {self.spec.job_id} has ended")
+        lines = self._cgroup.join_lines() + self._cgroup.rlimits
+        if self.mechanisms.get("isolation") == "none":
+            return [*_shell(lines), *self._cgroup.exec_prefix, *argv], str(self.spec.home)
+        inner = self._inner_pid()
+        if inner is None:
+            raise SandboxError(f"no process of {self.spec.job_id}'s sandbox was found")
+        nsenter, setpriv = _which("nsenter"), _which("setpriv")
+        if nsenter is None or setpriv is None:
+            raise SandboxError("entering a sandbox needs nsenter and setpriv (Debian package util-linux)")
+        enter = [nsenter, "--target", str(inner), "--mount", "--uts", "--ipc", "--pid", "--root", f"--wdns={HOME}"]
+        drop = [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"]
+        return [*_shell(lines), *self._cgroup.exec_prefix, *enter, *drop, *argv], "/"
+
+    def _inner_pid(self):
+        """The host pid of the sandbox's first process in its own pid namespace (bwrap's init)."""
+        own = os.stat("/proc/self/ns/pid").st_ino
+        for pid in sorted(_descendants(self.pid)):
+            try:
+                if os.stat(f"/proc/{pid}/ns/pid").st_ino != own:
+                    return pid
+            except OSError:
+                continue
+        return None
+
     def host_path(self, path):
         """Return where a file the job wrote at `path` (absolute, inside) lies on the host, or None."""
         inside = Path(path)
