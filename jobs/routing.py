@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from . import consumers
+from . import consumers, terminal
 
 JOB_ID = r"(?P<job_id>job-[0-9A-Za-z]{24})"
 
@@ -10,4 +10,5 @@ websocket_urlpatterns = [
     re_path(r"^ws/projects/(?P<project_id>project-[0-9A-Za-z]{24})/jobs/$", consumers.JobStatesConsumer.as_asgi()),
     re_path(r"^ws/jobs/mine/$", consumers.JobStatesConsumer.as_asgi()),
     re_path(rf"^ws/jobs/{JOB_ID}/$", consumers.JobPageConsumer.as_asgi()),
+    re_path(rf"^ws/jobs/{JOB_ID}/terminal/$", terminal.TerminalConsumer.as_asgi()),
 ]

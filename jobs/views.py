@@ -18,13 +18,15 @@ from django.views.decorators.http import require_POST
 from dxweb.errors import DXError, InvalidInput, ResourceNotFound
 from projects import actions as project_actions
 from projects import permissions
-from projects.models import Container, DataObject, Level, Placement
+from projects.models import Container, DataObject, Level, Placement, now_ms
+from projects.permissions import Principal
 from projects.views import PAGE_SIZE, principal, project_for, reached
 
 from . import actions
 from .forms import AppletForm, JobFilterForm, LaunchForm, PropertiesForm, TagsForm, applet_initial
 from .models import FINAL_STATES, Job, JobDependency, LogLine, State
 from .specs import jbor, link_target
+from .terminal import hold_until
 
 def applet_in(request, container, applet_id, needed=Level.VIEW):
     """Return the applet as placed in the project, or 404."""
@@ -332,6 +334,7 @@ def job(request, job_id):
         "properties_form": PropertiesForm(
             initial={"properties": "\n".join(f"{k}={v}" for k, v in job.properties.items())}),
         "levels": ["STDOUT", "STDERR", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        "ssh_sessions": job.ssh_sessions.select_related("user").order_by("-started")[:50],
     })
 
 
@@ -407,3 +410,58 @@ def job_properties(request, job):
             wanted[key.strip()] = value.strip()
     project_actions.set_properties(job, {**{k: None for k in job.properties}, **wanted})
     return "Saved the properties"
+
+
+# The debug terminal ----------------------------------------------------------------------------
+
+def debugger(request):
+    """The requester with their address, which access_debug checks against the job's allowSSH."""
+    return Principal(user=request.user, client_ip=request.META.get("REMOTE_ADDR", ""), request=request)
+
+
+def debuggable(request, job_id):
+    """The job if this user, from here, may open a terminal in it: 404 for outsiders, else 403 saying why not."""
+    try:
+        return actions.access_debug(debugger(request), job_id)
+    except ResourceNotFound:
+        raise Http404("Not found") from None
+    except DXError as err:
+        raise Forbidden(err.message) from None
+
+
+@login_required
+def job_debug(request, job_id):
+    job = debuggable(request, job_id)
+    return render(request, "jobs/terminal.html", {
+        "section": "jobs", "job": job, "project": job.project, "hold_until": hold_until(job),
+        "ws_path": f"/ws/jobs/{job.pk}/terminal/",
+    })
+
+
+@login_required
+@require_POST
+def job_hold_extend(request, job_id):
+    try:
+        job = actions.extend_hold(debugger(request), job_id)
+    except ResourceNotFound:
+        raise Http404("Not found") from None
+    except DXError as err:
+        messages.error(request, err.message)
+    else:
+        left = max(0, (hold_until(job) or 0) - now_ms()) // 60000
+        messages.success(request, f"Extended the hold of {job.name}: {left // 60} h {left % 60:02d} min left")
+    return redirect("job-debug", job_id)
+
+
+@login_required
+@require_POST
+def job_hold_release(request, job_id):
+    try:
+        job = actions.release_hold(debugger(request), job_id)
+    except ResourceNotFound:
+        raise Http404("Not found") from None
+    except DXError as err:
+        messages.error(request, err.message)
+        return redirect("job-debug", job_id)
+    messages.success(request, f"Released the hold of {job.name}: it is now {job.state}")
+    return redirect("job", job.pk)
