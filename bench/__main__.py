@@ -8,9 +8,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
-from bench import api, jobs, logs, transfer
+from bench import api, jobs, logs, ssh, transfer
 
-BENCHMARKS = {"api": api, "transfer": transfer, "jobs": jobs, "logs": logs}
+BENCHMARKS = {"api": api, "transfer": transfer, "jobs": jobs, "logs": logs, "ssh": ssh}
 
 
 def main(argv=None):
@@ -39,6 +39,9 @@ def main(argv=None):
     log_opts = parser.add_argument_group("logs")
     log_opts.add_argument("--lines", type=int, help="lines the logging job prints, one per 50 ms (default 200)")
     log_opts.add_argument("--modes", nargs="+", choices=["embedded", "redis"], help="logs: server modes (both)")
+    ssh_opts = parser.add_argument_group("ssh")
+    ssh_opts.add_argument("--keys", type=int, help="keystrokes per path per round (default 100, quick 40)")
+    ssh_opts.add_argument("--ssh-rounds", type=int, help="rounds interleaving the paths (default 4, quick 2)")
     args = parser.parse_args(argv)
     unknown = [w for w in args.which if w not in BENCHMARKS]
     if unknown:

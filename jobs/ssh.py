@@ -36,6 +36,8 @@ from projects.models import now_ms
 from .models import Job, SSHSession, State
 
 log = logging.getLogger(__name__)
+# asyncssh logs every connection and channel at INFO: too chatty for a worker's log.
+logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 SSH_USER = "dnanexus"
 HOME = "/home/dnanexus"
