@@ -12,7 +12,7 @@ from dxweb.ids import id_class, new_id
 from dxweb.validation import get, string_list, string_map
 from projects import actions as project_actions
 from projects.models import ApiToken, Container, DataObject, Level, Placement, now_ms
-from projects.permissions import Principal, access_container, access_object, level_of
+from projects.permissions import Principal, access_container, access_object, check_level, level_of
 
 from .logs import notify_state
 from .models import FINAL_STATES, TRANSITIONS, Job, JobDependency, JobTransition, State
@@ -144,6 +144,24 @@ def access_job(principal, job_id):
     return job
 
 
+class AddressNotAllowed(PermissionDenied):
+    """The caller may debug the job, but not from this address (allowSSH)."""
+
+
+def allow_ssh_from(principal, job_id):
+    """Add the caller's address to the job's allowSSH, as `dx ssh` does (CONTRIBUTE, as /job-x/update)."""
+    job = access_job(principal, job_id)
+    check_level(principal, job.project_id, Level.CONTRIBUTE)
+    if job.is_final:
+        raise InvalidState(f"{job.id} has already finished ({job.state})")
+    if not principal.client_ip:
+        raise InvalidInput("Your address is not known")
+    if principal.client_ip not in job.allow_ssh:
+        job.allow_ssh = [*job.allow_ssh, principal.client_ip]
+        Job.objects.filter(pk=job.pk).update(allow_ssh=job.allow_ssh, modified=now_ms())
+    return job
+
+
 def access_debug(principal, job_id):
     """Return the job if the principal may open a shell in it; raise with the reason otherwise.
 
@@ -164,7 +182,7 @@ def access_debug(principal, job_id):
     from .ssh import address_allowed
 
     if not address_allowed(principal.client_ip, job.allow_ssh):
-        raise PermissionDenied(
+        raise AddressNotAllowed(
             f"Your address {principal.client_ip or '(unknown)'} is not in the allowSSH list of {job.id}; "
             "allow it from the job page (or with `dx ssh`) first"
         )

@@ -19,6 +19,7 @@ urlpatterns = [
     path(job + "tags/", views.job_tags, name="job-tags"),
     path(job + "properties/", views.job_properties, name="job-properties"),
     path(job + "debug/", views.job_debug, name="job-debug"),
+    path(job + "allow-ssh/", views.job_allow_ssh, name="job-allow-ssh"),
     path(job + "hold/extend/", views.job_hold_extend, name="job-hold-extend"),
     path(job + "hold/release/", views.job_hold_release, name="job-hold-release"),
     path("files/search/", views.file_search, name="file-search"),

@@ -431,11 +431,37 @@ def debuggable(request, job_id):
 
 @login_required
 def job_debug(request, job_id):
-    job = debuggable(request, job_id)
+    try:
+        job = actions.access_debug(debugger(request), job_id)
+    except actions.AddressNotAllowed as err:
+        # The one refusal the user can lift from here: offer to add their address, as `dx ssh` would.
+        job = actions.access_job(debugger(request), job_id)
+        return render(request, "jobs/debug_allow.html", {
+            "section": "jobs", "job": job, "project": job.project, "message": err.message,
+            "client_ip": request.META.get("REMOTE_ADDR", ""),
+        }, status=403)
+    except ResourceNotFound:
+        raise Http404("Not found") from None
+    except DXError as err:
+        raise Forbidden(err.message) from None
     return render(request, "jobs/terminal.html", {
         "section": "jobs", "job": job, "project": job.project, "hold_until": hold_until(job),
         "ws_path": f"/ws/jobs/{job.pk}/terminal/",
     })
+
+
+@login_required
+@require_POST
+def job_allow_ssh(request, job_id):
+    try:
+        job = actions.allow_ssh_from(debugger(request), job_id)
+    except ResourceNotFound:
+        raise Http404("Not found") from None
+    except DXError as err:
+        messages.error(request, err.message)
+        return redirect("job", job_id)
+    messages.success(request, f"SSH to {job.name} is now allowed from {request.META.get('REMOTE_ADDR', '')}")
+    return redirect("job-debug", job_id)
 
 
 @login_required

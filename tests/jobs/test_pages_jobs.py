@@ -276,3 +276,42 @@ def test_the_file_search_finds_visible_files_only(world):
     found = client(world, "viewer").get("/files/search/?q=reads").json()["results"]
     assert [r["id"] for r in found] == [world["reads"].obj_id]
     assert client(world, "anonymous").get("/files/search/?q=reads").status_code == 302
+
+
+@pytest.fixture
+def held(world):
+    """The world's job, held for debugging and allowing SSH from the test client's address."""
+    job = world["job"]
+    Job.objects.filter(pk=job.pk).update(state=State.DEBUG_HOLD, allow_ssh=["127.0.0.1"],
+                                         debug={"failureReason": "AppError", "holdUntil": 2**50})
+    return job
+
+
+def test_who_may_open_the_debug_page(world, held):
+    path = f"/jobs/{held.pk}/debug/"
+    statuses = {actor: client(world, actor).get(path).status_code for actor in ACTORS}
+    # Only the launcher (alice): project members see why not, outsiders see nothing.
+    assert statuses == {"anonymous": 302, "charlie": 404, "viewer": 403, "contributor": 403, "alice": 200}
+
+
+@pytest.mark.parametrize("action, expected", [
+    # who may: allow SSH from their address (CONTRIBUTE, as /job-x/update), extend or release a hold
+    # (the launcher or a project administrator); failures redirect back with a message, outsiders get 404.
+    ("allow-ssh", {"anonymous": 302, "charlie": 404, "viewer": 302, "contributor": 302, "alice": 302}),
+    ("hold/extend", {"anonymous": 302, "charlie": 404, "viewer": 302, "contributor": 302, "alice": 302}),
+])
+def test_debug_actions_answer_every_actor(world, held, action, expected):
+    path = f"/jobs/{held.pk}/{action}/"
+    statuses = {actor: client(world, actor).post(path).status_code for actor in ACTORS}
+    assert statuses == expected
+
+
+def test_only_the_launcher_or_an_administrator_changes_a_hold(world, held):
+    before = Job.objects.get(pk=held.pk).debug["holdUntil"]
+    for actor in ("viewer", "contributor"):
+        client(world, actor).post(f"/jobs/{held.pk}/hold/extend/")
+        client(world, actor).post(f"/jobs/{held.pk}/hold/release/")
+    assert Job.objects.get(pk=held.pk).state == State.DEBUG_HOLD
+    assert Job.objects.get(pk=held.pk).debug["holdUntil"] == before
+    client(world, "alice").post(f"/jobs/{held.pk}/hold/release/")
+    assert Job.objects.get(pk=held.pk).state == State.FAILED

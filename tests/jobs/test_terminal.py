@@ -486,3 +486,16 @@ def test_extend_and_release_hold_from_the_debug_page(world, alice, charlie, sett
     assert job.state == State.FAILED and job.failure_reason == "AppError"
     again = client.post(f"/jobs/{JOB_ID}/hold/release/", follow=True)
     assert again.status_code == 403 and "failed" in again.content.decode()
+
+
+def test_the_debug_page_offers_to_allow_ssh_from_the_users_address(world, alice, bob, charlie):
+    Job.objects.filter(pk=JOB_ID).update(allow_ssh=["10.0.0.0/8"])
+    page = logged_in(alice).get(f"/jobs/{JOB_ID}/debug/")
+    assert page.status_code == 403 and "127.0.0.1 is not in the allowSSH list" in page.content.decode()
+    assert "Allow SSH from 127.0.0.1" in page.content.decode()
+    assert logged_in(charlie).post(f"/jobs/{JOB_ID}/allow-ssh/").status_code == 404
+    assert Job.objects.get(pk=JOB_ID).allow_ssh == ["10.0.0.0/8"]
+    done = logged_in(alice).post(f"/jobs/{JOB_ID}/allow-ssh/")
+    assert done.status_code == 302 and done["Location"] == f"/jobs/{JOB_ID}/debug/"
+    assert Job.objects.get(pk=JOB_ID).allow_ssh == ["10.0.0.0/8", "127.0.0.1"]
+    assert logged_in(alice).get(f"/jobs/{JOB_ID}/debug/").status_code == 200
