@@ -72,6 +72,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "jobs.notifications.unread",
             ],
         },
     },
@@ -217,6 +218,12 @@ DXWEB_MAX_TRIES = env.int("DXWEB_MAX_TRIES", default=2)
 DXWEB_LOG_POLL_SECONDS = env.float("DXWEB_LOG_POLL_SECONDS", default=2.0 if REDIS_URL else 0.1)
 
 # Serve the benchmark baselines under /bench/ (never in production).
+# Email (job notifications): the console in the embedded default; e.g. smtp+tls://user:pass@host:587.
+vars().update(env.email_url("DXWEB_EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DXWEB_EMAIL_FROM", default="dxweb <dxweb@localhost>")
+# How links in emails start (the dashboard's address as users reach it).
+DXWEB_PUBLIC_URL = env.str("DXWEB_PUBLIC_URL", default=f"http://127.0.0.1:{env.int('DXWEB_PORT', default=8000)}")
+
 # SSH into jobs (docs/ssh.md): where each worker's gateway listens and what describe advertises.
 DXWEB_SSH_BIND = env.str("DXWEB_SSH_BIND", default="127.0.0.1")
 DXWEB_SSH_HOST = env.str("DXWEB_SSH_HOST", default="")

@@ -14,6 +14,7 @@ from projects import actions as project_actions
 from projects.models import ApiToken, Container, DataObject, Level, Placement, now_ms
 from projects.permissions import Principal, access_container, access_object, check_level, level_of
 
+from . import notifications
 from .logs import notify_state
 from .models import FINAL_STATES, TRANSITIONS, Job, JobDependency, JobTransition, State
 from .specs import check_applet_specs, check_input, jbor, link_target, timeout_seconds
@@ -523,6 +524,8 @@ def _on_final(job_id):
         complete_outputs(job.parent_id)
     if job.origin_id == job.id and job.state == State.DONE:
         _publish_outputs(job)
+    if job.parent_id is None:  # what a user launched (not the subjobs it made): tell them it ended
+        transaction.on_commit(lambda: notifications.job_ended(job_id))
     # The last job of a tree to end (the origin, or a child terminated after it) removes the workspace.
     origin = job.origin or job
     if job.workspace_id and origin.is_final and not origin.delay_workspace_destruction:

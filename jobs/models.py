@@ -223,3 +223,18 @@ class SSHSession(models.Model):
     @property
     def seconds(self):
         return None if self.ended is None else round((self.ended - self.started) / 1000)
+
+
+class Notification(models.Model):
+    """A notice to a user that a job they launched has ended."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=20)
+    message = models.CharField(max_length=500)
+    created = models.BigIntegerField(default=now_ms)
+    read = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        indexes = [models.Index(fields=["user", "read", "-created"])]

@@ -12,6 +12,14 @@ def run_job(job_id):
     run(job_id, f"{socket.gethostname()}:{run_job.request.hostname or ''}")
 
 
+@shared_task(name="jobs.email_job_ended", autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
+def email_job_ended(notification_id):
+    """Email a job's launcher that it ended (SMTP can be slow or down: retried, never in a request)."""
+    from .notifications import send_email
+
+    send_email(notification_id)
+
+
 @shared_task(name="jobs.reap")
 def reap():
     """Periodic: fail or retry jobs whose worker vanished, and wake runnable jobs nobody claimed."""

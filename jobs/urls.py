@@ -23,4 +23,5 @@ urlpatterns = [
     path(job + "hold/extend/", views.job_hold_extend, name="job-hold-extend"),
     path(job + "hold/release/", views.job_hold_release, name="job-hold-release"),
     path("files/search/", views.file_search, name="file-search"),
+    path("notifications/", views.notifications, name="notifications"),
 ]

@@ -8,6 +8,7 @@ from datetime import datetime, time, timezone
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as Forbidden
+from django.core.paginator import Paginator
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.http import Http404, JsonResponse, StreamingHttpResponse
@@ -24,7 +25,7 @@ from projects.views import PAGE_SIZE, principal, project_for, reached
 
 from . import actions
 from .forms import AppletForm, JobFilterForm, LaunchForm, PropertiesForm, TagsForm, applet_initial
-from .models import FINAL_STATES, Job, JobDependency, LogLine, State
+from .models import FINAL_STATES, Job, JobDependency, LogLine, Notification, State
 from .specs import jbor, link_target
 from .terminal import hold_until
 
@@ -491,3 +492,18 @@ def job_hold_release(request, job_id):
         return redirect("job-debug", job_id)
     messages.success(request, f"Released the hold of {job.name}: it is now {job.state}")
     return redirect("job", job.pk)
+
+
+# Notifications -----------------------------------------------------------------------------------
+
+@login_required
+def notifications(request):
+    """The user's notices (their own only), newest first; opening the page or posting marks them read."""
+    notices = Notification.objects.filter(user=request.user).select_related("job")
+    page = Paginator(notices, PAGE_SIZE).get_page(request.GET.get("page"))
+    unread = [n.pk for n in page if not n.read]
+    if request.method == "POST" or unread:
+        Notification.objects.filter(user=request.user, read=False).update(read=True)
+    return render(request, "jobs/notifications.html", {
+        "section": "notifications", "page": page, "unread_ids": set(unread), "unread_notifications": 0,
+    })

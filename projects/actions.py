@@ -631,6 +631,12 @@ def issue_token(user, name):
     return ApiToken.issue(user, clean_name(name.strip(), "name"))
 
 
+def set_notifications(user, notify_in_app, notify_by_email):
+    """Whether the user hears, in the app and by email, that a job they launched has ended."""
+    user.notify_in_app, user.notify_by_email = bool(notify_in_app), bool(notify_by_email)
+    user.save(update_fields=["notify_in_app", "notify_by_email"])
+
+
 def revoke_token(user, token_id):
     """Delete one of the user's own API tokens."""
     from .models import ApiToken

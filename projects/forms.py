@@ -80,6 +80,11 @@ class TokenForm(forms.Form):
         return checked_by(actions.clean_name, self.cleaned_data["name"])
 
 
+class NotifyForm(forms.Form):
+    notify_in_app = forms.BooleanField(label="Show a notice here when a job I launched ends", required=False)
+    notify_by_email = forms.BooleanField(label="Email me when a job I launched ends", required=False)
+
+
 class SshKeyForm(forms.Form):
     # strip=False: the key is kept byte for byte, as `dx ssh` compares it with the local file.
     key = forms.CharField(

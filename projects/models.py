@@ -30,6 +30,9 @@ class Level(models.IntegerChoices):
 class User(AbstractUser):
     # Kept byte for byte: `dx ssh` compares it with the local key file.
     ssh_public_key = models.TextField(blank=True, default="")
+    # When a job the user launched ends: a notice in the app, an email (to `email`, when set).
+    notify_in_app = models.BooleanField(default=True)
+    notify_by_email = models.BooleanField(default=True)
 
     @property
     def dx_id(self):

@@ -34,6 +34,7 @@ urlpatterns = [
     path("profile/tokens/", views.token_create, name="token-create"),
     path("profile/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
     path("profile/ssh-key/", views.ssh_key, name="ssh-key"),
+    path("profile/notifications/", views.notify_settings, name="notify-settings"),
     path("cli/", views.cli, name="cli"),
     path("cli/token/", views.cli_token, name="cli-token"),
 ]

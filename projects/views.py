@@ -19,7 +19,7 @@ from dxweb.errors import DXError, InvalidInput, InvalidState, PermissionDenied, 
 from dxweb.validation import get
 
 from . import actions, permissions, transfer
-from .forms import InviteForm, NameForm, OrgForm, OrgMemberForm, ProjectForm, SshKeyForm, TokenForm
+from .forms import InviteForm, NameForm, NotifyForm, OrgForm, OrgMemberForm, ProjectForm, SshKeyForm, TokenForm
 from .models import Container, DataObject, Folder, Level, OrgMember, Placement, upload_parameters
 from .permissions import Principal
 
@@ -476,7 +476,19 @@ def render_profile(request, token_form=None, key_form=None):
         "new_token": request.session.pop(NEW_TOKEN, None),
         "token_form": token_form or TokenForm(),
         "key_form": key_form or SshKeyForm(initial={"key": request.user.ssh_public_key}),
+        "notify_form": NotifyForm(initial={"notify_in_app": request.user.notify_in_app,
+                                           "notify_by_email": request.user.notify_by_email}),
     })
+
+
+@login_required
+@require_POST
+def notify_settings(request):
+    form = NotifyForm(request.POST)
+    form.is_valid()  # two checkboxes: always valid
+    actions.set_notifications(request.user, **form.cleaned_data)
+    messages.success(request, "Saved your notification settings")
+    return redirect("profile")
 
 
 @login_required

@@ -13,6 +13,7 @@ register = template.Library()
 
 # Simple 24x24 stroke icons drawn for dxweb (no third-party icon set).
 ICONS = {
+    "bell": '<path d="M6 8a6 6 0 0 1 12 0c0 7 3 9 3 9H3s3-2 3-9"/><path d="M10.3 21a1.94 1.94 0 0 0 3.4 0"/>',
     "folder": '<path d="M3 6.5A1.5 1.5 0 0 1 4.5 5h4.2l2 2h8.8A1.5 1.5 0 0 1 21 8.5v9a1.5 1.5 0 0 1-1.5 1.5h-15A1.5 1.5 0 0 1 3 17.5z"/>',
     "folder-open": '<path d="M3 17.5V6.5A1.5 1.5 0 0 1 4.5 5h4.2l2 2h7.8A1.5 1.5 0 0 1 20 8.5V10"/><path d="M3 17.5 5.6 11h16.4l-2.6 6.5a1.5 1.5 0 0 1-1.4 1H4.4A1.4 1.4 0 0 1 3 17.5z"/>',
     "file": '<path d="M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8z"/><path d="M14 3v5h5"/>',

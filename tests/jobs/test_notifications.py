@@ -1,0 +1,100 @@
+"""Job notifications: in the app and by email when a job the user launched ends, each with an opt-out."""
+import pytest
+from django.core import mail
+from django.test import Client
+
+from jobs import actions, notifications
+from jobs.models import Job, Notification, State
+from projects.models import User
+from projects.permissions import Principal
+
+
+@pytest.fixture
+def applet(alice, project):
+    return alice.ok("/applet/new", {"project": project, "name": "quick", "inputSpec": [], "outputSpec": [],
+                                    "runSpec": {"interpreter": "bash", "code": "main() { true; }"}})["id"]
+
+
+def launch(actor, project, applet):
+    return actor.ok(f"/{applet}/run", {"project": project})["id"]
+
+
+def end(job_id, state=State.DONE):
+    actions.claim(job_id, "w")
+    if state == State.DONE:
+        actions.finish(job_id, {})
+    else:
+        actions.fail(Job.objects.get(pk=job_id), "AppError", "the input is bad")
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Run the email task's body at once (the worker would), so the test sees what it sends."""
+    queued = []
+    monkeypatch.setattr("jobs.tasks.email_job_ended.delay", lambda pk: (queued.append(pk), notifications.send_email(pk)))
+    return queued
+
+
+def test_the_launcher_gets_a_notice_and_an_email_when_a_job_fails(alice, project, applet, sent, django_capture_on_commit_callbacks):
+    User.objects.filter(pk=alice.user.pk).update(email="alice@example.org")
+    job_id = launch(alice, project, applet)
+    with django_capture_on_commit_callbacks(execute=True):
+        end(job_id, State.FAILED)
+    notice = Notification.objects.get(user=alice.user)
+    assert notice.job_id == job_id and notice.state == "failed" and not notice.read
+    assert "AppError: the input is bad" in notice.message
+    assert len(mail.outbox) == 1
+    email = mail.outbox[0]
+    assert email.to == ["alice@example.org"] and email.subject == "[dxweb] quick failed"
+    assert f"/jobs/{job_id}/" in email.body and "AppError: the input is bad" in email.body
+
+
+def test_subjobs_do_not_notify_and_opt_outs_are_respected(alice, project, applet, sent,
+                                                          django_capture_on_commit_callbacks):
+    alice.user.notify_by_email = False
+    alice.user.save()
+    User.objects.filter(pk=alice.user.pk).update(email="alice@example.org")
+    job_id = launch(alice, project, applet)
+    actions.claim(job_id, "w")
+    child = actions.new_subjob(Principal(user=alice.user, job_id=job_id), {"function": "other", "input": {}})
+    with django_capture_on_commit_callbacks(execute=True):
+        end(child.pk if hasattr(child, "pk") else child["id"])
+        actions.finish(job_id, {})
+    assert Job.objects.get(pk=job_id).state == State.DONE
+    assert [n.job_id for n in Notification.objects.filter(user=alice.user)] == [job_id]
+    assert mail.outbox == [] and sent == []
+    User.objects.filter(pk=alice.user.pk).update(notify_in_app=False)
+    Notification.objects.all().delete()
+    second = launch(alice, project, applet)
+    with django_capture_on_commit_callbacks(execute=True):
+        end(second)
+    assert not Notification.objects.exists()
+
+
+def test_the_page_shows_only_the_users_own_notices_and_marks_them_read(alice, bob, project, applet,
+                                                                        django_capture_on_commit_callbacks):
+    job_id = launch(alice, project, applet)
+    with django_capture_on_commit_callbacks(execute=True):
+        end(job_id)
+    web = Client()
+    web.force_login(alice.user)
+    dashboard = web.get("/").content.decode()
+    assert 'id="bell-count">1<' in dashboard
+    page = web.get("/notifications/").content.decode()
+    assert job_id in page and "new" in page
+    assert not Notification.objects.filter(read=False).exists()
+    assert 'id="bell-count"' not in web.get("/").content.decode()
+    other = Client()
+    other.force_login(bob.user)
+    assert job_id not in other.get("/notifications/").content.decode()
+    assert Client().get("/notifications/").status_code == 302
+
+
+def test_the_profile_turns_notifications_off(alice):
+    web = Client()
+    web.force_login(alice.user)
+    assert web.post("/profile/notifications/", {"notify_in_app": "on"}).status_code == 302
+    alice.user.refresh_from_db()
+    assert alice.user.notify_in_app and not alice.user.notify_by_email
+    page = web.get("/profile/").content.decode()
+    assert 'id="id_notify_in_app" checked' in page and 'id="id_notify_by_email" >' in page
