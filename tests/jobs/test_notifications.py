@@ -98,3 +98,26 @@ def test_the_profile_turns_notifications_off(alice):
     assert alice.user.notify_in_app and not alice.user.notify_by_email
     page = web.get("/profile/").content.decode()
     assert 'id="id_notify_in_app" checked' in page and 'id="id_notify_by_email" >' in page
+
+
+@pytest.mark.live
+def test_the_running_product_emails_the_launcher_through_its_worker(live, dx_as):
+    """End to end: the worker ends the job, queues the email task, and the console backend prints it."""
+    import json
+    import time
+    from pathlib import Path
+
+    dx = dx_as("dora")
+    live.manage("shell", "-c", "from projects.models import User; "
+                "User.objects.filter(username='dora').update(email='dora@example.org')")
+    project = dx("new", "project", "mail", "--brief").stdout.strip()
+    dx("select", project)
+    dx("build", str(Path(__file__).parent / "apps" / "nap"))
+    job_id = dx("run", "nap", "-iseconds=0", "-itag=mailed", "-y", "--brief", "--wait").stdout.strip().splitlines()[-1]
+    assert json.loads(dx("describe", job_id, "--json").stdout)["state"] == "done"
+    deadline = time.monotonic() + 30
+    while "Subject: [dxweb] nap done" not in live.log_path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "no email in the server's log"
+        time.sleep(0.2)
+    log = live.log_path.read_text(errors="replace")
+    assert "To: dora@example.org" in log and f"/jobs/{job_id}/" in log
