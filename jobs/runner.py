@@ -27,6 +27,9 @@ META = "/opt/dnanexus/job"
 LOG_SOCKETS = "/opt/dnanexus/log"
 # pip's cache, shared by the jobs of this worker host so execDepends are fetched once.
 PIP_CACHE = "/opt/dnanexus/pip-cache"
+# execDepends (pip) go here, on the job's PYTHONPATH and PATH: never into the worker's own Python,
+# which the sandbox may show read-only (and must not change for other jobs).
+PIP_TARGET = "/opt/dnanexus/python"
 ERROR_TYPES = {"AppError", "AppInternalError"}
 
 BASH_WRAPPER = """\
@@ -71,7 +74,8 @@ def job_environment(job, token):
         "HOME": HOME,
         "USER": "dnanexus",
         "LANG": "C.UTF-8",
-        "PATH": f"{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "PATH": f"{PIP_TARGET}/bin:{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "PYTHONPATH": PIP_TARGET,
         "PYTHONUNBUFFERED": "1",
         "DX_JOB_ID": job.id,
         "DX_WORKSPACE_ID": job.workspace_id,
@@ -98,7 +102,8 @@ def _prepare_commands(job):
     pip = [d for d in run_spec.get("execDepends", []) if d.get("package_manager") == "pip"]
     if pip:
         specs = " ".join(shlex.quote(d["name"] + (f"=={d['version']}" if d.get("version") else "")) for d in pip)
-        lines.append(f"python3 -m pip install --quiet --disable-pip-version-check --cache-dir {PIP_CACHE} {specs}")
+        lines.append(f"python3 -m pip install --quiet --disable-pip-version-check --cache-dir {PIP_CACHE} "
+                     f"--target {PIP_TARGET} {specs}")
     return "\n".join(lines)
 
 
