@@ -9,18 +9,19 @@ import json
 import logging
 import re
 from datetime import timedelta
-from functools import wraps
+from functools import cache, wraps
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from projects.models import ApiToken, Level, Nonce
+from projects.models import ApiToken, Level, Nonce, User
 from projects.permissions import Principal
 
+from . import sql
 from .errors import (
     BadRequest, DXError, InternalError, InvalidAuthentication, InvalidInput, MethodNotAllowed, PayloadTooLarge,
     ResourceNotFound,
@@ -96,15 +97,29 @@ def parse_body(request):
     return body
 
 
+TOKEN = sql.Columns(ApiToken, "t")
+TOKEN_USER = sql.Columns(User, "u")
+
+
+@cache
+def _token_statement(vendor):
+    """The token (by digest, unique) with its user; SQL rather than the ORM: it runs on every call (dxweb/sql.py)."""
+    return (
+        f"SELECT {TOKEN.sql}, {TOKEN_USER.sql} FROM {sql.name(ApiToken)} t "
+        f"INNER JOIN {sql.name(User)} u ON u.{sql.name(User, 'id')} = t.{sql.name(ApiToken, 'user')} "
+        f"WHERE t.{sql.name(ApiToken, 'digest')} = %s"
+    )
+
+
 def principal_for_token(raw, client_ip="", request=None):
     """Return the Principal behind a raw API token (user or job), or raise InvalidAuthentication."""
     if not isinstance(raw, str) or not raw.strip():
         raise InvalidAuthentication("An API token is required")
-    # digest is unique: get() skips the ORDER BY that first() adds (bench/: ~0.3-0.5 ms per call).
-    try:
-        token = ApiToken.objects.select_related("user").get(digest=ApiToken.digest_of(raw.strip()))
-    except ApiToken.DoesNotExist:
-        token = None
+    rows = sql.fetch(_token_statement(connection.vendor), [ApiToken.digest_of(raw.strip())])
+    token = None
+    if rows:
+        token = TOKEN.load(rows[0])
+        token.user = TOKEN_USER.load(rows[0], TOKEN.width)
     if token is None or not token.user.is_active:
         raise InvalidAuthentication("The token could not be found or has been revoked")
     now = timezone.now()

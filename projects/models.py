@@ -7,6 +7,8 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
 
+from dxweb import sql
+
 
 def now_ms():
     return int(time.time() * 1000)
@@ -277,12 +279,35 @@ def upload_parameters():
     }
 
 
+def container_data_bytes(container_id):
+    """The total size of the files in a container (SQL: it is part of every project describe, dxweb/sql.py)."""
+    placement, obj = sql.name(Placement), sql.name(DataObject)
+    rows = sql.fetch(
+        f"SELECT SUM(o.{sql.name(DataObject, 'size')}) FROM {placement} p "
+        f"INNER JOIN {obj} o ON o.{sql.name(DataObject, 'id')} = p.{sql.name(Placement, 'obj')} "
+        f"WHERE p.{sql.name(Placement, 'container')} = %s AND o.{sql.name(DataObject, 'cls')} = %s",
+        [container_id, "file"],
+    )
+    return rows[0][0] or 0
+
+
+def container_permissions(container_id):
+    """{grantee id: level name} for every grant on a container (SQL, as container_data_bytes)."""
+    grant, user = sql.name(Grant), sql.name(User)
+    rows = sql.fetch(
+        f"SELECT u.{sql.name(User, 'username')}, g.{sql.name(Grant, 'org')}, g.{sql.name(Grant, 'level')} "
+        f"FROM {grant} g LEFT OUTER JOIN {user} u ON u.{sql.name(User, 'id')} = g.{sql.name(Grant, 'user')} "
+        f"WHERE g.{sql.name(Grant, 'container')} = %s",
+        [container_id],
+    )
+    # Grant.grantee_id: a user's dx_id, or the org's id.
+    return {(f"user-{username}" if username is not None else org_id): Level(level).label
+            for username, org_id, level in rows}
+
+
 def describe_container(container, level, folders=False, permissions=True):
     """The fields /project-x/describe returns."""
-    data_bytes = (
-        DataObject.objects.filter(placements__container=container, cls="file").aggregate(s=models.Sum("size"))["s"]
-        or 0
-    )
+    data_bytes = container_data_bytes(container.pk)
     data = {
         "id": container.pk,
         "class": container.kind,
@@ -305,9 +330,7 @@ def describe_container(container, level, folders=False, permissions=True):
         "fileUploadParameters": upload_parameters(),
     }
     if permissions:
-        data["permissions"] = {
-            g.grantee_id: Level(g.level).label for g in container.grants.select_related("user")
-        }
+        data["permissions"] = container_permissions(container.pk)
     if folders:
         data["folders"] = list(container.folders.order_by("path").values_list("path", flat=True))
     return data

@@ -5,13 +5,16 @@ orgs only through the `access_*` helpers here. An object the principal cannot
 see and an object that does not exist give the same ResourceNotFound.
 """
 from dataclasses import dataclass
+from functools import cache
 
-from django.db.models import Case, IntegerField, Max, OuterRef, Q, Subquery, Value, When
+from django.db import connection
+from django.db.models import Case, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce, Greatest
 
+from dxweb import sql
 from dxweb.errors import PermissionDenied, ResourceNotFound
 
-from .models import Container, Grant, Level, Org, OrgMember, Placement, User
+from .models import Container, DataObject, Grant, Level, Org, OrgMember, Placement, User
 
 LEVEL_RULES = {
     Level.VIEW: "read data, folders and metadata; download files",
@@ -48,21 +51,78 @@ def _grant_filter(user):
     return Q(user=user) | Q(org__members__user=user)
 
 
-def user_level(user, container_id):
-    """Return the highest of the user's direct grant and every grant to an org they belong to."""
+def _level_sql(container_column):
+    """SQL for the highest level a user holds on the container `container_column` names: their direct
+    grant or a grant to any org they belong to, NULL when none. Parameters: the user's id, twice."""
+    grant, member = sql.name(Grant), sql.name(OrgMember)
+    g_level, g_container, g_user, g_org = (sql.name(Grant, f) for f in ("level", "container", "user", "org"))
+    m_org, m_user = sql.name(OrgMember, "org"), sql.name(OrgMember, "user")
+    return (
+        f"(SELECT MAX(g.{g_level}) FROM {grant} g WHERE g.{g_container} = {container_column} AND "
+        f"(g.{g_user} = %s OR g.{g_org} IN (SELECT m.{m_org} FROM {member} m WHERE m.{m_user} = %s)))"
+    )
+
+
+PLACEMENT = sql.Columns(Placement, "p")
+OBJECT = sql.Columns(DataObject, "o")
+CONTAINER = sql.Columns(Container, "c")
+
+
+@cache
+def _statements(vendor):
+    """The permission queries, written once per database vendor (see dxweb/sql.py for why SQL)."""
+    placement, obj, container = sql.name(Placement), sql.name(DataObject), sql.name(Container)
+    c_id, o_id = sql.name(Container, "id"), sql.name(DataObject, "id")
+    p_obj, p_container = sql.name(Placement, "obj"), sql.name(Placement, "container")
+    return {
+        # Parameters: container id, user id, user id.
+        "level": f"SELECT {_level_sql('%s')}",
+        # Parameters: user id, user id, container id.
+        "container": (
+            f"SELECT {CONTAINER.sql}, {_level_sql(f'c.{c_id}')} FROM {container} c WHERE c.{c_id} = %s"
+        ),
+        # Parameters: user id, user id, object id. Each placement with its object, container and level.
+        "placements": (
+            f"SELECT {PLACEMENT.sql}, {OBJECT.sql}, {CONTAINER.sql}, {_level_sql(f'p.{p_container}')} "
+            f"FROM {placement} p INNER JOIN {obj} o ON o.{o_id} = p.{p_obj} "
+            f"INNER JOIN {container} c ON c.{c_id} = p.{p_container} WHERE p.{p_obj} = %s"
+        ),
+    }
+
+
+def _grants_user_id(principal):
+    """The id of the user whose grants count for the principal, or None: a scoped (job) token holds
+    its scopes only, and an anonymous or inactive user holds nothing."""
+    if principal is None or principal.scopes is not None:
+        return None
+    user = principal.user
     if user is None or not user.is_authenticated or not user.is_active:
-        return Level.NONE
-    best = Grant.objects.filter(_grant_filter(user), container_id=container_id).aggregate(m=Max("level"))["m"]
-    return Level(best or Level.NONE)
+        return None
+    return user.pk
 
 
-def level_of(principal, container_id):
-    """Return the principal's level on a container."""
+def _held(principal, container_id, granted):
+    """The principal's level on a container, given `granted`: what the level SQL found for
+    _grants_user_id(principal) (None when it was not asked)."""
     if principal is None:
         return Level.NONE
     if principal.scopes is not None:
         return Level(principal.scopes.get(container_id, Level.NONE))
-    return user_level(principal.user, container_id)
+    return Level(granted or Level.NONE)
+
+
+def user_level(user, container_id):
+    """Return the highest of the user's direct grant and every grant to an org they belong to."""
+    return level_of(Principal.of(user), container_id)
+
+
+def level_of(principal, container_id):
+    """Return the principal's level on a container."""
+    uid = _grants_user_id(principal)
+    granted = None
+    if uid is not None and container_id is not None:
+        granted = sql.fetch(_statements(connection.vendor)["level"], [str(container_id), uid, uid])[0][0]
+    return _held(principal, container_id, granted)
 
 
 def _level_subquery(user, via_org):
@@ -114,9 +174,8 @@ def effective_access(container):
     return rows
 
 
-def check_level(principal, container_id, needed):
-    """Raise unless the principal holds `needed` on the container; return the level held."""
-    held = level_of(principal, container_id)
+def _require(held, container_id, needed):
+    """Raise unless `held` reaches `needed` (below VIEW: as if the container did not exist); return it."""
     if held < Level.VIEW:
         raise ResourceNotFound(f'The entity {container_id} could not be found')
     if held < needed:
@@ -126,30 +185,49 @@ def check_level(principal, container_id, needed):
     return held
 
 
+def check_level(principal, container_id, needed):
+    """Raise unless the principal holds `needed` on the container; return the level held."""
+    return _require(level_of(principal, container_id), container_id, needed)
+
+
 def access_container(principal, container_id, needed=Level.VIEW, kinds=(Container.PROJECT, Container.WORKSPACE)):
-    """Return the container if the principal holds `needed` on it."""
+    """Return the container if the principal holds `needed` on it.
+
+    One query: the container and the principal's level on it.
+    """
     if not isinstance(container_id, str):
         raise ResourceNotFound("A project ID must be a string")
-    container = Container.objects.filter(pk=container_id, kind__in=kinds).first()
-    if container is None:
+    uid = _grants_user_id(principal)
+    rows = sql.fetch(_statements(connection.vendor)["container"], [uid, uid, container_id])
+    if not rows:
         raise ResourceNotFound(f'The entity {container_id} could not be found')
-    container.level = check_level(principal, container.pk, needed)
+    container = CONTAINER.load(rows[0])
+    if container.kind not in kinds:
+        raise ResourceNotFound(f'The entity {container_id} could not be found')
+    container.level = _require(_held(principal, container.pk, rows[0][-1]), container.pk, needed)
     return container
 
 
 def access_object(principal, object_id, needed=Level.VIEW, project=None, cls=None):
     """Return the placement of a data object the principal can see, preferring the `project` hint.
 
-    `needed` is checked on the container of the returned placement.
+    `needed` is checked on the container of the returned placement. One query: every placement of
+    the object, with the object, the container and the principal's level on it.
     """
-    placements = Placement.objects.filter(obj_id=object_id).select_related("obj", "container")
-    if cls:
-        placements = placements.filter(obj__cls=cls)
+    if not isinstance(object_id, str):
+        raise ResourceNotFound(f'The entity {object_id} could not be found')
+    uid = _grants_user_id(principal)
     visible = []
-    for placement in placements:
-        placement.level = level_of(principal, placement.container_id)
-        if placement.level >= Level.VIEW:
-            visible.append(placement)
+    for row in sql.fetch(_statements(connection.vendor)["placements"], [uid, uid, object_id]):
+        placement = PLACEMENT.load(row)
+        placement.level = _held(principal, placement.container_id, row[-1])
+        if placement.level < Level.VIEW:
+            continue
+        placement.obj = OBJECT.load(row, PLACEMENT.width)
+        if cls and placement.obj.cls != cls:
+            continue
+        placement.container = CONTAINER.load(row, PLACEMENT.width + OBJECT.width)
+        visible.append(placement)
     if not visible:
         raise ResourceNotFound(f'The entity {object_id} could not be found')
     best = max(visible, key=lambda p: (p.container_id == project, p.level))

@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from projects.models import FilePart
+from projects.models import ApiToken, FilePart
+from tests.conftest import ApiClient
 
 from .api_helpers import content, get, is_error, md5, put, upload_file, upload_part
 
@@ -172,3 +173,34 @@ def test_the_project_hint_picks_which_placement_describe_shows(alice, project):
 def test_a_job_workspace_hint_that_is_not_visible_does_not_hide_the_object(alice, project):
     file_id = upload_file(alice, project, [b"x"])
     assert alice.ok(f"/{file_id}/describe", {"project": "container-" + "0" * 24})["project"] == project
+
+
+def test_a_file_is_reached_with_the_best_of_direct_and_org_grants_checked_again_on_every_call(alice, bob, project):
+    file_id = alice.ok("/file/new", {"project": project, "name": "a.txt"})["id"]
+    assert is_error(*bob.call(f"/{file_id}/describe", {"project": project}), 404, "ResourceNotFound")
+    bob.ok("/org/new", {"handle": "lab"})
+    alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "VIEW"})
+    alice.ok(f"/{project}/invite", {"invitee": "org-lab", "level": "CONTRIBUTE"})
+    bob.ok(f"/{file_id}/rename", {"project": project, "name": "b.txt"})
+    alice.ok(f"/{project}/decreasePermissions", {"org-lab": "VIEW"})
+    assert is_error(*bob.call(f"/{file_id}/rename", {"name": "c.txt"}), 403, "PermissionDenied")
+    assert bob.ok(f"/{file_id}/describe")["name"] == "b.txt"
+    alice.ok(f"/{project}/decreasePermissions", {"user-bob": None, "org-lab": None})
+    # Not yours any more: as if it did not exist.
+    assert is_error(*bob.call(f"/{file_id}/describe"), 404, "ResourceNotFound")
+    assert is_error(*bob.call("/file-" + "0" * 24 + "/describe"), 404, "ResourceNotFound")
+
+
+def test_a_scoped_token_reaches_files_with_its_scopes_not_its_users_grants(alice, project):
+    file_id = alice.ok("/file/new", {"project": project, "name": "a.txt"})["id"]
+    token, raw = ApiToken.issue(alice.user, "job")
+    job = ApiClient(alice.user, raw)
+    token.scopes = {project: 1}  # VIEW, although alice administers the project
+    token.save()
+    assert job.ok(f"/{file_id}/describe")["id"] == file_id
+    assert is_error(*job.call(f"/{file_id}/rename", {"name": "b.txt"}), 403, "PermissionDenied")
+    token.scopes = {}
+    token.save()
+    assert is_error(*job.call(f"/{file_id}/describe"), 404, "ResourceNotFound")
+    token.delete()
+    assert is_error(*job.call(f"/{file_id}/describe"), 401, "InvalidAuthentication")
