@@ -8,9 +8,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
-from bench import api, jobs, logs, ssh, transfer
+from bench import api, flood, joblist, jobs, logs, ssh, transfer, watchers
 
-BENCHMARKS = {"api": api, "transfer": transfer, "jobs": jobs, "logs": logs, "ssh": ssh}
+BENCHMARKS = {"api": api, "transfer": transfer, "jobs": jobs, "logs": logs, "ssh": ssh, "watchers": watchers,
+              "flood": flood, "joblist": joblist}
 
 
 def main(argv=None):
@@ -33,15 +34,31 @@ def main(argv=None):
     job_opts.add_argument("--burst", type=int, help="jobs (and no-op tasks) submitted at once (default 200)")
     job_opts.add_argument("--scatter-n", type=int, help="subjobs of the scatter (default 100; 0 skips it)")
     job_opts.add_argument("--redis", action="store_true",
-                          help="jobs: run against Redis + a fresh PostgreSQL database instead of the embedded mode")
+                          help="jobs, watchers, flood, joblist: run against Redis + a fresh PostgreSQL database "
+                               "instead of the embedded mode")
     job_opts.add_argument("--server-env", nargs="+", default=(), metavar="KEY=VALUE",
-                          help="jobs: extra environment for the server (experiments, e.g. a settings module)")
+                          help="jobs, watchers, flood, joblist: extra environment for the server (experiments, "
+                               "e.g. a settings module)")
     log_opts = parser.add_argument_group("logs")
     log_opts.add_argument("--lines", type=int, help="lines the logging job prints, one per 50 ms (default 200)")
     log_opts.add_argument("--modes", nargs="+", choices=["embedded", "redis"], help="logs: server modes (both)")
     ssh_opts = parser.add_argument_group("ssh")
     ssh_opts.add_argument("--keys", type=int, help="keystrokes per path per round (default 100, quick 40)")
     ssh_opts.add_argument("--ssh-rounds", type=int, help="rounds interleaving the paths (default 4, quick 2)")
+    watch_opts = parser.add_argument_group("watchers")
+    watch_opts.add_argument("--watchers", type=int, help="concurrent watchers of one job (default 100, quick 10)")
+    watch_opts.add_argument("--watch-lines", type=int, help="ticks the watched job prints (default 400, quick 100)")
+    watch_opts.add_argument("--watch-rounds", type=int, help="rounds of (1 watcher, N watchers) (default 2, quick 1)")
+    flood_opts = parser.add_argument_group("flood")
+    flood_opts.add_argument("--flood-mb", type=int, help="MiB the flood job writes to stdout (default 200, quick 20)")
+    flood_opts.add_argument("--flood-ticks", type=int,
+                            help="lines of the small job's unloaded run, one per 50 ms (default 200, quick 60)")
+    flood_opts.add_argument("--flood-watcher", action="store_true", default=None,
+                            help="flood: also attach a watcher to the flood job itself (default: none)")
+    list_opts = parser.add_argument_group("joblist")
+    list_opts.add_argument("--joblist-jobs", type=int, help="jobs in the project (default 100000, quick 10000)")
+    list_opts.add_argument("--joblist-rounds", type=int, help="rounds over every page variant (default 8, quick 3)")
+    list_opts.add_argument("--joblist-reps", type=int, help="requests per variant per round (default 8, quick 4)")
     args = parser.parse_args(argv)
     unknown = [w for w in args.which if w not in BENCHMARKS]
     if unknown:
