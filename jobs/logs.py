@@ -126,6 +126,7 @@ class LogWriter:
         last = LogLine.objects.filter(job_id=job_id).order_by("-seq").values_list("seq", flat=True).first()
         self.seq = last or 0
         self.stored_bytes = 0
+        self.accepted_bytes = 0  # bytes of the lines queued so far (write() drops lines past the cap)
         self.truncated = False
         self.dropped = 0
         self.queue = queue.SimpleQueue()
@@ -141,7 +142,15 @@ class LogWriter:
         """Queue one line (thread-safe)."""
         if len(msg) > MAX_LINE:
             msg = msg[:MAX_LINE] + " [line truncated]"
+        size = len(msg.encode("utf-8", "replace")) + 1
         with self.progress:
+            if self.accepted_bytes > self.cap:
+                # Past the cap nothing more is stored: drop it here rather than queue it, so that a
+                # job flooding its output costs no memory (the line that crossed the cap is queued
+                # and becomes the one truncation marker).
+                self.dropped += 1
+                return
+            self.accepted_bytes += size
             self.queued += 1
             self.queue.put((now_ms(), source, level, msg))
 
