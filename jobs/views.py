@@ -437,16 +437,6 @@ def debugger(request):
     return Principal(user=request.user, client_ip=request.META.get("REMOTE_ADDR", ""), request=request)
 
 
-def debuggable(request, job_id):
-    """The job if this user, from here, may open a terminal in it: 404 for outsiders, else 403 saying why not."""
-    try:
-        return actions.access_debug(debugger(request), job_id)
-    except ResourceNotFound:
-        raise Http404("Not found") from None
-    except DXError as err:
-        raise Forbidden(err.message) from None
-
-
 @login_required
 def job_debug(request, job_id):
     try:
@@ -468,15 +458,23 @@ def job_debug(request, job_id):
     })
 
 
-@login_required
-@require_POST
-def job_allow_ssh(request, job_id):
+def attempted(request, action, job_id):
+    """Run a debug action (jobs.actions) for the requester: 404 for outsiders, None (the refusal
+    shown as a message) when it is not allowed."""
     try:
-        job = actions.allow_ssh_from(debugger(request), job_id)
+        return action(debugger(request), job_id)
     except ResourceNotFound:
         raise Http404("Not found") from None
     except DXError as err:
         messages.error(request, err.message)
+        return None
+
+
+@login_required
+@require_POST
+def job_allow_ssh(request, job_id):
+    job = attempted(request, actions.allow_ssh_from, job_id)
+    if job is None:
         return redirect("job", job_id)
     messages.success(request, f"SSH to {job.name} is now allowed from {request.META.get('REMOTE_ADDR', '')}")
     return redirect("job-debug", job_id)
@@ -485,13 +483,8 @@ def job_allow_ssh(request, job_id):
 @login_required
 @require_POST
 def job_hold_extend(request, job_id):
-    try:
-        job = actions.extend_hold(debugger(request), job_id)
-    except ResourceNotFound:
-        raise Http404("Not found") from None
-    except DXError as err:
-        messages.error(request, err.message)
-    else:
+    job = attempted(request, actions.extend_hold, job_id)
+    if job is not None:
         left = max(0, (hold_until(job) or 0) - now_ms()) // 60000
         messages.success(request, f"Extended the hold of {job.name}: {left // 60} h {left % 60:02d} min left")
     return redirect("job-debug", job_id)
@@ -500,12 +493,8 @@ def job_hold_extend(request, job_id):
 @login_required
 @require_POST
 def job_hold_release(request, job_id):
-    try:
-        job = actions.release_hold(debugger(request), job_id)
-    except ResourceNotFound:
-        raise Http404("Not found") from None
-    except DXError as err:
-        messages.error(request, err.message)
+    job = attempted(request, actions.release_hold, job_id)
+    if job is None:
         return redirect("job-debug", job_id)
     messages.success(request, f"Released the hold of {job.name}: it is now {job.state}")
     return redirect("job", job.pk)
