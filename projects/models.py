@@ -288,7 +288,7 @@ def container_data_bytes(container_id):
         f"WHERE p.{sql.name(Placement, 'container')} = %s AND o.{sql.name(DataObject, 'cls')} = %s",
         [container_id, "file"],
     )
-    return rows[0][0] or 0
+    return int(rows[0][0] or 0)  # PostgreSQL sums a bigint column as numeric (a Decimal)
 
 
 def container_permissions(container_id):

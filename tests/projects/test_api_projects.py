@@ -509,3 +509,14 @@ def test_describing_the_handle_for_dx_whoami(alice, bob):
     assert alice.ok("/user-alice/describe")["handle"] == "alice"
     assert bob.ok("/user-alice/describe") == {"id": "user-alice", "class": "user", "handle": "alice"}
     assert actor("dora").ok("/system/whoami") == {"id": "user-dora"}
+
+
+def test_describe_reports_the_data_usage_of_the_projects_files(alice, project):
+    from projects import actions as project_actions
+    from projects.models import Container, DataObject
+
+    container = Container.objects.get(pk=project)
+    for size in (1_500_000_000, 250_000_000):
+        project_actions.new_object(alice.user, container, "file", name=f"f{size}", state=DataObject.CLOSED, size=size)
+    described = alice.ok(f"/{project}/describe", {})
+    assert described["dataUsage"] == 1.75 and isinstance(described["dataUsage"], float)
