@@ -14,7 +14,8 @@ from dxweb import broker
 
 @pytest.fixture
 def channel(tmp_path):
-    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path)}
+    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
+               "control_folder": str(tmp_path / "control")}  # kombu's default is ./control
     with Connection("filesystem://localhost//", transport=broker.FilesystemTransport,
                     transport_options=options) as conn:
         yield conn.default_channel
