@@ -20,6 +20,7 @@ number seen per job: the server sends what follows, and lines already held are s
   const current = card.dataset.job;
   const ROW = 20;
   const FINAL = new Set(["done", "failed", "terminated"]);
+  const WAITING = new Set(["idle", "waiting_on_input", "runnable", "waiting_on_output"]);
 
   const lines = [];          // [job, seq, timestamp, level, msg]
   const cursors = {};        // job id -> last seq held
@@ -30,7 +31,33 @@ number seen per job: the server sends what follows, and lines already held are s
   let socket = null;
   let ended = false;
   let drawPending = false;
-  let initialState = null;
+  let lastState = null;
+  let refreshing = null;     // the refresh in flight, if any
+  let refreshAgain = false;
+
+  window.jobDetailsRefreshed = 0;
+
+  // The parts of the page the server renders from the job's record (actions, failure and waiting
+  // notices, outputs, details) are marked data-live: when the job's state changes they are fetched
+  // again and swapped in, so timings, outputs and the failure show up without a reload.
+  function refreshDetails() {
+    if (refreshing) { refreshAgain = true; return; }
+    refreshing = fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then((response) => (response.ok ? response.text() : Promise.reject(response.status)))
+      .then((html) => {
+        const fresh = new DOMParser().parseFromString(html, "text/html");
+        for (const part of document.querySelectorAll("[data-live]")) {
+          const replacement = fresh.querySelector(`[data-live="${part.dataset.live}"]`);
+          if (replacement) part.replaceWith(document.importNode(replacement, true));
+        }
+        window.jobDetailsRefreshed += 1;
+      })
+      .catch(() => {})  // the page stays as it was; the next change tries again
+      .finally(() => {
+        refreshing = null;
+        if (refreshAgain) { refreshAgain = false; refreshDetails(); }
+      });
+  }
 
   window.logStreamConnected = false;
   window.logStreamEnded = false;
@@ -156,15 +183,11 @@ number seen per job: the server sends what follows, and lines already held are s
     const mine = jobs.find((job) => job.id === current);
     if (mine) {
       const holder = document.getElementById("job-state");
-      if (initialState === null) initialState = holder.querySelector("[data-state]").dataset.state;
+      if (lastState === null) lastState = holder.querySelector("[data-state]").dataset.state;
       holder.replaceChildren(badge(mine.state));
-      if (FINAL.has(mine.state) && mine.state !== initialState && !document.getElementById("job-finished")) {
-        const note = document.createElement("div");
-        note.className = "card waiting";
-        note.id = "job-finished";
-        note.innerHTML = "<span>This job has finished.</span> <a href=''>Reload to see its outputs</a>";
-        document.querySelector(".grid-main-side").before(note);
-      }
+      // Its own state changed, or, while it waits, one of the tree's did: the "waiting" line may change.
+      if (mine.state !== lastState || WAITING.has(mine.state)) refreshDetails();
+      lastState = mine.state;
     }
     if (jobs.every((job) => FINAL.has(job.state))) {
       const terminate = document.getElementById("terminate-form");

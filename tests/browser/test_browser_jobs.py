@@ -68,8 +68,11 @@ def test_alice_launches_an_applet_with_a_file_picked_from_the_form(page, live, s
     page.wait_for_selector("#log-card")
     page.wait_for_function("window.logStreamEnded === true", timeout=120_000)
     assert job_state(page) == "done"
-    page.reload()
+    # The outputs and timings arrive without a reload: the page swaps its details in on the state change.
+    page.wait_for_function("window.jobDetailsRefreshed >= 1")
+    page.wait_for_selector('[data-live="output"] .io-values')
     assert "reads.txt" in page.inner_text(".io-values") and "3" in page.inner_text(".io-values >> nth=1")
+    assert page.inner_text('#facts dt:has-text("Stopped") + dd') != "—"
     page.screenshot(path="/tmp/ui-jobs-done.png", full_page=True)
 
 
@@ -127,7 +130,7 @@ def test_a_failed_job_is_rerun_from_the_prefilled_form(page, live, setup):
     log_in(page, live, "alice")
     page.goto(f"{live.url}/jobs/{job_id}/")
     page.wait_for_function("window.logStreamEnded === true", timeout=120_000)
-    page.reload()
+    page.wait_for_selector("#failure")  # shown live, no reload
     assert job_state(page) == "failed" and page.is_visible("#failure")
     page.screenshot(path="/tmp/ui-jobs-failed.png", full_page=True)
     page.click("#rerun")
