@@ -4,14 +4,14 @@ from django.db.models import Q
 
 from dxweb.api import api_method
 from dxweb.errors import InvalidInput
-from dxweb.validation import get, string_list, string_map
+from dxweb.validation import get, string_list
 from projects import actions as project_actions
 from projects.api import _describe_input as describe_input
 from projects.api import _name_matcher as name_matcher
 from projects.api import _property_match as property_match
 from projects.api import _tag_match as tag_match
 from projects.api import _visible_container_ids as visible_container_ids
-from projects.api import object_method
+from projects.api import object_method, tagging_methods
 from projects.models import Level, select_fields
 from projects.permissions import access_container, check_level
 
@@ -68,22 +68,7 @@ def job_terminate(principal, job, body):
     return {"id": job.id}
 
 
-@job_method("addTags", Level.CONTRIBUTE, write=True)
-def job_add_tags(principal, job, body):
-    project_actions.change_tags(job, add=string_list(body, "tags"))
-    return {"id": job.id}
-
-
-@job_method("removeTags", Level.CONTRIBUTE, write=True)
-def job_remove_tags(principal, job, body):
-    project_actions.change_tags(job, remove=string_list(body, "tags"))
-    return {"id": job.id}
-
-
-@job_method("setProperties", Level.CONTRIBUTE, write=True)
-def job_set_properties(principal, job, body):
-    project_actions.set_properties(job, string_map(body, "properties", nullable=True))
-    return {"id": job.id}
+tagging_methods(job_method, lambda job: job.id)
 
 
 @job_method("update", Level.CONTRIBUTE, write=True)

@@ -507,22 +507,30 @@ def project_destroy(principal, container, body):
     return {"id": container.pk}
 
 
-@container_method("addTags", Level.CONTRIBUTE, write=True)
-def project_add_tags(principal, container, body):
-    actions.change_tags(container, add=string_list(body, "tags"))
-    return {"id": container.pk}
+def tagging_methods(register, id_of):
+    """addTags, removeTags and setProperties (CONTRIBUTE), alike for every class that has them.
+
+    `register` is the class's method decorator (container_method, object_method, job_method);
+    `id_of` gives the ID the answer names from what the decorator hands the handler.
+    """
+
+    @register("addTags", Level.CONTRIBUTE, write=True)
+    def add_tags(principal, target, body):
+        actions.change_tags(target, add=string_list(body, "tags"))
+        return {"id": id_of(target)}
+
+    @register("removeTags", Level.CONTRIBUTE, write=True)
+    def remove_tags(principal, target, body):
+        actions.change_tags(target, remove=string_list(body, "tags"))
+        return {"id": id_of(target)}
+
+    @register("setProperties", Level.CONTRIBUTE, write=True)
+    def set_properties(principal, target, body):
+        actions.set_properties(target, string_map(body, "properties", nullable=True))
+        return {"id": id_of(target)}
 
 
-@container_method("removeTags", Level.CONTRIBUTE, write=True)
-def project_remove_tags(principal, container, body):
-    actions.change_tags(container, remove=string_list(body, "tags"))
-    return {"id": container.pk}
-
-
-@container_method("setProperties", Level.CONTRIBUTE, write=True)
-def project_set_properties(principal, container, body):
-    actions.set_properties(container, string_map(body, "properties", nullable=True))
-    return {"id": container.pk}
+tagging_methods(container_method, lambda container: container.pk)
 
 
 # Data objects ----------------------------------------------------------------------
@@ -555,22 +563,7 @@ def object_rename(principal, placement, body):
     return {"id": placement.obj_id}
 
 
-@object_method("addTags", Level.CONTRIBUTE, write=True)
-def object_add_tags(principal, placement, body):
-    actions.change_tags(placement, add=string_list(body, "tags"))
-    return {"id": placement.obj_id}
-
-
-@object_method("removeTags", Level.CONTRIBUTE, write=True)
-def object_remove_tags(principal, placement, body):
-    actions.change_tags(placement, remove=string_list(body, "tags"))
-    return {"id": placement.obj_id}
-
-
-@object_method("setProperties", Level.CONTRIBUTE, write=True)
-def object_set_properties(principal, placement, body):
-    actions.set_properties(placement, string_map(body, "properties", nullable=True))
-    return {"id": placement.obj_id}
+tagging_methods(object_method, lambda placement: placement.obj_id)
 
 
 @object_method("setVisibility", Level.CONTRIBUTE, write=True)
