@@ -173,10 +173,12 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 if REDIS_URL:
+    # redis-py's default 5 s socket timeout races channels-redis's 5 s blocking read: a quiet
+    # websocket (a job printing nothing for a while) would be cut with error 1011.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": DXWEB_NAMESPACE},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": DXWEB_NAMESPACE},
         }
     }
 else:

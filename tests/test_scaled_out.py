@@ -80,3 +80,24 @@ def test_a_file_round_trips_through_the_api_on_postgres(scaled_server, tmp_path)
     dx("upload", str(payload), "--path", f"{project}:/", "--wait", "--brief")
     assert dx("cat", f"{project}:/data.txt").stdout == "scaled out\n"
 
+
+def test_a_quiet_job_keeps_its_watchers_on_redis(scaled_server, tmp_path):
+    """Several `dx watch` sockets on a job silent for longer than Redis's read waits stay open to the end."""
+    import concurrent.futures
+    import json
+
+    from tests.live import Dx
+
+    token = scaled_server.user("alice")
+    dx = Dx(scaled_server, token, tmp_path)
+    project = dx("new", "project", "quiet", "--brief").stdout.strip()
+    applet = scaled_server.api("/applet/new", {
+        "project": project, "name": "quiet", "inputSpec": [], "outputSpec": [],
+        "runSpec": {"interpreter": "bash", "code": 'main() { echo start; sleep 12; echo "after the silence"; }'},
+    }, token=token)["id"]
+    job_id = scaled_server.api(f"/{applet}/run", {"project": project}, token=token)["id"]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        watches = list(pool.map(lambda _: dx("watch", job_id, check=False, timeout=120), range(6)))
+    for watched in watches:
+        assert watched.returncode == 0 and "after the silence" in watched.stdout, watched.stderr[-2000:]
+    assert json.loads(dx("describe", job_id, "--json").stdout)["state"] == "done"
