@@ -143,6 +143,11 @@ def latency(api, helper, project, applet, jobs_n, rounds):
         "done_over_celery_plus_sandbox_p99":
             stats["job_done"]["p99_ms"] / (stats["celery"]["p99_ms"] + stats["sandbox"]["p99_ms"]),
         "running_over_celery_plus_sandbox_p50": stats["job_running"]["p50_ms"] / (c + s),
+        # The figure: client submit → running against a bare Celery round trip plus a bare
+        # sandboxed `true`, p50 (target <= 3x) and p99 (target <= 5x).
+        "submit_running_over_celery_plus_sandbox_p50": stats["job_running_client"]["p50_ms"] / (c + s),
+        "submit_running_over_celery_plus_sandbox_p99":
+            stats["job_running_client"]["p99_ms"] / (stats["celery"]["p99_ms"] + stats["sandbox"]["p99_ms"]),
     }
     return stats, rec
 
@@ -260,12 +265,15 @@ def report(results):
     rows = [[names[k], str(lat[k]["n"]), f"{lat[k]['p50_ms']:.1f}", f"{lat[k]['p99_ms']:.1f}"] for k in names]
     print(table(["latency", "n", "p50 ms", "p99 ms"], rows))
     r = lat["ratios"]
+    p50, p99 = r["submit_running_over_celery_plus_sandbox_p50"], r["submit_running_over_celery_plus_sandbox_p99"]
     print(table(["ratio", "p50", "p99", "target", "verdict"], [
+        ["submit→running / (celery + sandbox true)", f"{p50:.2f}x", f"{p99:.2f}x", "p50 <= 3x, p99 <= 5x",
+         "MET" if p50 <= 3 and p99 <= 5 else "MISSED"],
         ["created→running / celery", f"{r['running_over_celery_p50']:.2f}x", f"{r['running_over_celery_p99']:.2f}x",
-         "<= 3x", "MET" if r["running_over_celery_p50"] <= 3 else "MISSED"],
+         "(stricter, info) <= 3x", "met" if r["running_over_celery_p50"] <= 3 else "missed"],
         ["created→done / (celery + sandbox true)", f"{r['done_over_celery_plus_sandbox_p50']:.2f}x",
-         f"{r['done_over_celery_plus_sandbox_p99']:.2f}x", "<= 5x",
-         "MET" if r["done_over_celery_plus_sandbox_p50"] <= 5 else "MISSED"],
+         f"{r['done_over_celery_plus_sandbox_p99']:.2f}x", "(stricter, info) <= 5x",
+         "met" if r["done_over_celery_plus_sandbox_p50"] <= 5 else "missed"],
         ["client submit→running / celery", f"{r['client_running_over_celery_p50']:.2f}x", "", "(info)", ""],
     ]))
     t = results["throughput"]
