@@ -1,9 +1,9 @@
 """Websocket streams of job logs: `/job-x/getLog/websocket` as `dx watch` speaks it (reference §6).
 
 The consumer only moves frames: it authenticates the first frame's token, checks
-VIEW through the permission module, then streams the store from a cursor. The
-channel layer only says "there is more"; a short poll covers processes whose
-notifications cannot reach this one (the embedded in-memory layer).
+VIEW through the permission module, then sends its backlog from the store and the
+lines past it from the job's shared tail (jobs/tail.py: one store reader per watched
+job per process, however many sockets watch it).
 """
 import asyncio
 import json
@@ -21,10 +21,10 @@ from projects.permissions import Principal, access_container, level_of
 from .actions import access_job
 from .logs import LEVELS, LogReader, group_name, states_group
 from .models import FINAL_STATES, Job
+from .tail import Follower
 
 log = logging.getLogger(__name__)
 
-BATCH = 1000
 END_GRACE_SECONDS = 30
 
 
@@ -36,16 +36,15 @@ class JobLogConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
         self.started = False
-        self.groups_joined = set()
-        self.wakeup = asyncio.Event()
         self.task = None
+        self.follower = None
         await self.accept()
 
     async def disconnect(self, code):
         if self.task is not None:
             self.task.cancel()
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.follower is not None:
+            self.follower.close()
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.started:
@@ -84,23 +83,15 @@ class JobLogConsumer(AsyncWebsocketConsumer):
             "recent": recent,
         }
 
-    async def log_more(self, event):
-        self.wakeup.set()
-
     async def stream(self):
+        # The backlog from the store fixes this socket's cursors; the process's shared tail of the job
+        # (jobs/tail.py) then brings the lines past them.
+        self.follower = Follower(self.options["root"], tree=self.options["tree"], levels=self.options["levels"])
         try:
-            await self.send_backlog()
-            while self.options["tail"]:
-                jobs_final = await self.tree_is_final()
-                sent = await self.send_new()
-                if jobs_final and not sent:
-                    break
-                if not sent:
-                    self.wakeup.clear()
-                    try:
-                        await asyncio.wait_for(self.wakeup.wait(), timeout=settings.DXWEB_LOG_POLL_SECONDS)
-                    except asyncio.TimeoutError:
-                        pass
+            await self.send_frames(await self.follower.backlog(self.options["recent"]))
+            while self.options["tail"] and (frames := await self.follower.next()) is not None:
+                await self.send_frames(frames)
+            self.follower.close()
             await self.send(text_data=json.dumps({"job": self.job_id, "source": "SYSTEM", "msg": "END_LOG",
                                                   "timestamp": 0, "level": "INFO"}))
             # The client closes on END_LOG once it has read everything. Closing first would let the
@@ -113,45 +104,9 @@ class JobLogConsumer(AsyncWebsocketConsumer):
             log.exception("log stream for %s failed", self.job_id)
             await self.close(code=1011)
 
-    async def _join_groups(self, job_ids):
-        for job_id in job_ids:
-            group = group_name(job_id)
-            if group not in self.groups_joined:
-                await self.channel_layer.group_add(group, self.channel_name)
-                self.groups_joined.add(group)
-
-    @database_sync_to_async
-    def _jobs(self):
-        return self.reader.jobs()
-
-    async def tree_is_final(self):
-        return all(row[2] in FINAL_STATES for row in await self._jobs())
-
-    async def send_backlog(self):
-        self.reader = LogReader(self.options["root"], tree=self.options["tree"])
-        await self._jobs()
-        self.names = self.reader.names
-        await self._join_groups(self.names)
-        lines = await database_sync_to_async(self.reader.backlog)(self.options["recent"], self.options["levels"])
-        await self._send_lines(lines)
-
-    @database_sync_to_async
-    def _new_lines(self):
-        levels = self.options["levels"]
-        return [line for line in self.reader.new_lines(BATCH) if not levels or line.level in levels]
-
-    async def send_new(self):
-        if self.options["tree"]:
-            await self._jobs()
-            self.names = self.reader.names
-            await self._join_groups(self.names)
-        lines = await self._new_lines()
-        await self._send_lines(lines)
-        return bool(lines)
-
-    async def _send_lines(self, lines):
-        for line in lines:
-            await self.send(text_data=json.dumps(line.to_frame(self.names.get(line.job_id))))
+    async def send_frames(self, frames):
+        for frame in frames:
+            await self.send(text_data=frame)
 
 
 # The browser's sockets: the session's user (AuthMiddlewareStack), no token frame ---------------------
