@@ -77,7 +77,6 @@ async def http_application(scope, receive, send):
         app = django_asgi_app
     await app(scope, receive, send)
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
@@ -92,6 +91,7 @@ if settings.DXWEB_BENCH_VIEWS:  # bench/logs.py's echo baseline (never in produc
 application = ProtocolTypeRouter(
     {
         "http": http_application,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Session authentication is per route (jobs/routing.py): `dx watch` sockets carry a token instead.
+        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )
