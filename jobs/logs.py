@@ -3,15 +3,31 @@
 Lines are written in batches (never a commit per line). Past DXWEB_LOG_CAP_BYTES a
 job's log gets one truncation marker and further lines are counted, not stored;
 the job itself goes on.
+
+Each batch is one multi-row INSERT run in autocommit: on SQLite, whose single write lock
+every job's writer shares, the lock is held only while SQLite itself inserts the rows
+(the parameters are built before, and the statement runs with the GIL released), so a
+job flooding its output leaves gaps for other jobs' writers instead of holding the lock
+while Python builds SQL.
+
+Notifications are hints that the store has more. With a channel layer that works from any
+event loop (Redis), they are handed to one long-lived event loop thread per process, which
+keeps the layer's connections: no new event loop and Redis connection per call, and the
+caller does not wait. The in-memory layer's queues belong to the event loop of whoever
+receives, so it is sent to as before (and not at all when nobody in the process listens).
 """
+import asyncio
 import logging
+import os
 import queue
+import sqlite3
 import threading
+from functools import lru_cache
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
 from projects.models import now_ms
@@ -30,13 +46,134 @@ def group_name(job_id):
     return f"joblog.{job_id}"
 
 
+class Notifier:
+    """One event loop thread per process sending channel-layer messages, fire and forget.
+
+    Callers never wait, and may be any thread, an event loop's included. A message to a
+    group whose previous message has not started going out yet is merged into it: that one
+    goes out after the caller's commit, so its receivers see the store as this caller left
+    it. At most `concurrency` sends run at once (each holds one of the layer's
+    connections) and at most `limit` are pending: past that (a dead or hung Redis) messages
+    are dropped, with a debug log, rather than piling up.
+    """
+
+    def __init__(self, limit=1000, concurrency=4, timeout=5.0):
+        self.limit = limit
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self._reset()
+
+    def _reset(self):
+        self.lock = threading.Lock()
+        self.loop = None
+        self.thread = None
+        self.slots = None
+        self.pid = None
+        self.waiting = set()  # (group, type) submitted, not started
+        self.pending = 0  # submitted, not finished
+        self.dropped = 0
+
+    def _loop(self):
+        # Under self.lock. A forked child (Celery's prefork pool) starts its own thread.
+        if self.loop is None or self.pid != os.getpid() or not self.thread.is_alive():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="dxweb-notify", daemon=True)
+            thread.start()
+            self.loop, self.thread, self.pid = loop, thread, os.getpid()
+            self.slots = asyncio.Semaphore(self.concurrency)
+            self.waiting.clear()
+            self.pending = 0
+        return self.loop
+
+    def send(self, layer, group, message):
+        key = (group, message.get("type"))
+        with self.lock:
+            if key in self.waiting:
+                return
+            if self.pending >= self.limit:
+                self.dropped += 1
+                log.debug("dropped a notification of %s: %d pending", group, self.pending)
+                return
+            loop = self._loop()
+            self.waiting.add(key)
+            self.pending += 1
+        try:
+            asyncio.run_coroutine_threadsafe(self._send(layer, key, message), loop)
+        except RuntimeError:  # the loop is gone (interpreter shutdown)
+            with self.lock:
+                self.waiting.discard(key)
+                self.pending -= 1
+
+    async def _send(self, layer, key, message):
+        started = False
+        try:
+            async with self.slots:
+                with self.lock:
+                    self.waiting.discard(key)  # from now on a new message is a new send
+                    started = True
+                await asyncio.wait_for(layer.group_send(key[0], message), self.timeout)
+        except Exception:  # a full or absent channel must never matter to the sender
+            log.debug("could not notify %s", key[0], exc_info=True)
+        finally:
+            with self.lock:
+                if not started:
+                    self.waiting.discard(key)
+                self.pending -= 1
+
+    def drain(self, timeout=5.0):
+        """Wait until every send submitted so far has finished (for tests and shutdown)."""
+        with self.lock:
+            loop = self.loop if self.pid == os.getpid() else None
+        if loop is None:
+            return True
+        done = threading.Event()
+
+        async def check():
+            while self.pending:
+                await asyncio.sleep(0.001)
+            done.set()
+
+        asyncio.run_coroutine_threadsafe(check(), loop)
+        return done.wait(timeout)
+
+
+notifier = Notifier()
+if hasattr(os, "register_at_fork"):
+    # A lock held by another thread at fork() would stay held forever in the child.
+    os.register_at_fork(after_in_child=notifier._reset)
+
+_local_tasks = set()  # in-memory sends scheduled on the caller's own loop, kept until done
+
+
+def _send(layer, group, message):
+    if not isinstance(layer, InMemoryChannelLayer):
+        notifier.send(layer, group, message)
+        return
+    groups = getattr(layer, "groups", None)
+    if isinstance(groups, dict) and not groups.get(group):
+        return  # in-memory: nobody in this process listens to the group
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        # Called from an event loop thread (async_to_sync cannot run there): the in-memory layer's
+        # receivers live on this loop, so schedule the send on it.
+        task = loop.create_task(layer.group_send(group, message))
+        _local_tasks.add(task)
+        task.add_done_callback(_local_tasks.discard)
+        return
+    # From a thread started by sync_to_async this runs on the caller's event loop (the receivers').
+    async_to_sync(layer.group_send)(group, message)
+
+
 def notify(job_id):
     """Tell watchers of the job that the store has more (a hint; they read the store)."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group_name(job_id), {"type": "log.more"})
+        _send(layer, group_name(job_id), {"type": "log.more"})
     except Exception:  # a full or absent channel must never stop a job's logging
         log.debug("could not notify watchers of %s", job_id, exc_info=True)
 
@@ -53,7 +190,7 @@ def notify_state(project_id, user_id):
         return
     for group in (states_group(project_id=project_id), states_group(user_id=user_id)):
         try:
-            async_to_sync(layer.group_send)(group, {"type": "jobs.changed"})
+            _send(layer, group, {"type": "jobs.changed"})
         except Exception:  # a state change must never fail because a watcher's channel is full
             log.debug("could not notify %s", group, exc_info=True)
 
@@ -115,6 +252,31 @@ class LogReader:
         return lines
 
 
+# The columns a batch inserts, in the order of each row's parameters.
+COLUMNS = ("job", "seq", "timestamp", "source", "level", "msg")
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(vendor, rows):
+    """`INSERT INTO logline (...) VALUES (...), (...)` for `rows` rows, in Django's %s style."""
+    quote = connection.ops.quote_name
+    meta = LogLine._meta
+    columns = ", ".join(quote(meta.get_field(name).column) for name in COLUMNS)
+    values = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES " + ", ".join([values] * rows)
+
+
+def _max_params():
+    """How many parameters one statement may have on the writer's connection."""
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        try:  # the library's real limit (32,766 since SQLite 3.32), not Django's conservative 999
+            return connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        except (AttributeError, sqlite3.Error):
+            return connection.features.max_query_params
+    return min(connection.features.max_query_params or 65535, 65535)  # PostgreSQL's protocol limit
+
+
 class LogWriter:
     """Collect lines from several threads and write them to the store in batches."""
 
@@ -129,20 +291,34 @@ class LogWriter:
         self.accepted_bytes = 0  # bytes of the lines queued so far (write() drops lines past the cap)
         self.truncated = False
         self.dropped = 0
+        self.statements = 0  # INSERT statements run, for tests
         self.queue = queue.SimpleQueue()
         self.closed = threading.Event()
         # Lines queued and lines handled (stored or dropped past the cap), for flush().
         self.progress = threading.Condition()
         self.queued = 0
         self.handled = 0
+        self.rows_per_statement = None  # from the connection's parameter limit, in the writer thread
         self.thread = threading.Thread(target=self._run, name=f"log-{job_id}", daemon=True)
         self.thread.start()
 
     def write(self, level, msg, source="APP"):
         """Queue one line (thread-safe)."""
+        if self.accepted_bytes > self.cap:
+            # Past the cap (it only grows): a flood's every further line costs only this count,
+            # so the pump reading it leaves the writer's thread the GIL.
+            with self.progress:
+                self.dropped += 1
+            return
         if len(msg) > MAX_LINE:
             msg = msg[:MAX_LINE] + " [line truncated]"
-        size = len(msg.encode("utf-8", "replace")) + 1
+        if "\x00" in msg:  # PostgreSQL's text cannot hold NUL: shown as decoding shows bad bytes
+            msg = msg.replace("\x00", "\ufffd")
+        try:
+            size = len(msg.encode("utf-8")) + 1
+        except UnicodeEncodeError:  # a lone surrogate (from a JSON log message) no database would take
+            msg = msg.encode("utf-8", "replace").decode("utf-8")
+            size = len(msg.encode("utf-8")) + 1
         with self.progress:
             if self.accepted_bytes > self.cap:
                 # Past the cap nothing more is stored: drop it here rather than queue it, so that a
@@ -191,8 +367,14 @@ class LogWriter:
             while True:
                 items = self._take()
                 if items:
-                    self._store(items)
+                    try:
+                        dropped = self._store(items)
+                    except Exception:  # one batch the store refused must not end the job's logging
+                        log.exception("could not store %d log lines of %s", len(items), self.job_id)
+                        dropped = len(items)
+                        connection.close()  # the next batch on a fresh connection
                     with self.progress:
+                        self.dropped += dropped
                         self.handled += len(items)
                         self.progress.notify_all()
                 elif self.closed.is_set():
@@ -200,18 +382,22 @@ class LogWriter:
         finally:
             with self.progress:
                 self.progress.notify_all()  # a flush() must not wait out its timeout on a dead thread
-            close_old_connections()
+            # The connection belongs to this thread, which ends: nothing could reuse it (on PostgreSQL
+            # it would stay an open session until garbage-collected).
+            connection.close()
 
     def _store(self, items):
+        """Store a batch; return how many of its lines were dropped past the cap."""
         rows = []
+        dropped = 0
         for timestamp, source, level, msg in items:
             if self.truncated:
-                self.dropped += 1
+                dropped += 1
                 continue
-            size = len(msg.encode("utf-8", "replace")) + 1
+            size = len(msg.encode("utf-8")) + 1
             if self.stored_bytes + size > self.cap:
                 self.truncated = True
-                self.dropped += 1
+                dropped += 1
                 msg = (
                     f"[log truncated: this job's log reached the {self.cap // (1024 * 1024)} MB cap; "
                     "further lines are not stored]"
@@ -220,17 +406,23 @@ class LogWriter:
             else:
                 self.stored_bytes += size
             self.seq += 1
-            rows.append(LogLine(job_id=self.job_id, seq=self.seq, timestamp=timestamp, source=source,
-                                level=level, msg=msg))
+            rows.append([self.seq, timestamp, source, level, msg])
         if rows:
             self._insert(rows)
             notify(self.job_id)
+        return dropped
 
     def _insert(self, rows, attempts=5):
+        """Insert rows [seq, timestamp, source, level, msg]: one statement per batch, in autocommit.
+
+        Everything is ready before the statement runs, and the statement alone is atomic, so no
+        transaction is held open around Python code (on SQLite: the database's one write lock).
+        """
+        if self.rows_per_statement is None:
+            self.rows_per_statement = max(1, _max_params() // len(COLUMNS))
         for attempt in range(attempts):
             try:
-                with transaction.atomic():
-                    LogLine.objects.bulk_create(rows)
+                self._execute(rows)
                 return
             except IntegrityError:
                 if attempt == attempts - 1:
@@ -239,5 +431,24 @@ class LogWriter:
                 # its lease. Append after it rather than lose either try's lines.
                 last = LogLine.objects.filter(job_id=self.job_id).order_by("-seq").values_list("seq", flat=True).first()
                 for offset, row in enumerate(rows, 1):
-                    row.seq = (last or 0) + offset
-                self.seq = rows[-1].seq
+                    row[0] = (last or 0) + offset
+                self.seq = rows[-1][0]
+
+    def _execute(self, rows):
+        step = self.rows_per_statement
+        chunks = [rows[i:i + step] for i in range(0, len(rows), step)]
+        statements = []
+        for chunk in chunks:
+            params = []
+            for row in chunk:
+                params.append(self.job_id)
+                params.extend(row)
+            statements.append((_insert_sql(connection.vendor, len(chunk)), params))
+        if len(statements) == 1:
+            with connection.cursor() as cursor:  # autocommit: the statement is its own transaction
+                cursor.execute(*statements[0])
+        else:  # a batch larger than one statement's parameters: all or nothing, as a batch is
+            with transaction.atomic(), connection.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(*statement)
+        self.statements += len(statements)
