@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import select
 import shlex
 import shutil
 import socket
@@ -17,6 +18,7 @@ from django.db import close_old_connections
 from projects.models import now_ms
 
 from . import actions, sandbox
+from .bash_vars import write_bash_vars
 from .logs import SYSLOG_LEVELS, LogWriter
 from .models import Job, State
 
@@ -31,12 +33,17 @@ PIP_CACHE = "/opt/dnanexus/pip-cache"
 # which the sandbox may show read-only (and must not change for other jobs).
 PIP_TARGET = "/opt/dnanexus/python"
 ERROR_TYPES = {"AppError", "AppInternalError"}
+# The bash variables of the job's input (see bash_vars()), made by the runner, read-only inside.
+BASH_VARS = f"{META}/bash-vars.sh"
+SOURCE_BASH_VARS = f". {BASH_VARS}"
+MAKE_BASH_VARS = 'eval "$(dx-print-bash-vars)"'
 
+# {bash_vars}: SOURCE_BASH_VARS, or MAKE_BASH_VARS where bash_vars() leaves them to dx-print-bash-vars.
 BASH_WRAPPER = """\
 set -e -o pipefail
 cd "$HOME"
 {prepare}
-eval "$(dx-print-bash-vars)"
+{bash_vars}
 . {meta}/code.sh
 if [[ $(type -t {function}) == "function" ]]; then
   {function}
@@ -114,7 +121,11 @@ def _pip_cache():
 
 
 class LogSockets:
-    """Serve /opt/dnanexus/log/{priority,bulk}: the datagram sockets dxpy's DXLogHandler writes to."""
+    """Serve /opt/dnanexus/log/{priority,bulk}: the datagram sockets dxpy's DXLogHandler writes to.
+
+    One thread waits on both sockets and on a wake-up pipe: close() returns as soon as what the
+    job sent before it ended is logged, with no polling interval to wait out.
+    """
 
     def __init__(self, directory, writer):
         self.directory = Path(directory)
@@ -128,19 +139,33 @@ class LogSockets:
                 path.unlink()
             sock.bind(str(path))
             os.chmod(path, 0o777)
-            sock.settimeout(0.2)
+            sock.setblocking(False)
             self.sockets.append(sock)
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._serve, args=(s,), daemon=True) for s in self.sockets]
-        for thread in self.threads:
-            thread.start()
+        self._wake_read, self._wake_write = os.pipe()
+        self.thread = threading.Thread(target=self._serve, name=f"log-sockets-{self.directory.parent.name}",
+                                       daemon=True)
+        self.thread.start()
 
-    def _serve(self, sock):
-        while not self.stop.is_set():
+    def _serve(self):
+        poller = select.poll()
+        for sock in self.sockets:
+            poller.register(sock, select.POLLIN)
+        poller.register(self._wake_read, select.POLLIN)
+        by_fd = {sock.fileno(): sock for sock in self.sockets}
+        while True:
+            for fd, _ in poller.poll():
+                if fd == self._wake_read:
+                    for sock in self.sockets:  # what was sent before close() is still logged
+                        self._drain(sock)
+                    return
+                self._drain(by_fd[fd])
+
+    def _drain(self, sock):
+        while True:
             try:
                 data = sock.recv(65536)
-            except TimeoutError:
-                continue
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError:
                 return
             self.handle(data)
@@ -163,11 +188,12 @@ class LogSockets:
             self.writer.write(name, line, source=source)
 
     def close(self):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(1)
+        os.write(self._wake_write, b"x")
+        self.thread.join(5)
         for sock in self.sockets:
             sock.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
 
 
 def _pump(stream, writer, level):
@@ -197,24 +223,35 @@ def run(job_id, worker):
         interpreter = job.spec["runSpec"]["interpreter"]
         code_name = "code.sh" if interpreter == "bash" else "code.py"
         (meta / code_name).write_text(job.spec["runSpec"]["code"])
+        env = job_environment(job, token)
+        binds = [
+            sandbox.Bind(meta, META, writable=True),
+            sandbox.Bind(workdir / "log", LOG_SOCKETS, writable=True),
+            sandbox.Bind(_pip_cache(), PIP_CACHE, writable=True),
+        ]
+        warnings, bash_vars_line = [], MAKE_BASH_VARS
+        if interpreter == "bash":
+            bash_vars_file, warnings = write_bash_vars(job, token, env, meta)
+            if bash_vars_file is not None:
+                binds.append(sandbox.Bind(bash_vars_file, BASH_VARS))  # over the writable meta directory
+                bash_vars_line = SOURCE_BASH_VARS
         template = BASH_WRAPPER if interpreter == "bash" else PYTHON_WRAPPER
-        script = template.format(prepare=_prepare_commands(job), meta=META, function=shlex.quote(job.function))
+        script = template.format(prepare=_prepare_commands(job), meta=META, function=shlex.quote(job.function),
+                                 bash_vars=bash_vars_line)
         sockets = LogSockets(workdir / "log", writer)
         limits = sandbox.instance_limits(job.instance_type)
         spec = sandbox.SandboxSpec(
             job_id=job.id,
             home=home,
-            env=job_environment(job, token),
-            binds=[
-                sandbox.Bind(meta, META, writable=True),
-                sandbox.Bind(workdir / "log", LOG_SOCKETS, writable=True),
-                sandbox.Bind(_pip_cache(), PIP_CACHE, writable=True),
-            ],
+            env=env,
+            binds=binds,
             cpus=limits["cpus"],
             memory_mb=limits["memory_mb"],
             workdir=workdir,
         )
         writer.write("INFO", f"Running {job.executable_name} ({job.function}) on {worker}", source="SYSTEM")
+        for line in warnings:  # what dx-print-bash-vars would have written to stderr
+            writer.write("STDERR", line)
         argv = ["bash", "-c", script]
         if job.debug.get("debugOn"):
             argv = ["bash", "-c", DEBUG_WRAPPER.format(meta=META), "dxweb-job", script]
@@ -246,12 +283,28 @@ def run(job_id, worker):
     writer.flush(every=settings.DXWEB_HEARTBEAT_SECONDS, while_waiting=lambda: Job.objects.filter(
         pk=job.id, state__in=[State.RUNNING, State.DEBUG_HOLD], tries=job.tries).update(heartbeat=now_ms()))
     held = _conclude(job, proc, outcome, workdir, writer, worker)
-    writer.close()
+    # Store what _conclude logged, then let the writer thread end on its own: close() would also
+    # wait out the thread's idle poll (up to its flush interval) for nothing.
+    writer.flush()
+    writer.closed.set()
     # The code has ended: its sandbox (home, root layer, sockets) is no longer needed, unless a
     # later try of the job has taken over the directory.
     if held:
-        shutil.rmtree(workdir, ignore_errors=True)
+        _remove_soon(workdir)
     close_old_connections()
+
+
+def _remove_soon(directory):
+    """Remove a job's directory without waiting: removing a tree can take tens of ms (an rmdir is
+    a few ms on some filesystems), while renaming it out of the way is immediate."""
+    trash = directory.with_name(f".{directory.name}.removed-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.rename(directory, trash)
+    except OSError:
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    threading.Thread(target=shutil.rmtree, args=(trash,), kwargs={"ignore_errors": True},
+                     name=f"rm-{directory.name}", daemon=True).start()
 
 
 class SSHControl:

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import secrets
+import select
 import shlex
 import shutil
 import signal
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +194,11 @@ class SandboxProcess:
         self._root = root
         self._returncode = None
         self._lock = threading.Lock()
+        # A pidfd turns readable when the leader exits: wait(timeout) sleeps until then, not in steps.
+        # Closed with this object only, never while another thread may still be waiting on it.
+        self._pidfd = _pidfd_open(popen.pid)
+        if self._pidfd is not None:
+            weakref.finalize(self, os.close, self._pidfd)
 
     @property
     def returncode(self):
@@ -224,6 +231,9 @@ class SandboxProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
+            if self._pidfd is not None:
+                _wait_readable(self._pidfd, remaining)
+                continue
             delay = min(delay * 2, remaining, 0.05)
             time.sleep(delay)
         return self._returncode
@@ -678,15 +688,26 @@ def _interpreter_paths():
 
 def _other_mounts(skip):
     """Host mount points outside the root filesystem worth showing: topmost ones, not private, not hidden."""
+    # Dropping what lies within `skip` after choosing the topmost gives the same as before: what lies
+    # below a skipped mount point lies within the skipped path too.
+    top = _top_mounts(_read("/proc/self/mountinfo", ""))
+    skip = [Path(p) for p in skip]
+    return [p for p in top if not any(_within(p, s) for s in skip)]
+
+
+@functools.lru_cache(maxsize=8)
+def _top_mounts(mountinfo):
+    """The topmost mount points but / and the private ones, for one state of the mount table (it
+    seldom changes: worked out once, not at every launch)."""
     points = []
-    for line in _read("/proc/self/mountinfo", "").splitlines():
+    for line in mountinfo.splitlines():
         fields = line.split(" - ")[0].split()
         if len(fields) >= 5:
             points.append(Path(_unescape(fields[4])))
-    skip = [Path(p) for p in PRIVATE_MOUNTS] + [Path(p) for p in skip]
-    candidates = [p for p in points if p != Path("/") and not any(_within(p, s) for s in skip)]
+    private = [Path(p) for p in PRIVATE_MOUNTS]
+    candidates = [p for p in points if p != Path("/") and not any(_within(p, s) for s in private)]
     top = [p for p in candidates if not any(q != p and _within(p, q) for q in candidates)]
-    return sorted(set(top))
+    return tuple(sorted(set(top)))
 
 
 def _job_env(spec):
@@ -724,6 +745,24 @@ def _shell(lines):
     return ["/bin/sh", "-c", script, "dxweb-sandbox"]
 
 
+def _pidfd_open(pid):
+    """Return a pidfd for `pid` (Linux 5.3+), or None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _wait_readable(fd, seconds):
+    """Wait until `fd` is readable or `seconds` pass (rounded up to a whole millisecond)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    try:
+        poller.poll(max(1, int(seconds * 1000) + 1))
+    except InterruptedError:
+        pass
+
+
 def _memfd(data):
     fd = os.memfd_create("dxweb-sandbox-args")
     os.write(fd, data)
@@ -739,8 +778,9 @@ def _kill(pid):
 
 
 def _within(path, parent):
-    path, parent = Path(path), Path(parent)
-    return path == parent or parent in path.parents
+    """Whether `path` is `parent` or below it (absolute paths, as Path objects normalise them)."""
+    path, parent = os.fspath(path), os.fspath(parent)
+    return path == parent or path.startswith(parent if parent.endswith("/") else parent + "/")
 
 
 def _unescape(text):
@@ -780,7 +820,7 @@ def _rmdir(path):
 def _poll(condition, seconds):
     """Check `condition` until it holds or `seconds` pass; return whether it held."""
     deadline = time.monotonic() + seconds
-    delay = 0.001
+    delay = 0.0002  # what is waited for (killed processes gone, an rmdir) is usually a moment away
     while not condition():
         if time.monotonic() > deadline:
             return False

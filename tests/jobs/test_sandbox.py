@@ -336,6 +336,21 @@ def test_output_lines_arrive_while_the_job_still_runs(mode, data_dir):
     assert proc.wait() == 0
 
 
+def test_a_wait_with_a_timeout_wakes_when_the_job_exits_not_at_a_polling_step(mode, data_dir, monkeypatch):
+    spec = make_spec("job-wake")
+    proc = sandbox.launch(spec, ["bash", "-c", "while [ ! -e go ]; do sleep 0.01; done"])
+    if proc._pidfd is None:
+        pytest.skip("no pidfd here (Linux before 5.3): wait() polls")
+    assert proc.wait(timeout=0.05) is None
+    waits = []
+    wait_readable = sandbox._wait_readable
+    monkeypatch.setattr(sandbox, "_wait_readable", lambda fd, seconds: (waits.append(seconds),
+                                                                          wait_readable(fd, seconds)))
+    threading.Timer(0.2, (spec.home / "go").touch).start()
+    assert proc.wait(timeout=60) == 0
+    assert len(waits) <= 2 and waits[0] > 50  # one sleep on the pidfd, ended by the exit
+
+
 DAEMONS = """
 setsid sleep 3001.{t} </dev/null >/dev/null 2>&1 &
 nohup sleep 3002.{t} >/dev/null 2>&1 &
@@ -480,3 +495,44 @@ def test_output_can_go_to_a_file_instead_of_a_pipe(mode, data_dir):
         proc = sandbox.launch(spec, ["bash", "-c", "echo to-file"], stdout=f, stderr=subprocess.STDOUT)
         assert proc.stdout is None and proc.wait() == 0
     assert (spec.home.parent / "out.log").read_text() == "to-file\n"
+
+
+# --- the runner's side: its log sockets, and removing a finished job's directory ----------------
+
+
+class Lines:
+    def __init__(self):
+        self.lines = []
+
+    def write(self, level, msg, source="APP"):
+        self.lines.append((level, msg, source))
+
+
+def test_the_log_sockets_log_everything_sent_before_close_and_close_at_once(tmp_path):
+    import json
+
+    from jobs.runner import LogSockets
+
+    writer = Lines()
+    sockets = LogSockets(tmp_path / "log", writer)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+        for i in range(50):
+            message = {"level": 6, "msg": f"line {i}", "source": "DX_APP"}
+            client.sendto(json.dumps(message).encode(), str(tmp_path / "log" / "bulk"))
+        client.sendto(b"not json", str(tmp_path / "log" / "priority"))
+    started = time.monotonic()
+    sockets.close()
+    assert time.monotonic() - started < 5 and not sockets.thread.is_alive()
+    assert sorted(writer.lines) == sorted([("INFO", f"line {i}", "DX_APP") for i in range(50)]
+                                          + [("STDERR", "not json", "APP")])
+
+
+def test_a_finished_jobs_directory_is_moved_aside_at_once_and_removed_behind(tmp_path):
+    from jobs.runner import _remove_soon
+
+    workdir = tmp_path / "jobs" / "job-done"
+    (workdir / "home" / "deep").mkdir(parents=True)
+    (workdir / "home" / "deep" / "file").write_text("x")
+    _remove_soon(workdir)
+    assert not workdir.exists()  # a next try may make it afresh at once
+    assert eventually(lambda: list((tmp_path / "jobs").iterdir()) == [])
