@@ -356,6 +356,9 @@ def run_applet(principal, placement, body):
     workspace = project_actions.create_container(None, f"workspace of {job.id}", kind=Container.WORKSPACE)
     job.workspace = workspace
     job.save()
+    # The job describes its own applet (dx-print-bash-vars reads its inputSpec): its token sees the
+    # workspace, not the applet's project, which may be another one than the job's.
+    Placement.objects.create(container=workspace, obj=applet, folder="/", name=placement.name)
     _link_inputs(principal, workspace, run_input)
     _check_dependencies(principal, job, run_input, job.depends_on)
     _schedule(job)
@@ -487,6 +490,11 @@ def finish(job_id, output, only_if=None):
         JobDependency.objects.get_or_create(job=job, on_id=ref["job"], stage=JobDependency.OUTPUT)
     if not Job.objects.filter(pk=job_id, state=State.RUNNING, **only_if).update(output=output):
         return  # no longer ours to finish (terminated, or a later try holds the lease)
+    if not refs_in(output) and not job.children.exclude(state=State.DONE).exists():
+        # Nothing to wait for: done at once. (A child ending meanwhile finds its parent still running,
+        # and a child not done yet sends it through waiting_on_output below.)
+        transition(job_id, State.DONE, expected=[State.RUNNING], only_if=only_if)
+        return
     if transition(job_id, State.WAITING_ON_OUTPUT, expected=[State.RUNNING], only_if=only_if):
         complete_outputs(job_id)
 

@@ -187,3 +187,14 @@ def test_a_job_token_dies_with_its_job(alice, project, applet):
     assert inside.call(f"/{project}/describe")[0] == 200
     actions.finish(job_id, {"total": 1})
     assert inside.call("/system/whoami")[0] == 401
+
+
+def test_a_job_run_in_another_project_can_describe_its_applet(alice, project, applet):
+    other = alice.ok("/project/new", {"name": "elsewhere"})["id"]
+    job_id = run(alice, applet, other)[1]["id"]
+    job, token = actions.claim(job_id, "test-worker")
+    from tests.conftest import ApiClient
+
+    inside = ApiClient(alice.user, token)
+    assert inside.ok(f"/{applet}/describe")["inputSpec"][0]["name"] == "n"
+    assert inside.call(f"/{project}/describe")[0] == 404  # the applet's project itself stays out of reach

@@ -291,7 +291,7 @@ def test_a_worker_killed_mid_job_is_retried_on_the_survivor(workers):
 
     job = wait_for(lambda: (j := fleet.describe(job_id))["state"] in ("done", "failed") and j, 60, "the retry to end")
     assert job["state"] == "done", job.get("failureMessage")
-    assert states(job) == ["runnable", "running", "runnable", "running", "waiting_on_output", "done"]
+    assert states(job) == ["runnable", "running", "runnable", "running", "done"]
     worker, tries = fleet.leases([job_id])[job_id]
     assert tries == 2 and "d@" in worker
     assert job["try"] == 1
@@ -315,7 +315,7 @@ def test_a_stalled_worker_that_lost_its_lease_records_nothing(workers):
     os.killpg(stalled.proc.pid, signal.SIGCONT)
 
     job = wait_for(lambda: (j := fleet.describe(job_id))["state"] in ("done", "failed") and j, 60, "the job to end")
-    assert states(job) == ["runnable", "running", "runnable", "running", "waiting_on_output", "done"], job
+    assert states(job) == ["runnable", "running", "runnable", "running", "done"], job
     second_try = [t["setAt"] for t in job["stateTransitions"] if t["newState"] == "running"][1]
     # The result is the second try's, whose sleep alone took 6 s; the first try recorded nothing.
     assert job["stateTransitions"][-1]["setAt"] - second_try >= 6000
