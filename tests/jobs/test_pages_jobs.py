@@ -3,11 +3,17 @@
 alice administers the project; viewer and contributor hold those levels; charlie is an outsider.
 """
 import json
+import random
 import re
+import string
+from datetime import date, datetime, timezone
+from html import unescape
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from jobs import actions
 from jobs.models import Job, JobDependency, LogLine, State
@@ -260,13 +266,13 @@ def test_job_lists_filter_and_page_newest_first(world, settings):
     assert len(ids(first)) == len(ids(second)) == 2 and not set(ids(first)) & set(ids(second))
 
 
-def test_the_project_job_list_query_uses_the_project_created_index(world):
+def test_the_project_job_list_query_uses_the_project_list_index(world):
     qs = Job.objects.filter(project=world["project"]).order_by("-created", "-pk")[:101]
     plan = qs.explain()
     if connection.vendor == "sqlite":
-        assert "jobs_job_project_059211_idx" in plan
+        assert "jobs_job_project_list_idx" in plan
     else:
-        assert "jobs_job_project_059211_idx" in plan or "Index" in plan
+        assert "jobs_job_project_list_idx" in plan or "Index" in plan
 
 
 def test_the_file_search_finds_visible_files_only(world):
@@ -315,3 +321,232 @@ def test_only_the_launcher_or_an_administrator_changes_a_hold(world, held):
     assert Job.objects.get(pk=held.pk).debug["holdUntil"] == before
     client(world, "alice").post(f"/jobs/{held.pk}/hold/release/")
     assert Job.objects.get(pk=held.pk).state == State.FAILED
+
+
+# Job lists: every filter, every page, against a plain Python reading of the same jobs -------------------------
+
+LIST_PAGE = 4
+T0 = int(datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp() * 1000)
+HOUR = 3600 * 1000
+LIST_NAMES = ["bwa_mem", "bwa_mem NA12878", "gatk HaplotypeCaller", "fastqc", "salmon_quant", "100%_done", "a_b"]
+LIST_TAGS = [[], ["batch"], ["Batch"], ["batch-07", "prod"], ["x", "y"], ['say "hi'], ["naïve", 'a "b" c'], ["prod"],
+             []]
+LIST_STATES = ["done", "failed", "done", "running", "done", "terminated"]
+
+
+def job_id(n):
+    # Digits and capitals only: the same order on SQLite (bytes) and PostgreSQL whatever its collation.
+    return f"job-{n:04d}" + "K" * 20
+
+
+@pytest.fixture
+def many_jobs(world):
+    """44 jobs in the world's project, 6 in alice's second project, 2 by alice in charlie's (hidden from her).
+
+    Ties on `created` (jobs 10-13 share one) so that the id breaks them across page boundaries; a rare name,
+    a rare state and a rare launcher only on the oldest jobs, so that finding them scans past every page.
+    """
+    users = world["users"]
+    other = project_actions.create_container(users["alice"], "other")
+    hidden = project_actions.create_container(users["charlie"], "charlie's")
+    rows = []
+    for n in range(52):
+        project = world["project"] if n < 44 else other if n < 50 else hidden
+        launcher = users["alice"] if n % 3 else users["contributor"]
+        if n >= 50:
+            launcher = users["alice"]
+        origin = rows[n - 1] if n % 4 == 3 and rows[n - 1].project_id == project.pk else None
+        job = Job(
+            id=job_id(n), name=LIST_NAMES[n % len(LIST_NAMES)], executable="applet-" + "A" * 24,
+            executable_name="counter", project=project, launched_by=launcher,
+            state=LIST_STATES[n % len(LIST_STATES)], tags=LIST_TAGS[n % len(LIST_TAGS)],
+            created=T0 + (10 if 10 <= n <= 13 else n) * 7 * HOUR, function="process" if origin else "main",
+        )
+        job.origin_id = origin.origin_id if origin else job.id
+        job.parent_id = origin.id if origin else None
+        rows.append(job)
+    rows[0].name, rows[1].name = "oldest RareNeedle", "rareneedle too"
+    rows[0].state, rows[2].launched_by = State.DEBUG_HOLD, users["viewer"]
+    rows[5].created = int(datetime(2026, 3, 3, tzinfo=timezone.utc).timestamp() * 1000)  # on the `after` boundary
+    Job.objects.bulk_create(rows)
+    return {"other": other, "hidden": hidden}
+
+
+def expected_ids(world, many_jobs, mine, query):
+    """What the page must list, read in Python: the filters' meaning, newest first, ties by id descending."""
+    jobs = Job.objects.select_related("launched_by")
+    if mine:  # alice's jobs in the projects she can see: not charlie's
+        visible = {world["project"].pk, many_jobs["other"].pk}
+        jobs = [j for j in jobs if j.launched_by == world["users"]["alice"] and j.project_id in visible]
+    else:
+        jobs = [j for j in jobs if j.project_id == world["project"].pk]
+
+    def day_ms(day, end):
+        moment = datetime.combine(date.fromisoformat(day), datetime.max.time() if end else datetime.min.time(),
+                                  timezone.utc)
+        return int(moment.timestamp() * 1000)
+
+    keep = {
+        "state": lambda j, v: j.state == v,
+        "name": lambda j, v: v.lower() in j.name.lower(),
+        "tag": lambda j, v: v in j.tags,
+        "launcher": lambda j, v: j.launched_by.username == v.removeprefix("user-"),
+        "after": lambda j, v: j.created >= day_ms(v, False),
+        "before": lambda j, v: j.created <= day_ms(v, True),
+        "origin": lambda j, v: j.origin_id == j.pk,
+    }
+    for key, value in query.items():
+        jobs = [j for j in jobs if keep[key](j, value)]
+    return [j.pk for j in sorted(jobs, key=lambda j: (j.created, j.pk), reverse=True)]
+
+
+def walk_pages(c, path, query):
+    """Follow the list's "Older" links from the first page: each page's ids and links."""
+    pages, url = [], path + ("?" + urlencode(query) if query else "")
+    while url:
+        response = c.get(url)
+        assert response.status_code == 200
+        html = response.content.decode()
+        older = re.search(r'href="(\?[^"]+)" rel="next"', html)
+        newest = re.search(r'href="(\?[^"]*)" rel="first"', html)
+        pages.append({"ids": re.findall(r'<tr data-job="([^"]+)"', html),
+                      "older": unescape(older.group(1)) if older else None,
+                      "newest": unescape(newest.group(1)) if newest else None})
+        url = path + pages[-1]["older"] if older else None
+        assert len(pages) <= 20
+    return pages
+
+
+LIST_QUERIES = [
+    {}, {"state": "failed"}, {"state": "debug_hold"}, {"state": "waiting_on_output"},
+    {"name": "bwa_mem"}, {"name": "HAPLOTYPE"}, {"name": "rareneedle"}, {"name": "nomatch"},
+    {"name": "%"}, {"name": "_"},
+    {"tag": "batch"}, {"tag": "Batch"}, {"tag": "prod"}, {"tag": "batch-07"}, {"tag": "nonesuch"}, {"tag": "hi"},
+    {"tag": '"x", "y"'}, {"tag": 'say "hi'}, {"tag": "naïve"}, {"tag": 'a "b" c'}, {"tag": "b"}, {"tag": "bat"},
+    {"launcher": "contributor"}, {"launcher": "user-viewer"}, {"launcher": "nobody"},
+    {"origin": "on"}, {"after": "2026-03-03"}, {"before": "2026-03-05"},
+    {"after": "2026-03-03", "before": "2026-03-05"},
+    {"after": "2027-01-01"},
+    {"name": "bwa", "tag": "prod", "origin": "on"}, {"state": "done", "launcher": "alice", "name": "_"},
+]
+
+
+@pytest.mark.parametrize("query", LIST_QUERIES, ids=lambda q: urlencode(q) or "no-filter")
+@pytest.mark.parametrize("mine", [False, True], ids=["project", "mine"])
+def test_every_page_of_a_filtered_job_list_holds_the_matching_jobs_newest_first(world, many_jobs, monkeypatch,
+                                                                                 mine, query):
+    import jobs.views
+    monkeypatch.setattr(jobs.views, "PAGE_SIZE", LIST_PAGE)
+    path = "/jobs/" if mine else urls(world)["jobs"]
+    pages = walk_pages(client(world, "alice"), path, query)
+    want = expected_ids(world, many_jobs, mine, query)
+    assert [page["ids"] for page in pages] == ([want[i:i + LIST_PAGE] for i in range(0, len(want), LIST_PAGE)] or [[]])
+    for number, page in enumerate(pages):
+        # "Newest" on every page but the first; "Older" on every page but the last, keeping the filters.
+        assert (page["newest"] is not None) == (number > 0)
+        assert (page["older"] is not None) == (number < len(pages) - 1)
+        if page["older"]:
+            kept = {k: v[0] for k, v in parse_qs(page["older"][1:]).items() if k != "cursor"}
+            assert kept == query
+            last = Job.objects.get(pk=page["ids"][-1])
+            assert parse_qs(page["older"][1:])["cursor"] == [f"{last.created}.{last.pk}"]
+
+
+def test_the_filters_are_tested_on_every_kind_of_page(world, many_jobs):
+    """The data above exercises what the filters must tell apart: deep pages, ties, exact tags, the hidden project."""
+    def expected(mine, query):
+        return expected_ids(world, many_jobs, mine, query)
+
+    assert len(expected(False, {})) > 8 * LIST_PAGE and len(expected(True, {})) > 4 * LIST_PAGE
+    assert expected(False, {"name": "rareneedle"}) == [job_id(1), job_id(0)]
+    assert expected(False, {"state": "debug_hold"}) == [job_id(0)]
+    assert expected(False, {"launcher": "viewer"}) == [job_id(2)]
+    created = [Job.objects.get(pk=job_id(n)).created for n in range(10, 14)]
+    order = expected(False, {})
+    assert len(set(created)) == 1 and order.index(job_id(13)) // LIST_PAGE != order.index(job_id(10)) // LIST_PAGE
+    assert expected(False, {"tag": "batch"}) and expected(False, {"tag": "Batch"})
+    assert not set(expected(False, {"tag": "batch"})) & set(expected(False, {"tag": "Batch"}))
+    # Stored as JSON text, 'say "hi' holds '"hi"' (after an escaped quote): no tag "hi" for all that.
+    assert expected(False, {"tag": "hi"}) == [] and expected(False, {"tag": 'say "hi'})
+    assert expected(False, {"tag": "naïve"}) and expected(False, {"tag": 'a "b" c'})
+    assert len(expected(False, {"after": "2026-03-03", "before": "2026-03-05"})) > LIST_PAGE
+    assert Job.objects.filter(project=many_jobs["hidden"], launched_by=world["users"]["alice"]).count() == 2
+    assert job_id(50) not in expected(True, {}) and job_id(44) in expected(True, {})
+
+
+def test_a_job_list_finds_jobs_by_a_tag_among_a_hundred_long_ones(world):
+    """A job may carry 100 tags of 256 characters: saving it must not fail on an index, and the tag filter finds it."""
+    rng = random.Random(5)
+    tags = ["".join(rng.choice(string.ascii_letters + string.digits) for _ in range(256)) for _ in range(100)]
+    Job.objects.filter(pk=world["job"].pk).update(tags=tags, name="x" * 255)
+    c = client(world, "alice")
+    for path in (urls(world)["jobs"], "/jobs/"):
+        assert re.findall(r'<tr data-job="([^"]+)"', c.get(path + "?tag=" + tags[57]).content.decode()) == [
+            world["job"].pk]
+        assert c.get(path + "?tag=" + tags[57][:-1]).content.decode().count("data-job=") == 0
+
+
+def list_query_plan(c, url, postgresql_off=("seqscan",)):
+    """The plan of the query a job list page ran for its rows (SQLite: EXPLAIN QUERY PLAN; PostgreSQL: EXPLAIN).
+
+    The tests' tables hold a few dozen rows, for which PostgreSQL's planner may prefer anything: `postgresql_off`
+    turns plan types off (SET LOCAL enable_...) so that the plan shows what the indexes make possible.
+    """
+    with CaptureQueriesContext(connection) as ctx:
+        assert c.get(url).status_code == 200
+    sql = [q["sql"] for q in ctx.captured_queries if 'FROM "jobs_job"' in q["sql"] and "LIMIT" in q["sql"]]
+    assert len(sql) == 1
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            for kind in postgresql_off:
+                cursor.execute(f"SET LOCAL enable_{kind} = off")
+        cursor.execute(("EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN ") + sql[0])
+        return "\n".join(" ".join(str(col) for col in row) for row in cursor.fetchall())
+
+
+@pytest.mark.parametrize("mine, query, index", [
+    (False, "name=rareneedle", "jobs_job_project_list_idx"),
+    (False, "state=debug_hold&origin=on&after=2026-03-02", "jobs_job_project_list_idx"),
+    (True, "name=rareneedle", "jobs_job_launcher_list_idx"),
+    (True, "state=failed&origin=on", "jobs_job_launcher_list_idx"),
+])
+def test_a_filtered_job_list_finds_its_page_in_a_list_index_without_reading_job_rows(world, many_jobs, mine, query,
+                                                                                     index):
+    # PostgreSQL: with no sort and no seq or bitmap scan, only the list index gives the order; an index-only scan
+    # shows that it holds every column the ids' query reads.
+    plan = list_query_plan(client(world, "alice"), ("/jobs/" if mine else urls(world)["jobs"]) + "?" + query,
+                           postgresql_off=("seqscan", "bitmapscan", "sort"))
+    if connection.vendor == "sqlite":
+        assert f"COVERING INDEX {index}" in plan, plan
+    else:
+        assert f"Index Only Scan using {index}" in plan, plan
+
+
+def test_the_tag_filter_is_answered_from_an_index_too(world, many_jobs):
+    if connection.vendor == "sqlite":
+        plan = list_query_plan(client(world, "alice"), urls(world)["jobs"] + "?tag=nonesuch&name=bwa")
+        assert "COVERING INDEX jobs_job_project_list_idx" in plan, plan
+    else:  # tags stay out of PostgreSQL's btrees (entries are limited to ~2.7 kB): a GIN index answers `@>`
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_indexscan = off")  # what is left: bitmap scans, of an index on tags
+        plan = Job.objects.filter(tags__contains=["nonesuch"]).values("pk").explain()
+        assert "jobs_job_tags_gin" in plan, plan
+
+
+def test_the_list_indexes_hold_every_filtered_column(db):
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, Job._meta.db_table)
+    filtered = ["name", "state", "origin_id"]
+    assert constraints["jobs_job_project_list_idx"]["columns"][:3] == ["project_id", "created", "id"]
+    assert constraints["jobs_job_launcher_list_idx"]["columns"][:3] == ["launched_by_id", "created", "id"]
+    for name, other in (("jobs_job_project_list_idx", "launched_by_id"), ("jobs_job_launcher_list_idx", "project_id")):
+        assert set(filtered + [other]) <= set(constraints[name]["columns"])
+        assert ("tags" in constraints[name]["columns"]) == (connection.vendor != "postgresql")
+    if connection.vendor == "postgresql":
+        gin = constraints["jobs_job_tags_gin"]
+        assert gin["type"] == "gin" and gin["columns"] == ["tags"]
+        with connection.cursor() as cursor:  # and what name__icontains compares has statistics
+            cursor.execute("SELECT pg_get_statisticsobjdef(oid) FROM pg_statistic_ext WHERE stxname = %s",
+                           ["jobs_job_upper_name_stats"])
+            assert "upper(name::text)" in cursor.fetchone()[0]
