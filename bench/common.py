@@ -81,6 +81,19 @@ def call(conn, method, path, body=b"", headers=None):
     return response.status, response.read()
 
 
+def request(conn, method, path, body=None, headers=None, tries=3):
+    """One request on a keep-alive connection, sent again if the connection dropped; return (response, body)."""
+    for attempt in range(tries):
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response, response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            if attempt == tries - 1:
+                raise
+
+
 def api(server, path, body=None, token=None):
     """POST to the API; raise unless 200; return the decoded JSON."""
     return server.api(path, body or {}, token=token)

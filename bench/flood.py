@@ -24,8 +24,8 @@ import time
 
 import psutil
 
-from .common import cpu_seconds, live_server, percentile, table, web_pid, write_results
-from .jobs import FINAL, Client, new_applet, wait_done
+from .common import cpu_seconds, live_server, table, web_pid, write_results
+from .jobs import Client, new_applet, wait_done
 from .watchers import Watcher, stats, stored_log
 
 TICKER = """main() {
@@ -89,16 +89,6 @@ def run_ticker(api, server, project, applet, lines):
     return job_id, watcher
 
 
-def describe_until_final(api, job_id, interval=0.5, timeout=3600):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        desc = api(f"/{job_id}/describe", {})
-        if desc["state"] in FINAL:
-            return desc
-        time.sleep(interval)
-    raise TimeoutError(job_id)
-
-
 def log_figures(ref):
     app = [f for f in ref.frames if f[2] == "APP"]
     markers = [f for f in ref.frames if f[2] == "SYSTEM" and f[1].startswith("[log truncated")]
@@ -153,7 +143,7 @@ def run(quick=False, flood_mb=None, flood_ticks=None, flood_watcher=None, redis=
         if watch_flood:
             flood_watch = Watcher(server, flood_id)
             flood_watch.start()
-        desc_f = describe_until_final(api, flood_id)
+        desc_f = wait_done(api, flood_id, interval=0.5, timeout=3600)
         t_flood_final = time.time()
         cpu_web_flood = cpu_seconds(web) - cpu_web0
         time.sleep(3)

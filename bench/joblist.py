@@ -22,14 +22,13 @@ Diagnosis (after the timing, same database): every variant rendered in-process t
 client in a `manage.py shell` (force_login as alice) under CaptureQueriesContext: the number of queries,
 the time in SQL and the job list query's `EXPLAIN QUERY PLAN` (SQLite) / `EXPLAIN` (PostgreSQL).
 """
-import http.client
 import json
 import re
 import time
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
-from .common import connect, live_server, percentile, table, write_results
+from .common import connect, live_server, percentile, request, table, write_results
 from .jobs import Client
 
 TARGET_P95_MS = 150
@@ -207,16 +206,7 @@ class Browser:
 
     def request(self, method, path, body=None, headers=None):
         head = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), **(headers or {})}
-        for attempt in range(3):
-            try:
-                self.conn.request(method, path, body=body, headers=head)
-                response = self.conn.getresponse()
-                data = response.read()
-                break
-            except (OSError, http.client.HTTPException):
-                self.conn.close()
-                if attempt == 2:
-                    raise
+        response, data = request(self.conn, method, path, body, head)
         self._store(response)
         return response.status, data
 

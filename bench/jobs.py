@@ -18,7 +18,6 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
   time = root's done − root's created; overhead per subjob = (T_scatter − T_single_job)/100,
   T_single_job = the median created → done of the latency jobs.
 """
-import http.client
 import json
 import random
 import subprocess
@@ -26,7 +25,7 @@ import sys
 import threading
 import time
 
-from .common import ROOT, connect, live_server, median, percentile, table, write_results
+from .common import ROOT, connect, live_server, median, percentile, request, table, write_results
 
 TRIVIAL = "main() { true; }"
 FINAL = {"done", "failed", "terminated"}
@@ -40,16 +39,7 @@ class Client:
         self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {server.admin_token}"}
 
     def __call__(self, path, body=None):
-        for attempt in range(3):
-            try:
-                self.conn.request("POST", path, body=json.dumps(body or {}).encode(), headers=self.headers)
-                response = self.conn.getresponse()
-                data = response.read()
-                break
-            except (OSError, http.client.HTTPException):
-                self.conn.close()
-                if attempt == 2:
-                    raise
+        response, data = request(self.conn, "POST", path, json.dumps(body or {}).encode(), self.headers)
         if response.status != 200:
             raise RuntimeError(f"{path}: {response.status} {data[:300]!r}")
         return json.loads(data)
