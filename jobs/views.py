@@ -26,6 +26,7 @@ from projects.views import PAGE_SIZE, principal, project_for, reached
 from . import actions
 from .forms import AppletForm, JobFilterForm, LaunchForm, PropertiesForm, TagsForm, applet_initial
 from .models import FINAL_STATES, Job, JobDependency, LogLine, Notification, State
+from .namesearch import jobs_named
 from .specs import jbor, link_target
 from .terminal import hold_until
 
@@ -186,22 +187,23 @@ class HasTagSQLite(Func):
         return f"(instr({column}, %s) > 0 AND {exact})", (*params, needle, *params, self.tag)
 
 
-def filtered_jobs(qs, form):
-    """Apply a JobFilterForm's filters.
+def filtered_jobs(form, **scope):
+    """The jobs of a list's scope (field lookups: the project, or the launcher and visible projects) that
+    pass a JobFilterForm's filters.
 
     Every filter reads only columns that the list indexes hold (jobs_job_project_list_idx and
     jobs_job_launcher_list_idx: project or launcher, -created, -id, name, tags, state, the other of
-    project/launcher, origin): keyset_page finds a page's ids in the index alone, so a name or tag few
-    jobs have costs a scan of small index entries, never of the (wide) job rows. On PostgreSQL `tags` is
-    not in them (btree entries are limited to ~2.7 kB): its GIN index answers `@>` (migration 0006).
+    project/launcher, origin): keyset_page finds a page's ids in the index alone, so a tag few jobs have
+    costs a scan of small index entries, never of the (wide) job rows. On PostgreSQL `tags` is not in
+    them (btree entries are limited to ~2.7 kB): its GIN index answers `@>` (migration 0006). A name
+    goes through a trigram index first (jobs.namesearch).
     """
     if not form.is_valid():
-        return qs
+        return Job.objects.filter(**scope)
     data = form.cleaned_data
+    qs = jobs_named(data["name"], **scope) if data["name"] else Job.objects.filter(**scope)
     if data["state"]:
         qs = qs.filter(state=data["state"])
-    if data["name"]:
-        qs = qs.filter(name__icontains=data["name"])
     if data["tag"]:
         if connection.features.supports_json_field_contains:
             qs = qs.filter(tags__contains=[data["tag"]])  # exact
@@ -266,7 +268,7 @@ def keyset_page(request, qs):
 def project_jobs(request, project_id):
     container = project_for(request, project_id)
     form = JobFilterForm(request.GET or None)
-    qs = filtered_jobs(Job.objects.filter(project=container), form)
+    qs = filtered_jobs(form, project_id=container.pk)
     return render(request, "jobs/jobs.html", {
         "section": "projects", "tab": "jobs", "project": container, "level": container.level, "form": form,
         "ws_path": f"/ws/projects/{container.pk}/jobs/", **keyset_page(request, qs),
@@ -277,7 +279,7 @@ def project_jobs(request, project_id):
 def my_jobs(request):
     form = JobFilterForm(request.GET or None)
     visible = permissions.visible_projects(principal(request)).values("pk")
-    qs = filtered_jobs(Job.objects.filter(launched_by=request.user, project_id__in=visible), form)
+    qs = filtered_jobs(form, launched_by_id=request.user.pk, project_id__in=visible)
     return render(request, "jobs/jobs.html", {
         "section": "jobs", "form": form, "ws_path": "/ws/jobs/mine/", "mine": True, **keyset_page(request, qs),
     })

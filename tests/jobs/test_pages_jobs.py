@@ -516,7 +516,10 @@ def test_a_filtered_job_list_finds_its_page_in_a_list_index_without_reading_job_
     # shows that it holds every column the ids' query reads.
     plan = list_query_plan(client(world, "alice"), ("/jobs/" if mine else urls(world)["jobs"]) + "?" + query,
                            postgresql_off=("seqscan", "bitmapscan", "sort"))
-    if connection.vendor == "sqlite":
+    if connection.vendor == "sqlite" and "name=" in query:
+        # A name few jobs have: its trigram index finds them, they are read by primary key (jobs.namesearch).
+        assert "SCAN f VIRTUAL TABLE" in plan and "list_idx" not in plan, plan
+    elif connection.vendor == "sqlite":
         assert f"COVERING INDEX {index}" in plan, plan
     else:
         assert f"Index Only Scan using {index}" in plan, plan
@@ -524,7 +527,7 @@ def test_a_filtered_job_list_finds_its_page_in_a_list_index_without_reading_job_
 
 def test_the_tag_filter_is_answered_from_an_index_too(world, many_jobs):
     if connection.vendor == "sqlite":
-        plan = list_query_plan(client(world, "alice"), urls(world)["jobs"] + "?tag=nonesuch&name=bwa")
+        plan = list_query_plan(client(world, "alice"), urls(world)["jobs"] + "?tag=nonesuch&state=done")
         assert "COVERING INDEX jobs_job_project_list_idx" in plan, plan
     else:  # tags stay out of PostgreSQL's btrees (entries are limited to ~2.7 kB): a GIN index answers `@>`
         with connection.cursor() as cursor:
