@@ -18,7 +18,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from projects.models import ApiToken, Level, Nonce, User
+from projects.models import ApiToken, Nonce, User
 from projects.permissions import Principal
 
 from . import sql
@@ -125,10 +125,7 @@ def principal_for_token(raw, client_ip="", request=None):
     now = timezone.now()
     if token.last_used is None or now - token.last_used > timedelta(minutes=1):
         ApiToken.objects.filter(pk=token.pk).update(last_used=now)
-    scopes = {cid: Level(lvl) for cid, lvl in token.scopes.items()} if token.scopes is not None else None
-    return Principal(
-        user=token.user, scopes=scopes, token_id=token.pk, job_id=token.job_id, client_ip=client_ip, request=request,
-    )
+    return Principal.of_token(token, client_ip=client_ip, request=request)
 
 
 def authenticate(request):

@@ -189,8 +189,12 @@ DXWEB_MIN_PART_SIZE = env.int("DXWEB_MIN_PART_SIZE", default=5 * 1024 * 1024)
 DXWEB_MAX_PART_SIZE = env.int("DXWEB_MAX_PART_SIZE", default=5 * 1024**3)
 DXWEB_MAX_FILE_SIZE = env.int("DXWEB_MAX_FILE_SIZE", default=5 * 1024**4)
 DXWEB_MAX_PARTS = env.int("DXWEB_MAX_PARTS", default=10000)
-# Lifetime of signed upload/download URLs, in seconds.
+# Lifetime of signed upload URLs and of the pages' download URLs, in seconds.
 DXWEB_TRANSFER_URL_TTL = env.int("DXWEB_TRANSFER_URL_TTL", default=3600)
+# /file-x/download: a preauthenticated URL's default `duration`, and the most any download URL lives (a
+# non-preauthenticated one lives that long, but only while the token that asked for it does).
+DXWEB_PREAUTHENTICATED_URL_TTL = env.int("DXWEB_PREAUTHENTICATED_URL_TTL", default=24 * 3600)
+DXWEB_DOWNLOAD_URL_MAX_TTL = env.int("DXWEB_DOWNLOAD_URL_MAX_TTL", default=7 * 24 * 3600)
 # How long a nonce's reply is kept for replay, in seconds.
 DXWEB_NONCE_TTL = env.int("DXWEB_NONCE_TTL", default=7 * 24 * 3600)
 

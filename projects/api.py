@@ -1,6 +1,7 @@
 """API methods for users, orgs, projects, folders and data objects."""
 import re
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Q
 
@@ -600,8 +601,8 @@ def file_upload(principal, placement, body):
     size = get(body, "size", int, None)
     md5 = get(body, "md5", str, None)
     actions.request_upload(placement.obj, index, size, md5)
-    url = transfer.upload_url(principal.request, placement.obj_id, index, size, md5 and md5.lower())
-    return {"url": url, "headers": {}, "expires": transfer.expiry_ms()}
+    url, expires = transfer.upload_url(principal.request, placement.obj_id, index, size, md5 and md5.lower())
+    return {"url": url, "headers": {}, "expires": expires}
 
 
 @object_method("close", Level.UPLOAD, write=True, classes=("file",))
@@ -615,5 +616,13 @@ def file_download(principal, placement, body):
     if placement.obj.state != DataObject.CLOSED:
         raise actions.InvalidState(f"{placement.obj_id} is {placement.obj.state}; only closed files can be downloaded")
     filename = actions.clean_name(get(body, "filename", str, placement.name), "filename")
-    url, expires = transfer.download_url(principal.request, placement.obj_id, filename)
+    if get(body, "preauthenticated", bool, False):  # good for whoever holds it, for `duration` seconds
+        duration = get(body, "duration", int, settings.DXWEB_PREAUTHENTICATED_URL_TTL)
+        if duration <= 0:
+            raise InvalidInput("duration must be a positive number of seconds")
+        url, expires = transfer.download_url(principal.request, placement.obj_id, filename,
+                                             ttl=min(duration, settings.DXWEB_DOWNLOAD_URL_MAX_TTL))
+    else:  # good while the caller's token is
+        url, expires = transfer.download_url(principal.request, placement.obj_id, filename,
+                                             token_id=principal.token_id, project=placement.container_id)
     return {"url": url, "headers": {}, "expires": expires}

@@ -46,6 +46,12 @@ class Principal:
     def of(cls, user):
         return cls(user=user)
 
+    @classmethod
+    def of_token(cls, token, **extra):
+        """The principal an API token (with its user loaded) acts as: a user's own, or a job's scoped one."""
+        scopes = {cid: Level(lvl) for cid, lvl in token.scopes.items()} if token.scopes is not None else None
+        return cls(user=token.user, scopes=scopes, token_id=token.pk, job_id=token.job_id, **extra)
+
 
 def _grant_filter(user):
     return Q(user=user) | Q(org__members__user=user)

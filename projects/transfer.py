@@ -1,4 +1,4 @@
-"""Signed, short-lived upload (PUT) and download (GET, with Range) URLs for file bytes.
+"""Signed upload (PUT) and download (GET, with Range) URLs for file bytes.
 
 The dx client sends these requests without any Authorization header, so the
 URL itself carries a signature over what it allows.
@@ -15,10 +15,12 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
 
-from dxweb.errors import DXError, InvalidInput, MethodNotAllowed, PayloadTooLarge, ResourceNotFound
+from dxweb.errors import (DXError, InvalidAuthentication, InvalidInput, MethodNotAllowed, PayloadTooLarge,
+                          ResourceNotFound)
 
-from . import actions
-from .models import DataObject, FilePart
+from . import actions, permissions
+from .models import ApiToken, DataObject, FilePart, Level
+from .permissions import Principal
 
 UPLOAD_SALT = "dxweb.upload"
 DOWNLOAD_SALT = "dxweb.download"
@@ -30,28 +32,59 @@ def absolute(request, path):
     return request.build_absolute_uri(path)
 
 
-def expiry_ms(ttl=None):
-    return int((time.time() + (ttl or settings.DXWEB_TRANSFER_URL_TTL)) * 1000)
+def _sign(grant, salt, ttl=None):
+    """Sign what a URL allows, with the moment (epoch s) it stops; return (token, expiry in epoch ms)."""
+    expires = time.time() + (ttl or settings.DXWEB_TRANSFER_URL_TTL)
+    return signing.dumps({**grant, "e": int(expires)}, salt=salt, compress=True), int(expires) * 1000
 
 
 def upload_url(request, file_id, index, size, md5):
-    token = signing.dumps({"f": file_id, "i": index, "s": size, "m": md5}, salt=UPLOAD_SALT, compress=True)
-    return absolute(request, reverse("transfer-upload", args=[token]))
+    """Return (url, expiry in epoch ms) for the PUT of one part."""
+    token, expires = _sign({"f": file_id, "i": index, "s": size, "m": md5}, UPLOAD_SALT)
+    return absolute(request, reverse("transfer-upload", args=[token])), expires
 
 
-def download_url(request, file_id, filename, ttl=None):
-    """Return (url, expiry in epoch ms) for a GET of a closed file's bytes."""
-    token = signing.dumps({"f": file_id}, salt=DOWNLOAD_SALT, compress=True)
-    return absolute(request, reverse("transfer-download", args=[token, filename])), expiry_ms(ttl)
+def download_url(request, file_id, filename, ttl=None, token_id=None, project=None):
+    """Return (url, expiry in epoch ms) for a GET of a closed file's bytes.
+
+    With `token_id` (the API's `preauthenticated: false`), the URL is good only while that token is
+    alive and its holder can still VIEW the file (each GET checks), for at most
+    DXWEB_DOWNLOAD_URL_MAX_TTL: the dx client fetches such a URL once per file and never renews it, so a
+    download that lasts longer than a short TTL would break part-way. A job's token dies with the job,
+    and its URLs with it. Without, the URL is good for anyone who holds it, for `ttl` seconds
+    (a preauthenticated URL) or DXWEB_TRANSFER_URL_TTL (the pages' downloads).
+    """
+    grant = {"f": file_id}
+    if token_id is not None:
+        grant.update(t=token_id, p=project)
+        ttl = settings.DXWEB_DOWNLOAD_URL_MAX_TTL
+    token, expires = _sign(grant, DOWNLOAD_SALT, ttl)
+    return absolute(request, reverse("transfer-download", args=[token, filename])), expires
 
 
 def _unsign(token, salt):
     try:
-        return signing.loads(token, salt=salt, max_age=settings.DXWEB_TRANSFER_URL_TTL)
-    except signing.SignatureExpired:
-        raise InvalidInput("This transfer URL has expired; ask the API for a new one") from None
+        grant = signing.loads(token, salt=salt)
     except signing.BadSignature:
         raise ResourceNotFound("This transfer URL is not valid") from None
+    if not isinstance(grant, dict) or grant.get("e", 0) < time.time():
+        raise InvalidInput("This transfer URL has expired; ask the API for a new one")
+    return grant
+
+
+def _check_holder(grant):
+    """A token-bound download URL: its token must still exist and still reach the file (one query each)."""
+    if "t" not in grant:
+        return
+    token = ApiToken.objects.select_related("user").filter(pk=grant["t"], user__is_active=True).first()
+    if token is None:
+        raise InvalidAuthentication("The token this download URL was made for has been revoked")
+    permissions.access_object(Principal.of_token(token), grant["f"], Level.VIEW, project=grant.get("p"), cls="file")
+
+
+def _error(err):
+    """A refused transfer: the API's error body; bad input is a plain 400 here (no API method ran)."""
+    return JsonResponse(err.to_dict(), status=400 if err.status == 422 else err.status)
 
 
 @csrf_exempt
@@ -69,8 +102,7 @@ def upload(request, token):
         size = actions.store_part(grant["f"], grant["i"], grant["s"], grant["m"], request)
         return JsonResponse({"index": grant["i"], "size": size})
     except DXError as err:
-        status = 400 if err.status == 422 else err.status
-        return JsonResponse(err.to_dict(), status=status)
+        return _error(err)
 
 
 def parse_range(header, size):
@@ -132,11 +164,12 @@ def download(request, token, filename):
         if request.method not in ("GET", "HEAD"):
             raise MethodNotAllowed("Download URLs take GET")
         grant = _unsign(token, DOWNLOAD_SALT)
+        _check_holder(grant)
         file = DataObject.objects.filter(pk=grant["f"], state=DataObject.CLOSED).first()
         if file is None:
             raise ResourceNotFound("The file is gone or not closed")
     except DXError as err:
-        return JsonResponse(err.to_dict(), status=err.status)
+        return _error(err)
     size = file.size
     try:
         byte_range = parse_range(request.headers.get("Range"), size)

@@ -311,8 +311,8 @@ def upload_part(request, container, body, file_id):
     placement = placement_in(request, container, file_id, Level.UPLOAD)
     index, size, md5 = get(body, "index", int), get(body, "size", int), get(body, "md5", str)
     actions.request_upload(placement.obj, index, size, md5)
-    return {"url": transfer.upload_url(request, placement.obj_id, index, size, md5.lower()),
-            "expires": transfer.expiry_ms()}
+    url, expires = transfer.upload_url(request, placement.obj_id, index, size, md5.lower())
+    return {"url": url, "expires": expires}
 
 
 @json_action(Level.UPLOAD)

@@ -3,9 +3,9 @@ import json
 import time
 
 import pytest
-from django.core import signing
 from django.test import Client
 
+from projects import transfer
 from projects.models import DataObject, FilePart, Folder, Nonce, Placement
 from tests.conftest import ApiClient
 
@@ -545,7 +545,8 @@ def test_transfer_urls_are_refused_once_expired(alice, world, monkeypatch):
     upload_part(alice, world.open, 1, b"data")
     alice.ok(f"/{world.open}/close")
     real_time = time.time
-    monkeypatch.setattr(signing, "time", type("Clock", (), {"time": staticmethod(lambda: real_time() - 7200)}))
+    clock = type("Clock", (), {"time": staticmethod(lambda: real_time() - 8 * 24 * 3600)})  # past every lifetime
+    monkeypatch.setattr(transfer, "time", clock)
     stale_down = alice.ok(f"/{world.open}/download")["url"]
     file_id = alice.ok("/file/new", {"project": world.project})["id"]
     stale_up = alice.ok(f"/{file_id}/upload", {"index": 1})["url"]

@@ -1,5 +1,6 @@
 """Files through the API: create, multi-part upload, close, describe, download with Range, metadata."""
 import os
+import time
 
 import pytest
 
@@ -204,3 +205,63 @@ def test_a_scoped_token_reaches_files_with_its_scopes_not_its_users_grants(alice
     assert is_error(*job.call(f"/{file_id}/describe"), 404, "ResourceNotFound")
     token.delete()
     assert is_error(*job.call(f"/{file_id}/describe"), 401, "InvalidAuthentication")
+
+
+def expires_in(reply):
+    return reply["expires"] / 1000 - time.time()
+
+
+def test_a_download_url_lives_as_long_as_the_token_that_asked_for_it_and_its_access(alice, bob, project, settings):
+    """dxpy takes a non-preauthenticated URL as good forever (it never asks again): a download that outlasts a
+    short TTL must not break part-way. Such a URL lives while its token lives and still reaches the file."""
+    settings.DXWEB_TRANSFER_URL_TTL = 1  # what the pages' and the uploads' URLs live: not these
+    file_id = upload_file(alice, project, [b"long download"])
+    alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "VIEW"})
+    token, raw = ApiToken.issue(bob.user, "laptop")
+    laptop = ApiClient(bob.user, raw)
+    reply = laptop.ok(f"/{file_id}/download", {"preauthenticated": False, "project": project})
+    assert expires_in(reply) > 6 * 24 * 3600
+    time.sleep(1.1)
+    assert content(get(reply["url"], HTTP_RANGE="bytes=5-12")) == b"download"
+    # bob loses access: the URL stops, with the answer an outsider gets
+    alice.ok(f"/{project}/decreasePermissions", {"user-bob": None})
+    assert is_error(get(reply["url"]).status_code, get(reply["url"]).json(), 404, "ResourceNotFound")
+    alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "VIEW"})
+    assert content(get(reply["url"])) == b"long download"
+    # the token is revoked: the URL stops too
+    token.delete()
+    assert is_error(get(reply["url"]).status_code, get(reply["url"]).json(), 401, "InvalidAuthentication")
+    # and it never outlives the most a URL may live
+    settings.DXWEB_DOWNLOAD_URL_MAX_TTL = 1
+    reply = bob.ok(f"/{file_id}/download")
+    time.sleep(1.1)
+    assert is_error(get(reply["url"]).status_code, get(reply["url"]).json(), 400, "InvalidInput")
+
+
+def test_a_preauthenticated_url_is_good_for_anyone_for_its_duration(alice, project, settings):
+    file_id = upload_file(alice, project, [b"for anyone"])
+    reply = alice.ok(f"/{file_id}/download", {"preauthenticated": True})
+    assert 24 * 3600 - 60 < expires_in(reply) <= 24 * 3600
+    assert 59 < expires_in(alice.ok(f"/{file_id}/download", {"preauthenticated": True, "duration": 60})) <= 60
+    settings.DXWEB_DOWNLOAD_URL_MAX_TTL = 3600  # longer asks are cut to the most a URL may live
+    assert expires_in(alice.ok(f"/{file_id}/download", {"preauthenticated": True, "duration": 10**9})) <= 3600
+    for bad in (0, -5, "60", 1.5):
+        assert is_error(*alice.call(f"/{file_id}/download", {"preauthenticated": True, "duration": bad}), 422,
+                        "InvalidInput")
+    ApiToken.objects.filter(user=alice.user).delete()  # not tied to a token
+    assert content(get(reply["url"])) == b"for anyone"
+    reply = ApiClient(alice.user, ApiToken.issue(alice.user, "t")[1]).ok(
+        f"/{file_id}/download", {"preauthenticated": True, "duration": 1})
+    time.sleep(1.1)
+    assert is_error(get(reply["url"]).status_code, get(reply["url"]).json(), 400, "InvalidInput")
+
+
+def test_a_job_tokens_download_url_dies_with_the_token(alice, project):
+    file_id = upload_file(alice, project, [b"job input"])
+    token, raw = ApiToken.issue(alice.user, "job")
+    token.scopes, token.job_id = {project: 1}, "job-" + "J" * 24
+    token.save()
+    url = ApiClient(alice.user, raw).ok(f"/{file_id}/download")["url"]
+    assert content(get(url)) == b"job input"
+    token.delete()  # the job ended
+    assert get(url).status_code == 401
