@@ -460,19 +460,23 @@ def claim(job_id, worker):
     The token exists only while the job runs: CONTRIBUTE on the workspace and, on the
     project, the applet's access.project level (VIEW by default) capped by the launcher's.
     """
-    # The try is counted in the same swap that takes the job: `tries` is the lease's generation,
-    # which the runner's heartbeats and results are fenced on.
-    if not transition(job_id, State.RUNNING, expected=[State.RUNNABLE], worker=worker, heartbeat=now_ms(),
-                      tries=models.F("tries") + 1):
+    job = Job.objects.select_related("project", "workspace", "launched_by").filter(
+        pk=job_id, state=State.RUNNABLE).first()
+    if job is None:
         return None
-    job = Job.objects.select_related("project", "workspace", "launched_by").get(pk=job_id)
     wanted = Level.parse(job.spec.get("access", {}).get("project", "VIEW")) or Level.VIEW
     held = level_of(Principal.of(job.launched_by), job.project_id)
-    token, raw = ApiToken.issue(job.launched_by, f"job token for {job.id}")
-    token.scopes = {job.workspace_id: int(Level.CONTRIBUTE), job.project_id: int(min(wanted, held))}
-    token.job_id = job.id
-    token.save(update_fields=["scopes", "job_id"])
-    Job.objects.filter(pk=job_id).update(token=token)
+    scopes = {job.workspace_id: int(Level.CONTRIBUTE), job.project_id: int(min(wanted, held))}
+    # One write transaction: the token, and the swap that takes the job and counts the try (`tries`
+    # is the lease's generation, which the runner's heartbeats and results are fenced on). A lost
+    # race leaves no token behind.
+    with transaction.atomic():
+        token, raw = ApiToken.issue(job.launched_by, f"job token for {job.id}", scopes=scopes, job_id=job.id)
+        if not transition(job_id, State.RUNNING, expected=[State.RUNNABLE], worker=worker, heartbeat=now_ms(),
+                          tries=models.F("tries") + 1, token=token):
+            transaction.set_rollback(True)
+            return None
+    job.refresh_from_db(fields=["state", "tries", "token", "worker", "heartbeat", "started_running", "modified"])
     return job, raw
 
 
@@ -488,13 +492,14 @@ def finish(job_id, output, only_if=None):
                  only_if=only_if)
             return
         JobDependency.objects.get_or_create(job=job, on_id=ref["job"], stage=JobDependency.OUTPUT)
+    if not refs_in(output) and not job.children.exclude(state=State.DONE).exists():
+        # Nothing to wait for: done at once, the output stored in the same swap. (A child ending
+        # meanwhile finds its parent still running, and a child not done yet sends it through
+        # waiting_on_output below.)
+        transition(job_id, State.DONE, expected=[State.RUNNING], only_if=only_if, output=output)
+        return
     if not Job.objects.filter(pk=job_id, state=State.RUNNING, **only_if).update(output=output):
         return  # no longer ours to finish (terminated, or a later try holds the lease)
-    if not refs_in(output) and not job.children.exclude(state=State.DONE).exists():
-        # Nothing to wait for: done at once. (A child ending meanwhile finds its parent still running,
-        # and a child not done yet sends it through waiting_on_output below.)
-        transition(job_id, State.DONE, expected=[State.RUNNING], only_if=only_if)
-        return
     if transition(job_id, State.WAITING_ON_OUTPUT, expected=[State.RUNNING], only_if=only_if):
         complete_outputs(job_id)
 

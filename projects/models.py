@@ -77,10 +77,10 @@ class ApiToken(models.Model):
         return hashlib.sha256(raw.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, user, name="API token", raw=None):
-        """Create a token for `user`; return (token row, the raw secret)."""
+    def issue(cls, user, name="API token", raw=None, **fields):
+        """Create a token for `user` (a job's: with `scopes` and `job_id`); return (token row, the raw secret)."""
         raw = raw or secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name[:100], digest=cls.digest_of(raw), hint=raw[:6])
+        token = cls.objects.create(user=user, name=name[:100], digest=cls.digest_of(raw), hint=raw[:6], **fields)
         return token, raw
 
 
