@@ -240,6 +240,9 @@ def run(job_id, worker):
                                  bash_vars=bash_vars_line)
         sockets = LogSockets(workdir / "log", writer)
         limits = sandbox.instance_limits(job.instance_type)
+        # Seed 000: no network unless access.network asks for it (any host named gives the whole
+        # network here); the API server stays reachable.
+        network = bool((job.spec.get("access") or {}).get("network"))
         spec = sandbox.SandboxSpec(
             job_id=job.id,
             home=home,
@@ -248,6 +251,8 @@ def run(job_id, worker):
             cpus=limits["cpus"],
             memory_mb=limits["memory_mb"],
             workdir=workdir,
+            network=network,
+            api=(env["DX_APISERVER_HOST"], int(env["DX_APISERVER_PORT"])),
         )
         writer.write("INFO", f"Running {job.executable_name} ({job.function}) on {worker}", source="SYSTEM")
         for line in warnings:  # what dx-print-bash-vars would have written to stderr
@@ -256,6 +261,9 @@ def run(job_id, worker):
         if job.debug.get("debugOn"):
             argv = ["bash", "-c", DEBUG_WRAPPER.format(meta=META), "dxweb-job", script]
         proc = sandbox.launch(spec, argv)
+        if not network and proc.mechanisms["network"].startswith("host ("):  # bubblewrap, but no netns
+            writer.write("WARNING", "The applet asks for no network access, but this worker cannot restrict it "
+                         f"({proc.mechanisms['network']}): the job has the host's network", source="SYSTEM")
         pumps = [
             threading.Thread(target=_pump, args=(proc.stdout, writer, "STDOUT"), daemon=True),
             threading.Thread(target=_pump, args=(proc.stderr, writer, "STDERR"), daemon=True),

@@ -14,12 +14,19 @@ cgroup namespaces, with:
 - only the environment the spec gives;
 - limits from the instance type through cgroups (v1 or v2) where writable, else rlimits.
 
-The network is shared with the host on purpose: jobs call the API server on the host's
-loopback (DX_APISERVER_HOST=127.0.0.1), which a separate network namespace would cut off.
+The network, as seed 000 says, is restricted unless the applet asks for it (`access.network`,
+SandboxSpec.network): the sandbox then gets a network namespace of its own with only loopback up,
+so no outgoing connection and no DNS; the API server, the one address it may reach, is relayed into
+it (`_ApiRelay`: a listener on the sandbox's loopback at the API's port, each connection carried to
+the real API by the worker). Where the worker may not create a network namespace (not root), the
+job runs on the host's network and its log says so.
 
 `settings.DXWEB_SANDBOX = "none"` runs jobs directly (same environment handling, own
 session, the same cgroups/rlimits) for machines without bubblewrap: no isolation at all.
 """
+import ctypes
+import dataclasses
+import fcntl
 import functools
 import logging
 import os
@@ -29,6 +36,8 @@ import select
 import shlex
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -74,8 +83,8 @@ class Bind:
 class SandboxSpec:
     """What one job's sandbox looks like and may use.
 
-    `network=False` is recorded but not enforced: a job must reach the API server over the
-    host's loopback, and a private network namespace would need a proxy to allow only that.
+    `network=False`: a private network in which only `api` (host, port) is reachable, relayed
+    (bubblewrap mode only; see the module's docstring).
     """
 
     job_id: str
@@ -87,6 +96,7 @@ class SandboxSpec:
     network: bool = True
     workdir: Path | None = None
     pids_max: int | None = DEFAULT_PIDS_MAX
+    api: tuple | None = None
 
     def layer_dir(self):
         """Return the host directory for the sandbox's own state (the root layer)."""
@@ -143,6 +153,9 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
             log.warning("%s: without isolation %s is not mounted at %s", spec.job_id, bind.source, bind.target)
     cgroup = _JobCgroup.create(spec)
     mechanisms = {"isolation": mode, **cgroup.mechanisms}
+    private_network = mode == "bubblewrap" and not spec.network
+    if private_network and spec.api:
+        spec = _with_api_host(spec)
     # The first process joins the cgroups before anything else runs, so every descendant is inside.
     prelude = cgroup.join_lines()
     fds = []
@@ -166,10 +179,24 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
             cwd = str(home)
             command = [*_shell(prelude + cgroup.rlimits), *cgroup.exec_prefix, *argv]
             mechanisms["kill"] = " + ".join(["process group", *filter(None, [mechanisms.get("kill")])])
-        popen = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
-            start_new_session=True, pass_fds=fds,
-        )
+        def start():
+            return subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
+                start_new_session=True, pass_fds=fds,
+            )
+
+        relay = None
+        if not private_network:
+            popen = start()
+            mechanisms["network"] = "host"
+        else:
+            try:
+                popen, relay = _in_private_network(spec.api, start)
+                mechanisms["network"] = "private" + (f" + API relay to {spec.api[0]}:{spec.api[1]}" if relay else "")
+            except NetworkRefused as err:
+                _warn_once("netns", "jobs run on the host's network: %s", err)
+                popen = start()
+                mechanisms["network"] = f"host (not restricted: {err})"
     except BaseException:
         cgroup.remove()
         raise
@@ -177,14 +204,15 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
         for fd in fds:
             os.close(fd)
     log.info("started %s (pid %s): %s", spec.job_id, popen.pid, ", ".join(f"{k}={v}" for k, v in mechanisms.items()))
-    return SandboxProcess(spec, popen, cgroup, root, mechanisms)
+    return SandboxProcess(spec, popen, cgroup, root, mechanisms, relay)
 
 
 class SandboxProcess:
     """A running sandbox: its pipes, its exit status, and the means to kill its whole tree."""
 
-    def __init__(self, spec, popen, cgroup, root, mechanisms):
+    def __init__(self, spec, popen, cgroup, root, mechanisms, relay=None):
         self.spec = spec
+        self._relay = relay
         self.pid = popen.pid
         self.stdout = popen.stdout
         self.stderr = popen.stderr
@@ -280,6 +308,8 @@ class SandboxProcess:
         if nsenter is None or setpriv is None:
             raise SandboxError("entering a sandbox needs nsenter and setpriv (Debian package util-linux)")
         enter = [nsenter, "--target", str(inner), "--mount", "--uts", "--ipc", "--pid", "--root", f"--wdns={HOME}"]
+        if self.mechanisms.get("network", "").startswith("private"):
+            enter.insert(3, "--net")  # the job's own network, where the API is relayed
         drop = [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"]
         return [*_shell(lines), *self._cgroup.exec_prefix, *enter, *drop, *argv], "/"
 
@@ -324,6 +354,135 @@ class SandboxProcess:
         code = self._popen.returncode
         self._returncode = 128 - code if code < 0 else code
         self._cgroup.remove()
+        if self._relay is not None:
+            self._relay.close()
+
+
+# --- the network ---------------------------------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+RELAY_BUFFER = 256 * 1024
+
+
+class NetworkRefused(SandboxError):
+    """The worker may not make a network namespace (it is not root)."""
+
+
+def _in_private_network(api, start):
+    """Call start() (it starts the sandbox's first process) in a thread of its own that first moves
+    into a new network namespace, with loopback up and, when `api` is given, a listener on
+    127.0.0.1 at the API's port. The process inherits the thread's namespace; the worker's other
+    threads keep the host's. Return (start's result, the _ApiRelay or None)."""
+    outcome = {}
+
+    def body():
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(CLONE_NEWNET) != 0:
+                errno = ctypes.get_errno()
+                raise NetworkRefused(f"unshare(CLONE_NEWNET) failed: {os.strerror(errno)}")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                request = struct.pack("16sH14x", b"lo", 0)
+                flags = struct.unpack("16sH14x", fcntl.ioctl(probe, SIOCGIFFLAGS, request))[1]
+                fcntl.ioctl(probe, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+            if api:
+                listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind(("127.0.0.1", int(api[1])))
+                listener.listen(64)
+                outcome["listener"] = listener
+            outcome["value"] = start()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=body, name="sandbox-netns")
+    thread.start()
+    thread.join()
+    listener = outcome.get("listener")
+    if "error" in outcome:
+        if listener is not None:
+            listener.close()
+        raise outcome["error"]
+    # Made here, not in that thread: a thread starts in its creator's network namespace, and the
+    # relay's threads must reach the API from the worker's.
+    return outcome["value"], _ApiRelay(listener, (api[0], int(api[1]))) if listener is not None else None
+
+
+def _with_api_host(spec):
+    """The spec, plus an /etc/hosts that sends the API's host name to the sandbox's loopback (where
+    the relay listens), so that TLS to that name still checks out; DNS is cut off."""
+    host = spec.api[0]
+    hosts = spec.layer_dir() / "etc-hosts"
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    names = " ".join(dict.fromkeys(["localhost", host] if not _is_address(host) else ["localhost"]))
+    hosts.write_text(f"127.0.0.1\t{names}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    return dataclasses.replace(spec, binds=[*spec.binds, Bind(hosts, "/etc/hosts")])
+
+
+def _is_address(host):
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return True
+    except OSError:
+        return False
+
+
+class _ApiRelay:
+    """Carry each connection made to the listener (on the sandbox's loopback) to the API server,
+    from the worker's own network: the one way out of a restricted job's network."""
+
+    def __init__(self, listener, target):
+        self.listener = listener
+        self.target = target
+        threading.Thread(target=self._accept, name="api-relay", daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                inside, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._carry, args=(inside,), name="api-relay-conn", daemon=True).start()
+
+    def _carry(self, inside):
+        try:
+            outside = socket.create_connection(self.target, timeout=30)
+        except OSError as err:
+            log.warning("API relay: cannot reach %s:%s: %s", *self.target, err)
+            inside.close()
+            return
+        outside.settimeout(None)
+        for sock in (inside, outside):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        back = threading.Thread(target=_copy, args=(outside, inside), name="api-relay-back", daemon=True)
+        back.start()
+        _copy(inside, outside)
+        back.join()
+        inside.close()
+        outside.close()
+
+    def close(self):
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (Linux)
+        except OSError:
+            pass
+        self.listener.close()
+
+
+def _copy(source, target):
+    buffer = bytearray(RELAY_BUFFER)
+    view = memoryview(buffer)
+    try:
+        while count := source.recv_into(buffer):
+            target.sendall(view[:count])
+    except OSError:
+        pass
+    finally:
+        try:
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
 
 # --- cgroups -------------------------------------------------------------------------------

@@ -240,6 +240,104 @@ def test_the_job_sees_only_its_own_processes(bubblewrap, data_dir):
     assert 0 < len(commands) <= 4 and not any("pytest" in c for c in commands)
 
 
+class Listener:
+    """A TCP server on the host's loopback that answers every connection's first message with `reply`."""
+
+    def __init__(self, reply):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.reply = reply
+        self.heard = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                self.heard.append(conn.recv(100))
+                conn.sendall(self.reply)
+
+    def close(self):
+        self.server.close()
+
+
+# From inside: "reached <reply>" or the error, for each port; then whether a name outside resolves.
+PROBE = """
+import socket, sys
+for port in sys.argv[1:]:
+    try:
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as c:
+            c.sendall(b"hello"); print("reached", c.recv(100).decode())
+    except OSError as err:
+        print(type(err).__name__)
+try:
+    socket.getaddrinfo("pypi.org", 443); print("resolved")
+except OSError:
+    print("no DNS")
+"""
+
+
+@pytest.fixture
+def api_and_other():
+    api, other = Listener(b"api"), Listener(b"other")
+    yield api, other
+    api.close()
+    other.close()
+
+
+def test_without_network_access_the_job_reaches_the_api_and_nothing_else(bubblewrap, data_dir, api_and_other):
+    api, other = api_and_other
+    spec = make_spec("job-nonet", network=False, api=("127.0.0.1", api.port))
+    code, out, err = run(spec, f"{PYTHON} -c '{PROBE}' {api.port} {other.port}")
+    assert code == 0, err
+    assert out.split("\n")[:3] == ["reached api", "ConnectionRefusedError", "no DNS"], out
+    assert api.heard == [b"hello"] and other.heard == []  # the API heard the job, through the relay
+
+
+def test_with_network_access_the_job_reaches_the_hosts_network(bubblewrap, data_dir, api_and_other):
+    api, other = api_and_other
+    spec = make_spec("job-net", network=True, api=("127.0.0.1", api.port))
+    code, out, err = run(spec, f"{PYTHON} -c '{PROBE}' {api.port} {other.port}")
+    assert code == 0, err
+    assert out.split("\n")[:2] == ["reached api", "reached other"], out
+
+
+def test_a_shell_entering_a_restricted_sandbox_has_the_jobs_network(bubblewrap, data_dir, api_and_other):
+    """An SSH session's shell (enter_command) sees what the job sees: the API, relayed, and nothing else."""
+    api, other = api_and_other
+    proc = sandbox.launch(make_spec("job-enter", network=False, api=("127.0.0.1", api.port)), ["sleep", "60"])
+    try:
+        assert eventually(lambda: proc._inner_pid() is not None)  # bwrap has made its namespaces
+        argv, cwd = proc.enter_command([PYTHON, "-c", PROBE, str(api.port), str(other.port)])
+        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        assert result.stdout.split("\n")[:3] == ["reached api", "ConnectionRefusedError", "no DNS"], result
+    finally:
+        proc.kill_tree()
+    assert proc.mechanisms["network"].startswith("private")
+
+
+def test_the_apis_host_name_points_at_the_relay_inside(bubblewrap, data_dir):
+    spec = make_spec("job-hosts", network=False, api=("dxweb.example.internal", 8443))
+    hosts = sandbox._with_api_host(spec)
+    assert hosts.binds[-1].target == "/etc/hosts"
+    assert "127.0.0.1\tlocalhost dxweb.example.internal" in hosts.binds[-1].source.read_text()
+    code, out, err = run(spec, "getent hosts dxweb.example.internal")
+    assert code == 0 and out.split() == ["127.0.0.1", "localhost", "dxweb.example.internal"], (out, err)
+
+
+def test_where_no_network_namespace_can_be_made_the_job_runs_and_says_so(bubblewrap, data_dir, monkeypatch):
+    def refuse(api, start):
+        raise sandbox.NetworkRefused("unshare(CLONE_NEWNET) failed: Operation not permitted")
+
+    monkeypatch.setattr(sandbox, "_in_private_network", refuse)
+    proc = sandbox.launch(make_spec("job-refused", network=False, api=("127.0.0.1", 1)), ["true"])
+    assert proc.wait() == 0
+    assert proc.mechanisms["network"] == "host (not restricted: unshare(CLONE_NEWNET) failed: Operation not permitted)"
+
+
 def test_the_workers_python_and_dxpy_are_usable_inside(bubblewrap, data_dir):
     code, out, err = run(make_spec("job-python"), f"{PYTHON} -c 'import dxpy, sys; print(sys.executable)'")
     assert code == 0, err
