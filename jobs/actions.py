@@ -408,15 +408,20 @@ def _schedule(job):
     if JobDependency.objects.filter(job=job, stage=JobDependency.INPUT).exists():
         transition(job.pk, State.WAITING_ON_INPUT, expected=[State.IDLE])
         advance_inputs(job.pk)
+        # And once more when this job and its dependencies are committed: one that ended meanwhile,
+        # committing before this job, found no dependant to wake (see _wake).
+        transaction.on_commit(lambda: advance_inputs(job.pk))
     else:
         _make_runnable(job.pk, State.IDLE)
 
 
-def _make_runnable(job_id, from_state):
-    if transition(job_id, State.RUNNABLE, expected=[from_state]):
+def _make_runnable(job_id, from_state, **fields):
+    if transition(job_id, State.RUNNABLE, expected=[from_state], **fields):
         from .tasks import run_job
 
         transaction.on_commit(lambda: run_job.delay(job_id))
+        return True
+    return False
 
 
 def advance_inputs(job_id):
@@ -436,9 +441,10 @@ def advance_inputs(job_id):
     except InvalidInput as err:
         fail(job, "InputError", err.message)
         return
-    Job.objects.filter(pk=job.pk).update(input=resolved)
-    _link_inputs_after_resolution(job, resolved)
-    _make_runnable(job.pk, State.WAITING_ON_INPUT)
+    # Several jobs ending at once may each find everything done: the swap lets one of them go on.
+    with transaction.atomic():
+        if _make_runnable(job.pk, State.WAITING_ON_INPUT, input=resolved):
+            _link_inputs_after_resolution(job, resolved)  # before the run task is sent (on commit)
 
 
 def _link_inputs_after_resolution(job, resolved):
@@ -519,8 +525,7 @@ def complete_outputs(job_id):
     except InvalidInput as err:
         fail(job, "AppError", err.message)
         return
-    Job.objects.filter(pk=job_id).update(output=output)
-    transition(job_id, State.DONE, expected=[State.WAITING_ON_OUTPUT])
+    transition(job_id, State.DONE, expected=[State.WAITING_ON_OUTPUT], output=output)
 
 
 def _on_final(job_id):
@@ -528,13 +533,8 @@ def _on_final(job_id):
     job = Job.objects.select_related("project").get(pk=job_id)
     if job.token_id:
         ApiToken.objects.filter(pk=job.token_id).delete()
-    for dep in JobDependency.objects.filter(on=job).select_related("job"):
-        if dep.stage == JobDependency.INPUT:
-            advance_inputs(dep.job_id)
-        else:
-            complete_outputs(dep.job_id)
-    if job.parent_id:
-        complete_outputs(job.parent_id)
+    parent_id = job.parent_id
+    transaction.on_commit(lambda: _wake(job_id, parent_id))
     if job.origin_id == job.id and job.state == State.DONE:
         _publish_outputs(job)
     if job.parent_id is None:  # what a user launched (not the subjobs it made): tell them it ended
@@ -544,6 +544,24 @@ def _on_final(job_id):
     if job.workspace_id and origin.is_final and not origin.delay_workspace_destruction:
         workspace_id = job.workspace_id
         transaction.on_commit(lambda: _destroy_workspace_when_idle(workspace_id))
+
+
+def _wake(job_id, parent_id):
+    """Once a job's final state is committed, what waits on it looks again: jobs waiting on its output
+    as input or as output, and its parent.
+
+    After the commit, not inside the transaction: with PostgreSQL (read committed), two jobs ending
+    at once would each see the other unfinished, and a dependant would wait for ever. After it, at
+    least the later of the two sees both done. Dependants are read then too: a job made meanwhile
+    either is seen here or, once committed, finds this job done itself (_schedule).
+    """
+    for dependant, stage in JobDependency.objects.filter(on_id=job_id).values_list("job_id", "stage"):
+        if stage == JobDependency.INPUT:
+            advance_inputs(dependant)
+        else:
+            complete_outputs(dependant)
+    if parent_id:
+        complete_outputs(parent_id)
 
 
 def _publish_outputs(job):

@@ -2,9 +2,10 @@
 import threading
 
 import pytest
+from django.db import connection
 
 from jobs.actions import TransitionError, transition
-from jobs.models import FINAL_STATES, TRANSITIONS, Job, State
+from jobs.models import FINAL_STATES, TRANSITIONS, Job, JobDependency, State
 from projects import actions as project_actions
 
 
@@ -86,3 +87,50 @@ def test_only_one_of_two_racing_claims_wins(alice):
         t.join()
     assert sorted(results) == [False, True]
     assert job.transitions.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_jobs_ending_at_once_wake_the_job_waiting_on_both(alice, monkeypatch):
+    """Each job ends in a transaction of its own; under read committed, neither sees the other done until
+    both have committed. The job waiting on both must run all the same (it used to wait for ever: the
+    gather of a 100-way scatter on PostgreSQL)."""
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite runs one write transaction at a time: two endings cannot overlap there")
+    from jobs import actions, tasks
+
+    project = project_actions.create_container(alice.user, "race")
+
+    def new_job(letter, state, **fields):
+        return Job.objects.create(id="job-" + letter * 24, name=letter, executable="applet-" + "d" * 24,
+                                  project=project, launched_by=alice.user, state=state, **fields)
+
+    ends = [new_job("e", State.RUNNING), new_job("f", State.RUNNING)]
+    gather = new_job("g", State.WAITING_ON_INPUT, input={
+        name: {"$dnanexus_link": {"job": job.pk, "field": "v"}} for name, job in zip("xy", ends)})
+    for job in ends:
+        JobDependency.objects.create(job=gather, on=job, stage=JobDependency.INPUT)
+    sent = []
+    monkeypatch.setattr(tasks.run_job, "delay", lambda job_id: sent.append(job_id))
+    both_written = threading.Barrier(2)
+    on_final = actions._on_final
+
+    def on_final_then_wait(job_id):  # inside the ending's transaction, its final state written
+        on_final(job_id)
+        both_written.wait(timeout=30)
+
+    monkeypatch.setattr(actions, "_on_final", on_final_then_wait)
+
+    def end(job, value):
+        try:
+            assert transition(job.pk, State.DONE, expected=[State.RUNNING], output={"v": value})
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=end, args=(job, n)) for n, job in enumerate(ends, start=1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gather.refresh_from_db()
+    assert gather.state == State.RUNNABLE and gather.input == {"x": 1, "y": 2}
+    assert sent == [gather.pk]  # sent to a worker once
