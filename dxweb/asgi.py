@@ -5,7 +5,7 @@ import re
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dxweb.settings")
-django_asgi_app = get_asgi_application()
+get_asgi_application()  # django.setup(); the handlers are made below
 
 import asyncio  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
@@ -22,17 +22,13 @@ API_PATH = re.compile(r"^/(?:(?:system|[a-z]+(?:-[^/]+)?)/[A-Za-z_]+|bench/json)
 TRANSFER_PATH = re.compile(r"^/(?:transfer|bench/blob)/")
 
 
-class TokenAPIHandler(ASGIHandler):
-    """Django without the page middleware, for callers that authenticate by token or signed URL.
+class PooledThreads:
+    """Run each request's sync code (middleware, view) on one of a fixed pool of long-lived threads.
 
-    Sessions, CSRF, messages and static files mean nothing to the API, and each sync-only
-    middleware costs a thread hop per request (bench/api.py measures the difference).
-
-    With `threads`, requests run on a fixed pool of long-lived threads instead of a new thread
-    per request (Django's default): each keeps its database connection between requests
-    (CONN_MAX_AGE) rather than opening one per call, and a burst waits for a free thread
-    instead of starting hundreds. Transfers keep Django's default: a long part upload must
-    not hold one of the few API threads.
+    Django's default is a new thread per request, which opens a new database connection per request
+    (on PostgreSQL a new server process: milliseconds of CPU on both sides). A pooled thread keeps
+    its connection between requests (CONN_MAX_AGE), and a burst waits for a free thread instead of
+    starting hundreds. `threads=0`: Django's default.
     """
 
     def __init__(self, threads=0):
@@ -40,20 +36,13 @@ class TokenAPIHandler(ASGIHandler):
         self.threads = threads
         self._free = None
 
-    def load_middleware(self, is_async=False):
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        get_response = self._get_response_async if is_async else self._get_response
-        self._middleware_chain = convert_exception_to_response(get_response)
-
     async def __call__(self, scope, receive, send):
         if not self.threads:
             return await super().__call__(scope, receive, send)
         if self._free is None:
             self._free = asyncio.Queue()
             for n in range(self.threads):
-                self._free.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"api-{n}"))
+                self._free.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-{n}"))
         executor = await self._free.get()
         try:
             # Every thread-sensitive call of this request (signals, the view) runs on that one thread.
@@ -63,8 +52,33 @@ class TokenAPIHandler(ASGIHandler):
             self._free.put_nowait(executor)
 
 
+class PageHandler(PooledThreads, ASGIHandler):
+    """Django as configured (every middleware), for the pages."""
+
+    name = "page"
+
+
+class TokenAPIHandler(PooledThreads, ASGIHandler):
+    """Django without the page middleware, for callers that authenticate by token or signed URL.
+
+    Sessions, CSRF, messages and static files mean nothing to the API, and each sync-only
+    middleware costs a thread hop per request (bench/api.py measures the difference). Transfers
+    keep Django's thread per request: a long part upload must not hold one of the few API threads.
+    """
+
+    name = "api"
+
+    def load_middleware(self, is_async=False):
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        get_response = self._get_response_async if is_async else self._get_response
+        self._middleware_chain = convert_exception_to_response(get_response)
+
+
 api_asgi_app = TokenAPIHandler(threads=settings.DXWEB_API_THREADS)
 transfer_asgi_app = TokenAPIHandler()
+page_asgi_app = PageHandler(threads=settings.DXWEB_PAGE_THREADS)
 
 
 async def http_application(scope, receive, send):
@@ -74,7 +88,7 @@ async def http_application(scope, receive, send):
     elif TRANSFER_PATH.match(path):
         app = transfer_asgi_app
     else:
-        app = django_asgi_app
+        app = page_asgi_app
     await app(scope, receive, send)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -92,12 +92,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file too (not Django's shared in-memory database), so that
     # concurrent writers behave as they do in production; one per test process.
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"dxweb-test-{os.getpid()}.sqlite3")}
-# Connections are kept between requests: the API's pooled threads (DXWEB_API_THREADS) reuse
-# theirs; a page's per-request thread drops its own when the thread ends.
+# Connections are kept between requests: the API's and the pages' pooled threads
+# (DXWEB_API_THREADS, DXWEB_PAGE_THREADS, dxweb/asgi.py) reuse theirs.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DXWEB_DB_CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# How many long-lived threads serve API calls in each web process.
+# How many long-lived threads serve API calls, and pages, in each web process.
 DXWEB_API_THREADS = env.int("DXWEB_API_THREADS", default=8)
+DXWEB_PAGE_THREADS = env.int("DXWEB_PAGE_THREADS", default=8)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "projects.User"
