@@ -78,22 +78,26 @@ def test_a_job_reference_input_waits_on_input(alice, project, applet):
     assert JobDependency.objects.filter(on_id=first).count() == 3
 
 
-def test_a_waiting_job_runs_with_the_resolved_value_once_its_reference_is_done(alice, project, applet):
+def test_a_waiting_job_runs_with_the_resolved_value_once_its_reference_is_done(
+    alice, project, applet, django_capture_on_commit_callbacks
+):
     first = run(alice, applet, project)[1]["id"]
     second = run(alice, applet, project, input={"n": {"$dnanexus_link": {"job": first, "field": "total"}}})[1]["id"]
     actions.claim(first, "test-worker")
-    actions.finish(first, {"total": 42})
+    with django_capture_on_commit_callbacks(execute=True):  # what waits on a job looks again once it commits
+        actions.finish(first, {"total": 42})
     assert alice.ok(f"/{first}/describe")["state"] == "done"
     job = alice.ok(f"/{second}/describe")
     assert job["state"] == "runnable" and job["input"] == {"n": 42}
     assert job["originalInput"] == {"n": {"$dnanexus_link": {"job": first, "field": "total"}}}
 
 
-def test_a_reference_to_a_failed_job_fails_the_waiting_job(alice, project, applet):
+def test_a_reference_to_a_failed_job_fails_the_waiting_job(alice, project, applet, django_capture_on_commit_callbacks):
     first = run(alice, applet, project)[1]["id"]
     second = run(alice, applet, project, dependsOn=[first])[1]["id"]
     actions.claim(first, "test-worker")
-    actions.fail(Job.objects.get(pk=first), "AppError", "bad")
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.fail(Job.objects.get(pk=first), "AppError", "bad")
     job = alice.ok(f"/{second}/describe")
     assert job["state"] == "failed" and job["failureReason"] == "DependencyFailed"
 
@@ -113,7 +117,9 @@ def test_job_new_needs_a_job_token(alice):
     assert status == 403 and "job's token" in data["error"]["message"]
 
 
-def test_a_subjob_inherits_from_its_parent_and_holds_it_in_waiting_on_output(alice, project, applet):
+def test_a_subjob_inherits_from_its_parent_and_holds_it_in_waiting_on_output(
+    alice, project, applet, django_capture_on_commit_callbacks
+):
     parent = run(alice, applet, project)[1]["id"]
     job, _token = actions.claim(parent, "test-worker")
     principal = Principal(user=alice.user, job_id=parent, scopes={job.workspace_id: 3, project: 1})
@@ -124,7 +130,8 @@ def test_a_subjob_inherits_from_its_parent_and_holds_it_in_waiting_on_output(ali
     actions.finish(parent, {"total": {"$dnanexus_link": {"job": child.id, "field": "n"}}})
     assert Job.objects.get(pk=parent).state == State.WAITING_ON_OUTPUT
     actions.claim(child.id, "test-worker")
-    actions.finish(child.id, {"n": 7})
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.finish(child.id, {"n": 7})
     parent_job = alice.ok(f"/{parent}/describe")
     assert parent_job["state"] == "done" and parent_job["output"] == {"total": 7}
 
