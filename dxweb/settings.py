@@ -168,6 +168,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fix-up closes every database connection before and after each task unless this
+# is set: on PostgreSQL, a new server process per job. Tasks keep them instead (closed every this
+# many tasks); the job runner applies CONN_MAX_AGE and the health checks itself
+# (close_old_connections at its start and end), as a request would.
+CELERY_DB_REUSE_MAX = env.int("DXWEB_WORKER_DB_REUSE_MAX", default=1000)
 CELERY_BEAT_SCHEDULE = {
     "reap-jobs": {"task": "jobs.reap", "schedule": env.float("DXWEB_REAP_SECONDS", default=10.0)},
 }

@@ -170,6 +170,27 @@ def launch(alice, project, applet):
     return alice.ok(f"/{applet}/run", {"project": project})["id"]
 
 
+def test_a_worker_keeps_its_database_connection_from_task_to_task(transactional_db):
+    """Celery's Django fix-up, as the worker runs it around every task, leaves the connection open:
+    without CELERY_DB_REUSE_MAX it closes it, and on PostgreSQL each job would start a server process."""
+    from celery.fixups.django import DjangoWorkerFixup
+    from django.db import connection
+
+    from dxweb.celery import app
+    from jobs.tasks import run_job
+
+    fixup = DjangoWorkerFixup(app)
+    assert fixup.db_reuse_max and fixup.db_reuse_max >= 100
+    Job.objects.exists()
+    opened = connection.connection
+    assert opened is not None
+    for _ in range(20):
+        fixup.on_task_prerun(sender=run_job)
+        Job.objects.exists()
+        fixup.on_task_postrun(sender=run_job)
+    assert connection.connection is opened
+
+
 def test_a_claim_that_lost_its_lease_cannot_record_a_result(alice, project, nap, settings):
     settings.DXWEB_MAX_TRIES = 2
     job_id = launch(alice, project, nap)
