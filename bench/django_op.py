@@ -10,7 +10,10 @@ command per line on stdin and answers one JSON line on stdout:
 - {"op": "celery_burst", "n": N}: N tasks sent back to back, then wait for all N;
   returns the send times and the start times (epoch seconds).
 - {"op": "sandbox_true", "n": N}: N times `jobs.sandbox.launch(spec, ["true"]).wait()`
-  with a job-like spec (the instance type's limits, binds like the runner's), wall seconds.
+  with a job-like spec (the instance type's limits, binds like the runner's, a network
+  namespace with the API relayed as for a job without `access.network`), wall seconds.
+- {"op": "sandbox_burst", "n": N}: N such sandboxes back to back, as many at once as the
+  worker's concurrency; the wall seconds (the throughput ceiling of the sandbox alone).
 """
 import json
 import os
@@ -19,8 +22,10 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,6 +40,9 @@ from django.conf import settings  # noqa: E402
 from bench.tasks import stamp  # noqa: E402
 from dxweb.celery import app  # noqa: E402,F401  (configures the broker from the settings)
 from jobs import sandbox  # noqa: E402
+
+# As many sandboxes at once as `manage.py serve`'s worker runs jobs.
+WORKER_CONCURRENCY = int(os.environ.get("DXWEB_WORKER_CONCURRENCY", "2"))
 
 SOCK = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 SOCK.bind(("127.0.0.1", 0))
@@ -77,6 +85,31 @@ def celery_burst(n):
     return {"sends": sends, "starts": starts}
 
 
+def _true_spec(base, i, limits):
+    """A job-like sandbox for `true`: the instance type's limits, binds like the runner's, and, as for
+    a job whose applet asks for no network, a network namespace of its own with the API relayed."""
+    work = base / f"bench-true-{i}"
+    home, meta, logs = work / "home", work / "meta", work / "log"
+    for path in (home, meta, logs):
+        path.mkdir(parents=True)
+    api = urlparse(settings.DXWEB_API_URL)
+    return sandbox.SandboxSpec(
+        job_id=f"bench-true-{i}", home=home, env={"HOME": "/home/dnanexus", "PATH": "/usr/bin:/bin"},
+        binds=[sandbox.Bind(meta, "/opt/dnanexus/job", writable=True),
+               sandbox.Bind(logs, "/opt/dnanexus/log", writable=True)],
+        cpus=limits["cpus"], memory_mb=limits["memory_mb"], workdir=work,
+        network=False, api=(api.hostname, api.port or 80),
+    )
+
+
+def _run_true(spec):
+    proc = sandbox.launch(spec, ["true"])
+    code = proc.wait()
+    if code != 0:
+        raise RuntimeError(f"sandboxed true exited {code}: {proc.stderr.read()[:500]!r}")
+    shutil.rmtree(spec.workdir, ignore_errors=True)
+
+
 def sandbox_true(n):
     base = Path(tempfile.mkdtemp(prefix="bench-sandbox-", dir=settings.DATA_DIR))
     limits = sandbox.instance_limits()
@@ -84,29 +117,52 @@ def sandbox_true(n):
     try:
         for i in range(n):
             time.sleep(random.uniform(0, 0.05))
-            work = base / f"bench-true-{i}"
-            home, meta, logs = work / "home", work / "meta", work / "log"
-            for path in (home, meta, logs):
-                path.mkdir(parents=True)
-            spec = sandbox.SandboxSpec(
-                job_id=f"bench-true-{i}", home=home, env={"HOME": "/home/dnanexus", "PATH": "/usr/bin:/bin"},
-                binds=[sandbox.Bind(meta, "/opt/dnanexus/job", writable=True),
-                       sandbox.Bind(logs, "/opt/dnanexus/log", writable=True)],
-                cpus=limits["cpus"], memory_mb=limits["memory_mb"], workdir=work,
-            )
+            spec = _true_spec(base, i, limits)
             t0 = time.perf_counter()
-            proc = sandbox.launch(spec, ["true"])
-            code = proc.wait()
+            _run_true(spec)
             out.append(time.perf_counter() - t0)
-            if code != 0:
-                raise RuntimeError(f"sandboxed true exited {code}: {proc.stderr.read()[:500]!r}")
-            shutil.rmtree(work, ignore_errors=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return out
 
 
-OPS = {"celery_rt": celery_rt, "celery_burst": celery_burst, "sandbox_true": sandbox_true}
+def sandbox_burst(n):
+    """N sandboxed `true` back to back, as many at once as the worker runs jobs (its Celery
+    concurrency); returns the wall seconds from the first start to the last end. This is what
+    any job system using this sandbox could do on this machine with no bookkeeping at all."""
+    base = Path(tempfile.mkdtemp(prefix="bench-sandbox-", dir=settings.DATA_DIR))
+    limits = sandbox.instance_limits()
+    pending = iter(range(n))
+    lock = threading.Lock()
+    errors = []
+
+    def lane():
+        while not errors:
+            with lock:
+                i = next(pending, None)
+            if i is None:
+                return
+            try:
+                _run_true(_true_spec(base, i, limits))
+            except Exception as exc:  # reported below, after every lane stops
+                errors.append(exc)
+
+    lanes = [threading.Thread(target=lane) for _ in range(WORKER_CONCURRENCY)]
+    t0 = time.time()
+    try:
+        for thread in lanes:
+            thread.start()
+        for thread in lanes:
+            thread.join()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    if errors:
+        raise errors[0]
+    return {"wall_s": time.time() - t0, "lanes": len(lanes)}
+
+
+OPS = {"celery_rt": celery_rt, "celery_burst": celery_burst, "sandbox_true": sandbox_true,
+       "sandbox_burst": sandbox_burst}
 
 
 def main():

@@ -23,7 +23,6 @@ import http.cookiejar
 import json
 import logging
 import os
-import re
 import secrets
 import subprocess
 import tempfile
