@@ -58,7 +58,9 @@ def transition(job_id, new_state, expected=None, only_if=None, **fields):
             updates.setdefault("started_running", now)
         if new_state in FINAL_STATES and started is not None:
             updates.setdefault("stopped_running", now)
-        with transaction.atomic():
+        # No savepoint inside a caller's transaction (two round trips): an error here ends that
+        # whole transaction anyway, as nothing catches it to go on.
+        with transaction.atomic(savepoint=False):
             if Job.objects.filter(pk=job_id, state=current, **only_if).update(**updates) == 1:
                 JobTransition.objects.create(job_id=job_id, old_state=current, new_state=new_state, set_at=now)
                 # Job lists and job pages re-read states when told; they also poll, for other processes.
@@ -540,7 +542,7 @@ def _on_final(job_id):
     if job.parent_id is None:  # what a user launched (not the subjobs it made): tell them it ended
         transaction.on_commit(lambda: notifications.job_ended(job_id))
     # The last job of a tree to end (the origin, or a child terminated after it) removes the workspace.
-    origin = job.origin or job
+    origin = job if job.origin_id in (None, job.pk) else job.origin
     if job.workspace_id and origin.is_final and not origin.delay_workspace_destruction:
         workspace_id = job.workspace_id
         transaction.on_commit(lambda: _destroy_workspace_when_idle(workspace_id))

@@ -17,6 +17,7 @@ caller does not wait. The in-memory layer's queues belong to the event loop of w
 receives, so it is sent to as before (and not at all when nobody in the process listens).
 """
 import asyncio
+import concurrent.futures
 import logging
 import os
 import queue
@@ -277,6 +278,85 @@ def _max_params():
     return min(connection.features.max_query_params or 65535, 65535)  # PostgreSQL's protocol limit
 
 
+class StoreThread:
+    """One long-lived thread per process runs every log writer's statements, on one connection.
+
+    A writer's own thread would open a database connection per job (on PostgreSQL a server
+    process) and close it when the job ends. This thread keeps its connection from job to
+    job: it closes it after an error (the next batch gets a fresh one) and once nothing has
+    been stored for `idle_seconds`. A forked child (Celery's prefork pool) starts its own.
+    """
+
+    def __init__(self, idle_seconds=30.0):
+        self.idle_seconds = idle_seconds
+        self.tasks = queue.SimpleQueue()
+        self.pid = os.getpid()
+        self.thread = threading.Thread(target=self._run, name="log-store", daemon=True)
+        self.thread.start()
+
+    def call(self, fn, *args):
+        """Run fn(*args) on the store thread; return its result or raise its exception."""
+        future = concurrent.futures.Future()
+        self.tasks.put((future, fn, args))
+        return future.result()
+
+    def stop(self):
+        """End the thread once the calls already made are done."""
+        self.tasks.put(None)
+        self.thread.join()
+
+    def _run(self):
+        while True:
+            try:
+                task = self.tasks.get(timeout=self.idle_seconds)
+            except queue.Empty:
+                connection.close()
+                continue
+            if task is None:
+                connection.close()
+                return
+            future, fn, args = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the caller
+                connection.close()
+                future.set_exception(exc)
+
+
+_store = None
+_store_lock = threading.Lock()
+
+
+def store_thread():
+    global _store
+    with _store_lock:
+        if _store is None or _store.pid != os.getpid() or not _store.thread.is_alive():
+            _store = StoreThread()
+        return _store
+
+
+def close_store_connection():
+    """Close the store thread's database connection now (a test database is about to be dropped)."""
+    with _store_lock:
+        store = _store if _store is not None and _store.pid == os.getpid() and _store.thread.is_alive() else None
+    if store is not None:
+        store.call(_close_connection)
+
+
+def _close_connection():
+    connection.close()  # this thread's connection: `connection` is looked up where this runs
+
+
+def _after_fork():
+    global _store, _store_lock
+    _store, _store_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 class LogWriter:
     """Collect lines from several threads and write them to the store in batches."""
 
@@ -298,7 +378,7 @@ class LogWriter:
         self.progress = threading.Condition()
         self.queued = 0
         self.handled = 0
-        self.rows_per_statement = None  # from the connection's parameter limit, in the writer thread
+        self.rows_per_statement = None  # from the connection's parameter limit, on the store thread
         self.thread = threading.Thread(target=self._run, name=f"log-{job_id}", daemon=True)
         self.thread.start()
 
@@ -368,11 +448,10 @@ class LogWriter:
                 items = self._take()
                 if items:
                     try:
-                        dropped = self._store(items)
+                        dropped = store_thread().call(self._store, items)
                     except Exception:  # one batch the store refused must not end the job's logging
                         log.exception("could not store %d log lines of %s", len(items), self.job_id)
                         dropped = len(items)
-                        connection.close()  # the next batch on a fresh connection
                     with self.progress:
                         self.dropped += dropped
                         self.handled += len(items)
@@ -382,12 +461,9 @@ class LogWriter:
         finally:
             with self.progress:
                 self.progress.notify_all()  # a flush() must not wait out its timeout on a dead thread
-            # The connection belongs to this thread, which ends: nothing could reuse it (on PostgreSQL
-            # it would stay an open session until garbage-collected).
-            connection.close()
 
     def _store(self, items):
-        """Store a batch; return how many of its lines were dropped past the cap."""
+        """Store a batch (on the store thread); return how many of its lines were dropped past the cap."""
         rows = []
         dropped = 0
         for timestamp, source, level, msg in items:

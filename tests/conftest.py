@@ -4,6 +4,7 @@ import json
 import pytest
 from django.test import Client
 
+from jobs import logs
 from projects.accounts import create_user
 from projects.models import ApiToken
 
@@ -18,6 +19,14 @@ def blob_dir(settings, tmp_path):
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "blobs"}},
     }
     return tmp_path / "blobs"
+
+
+@pytest.fixture(autouse=True)
+def log_store_connection():
+    """Each test starts without the log store thread's connection (jobs/logs.py keeps it between
+    jobs): it must not outlive a test's database, nor hide a new connection from a test."""
+    yield
+    logs.close_store_connection()
 
 
 class ApiClient:

@@ -5,14 +5,16 @@ one INSERT in autocommit (no transaction held open around Python code: on SQLite
 database's write lock). Notifications to a cross-loop layer (Redis) go through one long-lived event
 loop thread per process, fire and forget.
 
-The writer stores from its own thread (its own connection): the tests must not hold a transaction.
-They watch that connection through `connection_created` and an execute wrapper.
+Writers store from the process's log store thread (its own connection, kept from job to job; closed
+after each test): the tests must not hold a transaction. They watch that connection through
+`connection_created` and an execute wrapper.
 """
 import asyncio
 import os
 import select
 import signal
 import threading
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -179,12 +181,44 @@ def test_a_batch_the_store_refuses_does_not_end_the_jobs_logging(job, spy, caplo
     assert writer.dropped == 1 and "could not store 1 log lines" in caplog.text
 
 
-def test_the_writer_closes_its_connection_when_it_ends(job, spy):
-    writer = LogWriter(job.pk)
-    writer.write("STDOUT", "hello")
-    writer.close()
+def test_writers_share_one_connection_from_job_to_job(job, spy):
+    """On PostgreSQL a new connection is a new server process: a job's writer must not open its own."""
+    for text in ("first job", "second job"):
+        writer = LogWriter(job.pk)
+        writer.write("STDOUT", text)
+        writer.close()
     assert len(spy.connections) == 1
-    assert spy.connections[0].connection is None  # not left open (a PostgreSQL session) until collected
+    assert spy.connections[0].connection is not None  # kept for the next job
+    assert [msg for _, msg in stored(job.pk)] == ["first job", "second job"]
+    logs.close_store_connection()
+    assert spy.connections[0].connection is None
+
+
+def test_the_store_thread_closes_an_idle_connection(job, spy):
+    store = logs.StoreThread(idle_seconds=0.2)
+    assert store.call(LogLine.objects.filter(job_id=job.pk).count) == 0
+    assert len(spy.connections) == 1 and spy.connections[0].connection is not None
+    deadline = time.monotonic() + 30
+    while spy.connections[0].connection is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spy.connections[0].connection is None  # not left open (a PostgreSQL session) while idle
+    store.stop()
+
+
+def test_the_store_thread_hands_errors_to_the_caller_and_reconnects(job, spy):
+    store = logs.StoreThread()
+
+    def fail():
+        LogLine.objects.count()
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        store.call(fail)
+    assert spy.connections[-1].connection is None  # closed after the error
+    assert store.call(LogLine.objects.filter(job_id=job.pk).count) == 0
+    assert spy.connections[-1].connection is not None  # a fresh one for the next call
+    store.stop()
+    assert spy.connections[-1].connection is None and not store.thread.is_alive()
 
 
 # Notifications ------------------------------------------------------------------------------------------
