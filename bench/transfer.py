@@ -17,13 +17,16 @@ The dx figures are wall clock around the whole command, so they include the CLI'
 start-up (Python, dxpy's imports, its argument parser: `dx whoami` is timed as a
 reference). daphne's CPU seconds per transfer are read from /proc, as a
 server-side figure that the client's work does not blur. Every downloaded copy
-is checked by sha256 (outside the timed region). Repetitions rotate which of the
-three goes first. The client's files live in /dev/shm when it has room (see
+is checked by sha256 (outside the timed region). The client's CPU seconds (user + system, of
+the dx or dxpy process, or of this process for the plain transfers) are reported beside the
+server's: on a machine whose cores client and server share, their sum over the cores bounds
+how fast a transfer can be. Repetitions rotate which of the three goes first. The client's files live in /dev/shm when it has room (see
 client_dir). MB = 2**20 bytes.
 """
 import http.client
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -107,6 +110,13 @@ def plain_delete(server, name):
         conn.close()
 
 
+def client_cpu_seconds():
+    """CPU seconds of the client side so far: this process (the plain PUT/GET) and its waited-for
+    children (dx, bench.dxpy_op)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     result = fn(*args, **kwargs)
@@ -178,15 +188,17 @@ def run(quick=False, sizes=None, reps=None, **_):
                 out = work / "out.bin"
                 times = {key: [] for key in UP + DOWN}
                 cpu = {key: 0.0 for key in UP + DOWN}
+                client = {key: 0.0 for key in UP + DOWN}
                 for rep in range(reps):
                     name = f"r{rep}-{size}.bin"
                     ids = {}
                     shift = rep % 3  # rotate which of the three goes first
                     for group in (UP, DOWN):
                         for key in group[shift:] + group[:shift]:
-                            cpu0 = cpu_seconds(daphne)
+                            cpu0, client0 = cpu_seconds(daphne), client_cpu_seconds()
                             times[key].append(measure(key, dx, server, project, src, name, out, ids))
                             cpu[key] += cpu_seconds(daphne) - cpu0
+                            client[key] += client_cpu_seconds() - client0
                             if group is DOWN:
                                 assert sha256_of(out) == digest, f"{key}: sha256 mismatch"
                                 out.unlink()
@@ -197,7 +209,8 @@ def run(quick=False, sizes=None, reps=None, **_):
                 src.unlink()
 
                 # daphne's CPU seconds per transfer (mean over reps: /proc ticks are 10 ms).
-                entry = {"size_mb": size, "times_s": times, "server_cpu_s": {k: v / reps for k, v in cpu.items()}}
+                entry = {"size_mb": size, "times_s": times, "server_cpu_s": {k: v / reps for k, v in cpu.items()},
+                         "client_cpu_s": {k: v / reps for k, v in client.items()}, "cpus": os.cpu_count()}
                 for key, ts in times.items():
                     entry[f"{key}_mbps"] = size / median(ts)
                     entry[f"{key}_mbps_reps"] = [size / t for t in ts]
@@ -235,6 +248,7 @@ def report(results):
                     f"{ratio:.3f}x",
                     f"{e['server_cpu_s'][key]:.2f} / {e['server_cpu_s'][plain]:.2f}",
                     f"{e[f'{key}_cpu_ratio']:.3f}x",
+                    f"{e['client_cpu_s'][key]:.2f} / {e['client_cpu_s'][plain]:.2f}" if "client_cpu_s" in e else "",
                     verdict(ratio, TARGET_RATIO) if key.startswith("dx_") else "(info)",
                 ])
     p = results["params"]
@@ -242,7 +256,7 @@ def report(results):
             f"takes {results['dx_whoami_s']:.2f}s; client files in {results['client_dir'] or 'the temp dir'}; "
             f"target: dx >= {TARGET_RATIO}x of plain PUT/GET")
     columns = ["transfer", "MB/s", "s", "plain MB/s", "plain s", "ratio", "srv CPU s (this/plain)", "CPU ratio",
-               "target"]
+               "client CPU s (this/plain)", "target"]
     return head + "\n" + table(columns, rows)
 
 
