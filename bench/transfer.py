@@ -16,12 +16,12 @@ All go to the same daphne process in the same run:
 The dx figures are wall clock around the whole command, so they include the CLI's
 start-up (Python, dxpy's imports, its argument parser: `dx whoami` is timed as a
 reference). daphne's CPU seconds per transfer are read from /proc, as a
-server-side figure that the client's work does not blur. Every downloaded copy
-is checked by sha256 (outside the timed region). The client's CPU seconds (user + system, of
-the dx or dxpy process, or of this process for the plain transfers) are reported beside the
-server's: on a machine whose cores client and server share, their sum over the cores bounds
-how fast a transfer can be. Repetitions rotate which of the three goes first. The client's files live in /dev/shm when it has room (see
-client_dir). MB = 2**20 bytes.
+server-side figure that the client's work does not blur; the client's (user + system, of
+the dx or dxpy process, or of this process for the plain transfers) beside them: on a
+machine whose cores client and server share, their sum over the cores bounds how fast a
+transfer can be. Every downloaded copy is checked by sha256 (outside the timed region).
+Repetitions rotate which of the three goes first. The client's files live in /dev/shm
+when it has room (see client_dir). MB = 2**20 bytes.
 """
 import http.client
 import json
