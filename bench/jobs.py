@@ -145,8 +145,23 @@ def latency(api, helper, project, applet, jobs_n, rounds):
     return stats, rec
 
 
+def db_counters(server):
+    """PostgreSQL's count of sessions opened and transactions committed in the server's database
+    (pg_stat_database), or None on SQLite."""
+    url = server.env.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return None
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT sessions, xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        return row.fetchone()
+
+
 def throughput(server, helper, project, applet, n, threads=4):
     api = Client(server)
+    counters0 = db_counters(server)
     t_first = time.time()
     ids, lock = [], threading.Lock()
     counts = [n // threads + (1 if i < n % threads else 0) for i in range(threads)]
@@ -180,6 +195,11 @@ def throughput(server, helper, project, applet, n, threads=4):
     jobs = {"n": n, "failed": len(failed), "failure_reasons": reasons[:5], "submit_s": t_submitted - t_first, "wall_s": last_done - t_first,
             "jobs_per_s": n / (last_done - t_first), "submit_per_s": n / (t_submitted - t_first),
             "first_running_after_s": first_running - t_first}
+    counters1 = db_counters(server)
+    if counters0 is not None:
+        # Less this bench's own waiting and describing (a few calls), both are the jobs'.
+        jobs["db_sessions_per_job"] = (counters1[0] - counters0[0]) / n
+        jobs["db_commits_per_job"] = (counters1[1] - counters0[1]) / n
     burst = helper("celery_burst", n)
     c_wall = max(burst["starts"]) - min(burst["sends"])
     celery = {"n": n, "wall_s": c_wall, "tasks_per_s": n / c_wall,
@@ -290,6 +310,9 @@ def report(results):
           "the sandbox's own throughput)")
     print(f"  (jobs: submitting took {t['jobs']['submit_s']:.2f} s = {t['jobs']['submit_per_s']:.1f}/s, "
           f"{t['jobs']['failed']} failed)")
+    if "db_sessions_per_job" in t["jobs"]:
+        print(f"  PostgreSQL per job: {t['jobs']['db_sessions_per_job']:.2f} sessions opened, "
+              f"{t['jobs']['db_commits_per_job']:.1f} transactions committed")
     for reason in t["jobs"].get("failure_reasons", []):
         print(f"  failed: {reason[:300]}")
     if "scatter" in results:
