@@ -185,13 +185,13 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
                 start_new_session=True, pass_fds=fds,
             )
 
-        relay = None
+        relay = release = None
         if not private_network:
             popen = start()
             mechanisms["network"] = "host"
         else:
             try:
-                popen, relay = _in_private_network(spec.api, start)
+                popen, relay, release = _in_private_network(spec.api, start)
                 mechanisms["network"] = "private" + (f" + API relay to {spec.api[0]}:{spec.api[1]}" if relay else "")
             except NetworkRefused as err:
                 _warn_once("netns", "jobs run on the host's network: %s", err)
@@ -204,15 +204,16 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
         for fd in fds:
             os.close(fd)
     log.info("started %s (pid %s): %s", spec.job_id, popen.pid, ", ".join(f"{k}={v}" for k, v in mechanisms.items()))
-    return SandboxProcess(spec, popen, cgroup, root, mechanisms, relay)
+    return SandboxProcess(spec, popen, cgroup, root, mechanisms, relay, release)
 
 
 class SandboxProcess:
     """A running sandbox: its pipes, its exit status, and the means to kill its whole tree."""
 
-    def __init__(self, spec, popen, cgroup, root, mechanisms, relay=None):
+    def __init__(self, spec, popen, cgroup, root, mechanisms, relay=None, release=None):
         self.spec = spec
         self._relay = relay
+        self._release = release  # lets the thread that started it end (see _in_private_network)
         self.pid = popen.pid
         self.stdout = popen.stdout
         self.stderr = popen.stderr
@@ -356,6 +357,8 @@ class SandboxProcess:
         self._cgroup.remove()
         if self._relay is not None:
             self._relay.close()
+        if self._release is not None:
+            self._release()
 
 
 # --- the network ---------------------------------------------------------------------------
@@ -373,8 +376,15 @@ def _in_private_network(api, start):
     """Call start() (it starts the sandbox's first process) in a thread of its own that first moves
     into a new network namespace, with loopback up and, when `api` is given, a listener on
     127.0.0.1 at the API's port. The process inherits the thread's namespace; the worker's other
-    threads keep the host's. Return (start's result, the _ApiRelay or None)."""
+    threads keep the host's. Return (start's result, the _ApiRelay or None, a callable that lets the
+    thread end: call it once the process has ended).
+
+    The thread lives as long as the sandbox: bwrap's --die-with-parent is PR_SET_PDEATHSIG, and the
+    "parent" whose death sends it SIGKILL is the thread that started it, not the worker process. A
+    thread ending right after the start would kill every sandbox whose bwrap set that signal first.
+    """
     outcome = {}
+    started, release = threading.Event(), threading.Event()
 
     def body():
         try:
@@ -395,10 +405,14 @@ def _in_private_network(api, start):
             outcome["value"] = start()
         except BaseException as exc:  # handed to the caller's thread
             outcome["error"] = exc
+        finally:
+            started.set()
+        if "value" in outcome:
+            release.wait()
 
-    thread = threading.Thread(target=body, name="sandbox-netns")
+    thread = threading.Thread(target=body, name="sandbox-netns", daemon=True)
     thread.start()
-    thread.join()
+    started.wait()
     listener = outcome.get("listener")
     if "error" in outcome:
         if listener is not None:
@@ -406,7 +420,8 @@ def _in_private_network(api, start):
         raise outcome["error"]
     # Made here, not in that thread: a thread starts in its creator's network namespace, and the
     # relay's threads must reach the API from the worker's.
-    return outcome["value"], _ApiRelay(listener, (api[0], int(api[1]))) if listener is not None else None
+    relay = _ApiRelay(listener, (api[0], int(api[1]))) if listener is not None else None
+    return outcome["value"], relay, release.set
 
 
 def _with_api_host(spec):

@@ -338,6 +338,28 @@ def test_where_no_network_namespace_can_be_made_the_job_runs_and_says_so(bubblew
     assert proc.mechanisms["network"] == "host (not restricted: unshare(CLONE_NEWNET) failed: Operation not permitted)"
 
 
+def test_a_restricted_sandbox_survives_the_thread_that_made_its_network(bubblewrap, data_dir, monkeypatch):
+    """bwrap --die-with-parent is PR_SET_PDEATHSIG, sent when the *thread* that started it ends. The
+    thread that enters the new network namespace starts the sandbox; here it lingers 0.5 s after the
+    start (as a busy worker's might), long after bwrap has set the signal. Ending then killed the job
+    (exit 137, seen under load in bench jobs); it now lives as long as the sandbox."""
+    real = sandbox._in_private_network
+
+    def slow_thread(api, start):
+        def start_then_linger():
+            popen = start()
+            time.sleep(0.5)
+            return popen
+
+        return real(api, start_then_linger)
+
+    monkeypatch.setattr(sandbox, "_in_private_network", slow_thread)
+    proc = sandbox.launch(make_spec("job-linger", network=False, api=("127.0.0.1", 1)), ["sleep", "1.5"])
+    assert proc.wait(60) == 0, proc.stderr.read()
+    assert proc.mechanisms["network"].startswith("private")
+    assert eventually(lambda: not [t for t in threading.enumerate() if t.name == "sandbox-netns"])
+
+
 def test_the_workers_python_and_dxpy_are_usable_inside(bubblewrap, data_dir):
     code, out, err = run(make_spec("job-python"), f"{PYTHON} -c 'import dxpy, sys; print(sys.executable)'")
     assert code == 0, err
