@@ -14,6 +14,7 @@ from asgiref.sync import ThreadSensitiveContext  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
+from django.db import connections  # noqa: E402
 
 # API calls (/<class-or-id>/<method>, never a trailing slash) and the bare-view baseline of
 # bench/api.py (which must take the same path as what it is compared with).
@@ -35,6 +36,14 @@ class PooledThreads:
         super().__init__()
         self.threads = threads
         self._free = None
+        self.executors = []
+
+    def close_connections(self, timeout=10):
+        """Close every pooled thread's database connection (kept between requests), e.g. before the
+        database is dropped; each thread does so after its current request."""
+        for executor in self.executors:
+            if executor._threads:  # a thread that never ran has no connection (nor a thread yet)
+                executor.submit(close_thread_connections).result(timeout)
 
     async def __call__(self, scope, receive, send):
         if not self.threads:
@@ -42,7 +51,9 @@ class PooledThreads:
         if self._free is None:
             self._free = asyncio.Queue()
             for n in range(self.threads):
-                self._free.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-{n}"))
+                executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-{n}")
+                self.executors.append(executor)
+                self._free.put_nowait(executor)
         executor = await self._free.get()
         try:
             # Every thread-sensitive call of this request (signals, the view) runs on that one thread.
@@ -50,6 +61,11 @@ class PooledThreads:
                 await self.handle(scope, receive, send)
         finally:
             self._free.put_nowait(executor)
+
+
+def close_thread_connections():
+    """Close the calling thread's database connections, whatever their age."""
+    connections.close_all()
 
 
 class PageHandler(PooledThreads, ASGIHandler):

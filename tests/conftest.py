@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.test import Client
 
 from jobs import logs
@@ -22,11 +23,20 @@ def blob_dir(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def log_store_connection():
-    """Each test starts without the log store thread's connection (jobs/logs.py keeps it between
-    jobs): it must not outlive a test's database, nor hide a new connection from a test."""
+def threads_release_their_connections():
+    """Threads that outlive a test keep database connections by design: the log store thread
+    (jobs/logs.py), the pooled request threads (dxweb/asgi.py) and asgiref's thread for sync code
+    called from async code. After each test they close them: a connection must not outlive the
+    test database (PostgreSQL refuses to drop a database in use), nor hide a new one from a test."""
     yield
     logs.close_store_connection()
+    from dxweb import asgi
+
+    for app in (asgi.api_asgi_app, asgi.page_asgi_app):
+        app.close_connections()
+    executor = SyncToAsync.single_thread_executor
+    if getattr(executor, "_threads", None):  # only once it has run something
+        executor.submit(asgi.close_thread_connections).result(10)
 
 
 class ApiClient:

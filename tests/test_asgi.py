@@ -41,3 +41,17 @@ def test_api_calls_run_on_their_own_pool():
     statuses, names = asyncio.run(threads_serving("/system/whoami"))
     assert all(400 <= s < 500 for s in statuses), statuses  # no token
     assert all(name.startswith("api-") for name in names), names
+
+
+def test_the_pooled_threads_close_their_connections_when_asked():
+    """They keep them between requests; before a database is dropped (a test's), they let them go."""
+    from django.db import connection
+
+    from projects.models import Container
+
+    asyncio.run(threads_serving("/login/", times=1))
+    executor = next(e for e in asgi.page_asgi_app.executors if e._threads)
+    executor.submit(Container.objects.exists).result(10)
+    assert executor.submit(lambda: connection.connection is not None).result(10)
+    asgi.page_asgi_app.close_connections()
+    assert executor.submit(lambda: connection.connection is None).result(10)
