@@ -43,7 +43,7 @@ class PooledThreads:
         database is dropped; each thread does so after its current request."""
         for executor in self.executors:
             if executor._threads:  # a thread that never ran has no connection (nor a thread yet)
-                executor.submit(close_thread_connections).result(timeout)
+                executor.submit(connections.close_all).result(timeout)  # the thread's own
 
     async def __call__(self, scope, receive, send):
         if not self.threads:
@@ -61,11 +61,6 @@ class PooledThreads:
                 await self.handle(scope, receive, send)
         finally:
             self._free.put_nowait(executor)
-
-
-def close_thread_connections():
-    """Close the calling thread's database connections, whatever their age."""
-    connections.close_all()
 
 
 class PageHandler(PooledThreads, ASGIHandler):

@@ -28,7 +28,7 @@ from functools import lru_cache
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Q
 
 from projects.models import now_ms
@@ -342,11 +342,7 @@ def close_store_connection():
     with _store_lock:
         store = _store if _store is not None and _store.pid == os.getpid() and _store.thread.is_alive() else None
     if store is not None:
-        store.call(_close_connection)
-
-
-def _close_connection():
-    connection.close()  # this thread's connection: `connection` is looked up where this runs
+        store.call(connections.close_all)  # the store thread's own: looked up where it runs
 
 
 def _after_fork():

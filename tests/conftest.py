@@ -3,6 +3,7 @@ import json
 
 import pytest
 from asgiref.sync import SyncToAsync
+from django.db import connections
 from django.test import Client
 
 from jobs import logs
@@ -36,7 +37,7 @@ def threads_release_their_connections():
         app.close_connections()
     executor = SyncToAsync.single_thread_executor
     if getattr(executor, "_threads", None):  # only once it has run something
-        executor.submit(asgi.close_thread_connections).result(10)
+        executor.submit(connections.close_all).result(10)
 
 
 class ApiClient:
