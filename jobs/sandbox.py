@@ -50,6 +50,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from jobs import seccomp
+
 log = logging.getLogger(__name__)
 
 HOME = "/home/dnanexus"
@@ -60,8 +62,6 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Host files a root process could read that no job needs (the mount covers hide directories).
 SECRET_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ecdsa_key",
                 "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_dsa_key")
-# Host mounts a job never sees (fresh or private in the sandbox), besides the hidden paths.
-PRIVATE_MOUNTS = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/run")
 STALE_CGROUP_SECONDS = 60
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -181,14 +181,15 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
     fds = []
     try:
         if mode == "bubblewrap":
-            root, mount_lines = _prepare_root(spec)
-            mechanisms["root"] = root["mode"]
-            fds.append(_memfd(b"".join(a.encode() + b"\0" for a in _bwrap_options(spec, root))))
-            command = [*_shell(prelude + mount_lines + cgroup.rlimits), *cgroup.exec_prefix,
-                       bwrap, "--args", str(fds[0]), "--", *argv]
-            if root["mode"] == "overlay":
-                # The overlay is mounted in a private mount namespace: the host never sees it.
-                command = [_which("unshare"), "--mount", "--propagation", "private", *command]
+            root = _prepare_root(spec, bwrap)
+            mechanisms["root"] = f"allowlist, {root['mode']} system"
+            options = _bwrap_options(spec, root)
+            fds.append(_memfd(seccomp.program()))
+            options += ["--seccomp", str(fds[-1])]
+            mechanisms["syscalls"] = "seccomp filter"
+            fds.append(_memfd(b"".join(a.encode() + b"\0" for a in options)))
+            command = [*_shell(prelude + cgroup.rlimits), *cgroup.exec_prefix,
+                       bwrap, "--args", str(fds[-1]), "--", *argv]
             # The sandbox's pid 1 is bwrap: its environment is readable inside, so give it nothing.
             env, cwd = {"PATH": SYSTEM_PATH}, "/"
             mechanisms["kill"] = " + ".join(["pid namespace", *filter(None, [mechanisms.get("kill")])])
@@ -332,15 +333,17 @@ class SandboxProcess:
         if self.mechanisms.get("network", "").startswith("private"):
             enter.insert(3, "--net")  # the job's own network, where the API is relayed
         drop = [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"]
-        return [*_shell(lines), *self._cgroup.exec_prefix, *enter, *drop, *argv], "/"
+        # The job's system call filter too: installed after nsenter, which needs setns.
+        return [*_shell(lines), *self._cgroup.exec_prefix, *enter, *drop, *seccomp.exec_prefix(), *argv], "/"
 
     def _inner_pid(self):
-        """The host pid of the sandbox's first process in its own pid namespace (bwrap's init)."""
+        """The host pid of the sandbox's first process in its own pid namespace (bwrap's init), once
+        the sandbox is built (its root holds the job's home; while bwrap builds it, it does not)."""
         own = os.stat("/proc/self/ns/pid").st_ino
         for pid in sorted(_descendants(self.pid)):
             try:
                 if os.stat(f"/proc/{pid}/ns/pid").st_ino != own:
-                    return pid
+                    return pid if os.path.isdir(f"/proc/{pid}/root{HOME}") else None
             except OSError:
                 continue
         return None
@@ -354,12 +357,12 @@ class SandboxProcess:
                 return source / inside.relative_to(target)
         if self._root["mode"] == "host":
             return inside
-        if self._root["mode"] == "overlay":
-            return self._root["upper"] / inside.relative_to("/")
-        for target, source in self._root.get("writable", {}).items():
-            if _within(inside, Path(target)):
-                return source / inside.relative_to(target)
-        return None
+        for shown in _shown_system_paths():
+            if _within(inside, shown):
+                if shown not in self._root["overlays"]:
+                    return None  # read-only: the job cannot have written it
+                return self._root["overlays"][shown][0] / inside.relative_to(shown)
+        return self._root["root"] / inside.relative_to("/")
 
     def _killpg(self):
         try:
@@ -757,90 +760,140 @@ def _choose_cpus(available, count, job_id):
 
 # --- the root filesystem and bubblewrap's options ------------------------------------------
 
+# The job's root is built from an allowlist, never the host's `/`: the system (`/usr` and the
+# top-level links or directories into it), a minimal `/etc`, the worker's Python, and the job's own
+# directories. Nothing else of the host exists inside (home and work trees, /var/log, /srv, other
+# mounts). See docs/sandbox.md.
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# What of the host's /etc a job sees (read-only): what programs and the C library read, nothing
+# about the host's services, users' secrets or configuration.
+ETC_ALLOWED = (
+    "alternatives", "bash.bashrc", "bindresvport.blacklist", "ca-certificates", "ca-certificates.conf",
+    "debian_version", "environment", "fonts", "gai.conf", "group", "host.conf", "hosts", "inputrc",
+    "issue", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "locale.alias", "localtime", "magic",
+    "magic.mime", "mime.types", "nsswitch.conf", "os-release", "passwd", "profile", "profile.d",
+    "protocols", "python3", "resolv.conf", "rpc", "services", "shells", "skel", "ssl", "terminfo",
+    "timezone", "xattr.conf",
+)
+# Parts of the fresh /proc and of /sys a job has no business reading (masked: an empty directory or
+# /dev/null) or writing (read-only), as container runtimes do.
+PROC_MASKED = ("acpi", "asound", "kcore", "keys", "latency_stats", "sched_debug", "scsi", "timer_list",
+               "timer_stats")
+PROC_READ_ONLY = ("bus", "fs", "irq", "sys", "sysrq-trigger")
+SYS_MASKED = ("firmware", "kernel/debug", "kernel/security", "devices/virtual/powercap")
+
 _overlay_ok = {}
 
 
-def _overlay_works(directory):
-    """Tell whether overlayfs over / can be mounted with its upper layer on `directory`'s filesystem."""
-    device = directory.stat().st_dev
-    if device not in _overlay_ok:
-        ok, unshare, mount = False, _which("unshare"), _which("mount")
-        if unshare and mount:
-            with tempfile.TemporaryDirectory(dir=directory, prefix=".overlay-probe-") as tmp:
-                upper, work, mnt = (Path(tmp) / n for n in ("upper", "work", "mnt"))
-                for d in (upper, work, mnt):
-                    d.mkdir()
-                probe = ".dxweb-overlay-probe"
-                script = f"{_overlay_mount(upper, work, mnt)} && echo ok > {shlex.quote(str(mnt / probe))}"
-                result = subprocess.run([unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", script],
-                                        env={"PATH": SYSTEM_PATH}, capture_output=True, timeout=30)
-                ok = result.returncode == 0 and (upper / probe).exists() and not Path("/", probe).exists()
-                if not ok:
-                    _warn_once("overlay", "overlayfs over / does not work here (%s): jobs get a read-only root "
-                               "with writable /opt and /usr/local", result.stderr.decode(errors="replace").strip())
-        else:
-            _warn_once("overlay", "unshare or mount not found: jobs get a read-only root with writable /opt "
-                       "and /usr/local")
-        _overlay_ok[device] = ok
-    return _overlay_ok[device]
+def _overlay_works(bwrap, directory):
+    """Tell whether `bwrap` can mount an overlay with its upper layer on `directory`'s filesystem.
+
+    Probed once per bwrap and filesystem: bubblewrap before 0.10 has no --overlay, and overlayfs
+    refuses an upper layer on NFS or on another overlay.
+    """
+    key = (bwrap, directory.stat().st_dev)
+    if key not in _overlay_ok:
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".overlay-probe-") as tmp:
+            root, upper, work = (Path(tmp) / n for n in ("root", "upper", "work"))
+            for d in (root, upper, work):
+                d.mkdir()
+            probe = ".dxweb-overlay-probe"
+            command = [bwrap, "--bind", str(root), "/", *_system_links(), "--overlay-src", "/usr", "--overlay",
+                       str(upper), str(work), "/usr", "--", "/usr/bin/touch", f"/usr/{probe}"]
+            try:
+                result = subprocess.run(command, env={"PATH": SYSTEM_PATH}, capture_output=True, timeout=30)
+                detail = result.stderr.decode(errors="replace").strip()
+                ok = result.returncode == 0 and (upper / probe).exists() and not Path("/usr", probe).exists()
+            except (OSError, subprocess.SubprocessError) as err:
+                ok, detail = False, str(err)
+        if not ok:
+            _warn_once(f"overlay-{key}", "overlays do not work here (%s): jobs get a read-only /usr and Python, "
+                       "and a writable / of their own", detail)
+        _overlay_ok[key] = ok
+    return _overlay_ok[key]
 
 
-def _overlay_mount(upper, work, mnt):
-    options = f"lowerdir=/,upperdir={upper},workdir={work}"
-    return f"{shlex.quote(_which('mount'))} -t overlay overlay -o {shlex.quote(options)} {shlex.quote(str(mnt))}"
+def _prepare_root(spec, bwrap):
+    """Make the job's fresh root layer; return its description.
 
-
-def _prepare_root(spec):
-    """Make the job's fresh root layer; return its description and the shell lines that mount it."""
+    `root` (the job's `/`, writable, on disk) and, in overlay mode, one upper and work directory per
+    system directory shown, so that writes to `/usr` or the worker's Python land in the job's layer.
+    """
     layer = spec.layer_dir()
     layer.mkdir(parents=True, exist_ok=True)
-    for name in ("root-upper", "root-work", "root-mnt", "root-opt", "root-usr-local"):
+    for name in ("root", "upper", "work"):
         shutil.rmtree(layer / name, ignore_errors=True)  # each launch starts from a clean root
+    (layer / "root").mkdir()
+    shown = _shown_system_paths()
     usable = not any(c in str(layer) for c in ",:\\")  # characters overlayfs options cannot carry
-    if usable and _overlay_works(layer):
-        upper, work, mnt = layer / "root-upper", layer / "root-work", layer / "root-mnt"
-        for d in (upper, work, mnt):
-            d.mkdir()
-        return {"mode": "overlay", "upper": upper, "mnt": mnt}, [_overlay_mount(upper, work, mnt)]
-    writable = {"/opt": layer / "root-opt"}
-    if not any(_within(p, Path("/usr/local")) for p in _interpreter_paths()):
-        writable["/usr/local"] = layer / "root-usr-local"
-    for d in writable.values():
-        d.mkdir()
-    return {"mode": "read-only", "writable": writable}, []
+    if usable and _overlay_works(bwrap, layer):
+        overlays = {}
+        for index, path in enumerate(shown):
+            upper, work = layer / "upper" / str(index), layer / "work" / str(index)
+            upper.mkdir(parents=True)
+            work.mkdir(parents=True)
+            overlays[path] = (upper, work)
+        return {"mode": "overlay", "root": layer / "root", "overlays": overlays}
+    return {"mode": "read-only", "root": layer / "root", "overlays": {}}
+
+
+def _shown_system_paths():
+    """Host directories shown to jobs as the system: /usr and what of /bin, /lib... is not a link
+    into it, plus the worker's Python wherever it lives (a venv, pyenv), topmost ones only."""
+    paths = [Path("/", name) for name in SYSTEM_DIRS if os.path.isdir(f"/{name}") and not os.path.islink(f"/{name}")]
+    for p in _interpreter_paths():
+        if not any(_within(p, q) for q in paths):
+            paths.append(p)
+    return paths
+
+
+def _system_links():
+    """bubblewrap options that make /bin, /lib64... the links into /usr that they are on the host."""
+    a = []
+    for name in SYSTEM_DIRS:
+        if os.path.islink(f"/{name}"):
+            a += ["--symlink", os.readlink(f"/{name}"), f"/{name}"]
+    return a
 
 
 def _bwrap_options(spec, root):
     """Return bubblewrap's options (passed through --args so they never show in a process list)."""
-    a = []
-    hidden = _hidden_paths()
-    layer = spec.layer_dir().resolve()
-    if not any(_within(layer, h) for h in hidden):
-        hidden.append(layer)  # the job's own layer must not be reachable through the overlay
-    covered = [*hidden, Path("/tmp"), Path("/run")]
-    if root["mode"] == "overlay":
-        a += ["--bind", str(root["mnt"]), "/"]
-        # The overlay shows only the root filesystem: bring other host mounts back, read-only.
-        for mountpoint in _other_mounts(hidden + [spec.layer_dir()]):
-            a += ["--ro-bind", str(mountpoint), str(mountpoint)]
-        a += ["--ro-bind", "/sys", "/sys"]
-    else:
-        a += ["--ro-bind", "/", "/"]
-        for target, source in root["writable"].items():
-            a += ["--bind", str(source), target]
-        covered.append(Path("/home"))
-    a += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
-    a += ["--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve"]  # DNS on systemd-resolved hosts
-    if root["mode"] != "overlay":
-        a += ["--tmpfs", "/home"]
-    for path in hidden:
-        a += ["--tmpfs", str(path)]
-    for path in SECRET_FILES:
-        if os.path.isfile(path):
-            a += ["--ro-bind", "/dev/null", path]
-    for path in _interpreter_paths():
-        if any(_within(path, c) for c in covered):
+    a = ["--bind", str(root["root"]), "/", *_system_links()]
+    shown = _shown_system_paths()
+    for path in shown:
+        if path in root["overlays"]:
+            upper, work = root["overlays"][path]
+            a += ["--overlay-src", str(path), "--overlay", str(upper), str(work), str(path)]
+        else:
             a += ["--ro-bind", str(path), str(path)]
+    a += ["--dir", "/etc"]
+    for name in ETC_ALLOWED:
+        a += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for path in SECRET_FILES:  # in case a shown directory ever holds them
+        if os.path.isfile(path) and any(_within(Path(path), p) for p in shown):
+            a += ["--ro-bind", "/dev/null", path]
+    # A fresh /proc for the job's pid namespace, with the kernel's settings read-only; /sys read-only.
+    a += ["--proc", "/proc"]
+    for name in PROC_READ_ONLY:
+        a += ["--ro-bind-try", f"/proc/{name}", f"/proc/{name}"]
+    for name in PROC_MASKED:
+        if os.path.isdir(f"/proc/{name}"):
+            a += ["--tmpfs", f"/proc/{name}", "--remount-ro", f"/proc/{name}"]
+        elif os.path.exists(f"/proc/{name}"):
+            a += ["--ro-bind", "/dev/null", f"/proc/{name}"]
+    a += ["--ro-bind", "/sys", "/sys"]
+    for name in SYS_MASKED:
+        if os.path.isdir(f"/sys/{name}"):
+            a += ["--tmpfs", f"/sys/{name}", "--remount-ro", f"/sys/{name}"]
+    a += ["--dev", "/dev", "--tmpfs", "/run"]
+    a += ["--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve"]  # DNS on systemd-resolved hosts
+    # /tmp and /var/tmp are the job's own, on disk in its layer (counted against its disk limit).
+    a += ["--perms", "1777", "--dir", "/tmp", "--perms", "1777", "--dir", "/var/tmp", "--dir", "/home", "--dir", "/opt"]
+    # A hidden path the shown directories hold (the data directory inside the venv, say) stays hidden.
+    layer = spec.layer_dir().resolve()
+    for path in [*_hidden_paths(), layer]:
+        if any(_within(path, p) for p in shown):
+            a += ["--tmpfs", str(path)]
     a += ["--bind", str(Path(spec.home).resolve()), HOME]
     for bind in spec.binds:
         a += ["--bind" if bind.writable else "--ro-bind", str(Path(bind.source).resolve()), bind.target]
@@ -852,7 +905,8 @@ def _bwrap_options(spec, root):
 
 
 def _hidden_paths():
-    """Host directories covered with an empty tmpfs: the data, blob and jobs directories, the worker's home."""
+    """Host directories no job may see: the data, blob and jobs directories, the worker's home, and
+    DXWEB_SANDBOX_HIDE. They are outside the job's root anyway unless a shown directory holds them."""
     try:
         worker_home = Path.home()
     except RuntimeError:
@@ -878,30 +932,6 @@ def _interpreter_paths():
         if p != Path("/") and p not in paths:
             paths.append(p)
     return [p for p in paths if not any(q != p and _within(p, q) for q in paths)]
-
-
-def _other_mounts(skip):
-    """Host mount points outside the root filesystem worth showing: topmost ones, not private, not hidden."""
-    # Dropping what lies within `skip` after choosing the topmost gives the same as before: what lies
-    # below a skipped mount point lies within the skipped path too.
-    top = _top_mounts(_read("/proc/self/mountinfo", ""))
-    skip = [Path(p) for p in skip]
-    return [p for p in top if not any(_within(p, s) for s in skip)]
-
-
-@functools.lru_cache(maxsize=8)
-def _top_mounts(mountinfo):
-    """The topmost mount points but / and the private ones, for one state of the mount table (it
-    seldom changes: worked out once, not at every launch)."""
-    points = []
-    for line in mountinfo.splitlines():
-        fields = line.split(" - ")[0].split()
-        if len(fields) >= 5:
-            points.append(Path(_unescape(fields[4])))
-    private = [Path(p) for p in PRIVATE_MOUNTS]
-    candidates = [p for p in points if p != Path("/") and not any(_within(p, s) for s in private)]
-    top = [p for p in candidates if not any(q != p and _within(p, q) for q in candidates)]
-    return tuple(sorted(set(top)))
 
 
 def _job_env(spec):

@@ -1,4 +1,5 @@
 """The job sandbox: what a job can see and change, its limits, its output pipes, and killing its whole tree."""
+import json
 import os
 import secrets
 import shutil
@@ -186,8 +187,8 @@ def test_writes_to_system_directories_land_in_the_jobs_own_layer_not_on_the_host
     proc = sandbox.launch(spec, ["bash", "-c", f"echo x > /usr/bin/{name}; echo y > /etc/{name}; touch /.dx-hold"])
     code = proc.wait()
     assert not Path("/usr/bin", name).exists() and not Path("/etc", name).exists() and not Path("/.dx-hold").exists()
-    if proc.mechanisms["root"] != "overlay":
-        pytest.skip("overlayfs over / is not available here: the root is read-only (see the next test)")
+    if "overlay" not in proc.mechanisms["root"]:
+        pytest.skip("overlays are not available here: the system is read-only (see the next test)")
     assert code == 0
     assert proc.host_path(f"/usr/bin/{name}").read_text() == "x\n"
     assert proc.host_path(f"/etc/{name}").read_text() == "y\n"
@@ -195,13 +196,13 @@ def test_writes_to_system_directories_land_in_the_jobs_own_layer_not_on_the_host
     assert proc.host_path("/home/dnanexus/job_output.json") == spec.home / "job_output.json"
 
 
-def test_without_overlayfs_the_root_is_read_only_and_opt_is_per_job(bubblewrap, data_dir, monkeypatch):
-    monkeypatch.setattr(sandbox, "_overlay_works", lambda directory: False)
+def test_without_overlays_the_system_is_read_only_and_the_rest_of_the_root_per_job(bubblewrap, data_dir, monkeypatch):
+    monkeypatch.setattr(sandbox, "_overlay_works", lambda bwrap, directory: False)
     name = f"dxweb-test-{secrets.token_hex(6)}"
     spec = make_spec("job-readonly")
     proc = sandbox.launch(spec, ["bash", "-c", f"echo x > /usr/bin/{name} || echo refused; echo y > /opt/{name}"])
     out = proc.stdout.read().decode()
-    assert proc.wait() == 0 and proc.mechanisms["root"] == "read-only"
+    assert proc.wait() == 0 and proc.mechanisms["root"] == "allowlist, read-only system"
     assert "refused" in out and not Path("/usr/bin", name).exists()
     assert not Path("/opt", name).exists() and proc.host_path(f"/opt/{name}").read_text() == "y\n"
     assert proc.host_path(f"/usr/bin/{name}") is None
@@ -217,7 +218,7 @@ def test_the_job_cannot_read_the_data_directory_or_another_jobs_directory(bubble
     """)
     assert out.split() == ["0", "0"]
     assert "the database" not in out + err and "the secret key" not in out and "other job" not in out
-    assert err.count("No such file or directory") == 4
+    assert err.count("No such file or directory") == 5  # the data directory does not exist inside at all
 
 
 def test_other_jobs_stay_hidden_when_the_jobs_dir_is_outside_the_data_dir(bubblewrap, data_dir, settings):
@@ -373,6 +374,133 @@ def test_the_interpreter_stays_visible_even_under_the_data_directory(bubblewrap,
     monkeypatch.setattr(sandbox, "_interpreter_paths", lambda: [venv])
     code, out, err = run(make_spec("job-venv"), f"cat {venv}/bin/tool; echo; cat {data_dir}/secret_key")
     assert out.strip() == "the interpreter's file" and "the secret key" not in out
+
+
+# --- what the job may not do to the host (an attacker's view) ------------------------------
+
+# Written back with the value each already has: even if a write got through, the host would not change.
+KERNEL_SETTINGS = ("kernel/printk_ratelimit_burst", "kernel/core_pattern", "kernel/pid_max", "vm/overcommit_memory",
+                   "net/core/somaxconn")
+
+
+def test_the_kernels_settings_are_read_only_inside(bubblewrap, data_dir):
+    script = "".join(
+        f'v=$(cat /proc/sys/{name}); if printf "%s\\n" "$v" > /proc/sys/{name}; then echo "wrote {name}"; '
+        f'else echo "refused {name}"; fi\n' for name in KERNEL_SETTINGS)
+    script += ('echo 0 > /proc/sysrq-trigger && echo "wrote sysrq" || echo "refused sysrq"\n'
+               'for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/fs/cgroup/pids/pids.max; do '
+               '[ -e "$f" ] || continue; v=$(cat "$f" | tr -d "[]"); echo "$v" > "$f" 2>/dev/null '
+               '&& echo "wrote $f" || echo "refused $f"; done\n')
+    before = {name: Path("/proc/sys", name).read_text() for name in KERNEL_SETTINGS}
+    code, out, err = run(make_spec("job-sysctl", network=False), script)
+    assert code == 0, err
+    assert "wrote" not in out, out
+    assert out.count("refused") >= len(KERNEL_SETTINGS) + 1
+    assert {name: Path("/proc/sys", name).read_text() for name in KERNEL_SETTINGS} == before
+    assert "Read-only file system" in err
+
+
+# Each call is made with harmless arguments; only the filter decides: EPERM (or ENOSYS for clone3).
+SYSCALL_PROBE = r"""
+import ctypes, errno, json, os, platform, sys
+from jobs_seccomp_numbers import NUMBERS
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+result = {}
+def call(name, *args):
+    ctypes.set_errno(0)
+    rc = libc.syscall(ctypes.c_long(NUMBERS[name]), *[ctypes.c_long(a) for a in args])
+    return errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno())) if rc == -1 else "ok"
+for name in ("keyctl", "add_key", "request_key", "bpf", "perf_event_open", "init_module", "finit_module",
+             "delete_module", "kexec_load", "setns", "mount", "umount2", "pivot_root", "open_by_handle_at",
+             "name_to_handle_at", "userfaultfd", "io_uring_setup", "fsopen", "open_tree", "swapon", "syslog",
+             "acct", "settimeofday", "clock_settime", "reboot", "quotactl", "clone3"):
+    result[name] = call(name, 0, 0, 0, 0, 0)
+for flag, value in (("NEWUSER", 0x10000000), ("NEWNS", 0x20000), ("NEWNET", 0x40000000), ("NEWPID", 0x20000000),
+                    ("NEWTIME", 0x80)):
+    result["unshare " + flag] = call("unshare", value)
+    result["clone " + flag] = call("clone", value | 17, 0, 0, 0, 0) if flag != "NEWTIME" else "n/a"
+# What ordinary programs do still works: fork (clone without namespaces), threads, unshare of nothing.
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+result["fork"] = os.waitpid(pid, 0)[1] >> 8
+import threading; t = threading.Thread(target=lambda: None); t.start(); t.join(); result["thread"] = "ok"
+result["unshare 0"] = call("unshare", 0)
+print(json.dumps(result))
+"""
+
+
+def test_the_system_call_filter_refuses_what_a_job_has_no_business_calling(bubblewrap, data_dir):
+    from jobs import seccomp
+
+    spec = make_spec("job-syscalls")
+    arch = "x86_64" if seccomp.machine() == "x86_64" else "aarch64"
+    numbers = {name: pair[0 if arch == "x86_64" else 1] for name, pair in seccomp.SYSCALLS.items()}
+    (spec.home / "jobs_seccomp_numbers.py").write_text(f"NUMBERS = {numbers!r}\n")
+    code, out, err = run(spec, f"cd {sandbox.HOME} && {PYTHON} -c '{SYSCALL_PROBE}'")
+    assert code == 0, err
+    result = json.loads(out)
+    expected = {name: "EPERM" for name in result}
+    expected.update({"clone3": "ENOSYS", "clone NEWTIME": "n/a", "fork": 7, "thread": "ok", "unshare 0": "ok"})
+    assert result == expected
+
+
+def test_the_filter_is_a_valid_program_for_both_architectures():
+    from jobs import seccomp
+
+    for arch in ("x86_64", "aarch64"):
+        program = seccomp.program(arch)
+        assert len(program) % 8 == 0 and 40 < len(program) // 8 < 256
+    with pytest.raises(seccomp.Unsupported):
+        seccomp.program("riscv64")
+
+
+def test_a_shell_entered_into_the_sandbox_runs_under_the_same_filter(bubblewrap, data_dir):
+    proc = sandbox.launch(make_spec("job-enter-filter"), ["sleep", "60"])
+    try:
+        assert eventually(lambda: proc._inner_pid() is not None)
+        argv, cwd = proc.enter_command(["sh", "-c", "grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status"])
+        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        assert result.returncode == 0, result.stderr
+        status = dict(line.split(":\t") for line in result.stdout.splitlines())
+        assert status == {"CapEff": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2"}
+    finally:
+        proc.kill_tree()
+
+
+def test_the_root_holds_the_system_and_the_jobs_own_directories_and_nothing_else_of_the_host(bubblewrap, data_dir):
+    secret_dir = Path(tempfile.mkdtemp(prefix="dxweb-host-tree-", dir="/var/tmp"))
+    (secret_dir / "notes.txt").write_text("the host's own file")
+    try:
+        code, out, err = run(make_spec("job-allowlist"), f"""
+            ls -A / | sort | tr '\\n' ' '; echo
+            ls -A /etc | tr '\\n' ' '; echo
+            cat {secret_dir}/notes.txt 2>/dev/null || echo "no host tree"
+            ls /var/log 2>/dev/null || echo "no /var/log"
+            ls -A /root | tr '\\n' ' '; echo
+            test -e /etc/shadow && echo "shadow seen" || echo "no shadow"
+            ls /srv /mnt /media 2>/dev/null | wc -l
+        """)
+        assert code == 0, err
+        lines = out.split("\n")
+        top = set(lines[0].split())
+        allowed = {"bin", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "opt", "proc", "run", "sbin", "sys",
+                   "tmp", "usr", "var"}
+        # Besides those, only the directories leading to the worker's Python (a venv, pyenv) exist.
+        leading = {Path(p).parts[1] for p in sandbox._interpreter_paths()}
+        assert top <= allowed | leading, top - allowed
+        assert set(lines[1].split()) <= set(sandbox.ETC_ALLOWED) | {"hosts"}
+        assert lines[2:4] == ["no host tree", "no /var/log"]
+        root_entries = set(lines[4].split())
+        assert root_entries <= {Path(p).parts[2] for p in sandbox._interpreter_paths() if _under_root(p)}
+        assert lines[5:7] == ["no shadow", "0"]
+    finally:
+        shutil.rmtree(secret_dir)
+
+
+def _under_root(path):
+    return len(Path(path).parts) > 2 and Path(path).parts[1] == "root"
 
 
 # --- limits -------------------------------------------------------------------------------
