@@ -214,6 +214,11 @@ DXWEB_INSTANCE_TYPES = env.json("DXWEB_INSTANCE_TYPES", default={
     "mem1_ssd1_x4": {"cpus": 2, "memory_mb": 2048},
 })
 DXWEB_DEFAULT_INSTANCE_TYPE = env.str("DXWEB_DEFAULT_INSTANCE_TYPE", default="mem1_ssd1_x2")
+# Disk a job may write (its home, /tmp and the rest of its root), for types whose entry names no
+# disk_mb; how often it is measured; and the free space below which a worker stops the job writing.
+DXWEB_DEFAULT_DISK_MB = env.int("DXWEB_DEFAULT_DISK_MB", default=16 * 1024)
+DXWEB_DISK_CHECK_SECONDS = env.float("DXWEB_DISK_CHECK_SECONDS", default=1.0)
+DXWEB_DISK_RESERVE_MB = env.int("DXWEB_DISK_RESERVE_MB", default=1024)
 DXWEB_JOBS_DIR = Path(env.str("DXWEB_JOBS_DIR", default=str(DATA_DIR / "jobs")))
 # pip's cache for execDepends, shared by the jobs on a worker host.
 DXWEB_PIP_CACHE_DIR = Path(env.str("DXWEB_PIP_CACHE_DIR", default=str(DATA_DIR / "pip-cache")))

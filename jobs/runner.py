@@ -250,6 +250,7 @@ def run(job_id, worker):
             binds=binds,
             cpus=limits["cpus"],
             memory_mb=limits["memory_mb"],
+            disk_mb=limits["disk_mb"],
             workdir=workdir,
             network=network,
             api=(env["DX_APISERVER_HOST"], int(env["DX_APISERVER_PORT"])),
@@ -511,6 +512,8 @@ def _conclude(job, proc, outcome, workdir, writer, worker):
         actions.finish(job.id, output, only_if=lease)
         return True
     reason, message = _failure(code, home)
+    if proc is not None and proc.limit_exceeded:
+        message = proc.limit_exceeded  # the platform stopped it: say why rather than "killed by signal 9"
     writer.write("ERROR", f"{reason}: {message}", source="SYSTEM")
     actions.fail(job, reason, message, only_if=lease)
     return True

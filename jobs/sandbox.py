@@ -97,6 +97,7 @@ class SandboxSpec:
     workdir: Path | None = None
     pids_max: int | None = DEFAULT_PIDS_MAX
     api: tuple | None = None
+    disk_mb: int | None = None
 
     def layer_dir(self):
         """Return the host directory for the sandbox's own state (the root layer)."""
@@ -112,13 +113,16 @@ def instance_types():
 
 
 def instance_limits(name=None):
-    """Return {"cpus", "memory_mb"} for an instance type (None: settings.DXWEB_DEFAULT_INSTANCE_TYPE)."""
+    """Return {"cpus", "memory_mb", "disk_mb"} for an instance type (None: the default type).
+
+    A table entry without `disk_mb` gets settings.DXWEB_DEFAULT_DISK_MB."""
     table = instance_types()
     name = name or settings.DXWEB_DEFAULT_INSTANCE_TYPE
     if name not in table:
         raise KeyError(f"Unknown instance type {name!r}; available: {', '.join(sorted(table))}")
     entry = table[name]
-    return {"cpus": int(entry["cpus"]), "memory_mb": int(entry["memory_mb"])}
+    return {"cpus": int(entry["cpus"]), "memory_mb": int(entry["memory_mb"]),
+            "disk_mb": int(entry.get("disk_mb") or settings.DXWEB_DEFAULT_DISK_MB)}
 
 
 def isolation():
@@ -173,6 +177,10 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
             log.warning("%s: without isolation %s is not mounted at %s", spec.job_id, bind.source, bind.target)
     cgroup = _JobCgroup.create(spec)
     mechanisms = {"isolation": mode, **cgroup.mechanisms}
+    if spec.disk_mb:
+        # No single file past the limit (RLIMIT_FSIZE, in 512-byte blocks); the total is DiskWatch's.
+        cgroup.rlimits.append(f"ulimit -f {int(spec.disk_mb) * 2048}")
+        mechanisms["disk"] = "RLIMIT_FSIZE + usage watch"
     private_network = mode == "bubblewrap" and not spec.network
     if private_network and spec.api:
         spec = _with_api_host(spec)
@@ -225,7 +233,10 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
         for fd in fds:
             os.close(fd)
     log.info("started %s (pid %s): %s", spec.job_id, popen.pid, ", ".join(f"{k}={v}" for k, v in mechanisms.items()))
-    return SandboxProcess(spec, popen, cgroup, root, mechanisms, relay, release)
+    proc = SandboxProcess(spec, popen, cgroup, root, mechanisms, relay, release)
+    if spec.disk_mb:
+        DiskWatch(proc, [Path(spec.home)] + ([spec.layer_dir()] if mode == "bubblewrap" else [])).start()
+    return proc
 
 
 class SandboxProcess:
@@ -244,6 +255,9 @@ class SandboxProcess:
         self._root = root
         self._returncode = None
         self._lock = threading.Lock()
+        # Why the platform stopped the job, when a limit it watches was passed (see DiskWatch).
+        self.limit_exceeded = None
+        self.disk_used_mb = None  # the most disk the job was seen using
         # A pidfd turns readable when the leader exits: wait(timeout) sleeps until then, not in steps.
         # Closed with this object only, never while another thread may still be waiting on it.
         self._pidfd = _pidfd_open(popen.pid)
@@ -382,6 +396,75 @@ class SandboxProcess:
             self._relay.close()
         if self._release is not None:
             self._release()
+
+
+# --- disk -----------------------------------------------------------------------------------
+
+
+class DiskWatch(threading.Thread):
+    """Measure what a job has written (its home and its root layer: /, /tmp, /var/tmp, /opt, writes to
+    the system) and kill it once that passes its disk limit, or once the host's filesystem has less
+    free than settings.DXWEB_DISK_RESERVE_MB. The job's `limit_exceeded` says why.
+
+    Between two looks a job can write past its limit by what it writes in DXWEB_DISK_CHECK_SECONDS
+    (a single file cannot: RLIMIT_FSIZE stops it at the limit). A look that takes long (a great
+    many files) makes the next wait longer, so the watch never costs more than a tenth of a core.
+    """
+
+    def __init__(self, proc, paths):
+        super().__init__(name=f"disk-watch-{proc.spec.job_id}", daemon=True)
+        self.proc, self.paths = proc, paths
+        self.limit = int(proc.spec.disk_mb) * 1024 * 1024
+
+    def run(self):
+        interval = float(settings.DXWEB_DISK_CHECK_SECONDS)
+        reserve = int(settings.DXWEB_DISK_RESERVE_MB) * 1024 * 1024
+        while self.proc.wait(timeout=interval) is None:
+            started = time.monotonic()
+            used = disk_usage(self.paths)
+            self.proc.disk_used_mb = max(self.proc.disk_used_mb or 0, used // (1024 * 1024))
+            try:
+                stat = os.statvfs(self.paths[0])
+                free = stat.f_bavail * stat.f_frsize
+            except OSError:
+                free = None
+            why = None
+            if used > self.limit:
+                why = (f"The job wrote {used // (1024 * 1024)} MiB to disk, more than its limit of "
+                       f"{self.limit // (1024 * 1024)} MiB, and was stopped")
+            elif free is not None and free < reserve:
+                why = (f"The worker's disk is nearly full ({free // (1024 * 1024)} MiB free, "
+                       f"{reserve // (1024 * 1024)} MiB kept in reserve): the job, using "
+                       f"{used // (1024 * 1024)} MiB, was stopped")
+            if why is not None:
+                self.proc.limit_exceeded = why
+                log.warning("%s: %s", self.proc.spec.job_id, why)
+                self.proc.kill_tree()
+                return
+            interval = max(float(settings.DXWEB_DISK_CHECK_SECONDS), 10 * (time.monotonic() - started))
+
+
+def disk_usage(paths):
+    """Bytes of disk the files under `paths` take (blocks allocated; each inode once; links not followed)."""
+    seen, total, stack = set(), 0, [os.fspath(p) for p in paths]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if (info.st_dev, info.st_ino) in seen:
+                    continue
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return total
 
 
 # --- the network ---------------------------------------------------------------------------
