@@ -131,13 +131,22 @@ def _check_choice(label, field, value):
             raise InvalidInput(f"{label}: {v!r:.80} is not one of the choices {choices!r:.200}")
 
 
+def normalise_line_endings(text):
+    """CRLF and lone CR become LF. Browsers send a text area's lines with CRLF, and bash takes
+    the CR for part of a word (`main() {` ends in a syntax error)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def check_run_spec(run_spec):
+    """Validate a runSpec, and normalise the line endings of its code in place: the code becomes
+    a file in the job, so it is stored as the job will run it, whether it came from the page or the API."""
     if not isinstance(run_spec, dict):
         raise InvalidInput("runSpec must be a JSON object")
     if run_spec.get("interpreter") not in INTERPRETERS:
         raise InvalidInput(f'runSpec.interpreter must be one of {", ".join(sorted(INTERPRETERS))}')
     if not isinstance(run_spec.get("code"), str):
         raise InvalidInput("runSpec.code must be a string (the applet's script)")
+    run_spec["code"] = normalise_line_endings(run_spec["code"])
     for key in ("distribution", "release", "version"):
         if key in run_spec and not isinstance(run_spec[key], str):
             raise InvalidInput(f"runSpec.{key} must be a string")
@@ -173,7 +182,8 @@ def timeout_seconds(limit, where):
 
 
 def check_applet_specs(body):
-    """Validate the specs of an /applet/new body."""
+    """Validate the specs of an /applet/new body (the API's and the applet form's) and normalise
+    the line endings of its runSpec.code in place."""
     _check_io_spec("inputSpec", body.get("inputSpec", []))
     _check_io_spec("outputSpec", body.get("outputSpec", []), output=True)
     check_run_spec(body.get("runSpec"))

@@ -76,6 +76,56 @@ def test_alice_launches_an_applet_with_a_file_picked_from_the_form(page, live, s
     page.screenshot(path="/tmp/ui-jobs-done.png", full_page=True)
 
 
+def launch_to_the_end(page, live, setup, who):
+    """From an applet's page: Run, fill `who`, Launch, and wait for the job to end; return its describe."""
+    page.click("#run-applet")
+    page.wait_for_selector("#launch-form")
+    page.fill("#id_in_who", who)
+    page.click("#launch")
+    page.wait_for_selector("#log-card")
+    page.wait_for_function("window.logStreamEnded === true", timeout=120_000)
+    job_id = page.get_attribute("#log-card", "data-job")
+    job = live.api(f"/{job_id}/describe", token=setup["token"])
+    assert job["state"] == "done", (job["state"], job.get("failureReason"), job.get("failureMessage"))
+    assert job_state(page) == "done"
+    return job
+
+
+def test_alice_writes_a_bash_applet_in_the_code_box_runs_it_and_runs_a_new_version_of_it(page, live, setup):
+    # The code is typed into the real text area, which the browser submits with CRLF line endings.
+    log_in(page, live, "alice")
+    page.goto(f"{live.url}/projects/{setup['project']}/applets/new/")
+    page.fill("#id_name", "typed")
+    page.select_option("#id_interpreter", "bash")
+    page.fill("#id_input_spec", '[{"name": "who", "class": "string"}]')
+    page.fill("#id_output_spec", '[{"name": "greeting", "class": "string"}]')
+    page.click("#id_code")
+    page.keyboard.type('main() {\n    greeting="hello $who"\n    echo "$greeting"\n'
+                       '    dx-jobutil-add-output greeting "$greeting"\n}\n')
+    page.click("#applet-form button[type=submit]")
+    page.wait_for_selector("#run-applet")
+    first = page.url.rstrip("/").rsplit("/", 1)[1]
+    assert first.startswith("applet-")
+    job = launch_to_the_end(page, live, setup, "browser")
+    assert job["output"] == {"greeting": "hello browser"}
+    assert "hello browser" in stored_log(page, live, job["id"])
+
+    page.goto(f"{live.url}/projects/{setup['project']}/applets/{first}/")
+    page.click("text=Edit (new version)")
+    page.wait_for_selector("#applet-form")
+    page.click("#id_code")
+    page.keyboard.press("Control+a")
+    page.keyboard.type('main() {\n    greeting="goodbye $who"\n    echo "$greeting"\n'
+                       '    dx-jobutil-add-output greeting "$greeting"\n}\n')
+    page.click("#applet-form button[type=submit]")
+    page.wait_for_selector("#run-applet")
+    second = page.url.rstrip("/").rsplit("/", 1)[1]
+    assert second.startswith("applet-") and second != first
+    job = launch_to_the_end(page, live, setup, "browser")
+    assert job["output"] == {"greeting": "goodbye browser"}
+    page.screenshot(path="/tmp/ui-jobs-typed-applet.png", full_page=True)
+
+
 def test_the_log_streams_while_running_and_survives_a_dropped_socket_with_no_gap_or_duplicate(page, live, setup):
     applet = setup["new_applet"](
         name="ticker", inputSpec=[], outputSpec=[],

@@ -61,3 +61,31 @@ def test_a_view_member_cannot_create_applets_and_an_outsider_sees_nothing(alice,
     assert bob.call(f"/{applet}/get")[0] == 200
     assert charlie.call(f"/{applet}/get")[0] == 404
     assert charlie.call(f"/{applet}/describe")[0] == 404
+
+
+def test_code_sent_with_crlf_or_lone_cr_line_endings_is_stored_with_lf(alice, project):
+    code = "main() {\r\n    echo one\r    echo two\n}\r\n"
+    applet = alice.ok("/applet/new", applet_body(project, runSpec=dict(BASH, code=code)))["id"]
+    expected = "main() {\n    echo one\n    echo two\n}\n"
+    assert alice.ok(f"/{applet}/describe", {"project": project})["runSpec"]["code"] == expected
+    assert alice.ok(f"/{applet}/get")["runSpec"]["code"] == expected
+
+
+@pytest.mark.live
+def test_a_bash_applet_sent_with_crlf_line_endings_runs_to_done(live, dx_as):
+    # As a browser or a Windows editor writes it: every line ends in CRLF.
+    code = 'main() {\r\n    greeting="hello $who"\r\n    echo "$greeting"\r\n' \
+           '    dx-jobutil-add-output greeting "$greeting"\r\n}\r\n'
+    dx = dx_as("alice")
+    token = live.user("alice")
+    project = live.api("/project/new", {"name": "line endings"}, token=token)["id"]
+    applet = live.api("/applet/new", {
+        "project": project, "name": "crlf", "inputSpec": [{"name": "who", "class": "string"}],
+        "outputSpec": [{"name": "greeting", "class": "string"}], "runSpec": {"interpreter": "bash", "code": code},
+    }, token=token)["id"]
+    job_id = live.api(f"/{applet}/run", {"project": project, "input": {"who": "crlf"}}, token=token)["id"]
+    log = dx("watch", job_id, check=False).stdout
+    job = live.api(f"/{job_id}/describe", token=token)
+    assert job["state"] == "done", (job["state"], job.get("failureMessage"), log[-600:])
+    assert job["output"] == {"greeting": "hello crlf"} and "hello crlf" in log
+    assert "\r" not in live.api(f"/{applet}/describe", token=token)["runSpec"]["code"]

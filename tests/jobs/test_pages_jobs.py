@@ -11,6 +11,7 @@ from html import unescape
 from urllib.parse import parse_qs, urlencode
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -201,6 +202,24 @@ def test_creating_and_editing_an_applet_makes_versions(world):
     assert "older version" in page
     listing = c.get(urls(world)["applets"]).content.decode()
     assert second in listing and f'data-applet="{first}"' not in listing
+
+
+def test_code_posted_with_crlf_line_endings_is_stored_with_lf_in_new_applets_and_new_versions(world):
+    # Browsers send a text area's lines with CRLF.
+    c = client(world, "contributor")
+    fields = {"name": "crlf", "interpreter": "bash", "input_spec": "[]", "output_spec": "[]"}
+    response = c.post(urls(world)["new"], {**fields, "code": "main() {\r\n    echo one\r\n}\r\n"})
+    assert response.status_code == 302
+    first = response["Location"].strip("/").rsplit("/", 1)[1]
+    response = c.post(urls(world)["new"] + f"?from={first}", {**fields, "code": "main() {\r\n    echo two\r\n}\r\n"})
+    assert response.status_code == 302
+    second = response["Location"].strip("/").rsplit("/", 1)[1]
+    upload = SimpleUploadedFile("code.sh", b"main() {\r\n    echo three\r\n}\r\n")
+    response = c.post(urls(world)["new"] + f"?from={second}", {**fields, "code_file": upload})
+    assert response.status_code == 302
+    third = response["Location"].strip("/").rsplit("/", 1)[1]
+    stored = [DataObject.objects.get(pk=a).spec["runSpec"]["code"] for a in (first, second, third)]
+    assert stored == [f"main() {{\n    echo {n}\n}}\n" for n in ("one", "two", "three")]
 
 
 def test_a_dxapp_json_is_imported_with_separate_code_and_spec_errors_are_inline(world):
