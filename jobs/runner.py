@@ -402,7 +402,8 @@ def _failure(code, home):
         return error["type"], str(error.get("message", ""))
     message = f"Error while running the command (exit code {code})"
     if code > 128:
-        message += f"; killed by signal {code - 128}" + (" (out of memory?)" if code == 137 else "")
+        message += f"; killed by signal {code - 128}" + {137: " (out of memory?)",
+                                                          153: " (a file reached the job's disk limit)"}.get(code, "")
     return "AppInternalError", message
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import pytest
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -64,6 +65,9 @@ class LiveServer:
             # Its own Celery queue and channel-layer keys: servers of one run share a Redis in the
             # scaled-out pass, and a session-wide server's worker must not take another's jobs.
             "DXWEB_NAMESPACE": f"dxweb-live-{secrets.token_hex(4)}",
+            # The usual instance types, and one with a small disk for the disk limit's tests.
+            "DXWEB_INSTANCE_TYPES": json.dumps({
+                **settings.DXWEB_INSTANCE_TYPES, "test_small_disk": {"cpus": 1, "memory_mb": 1024, "disk_mb": 64}}),
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
         self.env.update(extra_env or {})

@@ -118,3 +118,14 @@ def test_a_job_token_reads_its_context_but_nothing_else(alice_project, dx_as):
     log = dx("watch", job_id, "--no-wait").stdout
     assert log.count("REFUSED") == 2 and "LEAKED" not in log
     assert "project context readable" in log and "CANNOT WRITE CONTEXT" in log and "WROTE" not in log
+
+
+def test_a_job_writing_past_its_disk_limit_fails_saying_so(alice_project):
+    dx, _ = alice_project
+    job_id = dx("run", "misbehave", "-imode=fill", "--instance-type", "test_small_disk", "-y", "--brief").stdout.strip()
+    assert dx("wait", job_id, check=False).returncode != 0
+    job = describe(dx, job_id)
+    assert job["state"] == "failed" and job["failureReason"] == "AppInternalError"
+    assert job["failureMessage"].startswith("The job wrote ") and "more than its limit of 64 MiB" in job["failureMessage"]
+    log = dx("watch", job_id, "--no-job-info", check=False).stdout
+    assert "filled without being stopped" not in log

@@ -20,6 +20,10 @@ main() {
         line=$(head -c 60000 /dev/zero | tr '\0' 'x')
         for i in $(seq 1 120); do echo "$i $line"; done
         echo "still running after the flood" ;;
+    fill)
+        # 10 MiB files in the home and in /var/tmp, far past any small disk limit.
+        for i in $(seq 1 400); do head -c 10485760 /dev/zero > "f$i"; head -c 10485760 /dev/zero > "/var/tmp/f$i"; done
+        echo "filled without being stopped" ;;
     snoop)
         if dx ls "$other:/" > /dev/null 2>&1; then echo "LEAKED"; else echo "REFUSED"; fi
         if dx describe "$other" > /dev/null 2>&1; then echo "LEAKED"; else echo "REFUSED"; fi
