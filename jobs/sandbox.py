@@ -159,6 +159,36 @@ def bwrap_program():
         ) from None
 
 
+def check_worker():
+    """Check, at a worker's start, that it can run jobs as configured; return notices about what
+    this host lacks and what that costs (logged by the caller). Raise SandboxError when no job could
+    run at all (a bwrap that is missing or cannot make a sandbox), so the worker refuses to start
+    rather than fail every job."""
+    notices = []
+    if isolation() == "none":
+        notices.append("DXWEB_SANDBOX=none: jobs run WITHOUT ISOLATION, as the worker's user")
+    else:
+        bwrap = bwrap_program()
+        command = [bwrap, "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"]
+        try:
+            result = subprocess.run(command, env={"PATH": SYSTEM_PATH}, capture_output=True, timeout=60)
+            problem = result.returncode and (result.stderr.decode(errors="replace").strip() or f"exit {result.returncode}")
+        except (OSError, subprocess.SubprocessError) as err:
+            problem = str(err)
+        if problem:
+            raise SandboxError(f"the bwrap program {bwrap} cannot make a sandbox here: {problem}"
+                               + (" (DXWEB_BWRAP names it)" if getattr(settings, "DXWEB_BWRAP", "") else ""))
+        if os.geteuid() != 0:
+            notices.append("the worker is not root: jobs get no private network, cgroup limits or overlays "
+                           "(docs/sandbox.md)")
+    for tool, cost in (("nsenter", "SSH and browser terminals into running jobs are unavailable"),
+                       ("setpriv", "SSH and browser terminals into running jobs are unavailable"),
+                       ("taskset", "without a cpuset cgroup, CPU counts are not enforced")):
+        if _which(tool) is None:
+            notices.append(f"{tool} (util-linux) not found: {cost}")
+    return notices
+
+
 def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
     """Start `argv` in the job's sandbox and return its SandboxProcess (stdin is /dev/null)."""
     mode = isolation()

@@ -1,7 +1,24 @@
 """Celery tasks: each takes an ID, claims in the database, and is safe to run twice."""
+import logging
 import socket
 
-from celery import shared_task
+from celery import shared_task, signals
+
+log = logging.getLogger(__name__)
+
+
+@signals.worker_init.connect
+def check_the_sandbox(**kwargs):
+    """A worker that could run no job refuses to start, saying why once (not once per job)."""
+    from .sandbox import SandboxError, check_worker
+
+    try:
+        notices = check_worker()
+    except SandboxError as err:
+        log.critical("This worker cannot run jobs: %s", err)
+        raise SystemExit(f"dxweb worker: cannot run jobs: {err}") from None
+    for notice in notices:
+        log.warning("%s", notice)
 
 
 @shared_task(name="jobs.run_job", acks_late=True)
