@@ -265,7 +265,9 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
     log.info("started %s (pid %s): %s", spec.job_id, popen.pid, ", ".join(f"{k}={v}" for k, v in mechanisms.items()))
     proc = SandboxProcess(spec, popen, cgroup, root, mechanisms, relay, release)
     if spec.disk_mb:
-        DiskWatch(proc, [Path(spec.home)] + ([spec.layer_dir()] if mode == "bubblewrap" else [])).start()
+        # Everything the job can write: its home, its root layer, and the writable binds (a cache).
+        writable = [Path(b.source) for b in spec.binds if b.writable]
+        DiskWatch(proc, [Path(spec.home)] + ([spec.layer_dir()] if mode == "bubblewrap" else []) + writable).start()
     return proc
 
 
