@@ -12,7 +12,7 @@ from dxweb.ids import id_class, new_id
 from dxweb.validation import get, string_list, string_map
 from projects import actions as project_actions
 from projects.models import ApiToken, Container, DataObject, Level, Placement, now_ms
-from projects.permissions import Principal, access_container, access_object, check_level, level_of
+from projects.permissions import access_container, access_object, check_level, job_scopes, launch_cap, level_of
 
 from . import notifications
 from .logs import notify_state
@@ -343,6 +343,7 @@ def run_applet(principal, placement, body):
         parent=parent,
         root=root,
         launched_by=principal.user,
+        launcher_scopes=launch_cap(principal),
         input=resolved,
         original_input=run_input,
         run_input=run_input,
@@ -392,6 +393,7 @@ def new_subjob(principal, body):
         origin=caller.origin or caller,
         root=caller.root or caller,
         launched_by=caller.launched_by,
+        launcher_scopes=launch_cap(principal),
         input=run_input,
         original_input=run_input,
         run_input=run_input,
@@ -466,15 +468,15 @@ def claim(job_id, worker):
     `job.tries` identifies this claim: pass {"tries": job.tries} as `only_if` to record its result.
 
     The token exists only while the job runs: CONTRIBUTE on the workspace and, on the
-    project, the applet's access.project level (VIEW by default) capped by the launcher's.
+    project, the applet's access.project level (VIEW by default) capped by the launcher's, and
+    by the launching job's token when a job launched it (see job_scopes).
     """
     job = Job.objects.select_related("project", "workspace", "launched_by").filter(
         pk=job_id, state=State.RUNNABLE).first()
     if job is None:
         return None
     wanted = Level.parse(job.spec.get("access", {}).get("project", "VIEW")) or Level.VIEW
-    held = level_of(Principal.of(job.launched_by), job.project_id)
-    scopes = {job.workspace_id: int(Level.CONTRIBUTE), job.project_id: int(min(wanted, held))}
+    scopes = job_scopes(job.launched_by, job.project_id, job.workspace_id, wanted, job.launcher_scopes)
     # One write transaction: the token, and the swap that takes the job and counts the try (`tries`
     # is the lease's generation, which the runner's heartbeats and results are fenced on). A lost
     # race leaves no token behind.
@@ -567,14 +569,23 @@ def _wake(job_id, parent_id):
 
 
 def _publish_outputs(job):
-    """Clone an origin job's output objects from its workspace into the project's output folder."""
-    project_actions.new_folder(job.project, job.folder, parents=True)
+    """Clone an origin job's output objects from its workspace into the project's output folder.
+
+    What a job launched goes into that job's workspace instead, as on DNAnexus: the launching job
+    may not write to the project, and what it launches holds no more than it does.
+    """
+    target = job.project
+    if job.parent_id is not None:
+        target = Container.objects.filter(pk=job.parent.workspace_id, kind=Container.WORKSPACE).first()
+        if target is None:  # the launching tree has ended and its workspace is gone
+            return
+    project_actions.new_folder(target, job.folder, parents=True)
     for obj_id, _ in links_in(job.output):
         source = Placement.objects.filter(container_id=job.workspace_id, obj_id=obj_id).first()
-        if source is None or Placement.objects.filter(container=job.project, obj_id=obj_id).exists():
+        if source is None or Placement.objects.filter(container=target, obj_id=obj_id).exists():
             continue
         Placement.objects.create(
-            container=job.project, obj=source.obj, folder=job.folder, name=source.name,
+            container=target, obj=source.obj, folder=job.folder, name=source.name,
             tags=list(source.tags), properties=dict(source.properties),
         )
 
@@ -634,19 +645,27 @@ def _end_tree(origin, reason, message, include_origin=False):
 def reap(now=None):
     """Recover from vanished workers and lost wake-ups; return what was done, for logs and tests.
 
-    A running job whose lease lapsed is retried (within DXWEB_MAX_TRIES) or failed
-    with ExecutionError; a terminating one is recorded terminated; a runnable job
-    nobody claimed is woken again (claims are idempotent, so a spare wake-up is harmless).
+    A running job whose lease lapsed is retried (within DXWEB_MAX_TRIES, with a line in its
+    log saying why) or failed with ExecutionError; a terminating one is recorded terminated; a
+    runnable job nobody claimed is woken again (claims are idempotent, so a spare wake-up is harmless).
+
+    A worker's lease is taken from it only once it lapsed by more than one heartbeat period: a
+    worker that is merely slow renews it first, and one that stalled (and still runs its copy of
+    the job) finds the lease gone at its first heartbeat after waking and kills that copy.
     """
+    from .logs import append_line
     from .tasks import run_job
 
     now = now or now_ms()
     lapsed = now - settings.DXWEB_LEASE_SECONDS * 1000
+    expired = lapsed - round(settings.DXWEB_HEARTBEAT_SECONDS * 1000)
     report = {"retried": [], "failed": [], "terminated": [], "woken": []}
     for job in Job.objects.filter(state__in=[State.RUNNING, State.TERMINATING, State.DEBUG_HOLD],
-                                  heartbeat__lt=lapsed):
+                                  heartbeat__lt=expired):
         # Act only if the lease is still lapsed when we swap: a worker that renewed it since keeps its job.
-        still_lapsed = {"heartbeat__lt": lapsed}
+        still_lapsed = {"heartbeat__lt": expired}
+        silent = (f"worker {job.worker} stopped renewing this job's lease (last heartbeat "
+                  f"{(now - job.heartbeat) / 1000:.1f} s ago, the lease is {settings.DXWEB_LEASE_SECONDS} s)")
         if job.state == State.DEBUG_HOLD:
             # Its sandbox died with its worker: nothing is left to debug.
             reason = job.debug.get("failureReason") or "ExecutionError"
@@ -661,12 +680,16 @@ def reap(now=None):
             if transition(job.pk, State.RUNNABLE, expected=[State.RUNNING], only_if=still_lapsed,
                           worker="", heartbeat=None):
                 ApiToken.objects.filter(pk=job.token_id).delete()
+                append_line(job.pk, "WARNING", f"Retrying: {silent}; try {job.tries} → try {job.tries + 1} "
+                            f"(of at most {settings.DXWEB_MAX_TRIES})")
                 transaction.on_commit(lambda job_id=job.pk: run_job.delay(job_id))
                 report["retried"].append(job.pk)
         else:
             message = (f"The worker running this job ({job.worker}) stopped renewing its lease; "
                        f"gave up after {job.tries} tries")
             if fail(job, "ExecutionError", message, only_if=still_lapsed):
+                append_line(job.pk, "ERROR", f"Not retried: {silent}; try {job.tries} was the last "
+                            f"of at most {settings.DXWEB_MAX_TRIES}")
                 report["failed"].append(job.pk)
     # A runnable job left unclaimed for a lease has likely lost its message (a worker died holding
     # it): send another. `heartbeat` of a runnable job records the last such wake-up, and they back

@@ -53,6 +53,9 @@ class Job(models.Model):
     origin = models.ForeignKey("self", null=True, on_delete=models.CASCADE, related_name="origin_tree")
     root = models.ForeignKey("self", null=True, on_delete=models.CASCADE, related_name="root_tree")
     launched_by = models.ForeignKey(User, on_delete=models.CASCADE, related_name="launched_jobs")
+    # Launched with a job's token: that token's scopes ({container id: level}), the most this job's
+    # token may hold (projects.permissions.job_scopes). None: launched by a user.
+    launcher_scopes = models.JSONField(null=True)
     state = models.CharField(max_length=20, choices=State.choices, default=State.IDLE)
     input = models.JSONField(default=dict)
     original_input = models.JSONField(default=dict)

@@ -131,6 +131,27 @@ def level_of(principal, container_id):
     return _held(principal, container_id, granted)
 
 
+def launch_cap(principal):
+    """What a job launched by `principal` may hold at most, to record on it: the launching job token's
+    scopes ({container id: level}), or None when a user launched it (their own grants are the limit)."""
+    if principal.scopes is None:
+        return None
+    return {cid: int(level) for cid, level in principal.scopes.items()}
+
+
+def job_scopes(user, project_id, workspace_id, wanted, cap=None):
+    """The scopes of a job's token: CONTRIBUTE on its workspace (its own, or its parent's for a subjob),
+    and on its project the level its executable asks for (`wanted`), no more than `user`, who launched
+    it, holds there. When a job launched it, `cap` (launch_cap of that job's token) bounds every
+    other container too: a job never holds more than the job that launched it, and a container
+    missing from the cap gets nothing. Down a chain of jobs each token is capped by the one before,
+    so the lowest level on the way holds to the end."""
+    scopes = {project_id: min(Level(wanted), level_of(Principal.of(user), project_id))}
+    if cap is not None:
+        scopes = {cid: min(level, Level(cap.get(cid, Level.NONE))) for cid, level in scopes.items()}
+    return {workspace_id: int(Level.CONTRIBUTE), **{cid: int(level) for cid, level in scopes.items()}}
+
+
 def _level_subquery(user, via_org):
     grants = Grant.objects.filter(container=OuterRef("pk"))
     grants = grants.filter(org__members__user=user) if via_org else grants.filter(user=user)
