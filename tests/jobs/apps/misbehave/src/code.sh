@@ -30,6 +30,7 @@ main() {
         if dx ls "$other:/" > /dev/null 2>&1; then echo "LEAKED"; else echo "REFUSED"; fi
         if dx describe "$other" > /dev/null 2>&1; then echo "LEAKED"; else echo "REFUSED"; fi
         dx ls "$DX_PROJECT_CONTEXT_ID:/" > /dev/null && echo "project context readable"
-        if dx upload /etc/hostname --path "$DX_PROJECT_CONTEXT_ID:/x" --brief 2>/dev/null; then echo "WROTE"; else echo "CANNOT WRITE CONTEXT"; fi ;;
+        echo "a file of the job" > mine.txt
+        if dx upload mine.txt --path "$DX_PROJECT_CONTEXT_ID:/x" --brief 2>/dev/null; then echo "WROTE"; else echo "CANNOT WRITE CONTEXT"; fi ;;
     esac
 }
