@@ -23,6 +23,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from functools import lru_cache
 
 from asgiref.sync import async_to_sync
@@ -353,11 +354,38 @@ def _after_fork():
 os.register_at_fork(after_in_child=_after_fork)
 
 
-class LogWriter:
-    """Collect lines from several threads and write them to the store in batches."""
+def append_line(job_id, level, msg, source="SYSTEM", attempts=5):
+    """Store one line at the end of a job's log, from outside the job's runner (e.g. the reaper)."""
+    for attempt in range(attempts):
+        last = LogLine.objects.filter(job_id=job_id).order_by("-seq").values_list("seq", flat=True).first()
+        try:
+            with transaction.atomic():
+                LogLine.objects.create(job_id=job_id, seq=(last or 0) + 1, timestamp=now_ms(), source=source,
+                                       level=level, msg=msg[:MAX_LINE])
+        except IntegrityError:  # a writer took that number meanwhile: after it, then
+            if attempt == attempts - 1:
+                raise
+            continue
+        transaction.on_commit(lambda: notify(job_id))
+        return
 
-    def __init__(self, job_id, flush_interval=0.05, batch=500):
+
+class LogWriter:
+    """Collect lines from several threads and write them to the store in batches.
+
+    A runner passes its `claim` of the job, (tries, worker): its lines are then stored only while
+    that claim holds the job. Once the job was handed to another try (the reaper took the lease
+    of a worker that stalled), the stale try's lines are refused and counted in `refused`, but for
+    the platform's own (source SYSTEM) lines, which say what became of it. The claim is looked up
+    at most once a heartbeat period, when there are lines to store.
+    """
+
+    def __init__(self, job_id, flush_interval=0.05, batch=500, claim=None):
         self.job_id = job_id
+        self.claim = claim
+        self.claim_seen = time.monotonic()  # when the claim was last known to hold the job
+        self.claim_lost = False
+        self.refused = 0
         self.flush_interval = flush_interval
         self.batch = batch
         self.cap = settings.DXWEB_LOG_CAP_BYTES
@@ -458,8 +486,26 @@ class LogWriter:
             with self.progress:
                 self.progress.notify_all()  # a flush() must not wait out its timeout on a dead thread
 
+    def _holds_claim(self):
+        if self.claim_lost:
+            return False
+        now = time.monotonic()
+        if now - self.claim_seen < settings.DXWEB_HEARTBEAT_SECONDS:
+            return True
+        tries, worker = self.claim
+        # A reaper that re-queues the job clears its worker; a new claim counts another try.
+        if Job.objects.filter(pk=self.job_id, tries=tries, worker=worker).exists():
+            self.claim_seen = now
+            return True
+        self.claim_lost = True
+        return False
+
     def _store(self, items):
         """Store a batch (on the store thread); return how many of its lines were dropped past the cap."""
+        if self.claim is not None and not self._holds_claim():
+            kept = [item for item in items if item[1] == "SYSTEM"]
+            self.refused += len(items) - len(kept)
+            items = kept
         rows = []
         dropped = 0
         for timestamp, source, level, msg in items:

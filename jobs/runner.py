@@ -209,7 +209,8 @@ def run(job_id, worker):
     if claimed is None:
         return
     job, token = claimed
-    writer = LogWriter(job.id)
+    # Fenced on this claim: once the job is another try's, this one's lines are refused.
+    writer = LogWriter(job.id, claim=(job.tries, job.worker))
     workdir = job_dir(job.id)
     # What an earlier try left (its worker died) must not leak into this one: outputs, errors, files.
     shutil.rmtree(workdir, ignore_errors=True)
@@ -354,7 +355,7 @@ def _beat(job, state):
 
 
 def _lost_or_terminated(job, proc):
-    proc.kill_tree()
+    proc.kill_tree()  # first: this copy of the job may no longer be the only one
     if Job.objects.filter(pk=job.id, state=State.TERMINATING, tries=job.tries).exists():
         return {"kind": "terminated"}
     return {"kind": "lost"}
@@ -363,6 +364,10 @@ def _lost_or_terminated(job, proc):
 def _supervise(job, proc, ssh, meta):
     """Wait for the process while renewing the lease; kill it on terminate, timeout or a lost lease.
 
+    A heartbeat that is due comes before anything else: after a stall longer than the lease (a
+    frozen worker, a paused VM) the reaper may have handed the job to another try, and the
+    first heartbeat after waking then kills this copy at once.
+
     With debug.debugOn it also watches for the code's failure (the wrapper's exit-status file;
     the sentinel keeps the sandbox) and for /.dx-hold, which start a debug hold.
     """
@@ -370,9 +375,17 @@ def _supervise(job, proc, ssh, meta):
     interval = settings.DXWEB_HEARTBEAT_SECONDS
     debugging = bool(job.debug.get("debugOn"))
     tick = min(interval, 0.25) if debugging else interval
-    next_beat = 0
+    next_beat = time.monotonic() + tick  # the first as before: its SSH check is due soon after the start
     while True:
-        if proc.wait(timeout=tick) is not None:
+        started = time.monotonic()
+        if started >= next_beat:
+            allow_ssh = _beat(job, State.RUNNING)
+            if allow_ssh is None:
+                return _lost_or_terminated(job, proc)
+            ssh.check(allow_ssh)
+            # Counted from the beat's start: a stall inside it leaves the next one due at once.
+            next_beat = started + interval
+        if proc.wait(timeout=max(0.0, min(tick, next_beat - time.monotonic()))) is not None:
             return {"kind": "exit", "code": proc.returncode}
         if debugging:
             status = (meta / "exit-status")
@@ -384,12 +397,6 @@ def _supervise(job, proc, ssh, meta):
             hold_file = proc.host_path("/.dx-hold")
             if hold_file is not None and hold_file.exists():
                 return {"kind": "hold-file"}
-        if time.monotonic() >= next_beat:
-            allow_ssh = _beat(job, State.RUNNING)
-            if allow_ssh is None:
-                return _lost_or_terminated(job, proc)
-            ssh.check(allow_ssh)
-            next_beat = time.monotonic() + interval
         if deadline is not None and time.monotonic() > deadline:
             proc.kill_tree()
             return {"kind": "timeout"}
@@ -442,9 +449,9 @@ def _maybe_hold(job, proc, ssh, outcome, workdir, writer):
         if proc.wait(timeout=interval) is not None:
             return {"kind": "hold-ended", "failure": failure, "why": "its processes ended"}
         if _beat(job, State.DEBUG_HOLD) is None:
+            proc.kill_tree()  # released, terminating, or another try's: first, before looking which
             state = Job.objects.filter(pk=job.id, tries=job.tries).values_list("state", flat=True).first()
             if state in (State.FAILED, State.TERMINATED):  # released through the API or the page
-                proc.kill_tree()
                 return {"kind": "released"}
             return _lost_or_terminated(job, proc)
         ssh.check(True, held=True)
@@ -474,8 +481,9 @@ def _conclude(job, proc, outcome, workdir, writer, worker):
             outcome = {"kind": "lost"}
     kind = outcome["kind"]
     if kind == "lost":
+        refused = f" and the {writer.refused} log lines it had not stored by then are" if writer.refused else " is"
         writer.write("WARNING", f"{worker} lost this job's lease (try {job.tries}) and stopped its run; "
-                     "its result is discarded", source="SYSTEM")
+                     f"its result{refused} discarded", source="SYSTEM")
         return False
     if kind == "terminated":
         writer.write("INFO", "The job was terminated", source="SYSTEM")

@@ -22,10 +22,11 @@ from channels.layers import InMemoryChannelLayer
 from django.db import OperationalError
 from django.db.backends.signals import connection_created
 
-from jobs import logs
+from jobs import actions, logs
 from jobs.logs import LogWriter, Notifier, group_name, notify, notify_state, states_group
 from jobs.models import Job, LogLine, State
 from projects import actions as project_actions
+from projects.models import now_ms
 
 TABLE = LogLine._meta.db_table
 
@@ -103,6 +104,35 @@ def test_a_flood_past_the_cap_is_dropped_at_once_and_leaves_one_marker(transacti
     assert stored[:100] == [line] * 100
     assert len(stored) == 101 and stored[-1].startswith("[log truncated")
     assert writer.dropped == 100_000 - 100  # the marker replaced the line that crossed the cap
+
+
+def test_a_runners_writer_refuses_its_lines_once_its_claim_lost_the_job(transactional_db, alice, project, settings):
+    """A worker that stalled past its lease wakes to find the job re-queued, or another try's: the lines
+    its job wrote meanwhile are refused (counted), but for the platform's own line about its end."""
+    settings.DXWEB_HEARTBEAT_SECONDS = 0  # the claim is looked up at every batch
+    applet = alice.ok("/applet/new", {"project": project, "name": "x", "inputSpec": [], "outputSpec": [],
+                                      "runSpec": {"interpreter": "bash", "code": "main() { true; }"}})["id"]
+    job_id = alice.ok(f"/{applet}/run", {"project": project})["id"]
+    first, _ = actions.claim(job_id, "stalled")
+    writer = LogWriter(job_id, claim=(first.tries, first.worker))
+    writer.write("STDOUT", "before")
+    writer.flush()
+    assert actions.reap(now=now_ms() + 3_600_000)["retried"] == [job_id]
+    writer.write("STDOUT", "after the reaper took it")  # the job is nobody's
+    writer.flush()
+    second, _ = actions.claim(job_id, "survivor")
+    survivor = LogWriter(job_id, claim=(second.tries, second.worker))
+    survivor.write("STDOUT", "the second try")
+    survivor.flush()
+    writer.write("STDERR", "after the second try took it")  # the job is another try's
+    writer.write("WARNING", "the first try's end", source="SYSTEM")
+    for w in (writer, survivor):
+        w.flush()
+        w.close()
+    lines = list(LogLine.objects.filter(job_id=job_id).order_by("seq").values_list("msg", flat=True))
+    assert lines[0] == "before" and lines[1].startswith("Retrying: worker stalled")
+    assert lines[2:] == ["the second try", "the first try's end"]
+    assert writer.refused == 2 and survivor.refused == 0
 
 
 def test_each_batch_is_one_insert_outside_any_transaction(job, spy):

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from jobs import actions
-from jobs.models import Job, State
+from jobs.models import Job, LogLine, State
 from tests.live import BIN, ROOT, Dx, LiveServer
 from tests.test_scaled_out import POSTGRES_URL, REDIS_URL, check_postgres, check_redis, require
 
@@ -195,7 +195,7 @@ def test_a_claim_that_lost_its_lease_cannot_record_a_result(alice, project, nap,
     settings.DXWEB_MAX_TRIES = 2
     job_id = launch(alice, project, nap)
     first, _ = actions.claim(job_id, "stalled")
-    assert actions.reap(now=first.heartbeat + settings.DXWEB_LEASE_SECONDS * 1000 + 1)["retried"] == [job_id]
+    assert actions.reap(now=expiry(first, settings))["retried"] == [job_id]
     second, _ = actions.claim(job_id, "survivor")
     assert (first.tries, second.tries) == (1, 2)
     actions.finish(job_id, {"from": "stalled"}, only_if={"tries": first.tries})
@@ -204,6 +204,33 @@ def test_a_claim_that_lost_its_lease_cannot_record_a_result(alice, project, nap,
     actions.finish(job_id, {"from": "survivor"}, only_if={"tries": second.tries})
     job = Job.objects.get(pk=job_id)
     assert job.state == State.DONE and job.output == {"from": "survivor"}
+
+
+def expiry(job, settings):
+    """The first time at which the reaper takes the job's lease: a heartbeat period past the lease."""
+    return job.heartbeat + settings.DXWEB_LEASE_SECONDS * 1000 + round(settings.DXWEB_HEARTBEAT_SECONDS * 1000) + 1
+
+
+def test_the_reaper_takes_a_lease_a_heartbeat_period_after_it_lapsed_and_logs_why(alice, project, nap, settings):
+    settings.DXWEB_MAX_TRIES = 2
+    job_id = launch(alice, project, nap)
+    job, _ = actions.claim(job_id, "host:slow@host")
+    # Lapsed, but a heartbeat from a worker that is merely slow may still be on its way.
+    assert actions.reap(now=job.heartbeat + settings.DXWEB_LEASE_SECONDS * 1000 + 1)["retried"] == []
+    assert actions.reap(now=expiry(job, settings) - 1)["retried"] == []
+    assert Job.objects.get(pk=job_id).state == State.RUNNING
+    assert actions.reap(now=expiry(job, settings))["retried"] == [job_id]
+    retry = LogLine.objects.filter(job_id=job_id).order_by("-seq").first()
+    age = (expiry(job, settings) - job.heartbeat) / 1000
+    assert (retry.source, retry.level) == ("SYSTEM", "WARNING")
+    assert retry.msg == (f"Retrying: worker host:slow@host stopped renewing this job's lease (last heartbeat "
+                         f"{age:.1f} s ago, the lease is {settings.DXWEB_LEASE_SECONDS} s); try 1 → try 2 (of at most 2)")
+    # The last try is not retried: its log says so.
+    job, _ = actions.claim(job_id, "host:slow@host")
+    assert actions.reap(now=expiry(job, settings))["failed"] == [job_id]
+    last = LogLine.objects.filter(job_id=job_id).order_by("-seq").first()
+    assert last.level == "ERROR" and last.msg.startswith("Not retried: worker host:slow@host stopped renewing")
+    assert last.msg.endswith("try 2 was the last of at most 2") and last.seq == retry.seq + 1
 
 
 def test_the_reaper_spares_a_lease_renewed_after_it_looked(alice, project, nap):
@@ -344,9 +371,97 @@ def test_a_stalled_worker_that_lost_its_lease_records_nothing(workers):
     assert tries == 2 and "f@" in worker
     log = fleet.log(job_id)
     assert "lost this job's lease (try 1)" in log and "The job was terminated" not in log, log
-    # Both tries' lines are kept: the second try's log goes on after the first's late lines.
+    # The second try's log goes on after the first's end (its late lines refused, see below).
     assert "stalled woke up" in log[log.index("f@"):], log
     wait_for(lambda: len(sleeping(seconds)) == 0, 10, "no process of either try left")
+
+
+# Every 0.2 s each try appends "<its name> <epoch ms>" to a file the test reads (the pip cache is the
+# one host directory a job writes that outlives its try) and logs a tick. The first try ticks for a
+# minute (only a kill ends it here); a later one finds the file started and ends after 2 s. Once
+# started it needs no file but the one it holds open: a later try's setup replaces the job's
+# directory, and with it the first try's home and root layer.
+TICKER = """
+import os, time
+ticks = os.open(f"/opt/dnanexus/pip-cache/ticks-{os.environ['DX_JOB_ID']}", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+me = "try-" + os.urandom(6).hex()
+count = 10 if os.fstat(ticks).st_size else 300
+for i in range(1, count + 1):
+    os.write(ticks, f"{me} {time.time_ns() // 1000000}\\n".encode())
+    print(f"tick {i} of {me}", flush=True)
+    time.sleep(0.2)
+"""
+
+
+def sandboxed_descendants(pid):
+    """The processes below `pid` in a session other than its own: the sandboxes it started."""
+    found = []
+    for proc in psutil.Process(pid).children(recursive=True):
+        try:
+            if os.getsid(proc.pid) != os.getsid(pid):
+                found.append(proc)
+        except ProcessLookupError:
+            pass
+    return found
+
+
+@pytest.mark.live
+def test_a_stalled_worker_kills_its_stale_copy_at_its_first_heartbeat(workers):
+    fleet = workers
+    two_tries = {"DXWEB_MAX_TRIES": "2"}
+    heartbeat = float(SHORT_LEASE["DXWEB_HEARTBEAT_SECONDS"])
+    applet = fleet.server.api("/applet/new", {
+        "project": fleet.project, "name": "ticker", "inputSpec": [], "outputSpec": [],
+        "runSpec": {"interpreter": "python3", "code": TICKER},
+    }, fleet.token)["id"]
+    stalled = fleet.worker("g@%h", env=two_tries)
+    job_id = fleet.server.api(f"/{applet}/run", {"project": fleet.project}, fleet.token)["id"]
+    tick_file = Path(fleet.server.env["DXWEB_DATA_DIR"]) / "pip-cache" / f"ticks-{job_id}"
+
+    def ticks():
+        """[(try name, epoch ms)] in the order written."""
+        text = tick_file.read_text() if tick_file.exists() else ""
+        return [(name, int(ms)) for name, ms in (line.split() for line in text.splitlines() if len(line.split()) == 2)]
+
+    first = wait_for(ticks, 60, "the first try to tick")[0][0]
+    first_try = sandboxed_descendants(stalled.proc.pid)
+    assert first_try, "the first try's sandbox was not found"
+    # The worker freezes past its lease; its sandbox, in a session of its own, ticks on.
+    os.killpg(stalled.proc.pid, signal.SIGSTOP)
+    fleet.worker("h@%h", beat=True, env=two_tries)
+    wait_for(lambda: len([n for n, _ in ticks() if n != first]) >= 2, 30, "the second try to tick")
+    resumed = time.time() * 1000
+    os.killpg(stalled.proc.pid, signal.SIGCONT)
+    # Its first heartbeat finds the lease lost and kills the sandbox.
+    _, alive = psutil.wait_procs(first_try, timeout=10)
+    assert not alive, alive
+
+    job = wait_for(lambda: (j := fleet.describe(job_id))["state"] in ("done", "failed") and j, 60, "the job to end")
+    assert states(job) == ["runnable", "running", "runnable", "running", "done"], job
+    record = ticks()
+    second = next(name for name, _ in record if name != first)
+    assert {name for name, _ in record} == {first, second}
+    first_last = max(ms for name, ms in record if name == first)
+    second_first = min(ms for name, ms in record if name == second)
+    # The two copies overlapped while the first's worker was frozen (nothing in it could run), and
+    # the first ran on for less than one heartbeat period once its worker woke.
+    assert first_last > second_first, record
+    assert first_last - resumed < heartbeat * 1000, (first_last - resumed, record)
+
+    log = fleet.log(job_id)
+    retry = re.search(r"Retrying: worker (\S+) stopped renewing this job's lease \(last heartbeat ([0-9.]+) s ago"
+                      r"[^\n]*try 1 → try 2", log)
+    assert retry, log
+    assert "g@" in retry[1]
+    # Re-queued only once the lease had lapsed by more than a heartbeat period.
+    assert float(retry[2]) >= LEASE_SECONDS + heartbeat, retry[0]
+    second_run = log.index("Running ticker (main) on", log.index(retry[0]))
+    assert "h@" in log[second_run:].splitlines()[0]
+    # The stale try's late lines (written while its worker was frozen, read when it woke) are not
+    # stored after the second try began; its worker's own line about the lost lease is.
+    assert f"of {first}" not in log[second_run:], log
+    assert "lost this job's lease (try 1)" in log[second_run:], log
+    assert log.count(f"of {second}") == 10, log
 
 
 @pytest.fixture(scope="module")
