@@ -1,0 +1,230 @@
+"""`manage.py serve`, the supervisor of `make run`: restarts, backoff, and no orphans.
+
+The live tests run the real command (daphne, a Celery worker with its embedded beat, jobs in
+their sandboxes) and kill its processes with SIGKILL, as a crash or the OOM killer would.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from dxweb.management.commands.serve import Supervisor
+from tests.live import BIN, ROOT, Dx, LiveServer
+
+NAP = Path(__file__).parent / "jobs" / "apps" / "nap"
+# A short lease, renewed twice a second, reaped every second: a job whose worker died is retried in seconds.
+SHORT_LEASE = {"DXWEB_LEASE_SECONDS": "3", "DXWEB_HEARTBEAT_SECONDS": "0.5", "DXWEB_REAP_SECONDS": "1"}
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def sleeping(seconds):
+    """The processes running `sleep <seconds>` (a job's marker), wherever they are."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if f"sleep {seconds}" in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def survivors(procs, timeout=20):
+    """Which of `procs` still run after up to `timeout` s (a zombie has ended: this container's
+    init may never reap what is reparented to it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for proc in procs:
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
+
+
+def marker(base):
+    """A sleep length no other process has on its command line."""
+    return f"{base}.{int.from_bytes(os.urandom(3), 'big') % 1000000:06d}"
+
+
+def child(server, program):
+    """The supervisor's direct child running `program` (daphne or celery), or None."""
+    for proc in psutil.Process(server.proc.pid).children():
+        try:
+            if program in " ".join(proc.cmdline()):
+                return proc
+        except psutil.NoSuchProcess:
+            pass
+    return None
+
+
+class Naps:
+    """alice's project with the `nap` applet on a live server."""
+
+    def __init__(self, server, tmp):
+        self.server = server
+        self.token = server.user("alice")
+        self.dx = Dx(server, self.token, tmp)
+        self.project = self.dx("new", "project", "naps", "--brief").stdout.strip()
+        self.dx("select", self.project)
+        self.applet = json.loads(self.dx("build", str(NAP)).stdout)["id"]
+
+    def run(self, seconds):
+        body = {"project": self.project, "input": {"seconds": seconds}}
+        return self.server.api(f"/{self.applet}/run", body, self.token)["id"]
+
+    def state(self, job_id):
+        return self.server.api(f"/{job_id}/describe", {}, self.token)["state"]
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = LiveServer(tmp_path, extra_env=SHORT_LEASE).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.live
+def test_a_killed_worker_is_restarted_and_the_web_stays_up(server, tmp_path):
+    naps = Naps(server, tmp_path)
+    seconds = marker(4)
+    interrupted = naps.run(seconds)
+    wait_for(lambda: sleeping(seconds), 60, "the job's sandbox to start")
+    web, worker = child(server, "daphne"), child(server, "celery")
+    worker_group = [worker, *worker.children(recursive=True)]  # pool processes, the embedded beat, sandboxes
+
+    worker.send_signal(signal.SIGKILL)
+
+    # Its pool processes, its beat and the job's sandbox die with it...
+    assert not survivors(worker_group)
+    assert not sleeping(seconds)
+    # ...the supervisor says so and starts another worker, and the web server was never stopped.
+    restarted = wait_for(lambda: (c := child(server, "celery")) and c.pid != worker.pid and c, 30, "a new worker")
+    assert "worker was killed by SIGKILL" in server.log_path.read_text()
+    assert child(server, "daphne").pid == web.pid
+    assert server.api("/system/whoami", token=naps.token) == {"id": "user-alice"}
+    # The interrupted job is retried once its lease lapses; a new job runs too.
+    job_id = naps.run(marker(1))
+    wait_for(lambda: naps.state(job_id) == "done", 90, "a job started after the restart to finish")
+    wait_for(lambda: naps.state(interrupted) == "done", 90, "the interrupted job's retry to finish")
+
+    # A clean stop (SIGTERM, as Ctrl-C) still stops everything.
+    everything = [restarted, *restarted.children(recursive=True), child(server, "daphne")]
+    server.stop()
+    assert "dxweb stopped" in server.log_path.read_text()
+    assert not survivors(everything)
+
+
+@pytest.mark.live
+def test_killing_the_supervisor_leaves_no_process_and_frees_the_port(server, tmp_path):
+    naps = Naps(server, tmp_path)
+    seconds = marker(60)
+    naps.run(seconds)
+    wait_for(lambda: sleeping(seconds), 60, "the job's sandbox to start")
+    descendants = psutil.Process(server.proc.pid).children(recursive=True)
+    assert len(descendants) >= 4  # daphne, the worker, its pool and beat, the job's sandbox
+
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+
+    alive = survivors(descendants)
+    assert not alive, [(p.pid, p.cmdline()) for p in alive]
+    assert not sleeping(seconds)
+    # The next `make run` starts on the same port and data directory.
+    server.start()
+    assert server.api("/system/whoami", token=naps.token) == {"id": "user-alice"}
+
+
+def test_a_port_in_use_is_named_without_a_traceback(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "DXWEB_DATA_DIR": str(tmp_path / "data"), "DXWEB_HOST": "127.0.0.1",
+               "DXWEB_PORT": str(port)}
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        result = subprocess.run([str(BIN / "python"), "manage.py", "serve"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120, start_new_session=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert f"port {port} on 127.0.0.1 is already in use" in output
+    assert "Traceback" not in output and "dxweb is running" not in output
+
+
+# The supervisor alone, with tiny children and delays ------------------------------------------
+
+def supervise(supervisor, seconds):
+    supervisor.start()
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            supervisor.check()
+            time.sleep(0.01)
+    finally:
+        supervisor.stop(timeout=5)
+
+
+def starts_of(path):
+    return [float(line) for line in path.read_text().split()]
+
+
+def recorder(path, then):
+    """A child that writes when it started (the clock every process shares) and then runs `then`."""
+    return [sys.executable, "-c", f"import time; open({str(path)!r}, 'a').write(f'{{time.monotonic()}}\\n'); {then}"]
+
+
+def test_a_child_that_keeps_dying_is_restarted_ever_more_slowly_and_reported(tmp_path):
+    messages = []
+    starts = tmp_path / "starts"
+    supervisor = Supervisor({"flaky": recorder(starts, "raise SystemExit(3)")}, warn=messages.append,
+                            first_delay=0.2, max_delay=0.8, quick=10, report_after=3)
+    supervise(supervisor, 4.5)
+    gaps = [b - a for a, b in zip(starts_of(starts), starts_of(starts)[1:])]
+    assert len(gaps) >= 4, gaps
+    # 0.2, 0.4, 0.8 s, then capped at 0.8 s (each gap also holds a Python start-up).
+    for gap, delay in zip(gaps, [0.2, 0.4, 0.8, 0.8, 0.8]):
+        assert delay <= gap < delay + 0.6, gaps
+    assert messages[0].startswith("flaky exited with status 3 after ")
+    assert messages[0].endswith("; restarting it in 0.2 s")
+    assert messages[1].endswith("; restarting it in 0.4 s")
+    assert messages[2].startswith("flaky keeps dying: 3 times in a row, each within 10 s of starting "
+                                  "(it exited with status 3; its output is above). Next try in 0.8 s")
+
+
+def test_a_child_that_ran_a_while_is_restarted_at_once(tmp_path):
+    messages = []
+    starts = tmp_path / "starts"
+    supervisor = Supervisor({"steady": recorder(starts, "time.sleep(0.5)")}, warn=messages.append,
+                            first_delay=0.1, max_delay=5, quick=0.3)
+    supervise(supervisor, 3)
+    assert len(starts_of(starts)) >= 4
+    assert messages and all(m.endswith("; restarting it in 0.1 s") for m in messages), messages
+
+
+def test_stop_ends_each_child_and_what_it_started(tmp_path):
+    pids = tmp_path / "pids"
+    script = f"import os, subprocess, time; p = subprocess.Popen(['sleep', '300']); " \
+             f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{p.pid}}'); time.sleep(300)"
+    supervisor = Supervisor({"parent": [sys.executable, "-c", script]}, warn=print)
+    supervisor.start()
+    wait_for(lambda: pids.exists() and pids.read_text(), 10, "the child to start its own child")
+    procs = [psutil.Process(int(pid)) for pid in pids.read_text().split()]
+    supervisor.stop(timeout=5)
+    assert not survivors(procs, timeout=5)
