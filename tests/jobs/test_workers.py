@@ -10,12 +10,13 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse, urlunparse
 
 import psutil
 import pytest
 
-from jobs import actions
+from jobs import actions, runner
 from jobs.models import Job, LogLine, State
 from tests.live import BIN, ROOT, Dx, LiveServer
 from tests.test_scaled_out import POSTGRES_URL, REDIS_URL, check_postgres, check_redis, require
@@ -231,6 +232,39 @@ def test_the_reaper_takes_a_lease_a_heartbeat_period_after_it_lapsed_and_logs_wh
     last = LogLine.objects.filter(job_id=job_id).order_by("-seq").first()
     assert last.level == "ERROR" and last.msg.startswith("Not retried: worker host:slow@host stopped renewing")
     assert last.msg.endswith("try 2 was the last of at most 2") and last.seq == retry.seq + 1
+
+
+def test_a_worker_that_stalled_during_a_heartbeat_beats_again_at_once(alice, project, nap, monkeypatch, tmp_path):
+    """A stall (SIGSTOP, a paused VM) can land inside a heartbeat: the beat went through just before it,
+    the reaper took the lease during it. The next beat is due at once on waking, not a period later,
+    and finding the lease lost it kills the sandbox before anything else."""
+    job, _ = actions.claim(launch(alice, project, nap), "stalled")
+    now = [0.0]
+    events = []
+
+    class Sandbox:
+        def wait(self, timeout=None):
+            events.append(("wait", timeout))
+            now[0] += timeout
+            return None
+
+        def kill_tree(self):
+            events.append(("kill",))
+
+    def beat(job, state):
+        events.append(("beat",))
+        if events.count(("beat",)) == 1:
+            now[0] += 3600  # the stall, after the renewal was written
+            return []
+        return None  # the reaper took the lease meanwhile
+
+    monkeypatch.setattr(runner, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(runner, "_beat", beat)
+    outcome = runner._supervise(job, Sandbox(), SimpleNamespace(check=lambda allow_ssh: None), tmp_path)
+    assert outcome == {"kind": "lost"}
+    after_stall = events[events.index(("beat",)) + 1:]
+    assert after_stall[-2:] == [("beat",), ("kill",)], events
+    assert sum(event[1] for event in after_stall if event[0] == "wait") == 0, events
 
 
 def test_the_reaper_spares_a_lease_renewed_after_it_looked(alice, project, nap):
