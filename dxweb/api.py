@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from projects.models import ApiToken, Nonce, User
 from projects.permissions import Principal
 
-from . import sql
+from . import sql, throttle
 from .errors import (
     BadRequest, DXError, InternalError, InvalidAuthentication, InvalidInput, MethodNotAllowed, PayloadTooLarge,
     ResourceNotFound,
@@ -56,7 +56,10 @@ def api_method(cls, name, write=False):
 
 
 def error_response(error):
-    return JsonResponse(error.to_dict(), status=error.status)
+    response = JsonResponse(error.to_dict(), status=error.status)
+    if getattr(error, "retry_after", None):
+        response["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _refuse_constant(name):
@@ -134,7 +137,14 @@ def authenticate(request):
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         raise InvalidAuthentication("An Authorization: Bearer <token> header is required")
-    return principal_for_token(raw, request.META.get("REMOTE_ADDR", ""), request)
+    # An address whose calls carried too many unknown tokens is refused for a while (dxweb/throttle.py).
+    address = throttle.client_address(request) or ""
+    throttle.check_token_address(address)
+    try:
+        return principal_for_token(raw, address, request)
+    except InvalidAuthentication:
+        throttle.token_lookup_failed(address)
+        raise
 
 
 def resolve(resource, method):

@@ -68,3 +68,14 @@ class PayloadTooLarge(DXError):
 class InternalError(DXError):
     type = "InternalError"
     status = 500
+
+
+class TooManyRequests(DXError):
+    """Calls refused for a while; dxpy waits `Retry-After` seconds and retries."""
+
+    type = "TooManyRequests"
+    status = 429
+
+    def __init__(self, message, retry_after):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -268,3 +268,62 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("DXWEB_LOG_LEVEL", default="INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+
+# Security: guessed credentials (dxweb/throttle.py) and HTTPS in production ----------------------
+from datetime import timedelta  # noqa: E402
+
+# Failed logins are recorded and throttled by django-axes. A handle is refused from an address after
+# DXWEB_LOGIN_FAILURE_LIMIT failures from it; an address after DXWEB_LOGIN_ADDRESS_FAILURE_LIMIT failures
+# whatever the handles; a handle from every address after DXWEB_LOGIN_HANDLE_FAILURE_LIMIT (0: never, as
+# anyone could then lock anyone out). Each lasts DXWEB_LOGIN_COOLOFF_MINUTES after the last failure.
+DXWEB_LOGIN_FAILURE_LIMIT = env.int("DXWEB_LOGIN_FAILURE_LIMIT", default=10)
+DXWEB_LOGIN_ADDRESS_FAILURE_LIMIT = env.int("DXWEB_LOGIN_ADDRESS_FAILURE_LIMIT", default=100)
+DXWEB_LOGIN_HANDLE_FAILURE_LIMIT = env.int("DXWEB_LOGIN_HANDLE_FAILURE_LIMIT", default=0)
+DXWEB_LOGIN_COOLOFF_MINUTES = env.float("DXWEB_LOGIN_COOLOFF_MINUTES", default=15)
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes requires
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = any(
+    (DXWEB_LOGIN_FAILURE_LIMIT > 0, DXWEB_LOGIN_ADDRESS_FAILURE_LIMIT > 0, DXWEB_LOGIN_HANDLE_FAILURE_LIMIT > 0)
+)
+AXES_HANDLER = "dxweb.throttle.LoginAttempts"  # one limit per way of counting; it reports how many are reached
+AXES_FAILURE_LIMIT = 1
+AXES_LOCKOUT_PARAMETERS = "dxweb.throttle.lockout_parameters"
+AXES_COOLOFF_TIME = timedelta(minutes=DXWEB_LOGIN_COOLOFF_MINUTES)
+# Attempts during a lockout are neither checked nor recorded (records cannot grow without end), and a
+# success does not erase failures (someone guessing with an account of their own could reset the count).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_CALLABLE = "dxweb.throttle.login_locked_out"
+AXES_CLIENT_IP_CALLABLE = "dxweb.throttle.client_address"
+AXES_SENSITIVE_PARAMETERS = []  # log the handle and address of each attempt (passwords never)
+AXES_VERBOSE = False
+# Failures and lockouts are logged as warnings; successful logins are kept in axes' AccessLog table.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}
+# API calls whose token is unknown: DXWEB_TOKEN_FAILURE_LIMIT of them from one address within
+# DXWEB_TOKEN_FAILURE_WINDOW seconds, and its calls are refused until the window ends (0: no limit).
+DXWEB_TOKEN_FAILURE_LIMIT = env.int("DXWEB_TOKEN_FAILURE_LIMIT", default=100)
+DXWEB_TOKEN_FAILURE_WINDOW = env.int("DXWEB_TOKEN_FAILURE_WINDOW", default=300)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+         "KEY_PREFIX": f"{DXWEB_NAMESPACE}:throttle"}
+        if REDIS_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
+    ),
+}
+# HTTPS: when the dashboard's public address is https, cookies are Secure, pages send HSTS and plain-http
+# pages redirect to https (the API is never redirected: jobs reach it over http on their worker host).
+# Behind a TLS-terminating proxy, set DXWEB_BEHIND_TLS_PROXY: the proxy's X-Forwarded-Proto then says
+# whether a request came over https, and the last X-Forwarded-For address is the client's.
+DXWEB_BEHIND_TLS_PROXY = env.bool("DXWEB_BEHIND_TLS_PROXY", default=False)
+if DXWEB_BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+DXWEB_HTTPS = DXWEB_PUBLIC_URL.lower().startswith("https://")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = DXWEB_HTTPS
+SECURE_HSTS_SECONDS = env.int("DXWEB_HSTS_SECONDS", default=365 * 24 * 3600 if DXWEB_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+# Preloading commits a whole domain to HTTPS in browsers for good: the domain's owner opts in.
+SECURE_HSTS_PRELOAD = env.bool("DXWEB_HSTS_PRELOAD", default=False)
+if SECURE_HSTS_SECONDS and not SECURE_HSTS_PRELOAD:
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]

@@ -3,6 +3,7 @@ import json
 
 import pytest
 from asgiref.sync import SyncToAsync
+from django.core.cache import caches
 from django.db import connections
 from django.test import Client
 
@@ -21,6 +22,17 @@ def blob_dir(settings, tmp_path):
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "blobs"}},
     }
     return tmp_path / "blobs"
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle(settings):
+    """Failed token lookups are counted in a cache, not the database: each test starts from none, in a
+    cache of the test process's own (never a Redis shared with servers the test starts)."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "throttle": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle-tests"},
+    }
+    caches["throttle"].clear()
 
 
 @pytest.fixture(autouse=True)
