@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 HOME = "/home/dnanexus"
 META = "/opt/dnanexus/job"
 LOG_SOCKETS = "/opt/dnanexus/log"
-# pip's cache, shared by the jobs of this worker host so execDepends are fetched once.
+# pip's cache, shared by one user's jobs on this worker host so execDepends are fetched once (one per
+# user: a job can write to it, and another user's jobs must not install what it wrote).
 PIP_CACHE = "/opt/dnanexus/pip-cache"
 # execDepends (pip) go here, on the job's PYTHONPATH and PATH: never into the worker's own Python,
 # which the sandbox may show read-only (and must not change for other jobs).
@@ -114,8 +115,8 @@ def _prepare_commands(job):
     return "\n".join(lines)
 
 
-def _pip_cache():
-    path = Path(settings.DXWEB_PIP_CACHE_DIR)
+def _pip_cache(user_id):
+    path = Path(settings.DXWEB_PIP_CACHE_DIR) / f"user-{int(user_id)}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -228,7 +229,7 @@ def run(job_id, worker):
         binds = [
             sandbox.Bind(meta, META, writable=True),
             sandbox.Bind(workdir / "log", LOG_SOCKETS, writable=True),
-            sandbox.Bind(_pip_cache(), PIP_CACHE, writable=True),
+            sandbox.Bind(_pip_cache(job.launched_by_id), PIP_CACHE, writable=True),
         ]
         warnings, bash_vars_line = [], MAKE_BASH_VARS
         if interpreter == "bash":

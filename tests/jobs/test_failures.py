@@ -149,3 +149,19 @@ def test_a_job_trying_to_escape_finds_the_kernel_settings_read_only_and_the_host
     lines = [line.split(" ", 3)[-1] for line in log.splitlines()]
     for refused in ("sysctl refused", "userns refused", "no host logs", "no host tree", "no shadow"):
         assert any(line.endswith(refused) for line in lines), log
+
+
+def test_a_job_cannot_leave_anything_in_the_package_cache_another_users_jobs_use(alice_project, dx_as):
+    dx, _ = alice_project
+
+    def mark(dx, marker):
+        job_id = dx("run", "misbehave", "-imode=cache", f"-imarker={marker}", "-y", "--brief").stdout.strip()
+        log = dx("watch", job_id, "--no-job-info").stdout
+        return [line for line in log.splitlines() if "cache " in line][-1].split("cache ", 1)[1]
+
+    mark(dx, "planted-by-alice")
+    bob = dx_as("bob")
+    bob("new", "project", "bobs", "--select", "--brief")
+    bob("build", str(APPS / "misbehave"))
+    assert mark(bob, "bobs-own") == "empty"
+    assert mark(dx, "again") == "holds planted-by-alice"  # a user's own jobs do share it

@@ -450,11 +450,12 @@ def test_a_stalled_worker_kills_its_stale_copy_at_its_first_heartbeat(workers):
     }, fleet.token)["id"]
     stalled = fleet.worker("g@%h", env=two_tries)
     job_id = fleet.server.api(f"/{applet}/run", {"project": fleet.project}, fleet.token)["id"]
-    tick_file = Path(fleet.server.env["DXWEB_DATA_DIR"]) / "pip-cache" / f"ticks-{job_id}"
+    caches = Path(fleet.server.env["DXWEB_DATA_DIR"]) / "pip-cache"  # one per user: the launcher's holds the file
 
     def ticks():
         """[(try name, epoch ms)] in the order written."""
-        text = tick_file.read_text() if tick_file.exists() else ""
+        tick_file = next(caches.glob(f"user-*/ticks-{job_id}"), None)
+        text = tick_file.read_text() if tick_file else ""
         return [(name, int(ms)) for name, ms in (line.split() for line in text.splitlines() if len(line.split()) == 2)]
 
     first = wait_for(ticks, 60, "the first try to tick")[0][0]

@@ -30,6 +30,10 @@ main() {
         if ls /var/log > /dev/null 2>&1; then echo "HOST LOGS"; else echo "no host logs"; fi
         if [ -e "$other/manage.py" ]; then echo "HOST TREE"; else echo "no host tree"; fi
         if [ -e /etc/shadow ]; then echo "SHADOW"; else echo "no shadow"; fi ;;
+    cache)
+        # The execDepends cache: what this job finds there, then its own mark.
+        if [ -e /opt/dnanexus/pip-cache/mark ]; then echo "cache holds $(cat /opt/dnanexus/pip-cache/mark)"; else echo "cache empty"; fi
+        echo "$marker" > /opt/dnanexus/pip-cache/mark ;;
     fill)
         # 10 MiB files in the home and in /var/tmp, far past any small disk limit.
         for i in $(seq 1 400); do head -c 10485760 /dev/zero > "f$i"; head -c 10485760 /dev/zero > "/var/tmp/f$i"; done
