@@ -17,9 +17,10 @@ namespaces, with:
 The network, as seed 000 says, is restricted unless the applet asks for it (`access.network`,
 SandboxSpec.network): the sandbox then gets a network namespace of its own with only loopback up,
 so no outgoing connection and no DNS; the API server, the one address it may reach, is relayed into
-it (`_ApiRelay`: a listener on the sandbox's loopback at the API's port, each connection carried to
-the real API by the worker). Where the worker may not create a network namespace (not root), the
-job runs on the host's network and its log says so.
+it (jobs/relay.py's `ApiRelay`: a listener on the sandbox's loopback at the API's port, each
+connection carried to the real API by the worker, at most DXWEB_JOB_API_CONNECTIONS at once).
+Where the worker may not create a network namespace (not root), the job runs on the host's network
+and its log says so.
 
 `settings.DXWEB_SANDBOX = "none"` runs jobs directly (same environment handling, own
 session, the same cgroups/rlimits) for machines without bubblewrap: no isolation at all.
@@ -51,6 +52,7 @@ from pathlib import Path
 from django.conf import settings
 
 from jobs import seccomp
+from jobs.relay import ApiRelay
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +253,8 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
         else:
             try:
                 popen, relay, release = _in_private_network(spec.api, start)
+                if relay is not None:
+                    relay.name = spec.job_id  # for its log lines
                 mechanisms["network"] = "private" + (f" + API relay to {spec.api[0]}:{spec.api[1]}" if relay else "")
             except NetworkRefused as err:
                 _warn_once("netns", "jobs run on the host's network: %s", err)
@@ -503,7 +507,6 @@ def disk_usage(paths):
 
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-RELAY_BUFFER = 256 * 1024
 
 
 class NetworkRefused(SandboxError):
@@ -514,7 +517,7 @@ def _in_private_network(api, start):
     """Call start() (it starts the sandbox's first process) in a thread of its own that first moves
     into a new network namespace, with loopback up and, when `api` is given, a listener on
     127.0.0.1 at the API's port. The process inherits the thread's namespace; the worker's other
-    threads keep the host's. Return (start's result, the _ApiRelay or None, a callable that lets the
+    threads keep the host's. Return (start's result, the ApiRelay or None, a callable that lets the
     thread end: call it once the process has ended).
 
     The thread lives as long as the sandbox: bwrap's --die-with-parent is PR_SET_PDEATHSIG, and the
@@ -557,8 +560,10 @@ def _in_private_network(api, start):
             listener.close()
         raise outcome["error"]
     # Made here, not in that thread: a thread starts in its creator's network namespace, and the
-    # relay's threads must reach the API from the worker's.
-    relay = _ApiRelay(listener, (api[0], int(api[1]))) if listener is not None else None
+    # relay's thread must reach the API from the worker's.
+    relay = None
+    if listener is not None:
+        relay = ApiRelay(listener, (api[0], int(api[1])), settings.DXWEB_JOB_API_CONNECTIONS)
     return outcome["value"], relay, release.set
 
 
@@ -579,63 +584,6 @@ def _is_address(host):
         return True
     except OSError:
         return False
-
-
-class _ApiRelay:
-    """Carry each connection made to the listener (on the sandbox's loopback) to the API server,
-    from the worker's own network: the one way out of a restricted job's network."""
-
-    def __init__(self, listener, target):
-        self.listener = listener
-        self.target = target
-        threading.Thread(target=self._accept, name="api-relay", daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                inside, _ = self.listener.accept()
-            except OSError:  # closed
-                return
-            threading.Thread(target=self._carry, args=(inside,), name="api-relay-conn", daemon=True).start()
-
-    def _carry(self, inside):
-        try:
-            outside = socket.create_connection(self.target, timeout=30)
-        except OSError as err:
-            log.warning("API relay: cannot reach %s:%s: %s", *self.target, err)
-            inside.close()
-            return
-        outside.settimeout(None)
-        for sock in (inside, outside):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        back = threading.Thread(target=_copy, args=(outside, inside), name="api-relay-back", daemon=True)
-        back.start()
-        _copy(inside, outside)
-        back.join()
-        inside.close()
-        outside.close()
-
-    def close(self):
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (Linux)
-        except OSError:
-            pass
-        self.listener.close()
-
-
-def _copy(source, target):
-    buffer = bytearray(RELAY_BUFFER)
-    view = memoryview(buffer)
-    try:
-        while count := source.recv_into(buffer):
-            target.sendall(view[:count])
-    except OSError:
-        pass
-    finally:
-        try:
-            target.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
 
 # --- cgroups -------------------------------------------------------------------------------
