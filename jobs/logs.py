@@ -543,6 +543,11 @@ class LogWriter:
                 self._execute(rows)
                 return
             except IntegrityError:
+                if not Job.objects.filter(pk=self.job_id).exists():
+                    # Deleted with its project while the worker was still ending it: the lines
+                    # have no job left to belong to.
+                    log.info("%s no longer exists; dropped %d log lines", self.job_id, len(rows))
+                    return
                 if attempt == attempts - 1:
                     raise
                 # Another writer took these numbers: a later try of the job, after this worker lost

@@ -500,12 +500,14 @@ def project_leave(principal, container, body):
     return {"id": container.pk}
 
 
-@container_method("destroy", Level.ADMINISTER, write=True)
+# Not write=True: the action commits the jobs' termination, then waits for their workers.
+@container_method("destroy", Level.ADMINISTER)
 def project_destroy(principal, container, body):
     if not container.is_project:
         raise PermissionDenied("Workspaces are destroyed by the platform")
-    actions.destroy_container(container)
-    return {"id": container.pk}
+    project_id = container.pk
+    actions.destroy_project(principal, container, terminate_jobs=get(body, "terminateJobs", bool, False))
+    return {"id": project_id}
 
 
 def tagging_methods(register, id_of):

@@ -1,4 +1,5 @@
 """Pages: each view checks access through permissions.py, calls an action and renders or redirects."""
+from contextlib import nullcontext
 from functools import wraps
 from urllib.parse import urlencode
 
@@ -81,10 +82,11 @@ def form_data(form):
     return form.cleaned_data
 
 
-def project_action(needed, back="folder", after=None):
+def project_action(needed, back="folder", after=None, atomic=True):
     """Wrap a form POST on a project: access check, the action in a transaction, a flash, a redirect.
 
     The redirect goes back to the posting folder (or the Members tab), or to `after` on success.
+    `atomic=False` leaves transactions to the action.
     """
 
     def decorate(fn):
@@ -95,7 +97,7 @@ def project_action(needed, back="folder", after=None):
             container = project_for(request, project_id, needed)
             folder = posted_folder(request)
             try:
-                with transaction.atomic():
+                with transaction.atomic() if atomic else nullcontext():
                     messages.success(request, fn(request, container, folder))
             except DXError as err:
                 messages.error(request, err.message)
@@ -372,11 +374,11 @@ def leave(request, container, folder):
     return f"You left {container.name}"
 
 
-@project_action(Level.ADMINISTER, back="members", after="dashboard")
+@project_action(Level.ADMINISTER, back="members", after="dashboard", atomic=False)
 def destroy(request, container, folder):
     if request.POST.get("confirm") != container.name:
         raise InvalidInput("Type the project's name exactly to delete it")
-    actions.destroy_container(container)
+    actions.destroy_project(principal(request), container, terminate_jobs=True)
     return f"Deleted the project {container.name}"
 
 
