@@ -133,15 +133,21 @@ class LogSockets:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.writer = writer
         self.sockets = []
-        for name in ("priority", "bulk"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            path = self.directory / name
-            if path.exists():
-                path.unlink()
-            sock.bind(str(path))
-            os.chmod(path, 0o777)
-            sock.setblocking(False)
-            self.sockets.append(sock)
+        # Bound through the directory's descriptor: a socket's path may hold at most 107 bytes, and a
+        # data directory deep in the file system would leave too few for the job's own.
+        directory_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in ("priority", "bulk"):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                path = self.directory / name
+                if path.exists():
+                    path.unlink()
+                sock.bind(f"/proc/self/fd/{directory_fd}/{name}")
+                os.chmod(path, 0o777)
+                sock.setblocking(False)
+                self.sockets.append(sock)
+        finally:
+            os.close(directory_fd)
         self._wake_read, self._wake_write = os.pipe()
         self.thread = threading.Thread(target=self._serve, name=f"log-sockets-{self.directory.parent.name}",
                                        daemon=True)

@@ -848,3 +848,22 @@ def test_a_finished_jobs_directory_is_moved_aside_at_once_and_removed_behind(tmp
     _remove_soon(workdir)
     assert not workdir.exists()  # a next try may make it afresh at once
     assert eventually(lambda: list((tmp_path / "jobs").iterdir()) == [])
+
+
+def test_the_log_sockets_work_in_a_directory_deeper_than_a_socket_path_may_be(tmp_path):
+    import json
+
+    from jobs.runner import LogSockets
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "log"
+    assert len(str(deep / "priority")) > 108  # more than sockaddr_un can hold
+    writer = Lines()
+    sockets = LogSockets(deep, writer)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+        os.chdir(deep)  # the client reaches it as the job does, by a short path (here a relative one)
+        try:
+            client.sendto(json.dumps({"level": 6, "msg": "from deep", "source": "DX_APP"}).encode(), "bulk")
+        finally:
+            os.chdir(tmp_path)
+    sockets.close()
+    assert writer.lines == [("INFO", "from deep", "DX_APP")]
