@@ -66,19 +66,45 @@ def _refuse_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-def _check_document(body):
-    """Refuse NUL characters (PostgreSQL stores none in text or jsonb) and very deep nesting."""
+# NUL (PostgreSQL stores none in text or jsonb) and lone UTF-16 surrogates: a "\ud800" escape not in a
+# pair decodes to a code point that no encoding can write (to the database, a log, a reply).
+_UNWRITABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_document(body, what):
+    """Refuse NUL characters, lone surrogates and very deep nesting."""
     stack = [(body, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                raise InvalidInput("The request body must not contain NUL (\\u0000) characters")
+            bad = _UNWRITABLE.search(item)
+            if bad is None:
+                continue
+            if bad.group() == "\x00":
+                raise InvalidInput(f"{what} must not contain NUL (\\u0000) characters")
+            raise BadRequest(f"{what} must not contain lone UTF-16 surrogates (\\ud800 to \\udfff not in a pair)")
         elif isinstance(item, (dict, list)):
             if depth > MAX_DEPTH:
-                raise BadRequest(f"The request body is nested more than {MAX_DEPTH} levels deep")
+                raise BadRequest(f"{what} is nested more than {MAX_DEPTH} levels deep")
             children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
+
+
+def decode_json(raw, what="The request body"):
+    """Decode a JSON object, as every request is decoded (API bodies, websocket request frames).
+
+    Anything else is a BadRequest (InvalidInput, 400): text that is not JSON or not UTF-8, NaN and
+    Infinity, a value that is not an object, very deep nesting, lone surrogates; NUL characters are
+    an InvalidInput (422).
+    """
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadRequest(f"{what} is not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    _check_document(body, what)
+    return body
 
 
 def parse_body(request):
@@ -90,14 +116,7 @@ def parse_body(request):
         ) from None
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise BadRequest(f"The request body is not valid JSON: {str(exc)[:200]}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object")
-    _check_document(body)
-    return body
+    return decode_json(raw)
 
 
 TOKEN = sql.Columns(ApiToken, "t")

@@ -5,6 +5,7 @@ import time
 import pytest
 from django.test import Client
 
+from jobs.models import Job, State
 from projects import transfer
 from projects.models import DataObject, FilePart, Folder, Nonce, Placement
 from tests.conftest import ApiClient
@@ -664,3 +665,50 @@ def test_an_expired_nonce_no_longer_replays(alice, world, settings):
     settings.DXWEB_NONCE_TTL = -1
     assert alice.ok("/file/new", body) != first
     assert DataObject.objects.filter(placements__name="again.txt").count() == 2
+
+
+# Lone UTF-16 surrogates ------------------------------------------------------------------
+
+LONE = "\ud800"  # json.dumps writes it as the escape "\ud800", which decodes back to a lone surrogate
+JOB_ID = "job-" + "S" * 24
+
+SURROGATE_CALLS = {
+    "findJobs project": lambda w: ("/system/findJobs", {"project": LONE}),
+    "findExecutions project": lambda w: ("/system/findExecutions", {"project": w.project + LONE}),
+    "project/new name": lambda w: ("/project/new", {"name": "p" + LONE}),
+    "file/new name": lambda w: ("/file/new", {"project": w.project, "name": LONE}),
+    "rename name": lambda w: (f"/{w.closed}/rename", {"project": w.project, "name": "x" + LONE}),
+    "nonce": lambda w: ("/file/new", {"project": w.project, "name": "n", "nonce": LONE}),
+    "clone project": lambda w: (f"/{w.project}/clone", {"objects": [w.closed], "project": LONE}),
+    "clone destination": lambda w: (f"/{w.project}/clone", {"objects": [w.closed], "project": w.project,
+                                                             "destination": "/" + LONE}),
+    "download filename": lambda w: (f"/{w.closed}/download", {"filename": LONE}),
+    "user/update": lambda w: ("/user-alice/update", {"first": LONE}),
+    "job/update": lambda w: (f"/{JOB_ID}/update", {"name": LONE}),
+    "a key": lambda w: (f"/{w.project}/describe", {LONE: True}),
+    "deep in a value": lambda w: (f"/{w.open}/setDetails", {"details": {"a": [{"b": "\udfff"}]}}),
+}
+
+
+@pytest.fixture
+def job(alice, world):
+    return Job.objects.create(id=JOB_ID, name="j", executable="applet-" + ZEROS, project=world.container,
+                              launched_by=alice.user, state=State.RUNNING)
+
+
+@pytest.mark.parametrize("call", SURROGATE_CALLS)
+def test_lone_surrogates_are_invalid_input_and_change_nothing(alice, world, job, call):
+    path, body = SURROGATE_CALLS[call](world)
+    before = (names(world), list(Nonce.objects.all()), alice.ok("/user-alice/describe"))
+    status, reply = alice.call(path, body)
+    assert is_error(status, reply, 400, "InvalidInput"), (status, reply)
+    assert "surrogate" in reply["error"]["message"]
+    assert (names(world), list(Nonce.objects.all()), alice.ok("/user-alice/describe")) == before
+    assert Job.objects.get(pk=job.pk).name == "j"
+
+
+def test_surrogate_pairs_are_characters_and_round_trip(alice, world):
+    raw = b'{"project": "%s", "name": "\\ud83d\\ude00.txt"}' % world.project.encode()
+    status, reply = post_json(alice, "/file/new", raw)
+    assert status == 200, reply
+    assert ("/", "\U0001f600.txt") in names(world)
