@@ -178,9 +178,10 @@ def run(quick=False, watchers=None, watch_lines=None, watch_rounds=None, redis=F
     lines = watch_lines or (100 if quick else 400)
     rounds = watch_rounds or (1 if quick else 2)
     pause = 3 if n <= 20 else 5
-    extra = {}
+    # Every watcher comes from this host's one address: no cap on the sockets per address.
+    extra = {"DXWEB_WS_MAX_PER_ADDRESS": "0"}
     if redis:
-        extra = {"REDIS_URL": "redis://127.0.0.1:6379/7", "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres"}
+        extra.update(REDIS_URL="redis://127.0.0.1:6379/7", DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres")
     extra.update(dict(item.split("=", 1) for item in server_env))
     results = {"params": {"watchers": n, "lines": lines, "rounds": rounds, "pause_s": pause,
                           "interval_s": "0.02-0.05 (uniform over 20/30/40/50 ms)",

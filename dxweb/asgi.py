@@ -103,20 +103,24 @@ async def http_application(scope, receive, send):
     await app(scope, receive, send)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 import jobs.routing  # noqa: E402
+
+from .websockets import WebsocketGuard, route_not_found  # noqa: E402
 
 websocket_urlpatterns = [*jobs.routing.websocket_urlpatterns]
 if settings.DXWEB_BENCH_VIEWS:  # bench/logs.py's echo baseline (never in production)
     import bench.routing  # noqa: E402
 
     websocket_urlpatterns += bench.routing.websocket_urlpatterns
+websocket_urlpatterns.append(re_path(r"", route_not_found))  # last: 4404, not a server error
 
 application = ProtocolTypeRouter(
     {
         "http": http_application,
         # Session authentication is per route (jobs/routing.py): `dx watch` sockets carry a token instead.
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        # The guard checks the Origin (scheme, host and port) and caps the sockets per client address.
+        "websocket": WebsocketGuard(URLRouter(websocket_urlpatterns)),
     }
 )

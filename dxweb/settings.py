@@ -264,6 +264,12 @@ DXWEB_DEBUG_BY_ADMINS = env.bool("DXWEB_DEBUG_BY_ADMINS", default=False)
 DXWEB_SSH_CERT_SECONDS = env.int("DXWEB_SSH_CERT_SECONDS", default=60)
 DXWEB_BENCH_VIEWS = env.bool("DXWEB_BENCH_VIEWS", default=False)
 
+# Websockets (dxweb/websockets.py): seconds a socket may wait before sending its first frame (the
+# request; `dx watch` sends its token in it), and the most sockets open at once from one client
+# address, counted in each web process (0: no cap).
+DXWEB_WS_AUTH_TIMEOUT = env.float("DXWEB_WS_AUTH_TIMEOUT", default=10.0)
+DXWEB_WS_MAX_PER_ADDRESS = env.int("DXWEB_WS_MAX_PER_ADDRESS", default=100)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -14,7 +14,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from dxweb.api import principal_for_token
-from dxweb.errors import DXError, InvalidInput, PermissionDenied, ResourceNotFound
+from dxweb.errors import BadRequest, DXError, InvalidInput, PermissionDenied, ResourceNotFound
+from dxweb.websockets import SERVER_ERROR, FirstFrameDeadline, close_with, decode_frame
 from projects.models import Container, Level
 from projects.permissions import Principal, access_container, level_of
 
@@ -28,19 +29,20 @@ log = logging.getLogger(__name__)
 END_GRACE_SECONDS = 30
 
 
-def close_reason(error):
-    return json.dumps({"type": error.type, "message": error.message})[:120]
+class JobLogConsumer(FirstFrameDeadline, AsyncWebsocketConsumer):
+    """Close codes (dxweb/websockets.py): 4400 (not a request), 4401 (no valid token), 4404 (missing or not
+    visible: the same answer for both), 4408 (no first frame in time), 4422 (a bad option)."""
 
-
-class JobLogConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
         self.started = False
         self.task = None
         self.follower = None
         await self.accept()
+        self.start_deadline()
 
     async def disconnect(self, code):
+        self.stop_deadline()
         if self.task is not None:
             self.task.cancel()
         if self.follower is not None:
@@ -50,18 +52,13 @@ class JobLogConsumer(AsyncWebsocketConsumer):
         if self.started:
             return  # only the first frame carries the request
         self.started = True
+        if not self.stop_deadline():
+            return  # too late: the socket is closing
         try:
-            request = json.loads(text_data or "")
-            if not isinstance(request, dict):
-                raise ValueError
-        except ValueError:
-            await self.close(code=4400, reason=close_reason(InvalidInput("The first frame must be a JSON object")))
-            return
-        try:
-            self.options = await self.authorize(request)
+            self.options = await self.authorize(decode_frame(text_data))
         except DXError as err:
             log.info("refused a log stream for %s: %s", self.job_id, err.message)
-            await self.close(code=4000 + min(err.status, 999), reason=close_reason(err))
+            await close_with(self, err)
             return
         self.task = asyncio.create_task(self.stream())
 
@@ -102,7 +99,7 @@ class JobLogConsumer(AsyncWebsocketConsumer):
             raise
         except Exception:
             log.exception("log stream for %s failed", self.job_id)
-            await self.close(code=1011)
+            await self.close(code=SERVER_ERROR)
 
     async def send_frames(self, frames):
         for frame in frames:
@@ -117,10 +114,11 @@ FRAME_BYTES = 256 * 1024
 FINAL_GRACE_SECONDS = 0.5
 
 
-class SessionConsumer(AsyncWebsocketConsumer):
+class SessionConsumer(FirstFrameDeadline, AsyncWebsocketConsumer):
     """A socket for a logged-in browser: refuse anonymous users and anything the permission module hides.
 
-    Close codes: 4403 (not logged in), 4404 (missing or not visible: the same answer for both).
+    Close codes (dxweb/websockets.py): 4403 (not logged in), 4404 (missing or not visible: the same
+    answer for both), 4400 (the first frame is not a valid request), 4408 (no first frame in time).
     """
 
     async def connect(self):
@@ -130,16 +128,18 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=4403, reason=close_reason(PermissionDenied("Log in to watch jobs")))
+            await close_with(self, PermissionDenied("Log in to watch jobs"))
             return
         try:
             await database_sync_to_async(self.authorize)(Principal.of(user))
         except DXError as err:
-            await self.close(code=4404 if isinstance(err, ResourceNotFound) else 4403, reason=close_reason(err))
+            await close_with(self, err)
             return
         self.authorized = True
+        self.start_deadline()
 
     async def disconnect(self, code):
+        self.stop_deadline()
         if self.task is not None:
             self.task.cancel()
         for group in self.groups_joined:
@@ -166,13 +166,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         if not getattr(self, "authorized", False) or self.task is not None:
             return  # only the first frame carries the request
+        if not self.stop_deadline():
+            return  # too late: the socket is closing
         try:
-            request = json.loads(text_data or "")
-            if not isinstance(request, dict):
-                raise ValueError
-            self.request = self.parse(request)
-        except (ValueError, DXError):
-            await self.close(code=4400, reason=close_reason(InvalidInput("The first frame is not a valid request")))
+            self.request = self.parse(decode_frame(text_data))
+        except DXError as err:
+            await close_with(self, BadRequest(err.message))  # 4400, whatever the reason
             return
         self.task = asyncio.create_task(self.run_guarded())
 
@@ -183,7 +182,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             raise
         except Exception:
             log.exception("%s failed", type(self).__name__)
-            await self.close(code=1011)
+            await self.close(code=SERVER_ERROR)
 
 
 class JobStatesConsumer(SessionConsumer):
@@ -280,7 +279,7 @@ class JobPageConsumer(SessionConsumer):
             try:
                 rows, lines = await database_sync_to_async(self._read)()
             except ResourceNotFound as err:
-                await self.close(code=4404, reason=close_reason(err))
+                await close_with(self, err)
                 return
             for job_id in self.reader.names:
                 await self.join(group_name(job_id))

@@ -12,20 +12,20 @@ more than HIGH_WATER bytes behind, until its acks bring that under LOW_WATER. Ac
 state are checked again every RECHECK_SECONDS: the session ends when the job ends, access is
 revoked or the hold expires.
 
-Close codes: 4403 (not logged in, foreign Origin, not allowed), 4404 (missing or not visible),
-4409 (the job cannot be debugged now), 4410 (the session ended), 4502 (the gateway refused).
+Close codes (dxweb/websockets.py): 4403 (not logged in, not allowed), 4404 (missing or not visible),
+4409 (the job cannot be debugged now), 4410 (the session ended), 4502 (the gateway refused). A page
+of another origin (scheme, host and port) is refused at the handshake (dxweb/websockets.py).
 A status frame with the whole message comes first: a close reason holds only 123 bytes.
 """
 import asyncio
 import json
 import logging
-from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
-from dxweb.errors import DXError, InvalidState, PermissionDenied, ResourceNotFound
+from dxweb.errors import DXError, PermissionDenied, ResourceNotFound
+from dxweb.websockets import GATEWAY_REFUSED, SERVER_ERROR, SESSION_ENDED, close_code, decode_frame
 from projects.models import now_ms
 from projects.permissions import Principal
 
@@ -53,14 +53,6 @@ def short_reason(message):
     return message.encode()[:123].decode(errors="ignore")
 
 
-def refusal_code(err):
-    if isinstance(err, ResourceNotFound):
-        return 4404
-    if isinstance(err, InvalidState):
-        return 4409
-    return 4403
-
-
 class BadFrame(Exception):
     """A frame outside the protocol: the browser gets an error status, the session goes on."""
 
@@ -86,12 +78,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.task = None
         await self.accept()
         user = self.scope.get("user")
-        if not self.same_origin():
-            await self.refuse(4403, "This terminal opens only from dxweb's own pages: the request came from "
-                                    f"{self.header(b'origin') or 'no page'!r}")
-            return
         if user is None or not user.is_authenticated:
-            await self.refuse(4403, "Log in to open a terminal")
+            err = PermissionDenied("Log in to open a terminal")
+            await self.refuse(close_code(err), err.message)
             return
         client = self.scope.get("client") or ("",)
         self.principal = Principal(user=user, client_ip=client[0] or "")
@@ -99,31 +88,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         try:
             self.job = await database_sync_to_async(actions.access_debug)(self.principal, self.job_id)
         except DXError as err:
-            await self.refuse(refusal_code(err), err.message)
+            await self.refuse(close_code(err), err.message)
             return
         self.task = asyncio.create_task(self.run())
-
-    def header(self, name):
-        return dict(self.scope.get("headers", [])).get(name, b"").decode("latin1")
-
-    def same_origin(self):
-        """Whether the page's Origin is this server (its Host) or a CSRF-trusted origin, as Django's CSRF check asks.
-
-        AllowedHostsOriginValidator ignores ports, so a page on another port of an allowed host
-        (another local web app) would pass it, with the user's cookies.
-        """
-        origin = self.header(b"origin")
-        if origin and origin in settings.CSRF_TRUSTED_ORIGINS:
-            return True
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https"):
-            return False
-        default = {"http": 80, "https": 443}[parts.scheme]
-        host = urlsplit(f"//{self.header(b'host')}")
-        try:
-            return (parts.hostname, parts.port or default) == (host.hostname, host.port or default)
-        except ValueError:  # a malformed port
-            return False
 
     async def status(self, state, message="", **extra):
         # `now` lets the page count the hold down by the server's clock.
@@ -161,9 +128,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if self.closed:
             return
         try:
-            frame = json.loads(text_data) if text_data is not None else None
-            if not isinstance(frame, dict):
-                raise BadFrame("Send JSON objects as text frames")
+            frame = decode_frame(text_data, "A frame")
             kind = frame.get("type")
             if kind == "input":
                 self.input(frame.get("data"))
@@ -173,8 +138,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 self.ack(frame.get("bytes"))
             else:
                 raise BadFrame(f"Unknown frame type {kind!r}: expected input, resize or ack")
-        except json.JSONDecodeError:
-            await self.status("error", "Send JSON objects as text frames")
+        except DXError as err:
+            await self.status("error", err.message)
         except BadFrame as err:
             await self.status("error", str(err))
 
@@ -217,7 +182,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 user, client_ip = self.principal.user, self.principal.client_ip
                 self.process = await ssh.open_terminal(self.job, user, client_ip, cols, rows)
             except ssh.SSHRefused as err:
-                await self.refuse(4502, str(err))
+                await self.refuse(GATEWAY_REFUSED, str(err))
                 return
             if self.closed:  # the browser left while the shell opened
                 await self.release()
@@ -233,7 +198,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         except Exception:
             log.exception("the terminal of %s failed", getattr(self, "job_id", "?"))
             await self.status("closed", "The terminal failed; reconnect to try again")
-            await self.end(1011)
+            await self.end(SERVER_ERROR)
 
     async def watch(self, until):
         """Pump output until the shell exits or a recheck says the session must end."""
@@ -251,7 +216,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 ended, new_until = await database_sync_to_async(self.recheck)()
                 if ended:
                     await self.status("ended", ended)
-                    await self.end(4410, ended)
+                    await self.end(SESSION_ENDED, ended)
                     return
                 if new_until != until:
                     until = new_until

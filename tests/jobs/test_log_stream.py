@@ -32,7 +32,7 @@ def add_lines(job, *lines, start=1):
 
 async def open_stream(job_id, token, origin="http://127.0.0.1:8000", **request):
     communicator = WebsocketCommunicator(
-        application, f"/{job_id}/getLog/websocket", headers=[(b"origin", origin.encode()), (b"host", b"127.0.0.1")]
+        application, f"/{job_id}/getLog/websocket", headers=[(b"origin", origin.encode()), (b"host", b"127.0.0.1:8000")]
     )
     connected, _ = await communicator.connect()
     assert connected
@@ -146,3 +146,51 @@ def test_a_foreign_origin_is_refused_at_the_handshake(job):
         return connected
 
     assert asyncio.run(scenario()) is False
+
+
+def test_something_not_a_job_gets_the_same_refusal_as_a_job_the_caller_may_not_see(job, charlie):
+    async def scenario():
+        return [await collect(await open_stream(job_id, charlie.token)) for job_id in (job.pk, "not-a-job")]
+
+    hidden, not_a_job = asyncio.run(scenario())
+    assert hidden[0][:2] == not_a_job[0][:2] == ("close", 4404)
+    assert json.loads(not_a_job[0][2]) == {
+        "type": "ResourceNotFound", "message": json.loads(hidden[0][2])["message"].replace(job.pk, "not-a-job"),
+    }
+
+
+def test_a_socket_without_a_first_frame_is_closed_after_the_auth_timeout(job, alice, settings):
+    settings.DXWEB_WS_AUTH_TIMEOUT = 1
+
+    async def scenario():
+        silent = WebsocketCommunicator(application, f"/{job.pk}/getLog/websocket",
+                                       headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")])
+        assert (await silent.connect())[0]
+        closed = await collect(silent)  # collect waits up to 10 s for each frame
+        # A socket that sent its request in time is not closed by the deadline: the job runs, no lines yet.
+        streaming = await open_stream(job.pk, alice.token)
+        quiet = await streaming.receive_nothing(timeout=2.5)
+        await streaming.disconnect()
+        return closed, quiet
+
+    closed, quiet = asyncio.run(scenario())
+    assert closed[0][:2] == ("close", 4408) and json.loads(closed[0][2])["type"] == "RequestTimeout"
+    assert quiet
+
+
+@pytest.mark.parametrize("frame", [
+    '{"access_token": "\\ud800"}',
+    '{"access_token": "TOKEN", "levels": ["\\udfff"]}',
+    '{"access_token": "TOKEN", "\\ud800": 1}',
+])
+def test_a_lone_surrogate_in_the_first_frame_is_invalid_input(job, alice, frame):
+    async def scenario():
+        communicator = WebsocketCommunicator(application, f"/{job.pk}/getLog/websocket",
+                                             headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")])
+        await communicator.connect()
+        await communicator.send_to(text_data=frame.replace("TOKEN", alice.token))
+        return await collect(communicator)
+
+    frames = asyncio.run(scenario())
+    assert frames[0][:2] == ("close", 4400)
+    assert json.loads(frames[0][2])["type"] == "InvalidInput" and "surrogate" in json.loads(frames[0][2])["message"]

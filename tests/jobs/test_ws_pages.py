@@ -51,7 +51,7 @@ def add_lines(job, *msgs, start=1, level="STDOUT"):
 
 
 async def open_socket(path, actor=None, origin=ORIGIN, first=None):
-    headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
+    headers = [(b"origin", origin), (b"host", b"127.0.0.1:8000")]
     if actor is not None:
         headers.append((b"cookie", await sync_to_async(session_cookie)(actor)))
     communicator = WebsocketCommunicator(application, path, headers=headers)
@@ -192,3 +192,36 @@ def test_job_lists_get_state_changes_of_the_watched_jobs_only(world, alice, bob)
     assert initial == {"states": {root.pk: "runnable", child.pk: "runnable"}}
     assert changed == {"states": {root.pk: "running"}}
     assert own == {"states": {root.pk: "running", child.pk: "runnable", hidden.pk: "runnable"}}
+
+
+@pytest.mark.parametrize("kind", ["project", "job"])
+def test_a_socket_that_sends_no_first_frame_is_closed_after_the_auth_timeout(world, alice, kind, settings):
+    settings.DXWEB_WS_AUTH_TIMEOUT = 1
+    path = f"/ws/projects/{world['project'].pk}/jobs/" if kind == "project" else f"/ws/jobs/{world['root'].pk}/"
+
+    async def scenario():
+        connected, communicator = await open_socket(path, alice)
+        assert connected
+        return await frames_until(communicator, lambda f: True)
+
+    code, reason = asyncio.run(scenario())[0][1:]
+    assert code == 4408 and json.loads(reason)["type"] == "RequestTimeout"
+
+
+@pytest.mark.parametrize("path, first", [
+    ("/ws/jobs/{root}/", '{"cursors": {"\\ud800": 1}}'),
+    ("/ws/projects/{project}/jobs/", '{"watch": ["job-\\udbff"]}'),
+    ("/ws/jobs/mine/", '{"watch": [], "\\udc00": true}'),
+])
+def test_a_lone_surrogate_in_the_first_frame_is_refused(world, alice, path, first):
+    path = path.format(root=world["root"].pk, project=world["project"].pk)
+
+    async def scenario():
+        connected, communicator = await open_socket(path, alice)
+        assert connected
+        await communicator.send_to(text_data=first)
+        return await frames_until(communicator, lambda f: False)
+
+    close = asyncio.run(scenario())[-1]
+    assert close[:2] == ("close", 4400)
+    assert json.loads(close[2])["type"] == "InvalidInput" and "surrogate" in json.loads(close[2])["message"]
