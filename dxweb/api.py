@@ -156,8 +156,12 @@ def authenticate(request):
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         raise InvalidAuthentication("An Authorization: Bearer <token> header is required")
-    # An address whose calls carried too many unknown tokens is refused for a while (dxweb/throttle.py).
-    address = throttle.client_address(request) or ""
+    return principal_for_guarded_token(raw, throttle.client_address(request) or "", request)
+
+
+def principal_for_guarded_token(raw, address, request=None):
+    """principal_for_token, for a caller at `address` whose unknown tokens are counted: an address that
+    sent too many is refused for a while (dxweb/throttle.py). The API and the log websocket use it."""
     throttle.check_token_address(address)
     try:
         return principal_for_token(raw, address, request)

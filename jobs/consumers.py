@@ -13,9 +13,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from dxweb.api import principal_for_token
+from dxweb.api import principal_for_guarded_token
 from dxweb.errors import BadRequest, DXError, InvalidInput, PermissionDenied, ResourceNotFound
-from dxweb.websockets import SERVER_ERROR, FirstFrameDeadline, close_with, decode_frame
+from dxweb.websockets import SERVER_ERROR, FirstFrameDeadline, client_address, close_with, decode_frame
 from projects.models import Container, Level
 from projects.permissions import Principal, access_container, level_of
 
@@ -64,7 +64,7 @@ class JobLogConsumer(FirstFrameDeadline, AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def authorize(self, request):
-        principal = principal_for_token(request.get("access_token"))
+        principal = principal_for_guarded_token(request.get("access_token"), client_address(self.scope))
         job = access_job(principal, self.job_id)
         levels = request.get("levels")
         if levels is not None and (not isinstance(levels, list) or not set(levels) <= set(LEVELS)):

@@ -30,10 +30,12 @@ def add_lines(job, *lines, start=1):
     )
 
 
-async def open_stream(job_id, token, origin="http://127.0.0.1:8000", **request):
+async def open_stream(job_id, token, origin="http://127.0.0.1:8000", client=None, **request):
     communicator = WebsocketCommunicator(
         application, f"/{job_id}/getLog/websocket", headers=[(b"origin", origin.encode()), (b"host", b"127.0.0.1:8000")]
     )
+    if client is not None:
+        communicator.scope["client"] = [client, 40000]
     connected, _ = await communicator.connect()
     assert connected
     await communicator.send_to(text_data=json.dumps({
@@ -135,6 +137,19 @@ def test_a_bad_token_and_a_bad_first_frame_are_refused(job):
     bad_token, bad_frame = asyncio.run(scenario())
     assert bad_token[0][1] == 4401 and json.loads(bad_token[0][2])["type"] == "InvalidAuthentication"
     assert bad_frame[0][1] == 4400
+
+
+def test_guessed_tokens_over_the_log_socket_count_as_on_the_api(job, alice, settings):
+    settings.DXWEB_TOKEN_FAILURE_LIMIT = 3
+
+    async def scenario():
+        guesses = [await collect(await open_stream(job.pk, f"guess-{i}", client="10.9.8.7")) for i in range(3)]
+        return guesses, await collect(await open_stream(job.pk, alice.token, client="10.9.8.7", tail=False))
+
+    guesses, after = asyncio.run(scenario())
+    assert [g[0][1] for g in guesses] == [4401, 4401, 4401]
+    # The address is now refused for a while, even with a good token, as the API refuses it.
+    assert after[0][1] == 4429 and json.loads(after[0][2])["type"] == "TooManyRequests"
 
 
 def test_a_foreign_origin_is_refused_at_the_handshake(job):
