@@ -21,6 +21,16 @@ def json_field(label, help_text, rows=6):
                            widget=forms.Textarea(attrs={**TEXTAREA, "rows": rows}))
 
 
+
+def _loads(text):
+    """json.loads, refusing what no database can store: lone UTF-16 surrogates ("\\ud800")."""
+    value = json.loads(text)
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("it holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape), which is not text") from None
+    return value
+
 class AppletForm(forms.Form):
     """An applet's specs and code; a dxapp.json (pasted or uploaded) fills what the other fields leave empty."""
 
@@ -52,7 +62,7 @@ class AppletForm(forms.Form):
             raw = data["dxapp_file"].read().decode("utf-8", "replace")
         if raw.strip():
             try:
-                dxapp = json.loads(raw)
+                dxapp = _loads(raw)
                 if not isinstance(dxapp, dict):
                     raise ValueError
             except ValueError:
@@ -72,7 +82,7 @@ class AppletForm(forms.Form):
         for field, key in (("input_spec", "inputSpec"), ("output_spec", "outputSpec")):
             if data.get(field, "").strip():
                 try:
-                    body[key] = json.loads(data[field])
+                    body[key] = _loads(data[field])
                 except ValueError as err:
                     self.add_error(field, f"Not valid JSON: {err}")
             elif key in dxapp:
@@ -196,13 +206,13 @@ def _parse_scalar(klass, text):
             raise ValueError("write true or false")
         return text == "true"
     if klass == "hash":
-        value = json.loads(text)
+        value = _loads(text)
         if not isinstance(value, dict):
             raise ValueError("write a JSON object")
         return value
     if klass in ("file", "applet", "record"):
         if text.startswith("{"):
-            return json.loads(text)
+            return _loads(text)
         return {"$dnanexus_link": text}
     return text
 
@@ -287,13 +297,13 @@ class LaunchForm(forms.Form):
         base = klass.removeprefix("array:")
         if klass.startswith("array:"):
             if base == "hash" or text.lstrip().startswith("["):
-                value = json.loads(text)
+                value = _loads(text)
                 if not isinstance(value, list):
                     raise ValueError("write a JSON array")
                 return value
             return [_parse_scalar(base, line.strip()) for line in text.splitlines() if line.strip()]
         if "choices" in spec:
-            return json.loads(text)
+            return _loads(text)
         return _parse_scalar(klass, text.strip() if klass != "string" else text)
 
     def body(self, project_id, applet_id):

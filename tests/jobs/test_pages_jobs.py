@@ -178,6 +178,21 @@ def test_errors_are_shown_next_to_their_field(world):
     assert not Job.objects.exclude(pk=world["job"].pk).exists()
 
 
+def test_json_holding_a_lone_surrogate_is_a_form_error_not_a_server_error(world):
+    response = launch(world, in_reads=world["reads"].obj_id, in_opts='{"k": "\\ud800"}', in_more='["\\udfff"]')
+    assert response.status_code == 422
+    assert "surrogate" in " ".join(field_errors(response.content.decode(), "opts"))
+    response = client(world, "alice").post(urls(world)["new"], {
+        "name": "bad", "interpreter": "bash", "code": "x", "input_spec": '[{"name": "\\ud800", "class": "int"}]',
+    })
+    assert response.status_code == 200 and "surrogate" in response.content.decode()
+    response = client(world, "alice").post(urls(world)["new"], {
+        "name": "bad", "interpreter": "bash", "code": "x", "dxapp": '{"title": "\\udc00"}',
+    })
+    assert response.status_code == 200 and "This is not a JSON object" in response.content.decode()
+    assert not Job.objects.exclude(pk=world["job"].pk).exists()
+
+
 def test_rerun_prefills_the_form_with_the_original_input(world):
     html = client(world, "alice").get(urls(world)["launch"] + f"?from={world['job'].pk}").content.decode()
     assert world["reads"].obj_id in html and 'value="first"' in html
