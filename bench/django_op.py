@@ -9,7 +9,7 @@ command per line on stdin and answers one JSON line on stdout:
   before each send, so sends are not in phase with the worker's broker polling.
 - {"op": "celery_burst", "n": N}: N tasks sent back to back, then wait for all N;
   returns the send times and the start times (epoch seconds).
-- {"op": "sandbox_true", "n": N}: N times `jobs.sandbox.launch(spec, ["true"]).wait()`
+- {"op": "sandbox_true", "n": N}: N times `jobs.execution.sandbox.launch(spec, ["true"]).wait()`
   with a job-like spec (the instance type's limits, binds like the runner's, a network
   namespace with the API relayed as for a job without `access.network`), wall seconds.
 - {"op": "sandbox_burst", "n": N}: N such sandboxes back to back, as many at once as the
@@ -39,7 +39,7 @@ from django.conf import settings  # noqa: E402
 
 from bench.tasks import stamp  # noqa: E402
 from dxweb.celery import app  # noqa: E402,F401  (configures the broker from the settings)
-from jobs import sandbox  # noqa: E402
+from jobs.execution import sandbox  # noqa: E402
 
 # As many sandboxes at once as `manage.py serve`'s worker runs jobs.
 WORKER_CONCURRENCY = int(os.environ.get("DXWEB_WORKER_CONCURRENCY", "2"))

@@ -9,7 +9,7 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
   client's clock just before the POST (same host, same clock: no polling in the figure).
 - baselines, interleaved with the jobs in rounds: `celery` = a no-op task (bench/tasks.py)
   sent through the same broker to the same worker, send → the task's start (its own clock);
-  `sandbox` = `jobs.sandbox.launch(spec, ["true"]).wait()` timed in a process with Django
+  `sandbox` = `jobs.execution.sandbox.launch(spec, ["true"]).wait()` timed in a process with Django
   set up against the server's settings (bench/django_op.py).
 - throughput: 200 trivial jobs submitted at once (4 client threads), jobs/s = 200 / (last
   job's done − first submit); baseline: 200 no-op Celery tasks sent at once, tasks/s =

@@ -102,7 +102,7 @@ class AsyncsshPath:
     """A direct asyncssh client driven from a thread of its own (the benchmark's loop is synchronous)."""
 
     def __init__(self, job, user):
-        from jobs.ssh import mint_certificate
+        from jobs.ssh.gateway import mint_certificate
 
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()

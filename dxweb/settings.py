@@ -242,7 +242,7 @@ DXWEB_MAX_TRIES = env.int("DXWEB_MAX_TRIES", default=2)
 # embedded mode (the worker's notifications cannot cross processes), a safety net with Redis.
 DXWEB_LOG_POLL_SECONDS = env.float("DXWEB_LOG_POLL_SECONDS", default=2.0 if REDIS_URL else 0.1)
 
-# The API relay of a job without network access (jobs/relay.py): the most connections to the API
+# The API relay of a job without network access (jobs/execution/sandbox/network.py): the most connections to the API
 # it carries at once for one job; one more is reset as soon as it is made.
 DXWEB_JOB_API_CONNECTIONS = env.int("DXWEB_JOB_API_CONNECTIONS", default=64)
 

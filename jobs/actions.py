@@ -15,7 +15,7 @@ from projects.models import ApiToken, Container, DataObject, Level, Placement, n
 from projects.permissions import access_container, access_object, check_level, job_scopes, launch_cap, level_of
 
 from . import notifications
-from .logs import notify_state
+from .logs.store import notify_state
 from .models import FINAL_STATES, TRANSITIONS, Job, JobDependency, JobTransition, State
 from .specs import check_applet_specs, check_input, jbor, link_target, timeout_seconds
 
@@ -182,7 +182,7 @@ def access_debug(principal, job_id):
         raise PermissionDenied(f"Only {who} may open a terminal in {job.id}")
     if job.state not in (State.RUNNING, State.DEBUG_HOLD):
         raise InvalidState(f"{job.id} is {job.state}: only running or held jobs can be reached by SSH")
-    from .ssh import address_allowed
+    from .ssh.gateway import address_allowed
 
     if not address_allowed(principal.client_ip, job.allow_ssh):
         raise AddressNotAllowed(
@@ -653,7 +653,7 @@ def reap(now=None):
     worker that is merely slow renews it first, and one that stalled (and still runs its copy of
     the job) finds the lease gone at its first heartbeat after waking and kills that copy.
     """
-    from .logs import append_line
+    from .logs.store import append_line
     from .tasks import run_job
 
     now = now or now_ms()

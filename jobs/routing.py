@@ -1,7 +1,8 @@
 from channels.auth import AuthMiddlewareStack
 from django.urls import re_path
 
-from . import consumers, terminal
+from .logs import consumers
+from .ssh import terminal
 
 JOB_ID = r"(?P<job_id>job-[0-9A-Za-z]{24})"
 

@@ -10,7 +10,7 @@ log = logging.getLogger(__name__)
 @signals.worker_init.connect
 def check_the_sandbox(**kwargs):
     """A worker that could run no job refuses to start, saying why once (not once per job)."""
-    from .sandbox import SandboxError, check_worker
+    from .execution.sandbox import SandboxError, check_worker
 
     try:
         notices = check_worker()
@@ -24,7 +24,7 @@ def check_the_sandbox(**kwargs):
 @shared_task(name="jobs.run_job", acks_late=True)
 def run_job(job_id):
     """Claim and run a runnable job; a duplicate delivery finds it claimed and returns."""
-    from .runner import run
+    from .execution.runner import run
 
     run(job_id, f"{socket.gethostname()}:{run_job.request.hostname or ''}")
 

@@ -28,7 +28,7 @@ from .forms import AppletForm, JobFilterForm, LaunchForm, PropertiesForm, TagsFo
 from .models import FINAL_STATES, Job, JobDependency, LogLine, Notification, State
 from .namesearch import jobs_named
 from .specs import jbor, link_target
-from .terminal import hold_until
+from .ssh.terminal import hold_until
 
 def applet_in(request, container, applet_id, needed=Level.VIEW):
     """Return the applet as placed in the project, or 404."""

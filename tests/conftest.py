@@ -7,7 +7,7 @@ from django.core.cache import caches
 from django.db import connections
 from django.test import Client
 
-from jobs import logs
+from jobs.logs import store
 from projects.accounts import create_user
 from projects.models import ApiToken
 
@@ -38,11 +38,11 @@ def fresh_throttle(settings):
 @pytest.fixture(autouse=True)
 def threads_release_their_connections():
     """Threads that outlive a test keep database connections by design: the log store thread
-    (jobs/logs.py), the pooled request threads (dxweb/asgi.py) and asgiref's thread for sync code
+    (jobs/logs/store.py), the pooled request threads (dxweb/asgi.py) and asgiref's thread for sync code
     called from async code. After each test they close them: a connection must not outlive the
     test database (PostgreSQL refuses to drop a database in use), nor hide a new one from a test."""
     yield
-    logs.close_store_connection()
+    store.close_store_connection()
     from dxweb import asgi
 
     for app in (asgi.api_asgi_app, asgi.page_asgi_app):

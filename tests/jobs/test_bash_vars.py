@@ -4,7 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from jobs import actions, bash_vars
+from jobs import actions
+from jobs.execution import bash_vars
 from jobs.models import Job
 from projects import actions as project_actions
 from projects.models import ApiToken, Container, DataObject, Level

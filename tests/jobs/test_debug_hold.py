@@ -205,7 +205,7 @@ def alice_key(alice):
 
 
 def test_the_gateway_accepts_alices_key_and_a_fresh_certificate(alice, napping):
-    from jobs.ssh import mint_certificate
+    from jobs.ssh.gateway import mint_certificate
     from projects.models import User
 
     assert connect(napping, client_keys=[alice_key(alice)]) == "inside\n"
@@ -216,7 +216,7 @@ def test_the_gateway_accepts_alices_key_and_a_fresh_certificate(alice, napping):
 @pytest.mark.parametrize("case", ["wrong key", "wrong user", "expired certificate", "certificate for another job",
                                   "certificate from another CA"])
 def test_the_gateway_refuses(alice, napping, case):
-    from jobs.ssh import mint_certificate
+    from jobs.ssh.gateway import mint_certificate
     from projects.models import User
 
     alice_user = User(username="alice")
@@ -261,7 +261,7 @@ def test_an_address_outside_allow_ssh_is_refused_with_a_message(alice, napping):
 
 def test_the_browser_proxy_refuses_a_gateway_with_an_unknown_host_key(napping):
     from jobs.models import Job
-    from jobs.ssh import SSHRefused, open_terminal
+    from jobs.ssh.gateway import SSHRefused, open_terminal
     from projects.models import User
 
     other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
@@ -284,7 +284,7 @@ def test_openssh_with_the_wrong_key_is_refused(alice, napping, tmp_path):
 def test_a_terminal_session_resumes_after_a_reconnect_under_tmux(napping):
     """What a page refresh does: the browser's second connection finds the same shell (tmux)."""
     need("tmux", "sessions resume under tmux")
-    from jobs.ssh import mint_certificate
+    from jobs.ssh.gateway import mint_certificate
     from projects.models import User
 
     async def session(keys, expect):

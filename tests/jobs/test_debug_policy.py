@@ -4,7 +4,7 @@ import pytest
 from dxweb.errors import InvalidState, PermissionDenied, ResourceNotFound
 from jobs import actions
 from jobs.models import Job, State
-from jobs.ssh import address_allowed
+from jobs.ssh.gateway import address_allowed
 from projects.models import Level, now_ms
 from projects.permissions import Principal
 

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from jobs import actions
-from jobs.logs import LogWriter
+from jobs.logs.store import LogWriter
 from jobs.models import Job, LogLine, State
 from projects import actions as project_actions
 from projects.models import ApiToken, Container

@@ -1,4 +1,4 @@
-"""Many `dx watch` sockets on one job share one tail of its log per process (jobs/tail.py).
+"""Many `dx watch` sockets on one job share one tail of its log per process (jobs/logs/tail.py).
 
 Each watcher gets its backlog from the store, then the shared tail's lines past it: every line
 once, none missing, in the store's order, with its own levels filter; a watcher that fell behind
@@ -13,8 +13,9 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from dxweb.asgi import application
-from jobs import actions, tail
-from jobs.logs import group_name
+from jobs import actions
+from jobs.logs import tail
+from jobs.logs.store import group_name
 from jobs.models import Job, LogLine, State
 from projects import actions as project_actions
 

@@ -22,8 +22,9 @@ from channels.layers import InMemoryChannelLayer
 from django.db import OperationalError
 from django.db.backends.signals import connection_created
 
-from jobs import actions, logs
-from jobs.logs import LogWriter, Notifier, group_name, notify, notify_state, states_group
+from jobs import actions
+from jobs.logs import store
+from jobs.logs.store import LogWriter, Notifier, group_name, notify, notify_state, states_group
 from jobs.models import Job, LogLine, State
 from projects import actions as project_actions
 from projects.models import now_ms
@@ -62,7 +63,7 @@ class WriterSpy:
     def wrapper(self, execute, sql, params, many, context):
         if sql.startswith(f'INSERT INTO "{TABLE}"'):
             connection = context["connection"]
-            self.inserts.append((len(params) // len(logs.COLUMNS),
+            self.inserts.append((len(params) // len(store.COLUMNS),
                                  connection.in_atomic_block or not connection.get_autocommit()))
             if self.gate is not None:
                 gate, self.gate = self.gate, None
@@ -220,35 +221,35 @@ def test_writers_share_one_connection_from_job_to_job(job, spy):
     assert len(spy.connections) == 1
     assert spy.connections[0].connection is not None  # kept for the next job
     assert [msg for _, msg in stored(job.pk)] == ["first job", "second job"]
-    logs.close_store_connection()
+    store.close_store_connection()
     assert spy.connections[0].connection is None
 
 
 def test_the_store_thread_closes_an_idle_connection(job, spy):
-    store = logs.StoreThread(idle_seconds=0.2)
-    assert store.call(LogLine.objects.filter(job_id=job.pk).count) == 0
+    thread = store.StoreThread(idle_seconds=0.2)
+    assert thread.call(LogLine.objects.filter(job_id=job.pk).count) == 0
     assert len(spy.connections) == 1 and spy.connections[0].connection is not None
     deadline = time.monotonic() + 30
     while spy.connections[0].connection is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert spy.connections[0].connection is None  # not left open (a PostgreSQL session) while idle
-    store.stop()
+    thread.stop()
 
 
 def test_the_store_thread_hands_errors_to_the_caller_and_reconnects(job, spy):
-    store = logs.StoreThread()
+    thread = store.StoreThread()
 
     def fail():
         LogLine.objects.count()
         raise ValueError("no")
 
     with pytest.raises(ValueError):
-        store.call(fail)
+        thread.call(fail)
     assert spy.connections[-1].connection is None  # closed after the error
-    assert store.call(LogLine.objects.filter(job_id=job.pk).count) == 0
+    assert thread.call(LogLine.objects.filter(job_id=job.pk).count) == 0
     assert spy.connections[-1].connection is not None  # a fresh one for the next call
-    store.stop()
-    assert spy.connections[-1].connection is None and not store.thread.is_alive()
+    thread.stop()
+    assert spy.connections[-1].connection is None and not thread.thread.is_alive()
 
 
 # Notifications ------------------------------------------------------------------------------------------
@@ -270,7 +271,7 @@ class CrossLoopLayer:
 def notifier(monkeypatch):
     """A fresh Notifier in place of the process's; its loop thread stopped afterwards."""
     fresh = Notifier()
-    monkeypatch.setattr(logs, "notifier", fresh)
+    monkeypatch.setattr(store, "notifier", fresh)
     yield fresh
     if fresh.loop is not None:
         fresh.loop.call_soon_threadsafe(fresh.loop.stop)
@@ -279,7 +280,7 @@ def notifier(monkeypatch):
 
 
 def use_layer(monkeypatch, layer):
-    monkeypatch.setattr(logs, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(store, "get_channel_layer", lambda: layer)
 
 
 def blocked(notifier):
@@ -341,7 +342,7 @@ def test_pending_notifications_are_bounded(notifier, monkeypatch):
 
 
 def test_a_failing_layer_is_logged_not_raised(notifier, monkeypatch, caplog):
-    caplog.set_level("DEBUG", logger="jobs.logs")
+    caplog.set_level("DEBUG", logger="jobs.logs.store")
     layer = CrossLoopLayer(fail=True)
     use_layer(monkeypatch, layer)
     notify("job-x")
@@ -405,19 +406,19 @@ def test_a_forked_child_notifies_through_a_loop_thread_of_its_own(monkeypatch):
     layer = CrossLoopLayer()
     use_layer(monkeypatch, layer)
     read, write = os.pipe()
-    logs.notifier.lock.acquire()  # held by another thread of the parent at fork time
+    store.notifier.lock.acquire()  # held by another thread of the parent at fork time
     try:
         pid = os.fork()
         if pid == 0:
             ok = False
             try:
                 notify("job-child")
-                ok = logs.notifier.drain() and [call[0] for call in layer.calls] == [group_name("job-child")]
+                ok = store.notifier.drain() and [call[0] for call in layer.calls] == [group_name("job-child")]
             finally:
                 os.write(write, b"1" if ok else b"0")
                 os._exit(0)
     finally:
-        logs.notifier.lock.release()
+        store.notifier.lock.release()
     os.close(write)
     ready, _, _ = select.select([read], [], [], 60)
     if not ready:

@@ -1,4 +1,4 @@
-"""The API relay (jobs/relay.py): what a restricted job's connections to the API go through.
+"""The API relay (jobs/execution/sandbox/network.py): what a restricted job's connections to the API go through.
 
 Against servers on the host's loopback: bytes carried unchanged both ways, half-closes passed on,
 many connections at once without a thread each, the per-job cap, and close() ending everything.
@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from jobs.relay import ApiRelay
+from jobs.execution.sandbox.network import ApiRelay
 from tests.live import Dx, LiveServer
 
 APPS = Path(__file__).parent / "apps"
@@ -260,7 +260,7 @@ def test_many_connections_at_once_take_no_thread_each(servers, relays):
 def test_connections_past_the_cap_are_reset_at_once_and_logged_once(servers, relays, caplog):
     server = servers()
     relay, address = relays(server.address, max_connections=5)
-    caplog.set_level(logging.WARNING, logger="jobs.relay")
+    caplog.set_level(logging.WARNING, logger="jobs.execution.sandbox.network")
     held = [connect(address) for _ in range(5)]
     past = [attempt(address) for _ in range(4)]  # the kernel takes them; the relay resets them
     again = []
@@ -271,7 +271,7 @@ def test_connections_past_the_cap_are_reset_at_once_and_logged_once(servers, rel
         again += [attempt(address) for _ in range(3)]
         assert not any(answered(sock) for sock in again)
         assert relay.refused == 7 and relay.connections == 5 and server.open == 5
-        warnings = [r for r in caplog.records if r.name == "jobs.relay"]
+        warnings = [r for r in caplog.records if r.name == "jobs.execution.sandbox.network"]
         assert len(warnings) == 1, warnings
         assert "job-test" in warnings[0].getMessage() and "DXWEB_JOB_API_CONNECTIONS" in warnings[0].getMessage()
         # A connection the job ends frees its place.
@@ -294,7 +294,7 @@ def test_a_connection_the_api_does_not_take_is_reset_and_logged_once(relays, cap
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         closed_port = taken.getsockname()[1]  # nothing listens there once it is closed
-    caplog.set_level(logging.WARNING, logger="jobs.relay")
+    caplog.set_level(logging.WARNING, logger="jobs.execution.sandbox.network")
     relay, address = relays(("127.0.0.1", closed_port))
     for _ in range(3):
         sock = attempt(address)
@@ -302,7 +302,7 @@ def test_a_connection_the_api_does_not_take_is_reset_and_logged_once(relays, cap
         if sock is not None:
             sock.close()
     assert eventually(lambda: relay.connections == 0)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "jobs.relay"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "jobs.execution.sandbox.network"]
     assert len(warnings) == 1 and "cannot reach" in warnings[0], warnings
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from jobs import sandbox
+from jobs.execution import sandbox
 
 PYTHON = sys.executable
 
@@ -432,7 +432,7 @@ print(json.dumps(result))
 
 
 def test_the_system_call_filter_refuses_what_a_job_has_no_business_calling(bubblewrap, data_dir):
-    from jobs import seccomp
+    from jobs.execution.sandbox import seccomp
 
     spec = make_spec("job-syscalls")
     arch = "x86_64" if seccomp.machine() == "x86_64" else "aarch64"
@@ -447,7 +447,7 @@ def test_the_system_call_filter_refuses_what_a_job_has_no_business_calling(bubbl
 
 
 def test_the_filter_is_a_valid_program_for_both_architectures():
-    from jobs import seccomp
+    from jobs.execution.sandbox import seccomp
 
     for arch in ("x86_64", "aarch64"):
         program = seccomp.program(arch)
@@ -696,7 +696,7 @@ WORKER = """
 import os, sys
 import django
 django.setup()
-from jobs import sandbox
+from jobs.execution import sandbox
 spec = sandbox.SandboxSpec(job_id="job-orphan", home=sys.argv[1], env={"PATH": "/usr/bin:/bin"}, workdir=sys.argv[2])
 sandbox.launch(spec, ["bash", "-c", sys.argv[3]], stdout=None, stderr=None)
 sys.stdin.read()
@@ -823,7 +823,7 @@ class Lines:
 def test_the_log_sockets_log_everything_sent_before_close_and_close_at_once(tmp_path):
     import json
 
-    from jobs.runner import LogSockets
+    from jobs.execution.runner import LogSockets
 
     writer = Lines()
     sockets = LogSockets(tmp_path / "log", writer)
@@ -840,7 +840,7 @@ def test_the_log_sockets_log_everything_sent_before_close_and_close_at_once(tmp_
 
 
 def test_a_finished_jobs_directory_is_moved_aside_at_once_and_removed_behind(tmp_path):
-    from jobs.runner import _remove_soon
+    from jobs.execution.runner import _remove_soon
 
     workdir = tmp_path / "jobs" / "job-done"
     (workdir / "home" / "deep").mkdir(parents=True)
@@ -853,7 +853,7 @@ def test_a_finished_jobs_directory_is_moved_aside_at_once_and_removed_behind(tmp
 def test_the_log_sockets_work_in_a_directory_deeper_than_a_socket_path_may_be(tmp_path):
     import json
 
-    from jobs.runner import LogSockets
+    from jobs.execution.runner import LogSockets
 
     deep = tmp_path / ("d" * 60) / ("e" * 60) / "log"
     assert len(str(deep / "priority")) > 108  # more than sockaddr_un can hold

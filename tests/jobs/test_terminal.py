@@ -1,7 +1,7 @@
 """The browser terminal: the Debug page, its websocket and the hold buttons.
 
 alice launched the job and may debug it; bob is a project member who did not launch it; charlie is
-an outsider. No worker runs here, so jobs.ssh.open_terminal is replaced: either by a local asyncssh
+an outsider. No worker runs here, so jobs.ssh.gateway.open_terminal is replaced: either by a local asyncssh
 server whose shell is `bash -i` on a pty (a real SSHClientProcess, as the gateway gives), or by a
 scripted process object where the test needs to count pause/resume calls.
 """
@@ -19,7 +19,7 @@ from django.conf import settings
 from django.test import Client
 
 from dxweb.asgi import application
-from jobs import ssh, terminal
+from jobs.ssh import gateway, terminal
 from jobs.models import Job, SSHSession, State
 from projects import actions as project_actions
 from projects.models import now_ms
@@ -101,7 +101,7 @@ def bash_shells(monkeypatch):
         """Let the server side finish closing before the test's event loop ends."""
         await asyncio.wait(handlers, timeout=5)
 
-    monkeypatch.setattr(ssh, "open_terminal", open_terminal)
+    monkeypatch.setattr(gateway, "open_terminal", open_terminal)
     yield settle
     for pid in pids:
         try:
@@ -153,7 +153,7 @@ def fake_shell(monkeypatch):
         opened.append(process)
         return process
 
-    monkeypatch.setattr(ssh, "open_terminal", open_terminal)
+    monkeypatch.setattr(gateway, "open_terminal", open_terminal)
     return opened
 
 
@@ -395,9 +395,9 @@ def test_a_finished_job_and_an_address_outside_allow_ssh_are_refused(world, alic
 
 def test_the_gateways_refusal_is_shown(world, alice, monkeypatch):
     async def open_terminal(job, user, client_ip, cols, rows):
-        raise ssh.SSHRefused(f"{job.id} has no SSH gateway yet; try again in a few seconds")
+        raise gateway.SSHRefused(f"{job.id} has no SSH gateway yet; try again in a few seconds")
 
-    monkeypatch.setattr(ssh, "open_terminal", open_terminal)
+    monkeypatch.setattr(gateway, "open_terminal", open_terminal)
 
     async def scenario():
         _, communicator = await open_socket(alice)

@@ -37,7 +37,7 @@ def test_a_worker_with_a_bwrap_that_cannot_run_refuses_to_start(tmp_path):
 
 
 def test_the_check_passes_with_the_bwrap_the_project_installs(settings):
-    from jobs import sandbox
+    from jobs.execution import sandbox
 
     settings.DXWEB_SANDBOX = "bubblewrap"
     settings.DXWEB_BWRAP = ""

@@ -16,7 +16,8 @@ from urllib.parse import urlparse, urlunparse
 import psutil
 import pytest
 
-from jobs import actions, runner
+from jobs import actions
+from jobs.execution import runner
 from jobs.models import Job, LogLine, State
 from tests.live import BIN, ROOT, Dx, LiveServer
 from tests.test_scaled_out import POSTGRES_URL, REDIS_URL, check_postgres, check_redis, require

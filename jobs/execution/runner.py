@@ -17,10 +17,12 @@ from django.db import close_old_connections
 
 from projects.models import now_ms
 
-from . import actions, sandbox
+from jobs import actions
+from jobs.logs.store import SYSLOG_LEVELS, LogWriter
+from jobs.models import Job, State
+
+from . import sandbox
 from .bash_vars import write_bash_vars
-from .logs import SYSLOG_LEVELS, LogWriter
-from .models import Job, State
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +335,7 @@ class SSHControl:
 
     def check(self, allow_ssh, held=False):
         if self.gateway is None and (allow_ssh or held) and self.proc.poll() is None:
-            from .ssh import Gateway
+            from jobs.ssh.gateway import Gateway
 
             gateway = Gateway(self.job.id, self.proc, self.env)
             try:

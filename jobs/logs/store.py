@@ -34,7 +34,7 @@ from django.db.models import Q
 
 from projects.models import now_ms
 
-from .models import Job, LogLine
+from jobs.models import Job, LogLine
 
 log = logging.getLogger(__name__)
 

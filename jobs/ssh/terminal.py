@@ -29,8 +29,10 @@ from dxweb.websockets import GATEWAY_REFUSED, SERVER_ERROR, SESSION_ENDED, close
 from projects.models import now_ms
 from projects.permissions import Principal
 
-from . import actions, ssh
-from .models import State
+from jobs import actions
+from jobs.models import State
+
+from . import gateway
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def release(self):
         process, self.process = self.process, None
         if process is not None:
-            await ssh.close_terminal(process)
+            await gateway.close_terminal(process)
 
     async def disconnect(self, code):
         self.closed = True
@@ -180,8 +182,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             cols, rows = self.size or DEFAULT_SIZE
             try:
                 user, client_ip = self.principal.user, self.principal.client_ip
-                self.process = await ssh.open_terminal(self.job, user, client_ip, cols, rows)
-            except ssh.SSHRefused as err:
+                self.process = await gateway.open_terminal(self.job, user, client_ip, cols, rows)
+            except gateway.SSHRefused as err:
                 await self.refuse(GATEWAY_REFUSED, str(err))
                 return
             if self.closed:  # the browser left while the shell opened

@@ -19,8 +19,9 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from .logs import LogReader, group_name
-from .models import FINAL_STATES
+from jobs.models import FINAL_STATES
+
+from .store import LogReader, group_name
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from django.db import close_old_connections
 
 from projects.models import now_ms
 
-from .models import Job, SSHSession, State
+from jobs.models import Job, SSHSession, State
 
 log = logging.getLogger(__name__)
 # asyncssh logs every connection and channel at INFO: too chatty for a worker's log.

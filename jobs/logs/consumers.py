@@ -2,7 +2,7 @@
 
 The consumer only moves frames: it authenticates the first frame's token, checks
 VIEW through the permission module, then sends its backlog from the store and the
-lines past it from the job's shared tail (jobs/tail.py: one store reader per watched
+lines past it from the job's shared tail (jobs/logs/tail.py: one store reader per watched
 job per process, however many sockets watch it).
 """
 import asyncio
@@ -19,9 +19,10 @@ from dxweb.websockets import SERVER_ERROR, FirstFrameDeadline, client_address, c
 from projects.models import Container, Level
 from projects.permissions import Principal, access_container, level_of
 
-from .actions import access_job
-from .logs import LEVELS, LogReader, group_name, states_group
-from .models import FINAL_STATES, Job
+from jobs.actions import access_job
+from jobs.models import FINAL_STATES, Job
+
+from .store import LEVELS, LogReader, group_name, states_group
 from .tail import Follower
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class JobLogConsumer(FirstFrameDeadline, AsyncWebsocketConsumer):
 
     async def stream(self):
         # The backlog from the store fixes this socket's cursors; the process's shared tail of the job
-        # (jobs/tail.py) then brings the lines past them.
+        # (jobs/logs/tail.py) then brings the lines past them.
         self.follower = Follower(self.options["root"], tree=self.options["tree"], levels=self.options["levels"])
         try:
             await self.send_frames(await self.follower.backlog(self.options["recent"]))

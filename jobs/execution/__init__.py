@@ -1,0 +1,1 @@
+"""Running a job on a worker: the runner, the job's bash variables and the sandbox."""
