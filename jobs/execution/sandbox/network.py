@@ -1,8 +1,11 @@
-"""The API relay: the one way out of a restricted job's network (see docs/sandbox.md, "The network").
+"""The job's network: a private network namespace, and the API relay, the one way out of it (see
+docs/sandbox.md, "The network").
 
-A listener on the sandbox's loopback, at the API's port, accepts the job's connections; the relay
-carries each one to the API server from the worker's own network, byte for byte in both directions,
-half-closes included (so TLS to the API's name still checks out).
+A job whose applet does not ask for `access.network` gets a network namespace of its own with only
+loopback up (in_private_network). The relay (ApiRelay): a listener on the sandbox's loopback, at the
+API's port, accepts the job's connections; the relay carries each one to the API server from the
+worker's own network, byte for byte in both directions, half-closes included (so TLS to the API's
+name still checks out).
 
 One thread per relay runs a selectors loop over the listener and both sockets of every connection:
 a job's connections cost the worker two file descriptors each and no thread. At most
@@ -10,7 +13,10 @@ a job's connections cost the worker two file descriptors each and no thread. At 
 as soon as it is accepted (the job's client sees "connection reset by peer"), and the relay logs,
 once, that the job hit the cap.
 """
+import ctypes
+import dataclasses
 import errno
+import fcntl
 import logging
 import os
 import selectors
@@ -18,6 +24,10 @@ import socket
 import struct
 import threading
 import time
+
+from django.conf import settings
+
+from .spec import Bind, SandboxError
 
 log = logging.getLogger(__name__)
 
@@ -360,3 +370,86 @@ def _reset(sock):
     except OSError:
         pass
     sock.close()
+
+
+# --- the private network -------------------------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+class NetworkRefused(SandboxError):
+    """The worker may not make a network namespace (it is not root)."""
+
+
+def in_private_network(api, start):
+    """Call start() (it starts the sandbox's first process) in a thread of its own that first moves
+    into a new network namespace, with loopback up and, when `api` is given, a listener on
+    127.0.0.1 at the API's port. The process inherits the thread's namespace; the worker's other
+    threads keep the host's. Return (start's result, the ApiRelay or None, a callable that lets the
+    thread end: call it once the process has ended).
+
+    The thread lives as long as the sandbox: bwrap's --die-with-parent is PR_SET_PDEATHSIG, and the
+    "parent" whose death sends it SIGKILL is the thread that started it, not the worker process. A
+    thread ending right after the start would kill every sandbox whose bwrap set that signal first.
+    """
+    outcome = {}
+    started, release = threading.Event(), threading.Event()
+
+    def body():
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(CLONE_NEWNET) != 0:
+                code = ctypes.get_errno()
+                raise NetworkRefused(f"unshare(CLONE_NEWNET) failed: {os.strerror(code)}")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                request = struct.pack("16sH14x", b"lo", 0)
+                flags = struct.unpack("16sH14x", fcntl.ioctl(probe, SIOCGIFFLAGS, request))[1]
+                fcntl.ioctl(probe, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+            if api:
+                listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind(("127.0.0.1", int(api[1])))
+                listener.listen(64)
+                outcome["listener"] = listener
+            outcome["value"] = start()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            started.set()
+        if "value" in outcome:
+            release.wait()
+
+    thread = threading.Thread(target=body, name="sandbox-netns", daemon=True)
+    thread.start()
+    started.wait()
+    listener = outcome.get("listener")
+    if "error" in outcome:
+        if listener is not None:
+            listener.close()
+        raise outcome["error"]
+    # Made here, not in that thread: a thread starts in its creator's network namespace, and the
+    # relay's thread must reach the API from the worker's.
+    relay = None
+    if listener is not None:
+        relay = ApiRelay(listener, (api[0], int(api[1])), settings.DXWEB_JOB_API_CONNECTIONS)
+    return outcome["value"], relay, release.set
+
+
+def with_api_host(spec):
+    """The spec, plus an /etc/hosts that sends the API's host name to the sandbox's loopback (where
+    the relay listens), so that TLS to that name still checks out; DNS is cut off."""
+    host = spec.api[0]
+    hosts = spec.layer_dir() / "etc-hosts"
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    names = " ".join(dict.fromkeys(["localhost", host] if not _is_address(host) else ["localhost"]))
+    hosts.write_text(f"127.0.0.1\t{names}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    return dataclasses.replace(spec, binds=[*spec.binds, Bind(hosts, "/etc/hosts")])
+
+
+def _is_address(host):
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return True
+    except OSError:
+        return False
