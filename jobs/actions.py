@@ -14,7 +14,7 @@ from projects import actions as project_actions
 from projects.models import ApiToken, Container, DataObject, Level, Placement, now_ms
 from projects.permissions import access_container, access_object, check_level, job_scopes, launch_cap, level_of
 
-from . import notifications
+from . import dispatch, notifications
 from .logs.store import notify_state
 from .models import FINAL_STATES, TRANSITIONS, Job, JobDependency, JobTransition, State
 from .specs import check_applet_specs, check_input, jbor, link_target, timeout_seconds
@@ -421,9 +421,7 @@ def _schedule(job):
 
 def _make_runnable(job_id, from_state, **fields):
     if transition(job_id, State.RUNNABLE, expected=[from_state], **fields):
-        from .tasks import run_job
-
-        transaction.on_commit(lambda: run_job.delay(job_id))
+        transaction.on_commit(lambda: dispatch.run_job(job_id))
         return True
     return False
 
@@ -654,7 +652,6 @@ def reap(now=None):
     the job) finds the lease gone at its first heartbeat after waking and kills that copy.
     """
     from .logs.store import append_line
-    from .tasks import run_job
 
     now = now or now_ms()
     lapsed = now - settings.DXWEB_LEASE_SECONDS * 1000
@@ -682,7 +679,7 @@ def reap(now=None):
                 ApiToken.objects.filter(pk=job.token_id).delete()
                 append_line(job.pk, "WARNING", f"Retrying: {silent}; try {job.tries} → try {job.tries + 1} "
                             f"(of at most {settings.DXWEB_MAX_TRIES})")
-                transaction.on_commit(lambda job_id=job.pk: run_job.delay(job_id))
+                transaction.on_commit(lambda job_id=job.pk: dispatch.run_job(job_id))
                 report["retried"].append(job.pk)
         else:
             message = (f"The worker running this job ({job.worker}) stopped renewing its lease; "
@@ -699,6 +696,6 @@ def reap(now=None):
     )
     for job_id in unclaimed.values_list("pk", flat=True):
         if Job.objects.filter(pk=job_id, state=State.RUNNABLE).update(heartbeat=now) == 1:
-            transaction.on_commit(lambda job_id=job_id: run_job.delay(job_id))
+            transaction.on_commit(lambda job_id=job_id: dispatch.run_job(job_id))
             report["woken"].append(job_id)
     return report

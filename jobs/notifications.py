@@ -4,6 +4,7 @@ import logging
 from django.conf import settings
 from django.core.mail import send_mail
 
+from . import dispatch
 from .models import FINAL_STATES, Job, Notification
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,8 @@ def job_ended(job_id):
     notice = Notification.objects.create(user=user, job=job, state=job.state, message=message[:500],
                                          read=not user.notify_in_app)
     if user.notify_by_email and user.email:
-        from .tasks import email_job_ended
-
         try:
-            email_job_ended.delay(notice.pk)
+            dispatch.email_job_ended(notice.pk)
         except Exception:  # noqa: BLE001 - the broker is down: the notice in the app remains
             log.warning("could not queue the email about %s", job.id, exc_info=True)
     return notice

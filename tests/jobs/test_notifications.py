@@ -3,7 +3,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from jobs import actions, notifications
+from jobs import actions, dispatch, notifications
 from jobs.models import Job, Notification, State
 from projects.models import User
 from projects.permissions import Principal
@@ -31,7 +31,7 @@ def end(job_id, state=State.DONE):
 def sent(monkeypatch):
     """Run the email task's body at once (the worker would), so the test sees what it sends."""
     queued = []
-    monkeypatch.setattr("jobs.tasks.email_job_ended.delay", lambda pk: (queued.append(pk), notifications.send_email(pk)))
+    monkeypatch.setattr(dispatch, "email_job_ended", lambda pk: (queued.append(pk), notifications.send_email(pk)))
     return queued
 
 

@@ -96,7 +96,7 @@ def test_two_jobs_ending_at_once_wake_the_job_waiting_on_both(alice, monkeypatch
     gather of a 100-way scatter on PostgreSQL)."""
     if connection.vendor == "sqlite":
         pytest.skip("SQLite runs one write transaction at a time: two endings cannot overlap there")
-    from jobs import actions, tasks
+    from jobs import actions, dispatch
 
     project = project_actions.create_container(alice.user, "race")
 
@@ -110,7 +110,7 @@ def test_two_jobs_ending_at_once_wake_the_job_waiting_on_both(alice, monkeypatch
     for job in ends:
         JobDependency.objects.create(job=gather, on=job, stage=JobDependency.INPUT)
     sent = []
-    monkeypatch.setattr(tasks.run_job, "delay", lambda job_id: sent.append(job_id))
+    monkeypatch.setattr(dispatch, "run_job", lambda job_id: sent.append(job_id))
     both_written = threading.Barrier(2)
     on_final = actions._on_final
 
