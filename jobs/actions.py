@@ -3,6 +3,7 @@
 Nothing else writes Job.state: every change goes through transition().
 """
 import logging
+import time
 
 from django.conf import settings
 from django.db import models, transaction
@@ -636,6 +637,56 @@ def _end_tree(origin, reason, message, include_origin=False):
             transition(job.pk, State.TERMINATING, failure_reason=reason, failure_message=message)
         else:
             transition(job.pk, State.TERMINATED, failure_reason=reason, failure_message=message)
+
+
+# Destroying a project (projects.actions.destroy_project; connected in jobs/apps.py) --------------
+
+def end_project_jobs(sender, principal, container, terminate_jobs, **kwargs):
+    """Before a project is destroyed: refuse while it has unfinished jobs, unless `terminate_jobs`.
+
+    Their trees are then terminated as /job-x/terminate does, and the records are deleted only once
+    each running job's worker, which notices within a heartbeat, has killed its sandbox and recorded
+    it terminated (which revokes its token and removes its workspace): no worker is left running or
+    logging a job that no longer exists.
+    """
+    unfinished = Job.objects.filter(project=container).exclude(state__in=FINAL_STATES)
+    if unfinished.exists():
+        if not terminate_jobs:
+            raise InvalidState(f"{container.pk} has unfinished jobs; terminate them first, "
+                               "or destroy it with terminateJobs")
+        with transaction.atomic():
+            _terminate_trees(principal, unfinished)
+        deadline = time.monotonic() + 4 * settings.DXWEB_HEARTBEAT_SECONDS + 2
+        while unfinished.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def settle_project_jobs(sender, principal, container, **kwargs):
+    """In the transaction that destroys a project: end what is left of its jobs, and return the
+    workspaces to destroy with it."""
+    unfinished = Job.objects.filter(project=container).exclude(state__in=FINAL_STATES)
+    # Jobs started meanwhile, and those whose worker did not answer in time (stalled or gone):
+    # recorded terminated, as the reaper records them; such a worker kills the sandbox at its
+    # next heartbeat, which finds the job gone.
+    _terminate_trees(principal, unfinished)
+    for job_id in unfinished.filter(state=State.TERMINATING).values_list("pk", flat=True):
+        transition(job_id, State.TERMINATED, expected=[State.TERMINATING])
+    workspaces = set(Job.objects.filter(project=container).values_list("workspace_id", flat=True))
+    # Those kept after their jobs ended (delayWorkspaceDestruction) would have no job left to remove them.
+    return list(Container.objects.filter(pk__in=workspaces, kind=Container.WORKSPACE))
+
+
+def _terminate_trees(principal, jobs):
+    """Terminate the job trees `jobs` belong to, each once (a second terminate of a tree would
+    record its terminating jobs terminated without waiting for their workers)."""
+    trees = {}
+    for job in jobs.exclude(state=State.TERMINATING):
+        trees.setdefault(job.origin_id or job.pk, job)
+    for job in trees.values():
+        try:
+            terminate(principal, job)
+        except InvalidState:
+            pass  # the tree ended meanwhile
 
 
 # The reaper --------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 import hashlib
 import logging
 import secrets
-import time
 
 from django.core.files.base import File
 from django.core.files.storage import default_storage
@@ -17,6 +16,7 @@ from dxweb.ids import HANDLE_RE, new_id
 from .models import (
     Container, DataObject, FilePart, Folder, Grant, Level, Org, OrgMember, Placement, User, now_ms,
 )
+from .signals import project_deleting, project_destroying
 
 log = logging.getLogger(__name__)
 
@@ -157,56 +157,20 @@ def destroy_container(container):
 
 
 def destroy_project(principal, container, terminate_jobs=False):
-    """Destroy a project with everything in it, its jobs' records included.
+    """Destroy a project with everything in it, the records other apps keep in it included.
 
-    Unfinished jobs make it InvalidState (as on DNAnexus) unless `terminate_jobs`. Their trees are
-    then terminated as /job-x/terminate does, and the records are deleted only once each running
-    job's worker, which notices within a heartbeat, has killed its sandbox and recorded it
-    terminated (which revokes its token and removes its workspace): no worker is left running or
-    logging a job that no longer exists. It commits before that wait: call it outside a transaction.
+    Apps with work running in it end it first (project_destroying): unfinished jobs make it
+    InvalidState (as on DNAnexus) unless `terminate_jobs`, and are then terminated and waited for
+    (jobs.actions.end_project_jobs). That commits before the wait: call it outside a transaction.
     """
-    from jobs.models import FINAL_STATES, Job, State
-
-    unfinished = Job.objects.filter(project=container).exclude(state__in=FINAL_STATES)
-    if unfinished.exists():
-        if not terminate_jobs:
-            raise InvalidState(f"{container.pk} has unfinished jobs; terminate them first, "
-                               "or destroy it with terminateJobs")
-        with transaction.atomic():
-            _terminate_trees(principal, unfinished)
-        deadline = time.monotonic() + 4 * settings.DXWEB_HEARTBEAT_SECONDS + 2
-        while unfinished.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+    project_destroying.send(sender=Container, principal=principal, container=container,
+                            terminate_jobs=terminate_jobs)
     with transaction.atomic():
-        from jobs.actions import transition
-
-        # Jobs started meanwhile, and those whose worker did not answer in time (stalled or gone):
-        # recorded terminated, as the reaper records them; such a worker kills the sandbox at its
-        # next heartbeat, which finds the job gone.
-        _terminate_trees(principal, unfinished)
-        for job_id in unfinished.filter(state=State.TERMINATING).values_list("pk", flat=True):
-            transition(job_id, State.TERMINATED, expected=[State.TERMINATING])
-        workspaces = set(Job.objects.filter(project=container).values_list("workspace_id", flat=True))
+        replies = project_deleting.send(sender=Container, principal=principal, container=container)
+        others = [other for _, containers in replies for other in containers or ()]
         destroy_container(container)
-        # Those kept after their jobs ended (delayWorkspaceDestruction) would have no job left to remove them.
-        for workspace in Container.objects.filter(pk__in=workspaces, kind=Container.WORKSPACE):
-            destroy_container(workspace)
-
-
-def _terminate_trees(principal, jobs):
-    """Terminate the job trees `jobs` belong to, each once (a second terminate of a tree would
-    record its terminating jobs terminated without waiting for their workers)."""
-    from jobs.actions import terminate
-    from jobs.models import State
-
-    trees = {}
-    for job in jobs.exclude(state=State.TERMINATING):
-        trees.setdefault(job.origin_id or job.pk, job)
-    for job in trees.values():
-        try:
-            terminate(principal, job)
-        except InvalidState:
-            pass  # the tree ended meanwhile
+        for other in others:
+            destroy_container(other)
 
 
 # Members ---------------------------------------------------------------------
