@@ -1,22 +1,18 @@
 """API methods for applets and jobs."""
 from django.db import DatabaseError
-from django.db.models import Q
 
 from dxweb.api import api_method
 from dxweb.errors import InvalidInput
 from dxweb.validation import get, string_list
 from projects import actions as project_actions
-from projects.api import _describe_input as describe_input
-from projects.api import _name_matcher as name_matcher
-from projects.api import _property_match as property_match
-from projects.api import _tag_match as tag_match
-from projects.api import _visible_container_ids as visible_container_ids
 from projects.api import object_method, tagging_methods
+from projects.find import describe_input, page_limit
 from projects.models import Level, select_fields
 from projects.permissions import access_container, check_level
 
 from . import actions
 from .models import Job, describe_job
+from .querysets import Cursor
 
 @api_method("applet", "new", write=True)
 def applet_new(principal, body):
@@ -82,43 +78,35 @@ def job_update(principal, job, body):
 
 
 def _find_jobs(principal, body):
-    qs = Job.objects.select_related("project", "launched_by", "failure_from").order_by("-created", "pk")
     if body.get("project") is not None:
-        qs = qs.filter(project=access_container(principal, get(body, "project", str)))
+        jobs = Job.objects.within(project_id=access_container(principal, get(body, "project", str)).pk)
     else:
-        qs = qs.filter(project_id__in=visible_container_ids(principal))
+        jobs = Job.objects.visible_to(principal)
     for key, field in (("originJob", "origin_id"), ("rootExecution", "root_id"), ("parentJob", "parent_id"),
                        ("id", "pk")):
         if key in body:
             value = body[key]
-            if value is None:
-                qs = qs.filter(**{f"{field}__isnull": True}) if key == "parentJob" else qs
-            elif isinstance(value, list):
-                qs = qs.filter(**{f"{field}__in": value})
-            elif isinstance(value, str):
-                qs = qs.filter(**{field: value})
-            else:
+            if value is not None and not isinstance(value, (list, str)):
                 raise InvalidInput(f'"{key}" must be a job ID, an array of them, or null')
+            if value is not None or key == "parentJob":  # only parentJob: null means something (no parent)
+                jobs = jobs.related(field, value)
     if body.get("state") is not None:
-        states = body["state"] if isinstance(body["state"], list) else [body["state"]]
-        qs = qs.filter(state__in=states)
+        jobs = jobs.in_state(*(body["state"] if isinstance(body["state"], list) else [body["state"]]))
     if body.get("launchedBy") is not None:
-        qs = qs.filter(launched_by__username=get(body, "launchedBy", str).removeprefix("user-"))
+        jobs = jobs.launched_by(get(body, "launchedBy", str))
     if body.get("executable") is not None:
-        qs = qs.filter(executable=get(body, "executable", str))
+        jobs = jobs.of_executable(get(body, "executable", str))
     if "name" in body:
-        qs = qs.filter(name_matcher(body["name"]))
+        jobs = jobs.named(body["name"])
     created = get(body, "created", dict, {})
-    if "after" in created:
-        qs = qs.filter(created__gte=created["after"])
-    if "before" in created:
-        qs = qs.filter(created__lte=created["before"])
-    tags, props = body.get("tags"), body.get("properties")
+    jobs = jobs.created_between(created.get("after"), created.get("before"))
     wanted, options = describe_input(body)
     io = not (isinstance(options.get("fields"), dict) and options["fields"].get("input") is False)
-
-    def predicate(job):
-        return (tags is None or tag_match(job.tags, tags)) and (props is None or property_match(job.properties, props))
+    limit, cursor = page_limit(body), _starting(body)
+    if body.get("tags") is not None:
+        jobs = jobs.tagged(body["tags"])
+    if body.get("properties") is not None:
+        jobs = jobs.with_properties(body["properties"])
 
     def render(job):
         row = {"id": job.id}
@@ -127,32 +115,24 @@ def _find_jobs(principal, body):
             row["describe"] = data if options.get("defaultFields") or "fields" not in options else select_fields(data, options)
         return row
 
-    return _paginate_newest_first(qs, body, predicate, render)
-
-
-def _paginate_newest_first(qs, body, predicate, render):
-    """Pages of jobs, newest first; `next` is [created, id] of the first job of the next page."""
-    limit = min(get(body, "limit", int, 1000), 1000)
-    if limit < 1:
-        raise InvalidInput('"limit" must be a positive integer')
-    starting = body.get("starting")
-    if starting is not None:
-        if not (isinstance(starting, list) and len(starting) == 2 and isinstance(starting[0], int)
-                and isinstance(starting[1], str)):
-            raise InvalidInput('"starting" must be the "next" value of a previous reply')
-        qs = qs.filter(Q(created__lt=starting[0]) | Q(created=starting[0], pk__gte=starting[1]))
-    results, next_key = [], None
     try:
-        for job in qs.iterator(chunk_size=500):
-            if not predicate(job):
-                continue
-            if len(results) == limit:
-                next_key = [job.created, job.id]
-                break
-            results.append(render(job))
+        # `starting` is the first job of its page (the `next` of the page before): inclusive.
+        rows = list(jobs.page(limit, cursor, inclusive=True).select_related("project", "launched_by", "failure_from"))
     except DatabaseError:
         raise InvalidInput("The query could not be evaluated (check name patterns)") from None
-    return {"results": results, "next": next_key}
+    return {"results": [render(job) for job in rows[:limit]],
+            "next": [rows[limit].created, rows[limit].pk] if len(rows) > limit else None}
+
+
+def _starting(body):
+    """The cursor a find's `starting` gives: the `next` of a previous reply, [created, id] of a job."""
+    starting = body.get("starting")
+    if starting is None:
+        return None
+    if not (isinstance(starting, list) and len(starting) == 2 and isinstance(starting[0], int)
+            and isinstance(starting[1], str)):
+        raise InvalidInput('"starting" must be the "next" value of a previous reply')
+    return Cursor(*starting)
 
 
 @api_method("system", "findExecutions")

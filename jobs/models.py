@@ -3,6 +3,8 @@ from django.db import models
 
 from projects.models import ApiToken, Container, DataObject, User, now_ms
 
+from .querysets import JobQuerySet
+
 
 class State(models.TextChoices):
     IDLE = "idle"
@@ -86,6 +88,8 @@ class Job(models.Model):
     heartbeat = models.BigIntegerField(null=True)
     tries = models.PositiveSmallIntegerField(default=0)
     token = models.ForeignKey(ApiToken, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    objects = JobQuerySet.as_manager()
 
     class Meta:
         indexes = [

@@ -96,11 +96,9 @@ def sqlite_index_ready():
     return _ready[key]
 
 
-def jobs_named(text, **scope):
-    """Jobs of the scope (field lookups on jobs_job's own columns) whose name contains text, any case."""
-    from .models import Job
-
-    named = Job.objects.filter(name__icontains=text)
+def jobs_named(jobs, text, **scope):
+    """The jobs of `jobs` in the scope (field lookups on jobs_job's own columns) whose name contains text, any case."""
+    named = jobs.filter(name__icontains=text)
     if (connection.vendor != "sqlite" or len(text) < 3 or any(c in text for c in "%_\\")
             or not sqlite_index_ready()):
         # PostgreSQL's planner picks its trigram index itself; under three characters no trigram
@@ -121,7 +119,7 @@ def jobs_named(text, **scope):
         column, _, lookup = key.partition("__")
         alias = f"{column}_unindexed"
         unindexed[alias] = Func(F(column), template="+%(expressions)s",
-                                output_field=Job._meta.get_field(column).target_field)
+                                output_field=jobs.model._meta.get_field(column).target_field)
         lookups[f"{alias}__{lookup}" if lookup else alias] = value
     ids = RawSQL(f"SELECT n.job_id FROM {FTS} f JOIN {NAMES} n ON n.id = f.rowid WHERE f.name LIKE %s",
                  [pattern])

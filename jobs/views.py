@@ -9,8 +9,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as Forbidden
 from django.core.paginator import Paginator
-from django.db import connection, transaction
-from django.db.models import BooleanField, Count, F, Func, Q
+from django.db import transaction
+from django.db.models import Count, Q
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -26,7 +26,7 @@ from projects.views import PAGE_SIZE, principal, project_for, reached
 from . import actions
 from .forms import AppletForm, JobFilterForm, LaunchForm, PropertiesForm, TagsForm, applet_initial
 from .models import FINAL_STATES, Job, JobDependency, LogLine, Notification, State
-from .namesearch import jobs_named
+from .querysets import Cursor
 from .specs import jbor, link_target
 from .ssh.terminal import hold_until
 
@@ -164,62 +164,26 @@ def file_search(request):
 
 # Job lists --------------------------------------------------------------------------------
 
-class HasTagSQLite(Func):
-    """SQLite: the job's `tags` (a JSON list, stored as text) holds exactly `tag`, as `tags @> [tag]` on PostgreSQL.
-
-    json_each() makes it exact: case-sensitive, and the stored text of a tag `say "hi` (`"say \\"hi"`) holds no
-    tag `hi`, though it contains `"hi"`. A cheap instr() of `"tag"` (json.dumps writes a plain tag so) first
-    skips the jobs that cannot match. Both read only `tags`, which the list indexes hold.
-    """
-
-    output_field = BooleanField()
-
-    def __init__(self, tag):
-        super().__init__(F("tags"))
-        self.tag = tag
-
-    def as_sql(self, compiler, connection, **extra_context):
-        column, params = compiler.compile(self.source_expressions[0])
-        exact = f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = %s)"
-        needle = json.dumps(self.tag)
-        if needle[1:-1] != self.tag:  # a tag that JSON escapes: no prefilter, json_each decodes it
-            return f"({exact})", (*params, self.tag)
-        return f"(instr({column}, %s) > 0 AND {exact})", (*params, needle, *params, self.tag)
-
-
 def filtered_jobs(form, **scope):
     """The jobs of a list's scope (field lookups: the project, or the launcher and visible projects) that
-    pass a JobFilterForm's filters.
-
-    Every filter reads only columns that the list indexes hold (jobs_job_project_list_idx and
-    jobs_job_launcher_list_idx: project or launcher, -created, -id, name, tags, state, the other of
-    project/launcher, origin): keyset_page finds a page's ids in the index alone, so a tag few jobs have
-    costs a scan of small index entries, never of the (wide) job rows. On PostgreSQL `tags` is not in
-    them (btree entries are limited to ~2.7 kB): its GIN index answers `@>` (migration 0006). A name
-    goes through a trigram index first (jobs.namesearch).
-    """
+    pass a JobFilterForm's filters: every one is read from the list indexes (jobs.querysets)."""
     if not form.is_valid():
         return Job.objects.filter(**scope)
     data = form.cleaned_data
-    qs = jobs_named(data["name"], **scope) if data["name"] else Job.objects.filter(**scope)
+    jobs = Job.objects.within(data["name"], **scope)
     if data["state"]:
-        qs = qs.filter(state=data["state"])
+        jobs = jobs.in_state(data["state"])
     if data["tag"]:
-        if connection.features.supports_json_field_contains:
-            qs = qs.filter(tags__contains=[data["tag"]])  # exact
-        elif connection.vendor == "sqlite":
-            qs = qs.filter(HasTagSQLite(data["tag"]))  # exact too
-        else:  # no JSON containment: match the tag, quotes included, in the stored JSON text
-            qs = qs.filter(tags__icontains=json.dumps(data["tag"]))
+        jobs = jobs.tagged(data["tag"])  # exact
     if data["launcher"]:
-        qs = qs.filter(launched_by__username=data["launcher"].strip().removeprefix("user-"))
+        jobs = jobs.launched_by(data["launcher"].strip())
+    after = before = None
     if data["after"]:
-        qs = qs.filter(created__gte=int(datetime.combine(data["after"], time.min, timezone.utc).timestamp() * 1000))
+        after = int(datetime.combine(data["after"], time.min, timezone.utc).timestamp() * 1000)
     if data["before"]:
-        qs = qs.filter(created__lte=int(datetime.combine(data["before"], time.max, timezone.utc).timestamp() * 1000))
-    if data["origin"]:
-        qs = qs.filter(origin_id=F("pk"))
-    return qs
+        before = int(datetime.combine(data["before"], time.max, timezone.utc).timestamp() * 1000)
+    jobs = jobs.created_between(after, before)
+    return jobs.origins_only() if data["origin"] else jobs
 
 
 # What a job list shows: its rows load only these (a job's input, output and spec can be large).
@@ -229,19 +193,11 @@ LIST_FIELDS = ("id", "name", "state", "parent_id", "project_id", "project__name"
 
 def keyset_page(request, qs):
     """One page newest first, after the ?cursor of the previous page: no OFFSET and no COUNT over the table."""
-    qs = qs.order_by("-created", "-pk")
     cursor = request.GET.get("cursor", "")
+    # ?cursor=<created>.<id> of the last job of the page before.
     created, _, job_id = cursor.partition(".")
-    if created.isdigit() and job_id:
-        # created__lte is implied by the OR, but spelled out it bounds the index range scanned.
-        qs = qs.filter(Q(created__lt=int(created)) | Q(created=int(created), pk__lt=job_id),
-                       created__lte=int(created))
-    # Two steps in one query: the page's ids, filtered and ordered in a list index that covers every
-    # filter (filtered_jobs), then only those rows, by primary key. The ids are the same ones, in the same
-    # order, as a single query would pick; but a filter that few jobs pass reads index entries, not rows.
-    ids = qs.values("pk")[: PAGE_SIZE + 1]
-    rows = list(Job.objects.filter(pk__in=ids).order_by("-created", "-pk")
-                .select_related("launched_by", "project").only(*LIST_FIELDS))
+    after = Cursor(int(created), job_id) if created.isdigit() and job_id else None
+    rows = list(qs.page(PAGE_SIZE, after).select_related("launched_by", "project").only(*LIST_FIELDS))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     # Per-row work done once here, not by template filters and tags a hundred times over.
@@ -278,7 +234,7 @@ def project_jobs(request, project_id):
 @login_required
 def my_jobs(request):
     form = JobFilterForm(request.GET or None)
-    visible = permissions.visible_projects(principal(request)).values("pk")
+    visible = permissions.visible_container_ids(principal(request))
     qs = filtered_jobs(form, launched_by_id=request.user.pk, project_id__in=visible)
     return render(request, "jobs/jobs.html", {
         "section": "jobs", "form": form, "ws_path": "/ws/jobs/mine/", "mine": True, **keyset_page(request, qs),

@@ -1,15 +1,13 @@
 """API methods for users, orgs, projects, folders and data objects."""
-import re
-
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Q
 
 from dxweb.api import api_method
 from dxweb.errors import InvalidInput, PermissionDenied
 from dxweb.validation import MAX_INT, get, string_list, string_map
 
 from . import actions, permissions, transfer
+from .find import describe_input, name_query, page_limit
 from .models import (
     DataObject, Level, OrgMember, Placement, describe_container, describe_placement, select_fields,
 )
@@ -17,32 +15,6 @@ from .permissions import access_container, access_object, access_org, access_sel
 
 CONTAINER_CLASSES = ("project", "container")
 OBJECT_CLASSES = ("file", "record", "applet", "workflow", "database")
-MAX_LIMIT = 1000
-
-
-def _limit(body):
-    limit = get(body, "limit", int, 1000)
-    if limit < 1:
-        raise InvalidInput('"limit" must be a positive integer')
-    return min(limit, MAX_LIMIT)
-
-
-def _name_matcher(query, field="name"):
-    """Turn a find* `name` (string, {"glob"} or {"regexp"}) into a Q on `field`."""
-    if isinstance(query, str):
-        return Q(**{field: query})
-    if isinstance(query, dict) and isinstance(query.get("glob"), str):
-        pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in query["glob"])
-        return Q(**{f"{field}__regex": f"^{pattern}$"})
-    if isinstance(query, dict) and isinstance(query.get("regexp"), str):
-        try:
-            re.compile(query["regexp"])
-        except re.error as exc:
-            raise InvalidInput(f'"name.regexp" is not a valid regular expression: {exc}') from None
-        flags = query.get("flags", "")
-        lookup = "iregex" if isinstance(flags, str) and "i" in flags else "regex"
-        return Q(**{f"{field}__{lookup}": query["regexp"]})
-    raise InvalidInput('"name" must be a string, {"glob": ...} or {"regexp": ...}')
 
 
 def _check_tag_query(query):
@@ -113,7 +85,7 @@ def _find_filters(body):
 
 def _paginate(qs, body, predicate, render):
     """Walk `qs` in pk order from `starting`, keep rows passing `predicate`, render `limit` of them."""
-    limit = _limit(body)
+    limit = page_limit(body)
     starting = body.get("starting")
     if starting is not None:
         qs = qs.filter(pk__gte=_starting(qs, starting))
@@ -129,18 +101,6 @@ def _paginate(qs, body, predicate, render):
     except DatabaseError:
         raise InvalidInput("The query could not be evaluated (check name patterns)") from None
     return {"results": results, "next": next_key}
-
-
-def _describe_input(body):
-    """Return (wanted, describe options) from a find's `describe` input."""
-    spec = body.get("describe", False)
-    if spec is True:
-        return True, {}
-    if isinstance(spec, dict):
-        return True, spec
-    if spec is False or spec is None:
-        return False, {}
-    raise InvalidInput('"describe" must be a boolean or a JSON object')
 
 
 # System ------------------------------------------------------------------------
@@ -161,7 +121,7 @@ def find_projects(principal, body):
         raise InvalidInput('"level" must be one of VIEW, UPLOAD, CONTRIBUTE, ADMINISTER')
     qs = permissions.visible_projects(principal, level)
     if "name" in body:
-        qs = qs.filter(_name_matcher(body["name"]))
+        qs = qs.filter(name_query(body["name"]))
     if "id" in body:
         qs = qs.filter(pk__in=string_list(body, "id"))
     if body.get("billTo") is not None:
@@ -170,7 +130,7 @@ def find_projects(principal, body):
     if body.get("public") is True:
         qs = qs.none()
     tags, props = _find_filters(body)
-    wanted, options = _describe_input(body)
+    wanted, options = describe_input(body)
 
     def predicate(c):
         return (tags is None or _tag_match(c.tags, tags)) and (props is None or _property_match(c.properties, props))
@@ -183,12 +143,6 @@ def find_projects(principal, body):
         return row
 
     return _paginate(qs, body, predicate, render)
-
-
-def _visible_container_ids(principal):
-    if principal.scopes is not None:
-        return [cid for cid, lvl in principal.scopes.items() if lvl >= Level.VIEW]
-    return permissions.Grant.objects.filter(permissions._grant_filter(principal.user)).values("container_id")
 
 
 @api_method("system", "findDataObjects")
@@ -207,7 +161,7 @@ def find_data_objects(principal, body):
         else:
             qs = qs.filter(folder=folder)
     else:
-        qs = qs.filter(container_id__in=_visible_container_ids(principal))
+        qs = qs.filter(container_id__in=permissions.visible_container_ids(principal))
     if body.get("class") is not None:
         qs = qs.filter(obj__cls=get(body, "class", str))
     if body.get("state") is not None:
@@ -218,14 +172,14 @@ def find_data_objects(principal, body):
     if visibility != "either":
         qs = qs.filter(hidden=(visibility == "hidden"))
     if "name" in body:
-        qs = qs.filter(_name_matcher(body["name"]))
+        qs = qs.filter(name_query(body["name"]))
     if "id" in body:
         qs = qs.filter(obj_id__in=string_list(body, "id"))
     types = body.get("type")
     if types is not None:
         _check_tag_query(types)
     tags, props = _find_filters(body)
-    wanted, options = _describe_input(body)
+    wanted, options = describe_input(body)
     parts = bool(options.get("parts") or (isinstance(options.get("fields"), dict) and options["fields"].get("parts")))
 
     def predicate(p):
@@ -424,7 +378,7 @@ def project_list_folder(principal, container, body):
     only = get(body, "only", str, "all")
     if only not in ("all", "folders", "objects"):
         raise InvalidInput('"only" must be "all", "folders" or "objects"')
-    wanted, options = _describe_input(body)
+    wanted, options = describe_input(body)
     reply = {}
     if only in ("all", "folders"):
         reply["folders"] = list(

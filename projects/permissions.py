@@ -175,6 +175,17 @@ def visible_projects(principal, min_level=Level.VIEW):
     return qs.filter(level__gte=min_level)
 
 
+def visible_container_ids(principal):
+    """The ids of the containers the principal holds at least VIEW on, to filter with `__in`.
+
+    Cheaper than visible_projects for that: the principal's grants alone, no level worked out per container.
+    Every grant is VIEW or more (a lowered grant below VIEW is deleted).
+    """
+    if principal.scopes is not None:
+        return [cid for cid, lvl in principal.scopes.items() if lvl >= Level.VIEW]
+    return Grant.objects.filter(_grant_filter(principal.user)).values("container_id")
+
+
 def permission_sources(user, container_id):
     """Return {grantee id: level} for each grant that gives `user` access to the container."""
     sources = {}
