@@ -16,9 +16,10 @@ from projects.models import ApiToken, Container, DataObject, Level, Placement, n
 from projects.permissions import access_container, access_object, check_level, job_scopes, launch_cap, level_of
 
 from . import dispatch, notifications
-from .logs.store import notify_state
+from .logs.store import append_line, notify_state
 from .models import FINAL_STATES, TRANSITIONS, Job, JobDependency, JobTransition, State
 from .specs import check_applet_specs, check_input, jbor, link_target, timeout_seconds
+from .ssh.gateway import address_allowed
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,6 @@ def access_debug(principal, job_id):
         raise PermissionDenied(f"Only {who} may open a terminal in {job.id}")
     if job.state not in (State.RUNNING, State.DEBUG_HOLD):
         raise InvalidState(f"{job.id} is {job.state}: only running or held jobs can be reached by SSH")
-    from .ssh.gateway import address_allowed
-
     if not address_allowed(principal.client_ip, job.allow_ssh):
         raise AddressNotAllowed(
             f"Your address {principal.client_ip or '(unknown)'} is not in the allowSSH list of {job.id}; "
@@ -702,8 +701,6 @@ def reap(now=None):
     worker that is merely slow renews it first, and one that stalled (and still runs its copy of
     the job) finds the lease gone at its first heartbeat after waking and kills that copy.
     """
-    from .logs.store import append_line
-
     now = now or now_ms()
     lapsed = now - settings.DXWEB_LEASE_SECONDS * 1000
     expired = lapsed - round(settings.DXWEB_HEARTBEAT_SECONDS * 1000)

@@ -12,9 +12,10 @@ from django.db.models.functions import Length, Substr
 
 from dxweb.errors import InvalidInput, InvalidState, PayloadTooLarge, ResourceNotFound
 from dxweb.ids import HANDLE_RE, new_id
+from dxweb.validation import get, string_list, string_map
 
 from .models import (
-    Container, DataObject, FilePart, Folder, Grant, Level, Org, OrgMember, Placement, User, now_ms,
+    ApiToken, Container, DataObject, FilePart, Folder, Grant, Level, Org, OrgMember, Placement, User, now_ms,
 )
 from .signals import project_deleting, project_destroying
 
@@ -644,8 +645,6 @@ def change_member_level(container, grantee, level):
 
 def issue_token(user, name):
     """Create an API token named `name` for `user`; return (token row, the raw secret shown once)."""
-    from .models import ApiToken
-
     return ApiToken.issue(user, clean_name(name.strip(), "name"))
 
 
@@ -657,8 +656,6 @@ def set_notifications(user, notify_in_app, notify_by_email):
 
 def revoke_token(user, token_id):
     """Delete one of the user's own API tokens."""
-    from .models import ApiToken
-
     deleted, _ = ApiToken.objects.filter(pk=token_id, user=user, job_id="").delete()
     if not deleted:
         raise ResourceNotFound(f"The token {token_id} could not be found")
@@ -689,8 +686,6 @@ def set_ssh_public_key(user, key):
 
 def new_object_fields(body, default_name):
     """Read the keys every /<class>/new body shares (name, folder, tags...) for new_object()."""
-    from dxweb.validation import get, string_list, string_map
-
     return {
         "name": get(body, "name", str, default_name),
         "folder": get(body, "folder", str, "/"),

@@ -15,11 +15,11 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.db import close_old_connections
 
-from projects.models import now_ms
-
 from jobs import actions
 from jobs.logs.store import SYSLOG_LEVELS, LogWriter
 from jobs.models import Job, State
+from jobs.ssh.gateway import Gateway
+from projects.models import now_ms
 
 from . import sandbox
 from .bash_vars import write_bash_vars
@@ -335,8 +335,6 @@ class SSHControl:
 
     def check(self, allow_ssh, held=False):
         if self.gateway is None and (allow_ssh or held) and self.proc.poll() is None:
-            from jobs.ssh.gateway import Gateway
-
             gateway = Gateway(self.job.id, self.proc, self.env)
             try:
                 gateway.start()

@@ -16,11 +16,10 @@ from django.conf import settings
 from dxweb.api import principal_for_guarded_token
 from dxweb.errors import BadRequest, DXError, InvalidInput, PermissionDenied, ResourceNotFound
 from dxweb.websockets import SERVER_ERROR, FirstFrameDeadline, client_address, close_with, decode_frame
-from projects.models import Container, Level
-from projects.permissions import Principal, access_container, level_of
-
 from jobs.actions import access_job
 from jobs.models import FINAL_STATES, Job
+from projects.models import Container, Level
+from projects.permissions import Principal, access_container, level_of
 
 from .store import LEVELS, LogReader, group_name, states_group
 from .tail import Follower

@@ -32,9 +32,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Q
 
-from projects.models import now_ms
-
 from jobs.models import Job, LogLine
+from projects.models import now_ms
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import struct
 import subprocess
 import termios
@@ -31,9 +32,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from projects.models import now_ms
-
 from jobs.models import Job, SSHSession, State
+from projects.models import now_ms
 
 log = logging.getLogger(__name__)
 # asyncssh logs every connection and channel at INFO: too chatty for a worker's log.
@@ -136,8 +136,6 @@ def advertised_host():
         return settings.DXWEB_SSH_HOST
     bind = settings.DXWEB_SSH_BIND
     if bind in ("", "0.0.0.0", "::"):
-        import socket
-
         return socket.getfqdn()
     return bind
 

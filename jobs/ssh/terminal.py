@@ -26,11 +26,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from dxweb.errors import DXError, PermissionDenied, ResourceNotFound
 from dxweb.websockets import GATEWAY_REFUSED, SERVER_ERROR, SESSION_ENDED, close_code, decode_frame
-from projects.models import now_ms
-from projects.permissions import Principal
-
 from jobs import actions
 from jobs.models import State
+from projects.models import now_ms
+from projects.permissions import Principal
 
 from . import gateway
 

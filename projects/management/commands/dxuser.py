@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dxweb.errors import DXError
 from projects.accounts import create_user
-from projects.models import ApiToken
+from projects.models import ApiToken, User
 
 
 class Command(BaseCommand):
@@ -21,8 +21,6 @@ class Command(BaseCommand):
         token.add_argument("handle")
 
     def handle(self, *args, action, **opts):
-        from projects.models import User
-
         if action == "add":
             try:
                 user = create_user(opts["handle"], opts["password"], is_staff=opts["admin"], email=opts["email"])
