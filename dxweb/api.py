@@ -27,6 +27,7 @@ from .errors import (
     ResourceNotFound,
 )
 from .ids import ID_RE
+from .middleware import answers_json
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,6 @@ def api_method(cls, name, write=False):
         return handler
 
     return register
-
-
-def error_response(error):
-    response = JsonResponse(error.to_dict(), status=error.status)
-    if getattr(error, "retry_after", None):
-        response["Retry-After"] = str(error.retry_after)
-    return response
 
 
 def _refuse_constant(name):
@@ -222,6 +216,7 @@ def _call_with_nonce(principal, route, body, call):
 
 
 @csrf_exempt
+@answers_json
 def dispatch(request, resource, method):
     try:
         if request.method != "POST":
@@ -237,14 +232,15 @@ def dispatch(request, resource, method):
             result = handler(*args)
         # safe=False: getDetails may answer with a JSON array.
         return JsonResponse(result, safe=False)
-    except DXError as err:
-        return error_response(err)
+    except DXError:
+        raise  # answered as JSON by dxweb/middleware.py
     except Exception:
         # A bug, not the caller's mistake; still JSON, so that dxpy reports it instead of crashing.
         log.exception("API call /%s/%s failed", resource, method)
-        return error_response(InternalError("The server could not complete the call"))
+        raise InternalError("The server could not complete the call") from None
 
 
 @csrf_exempt
+@answers_json
 def not_found(request, path=""):
-    return error_response(ResourceNotFound(f"The route /{path} was not found"))
+    raise ResourceNotFound(f"The route /{path} was not found")

@@ -16,6 +16,8 @@ from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 from django.db import connections  # noqa: E402
 
+from .middleware import DXErrorMiddleware  # noqa: E402
+
 # API calls (/<class-or-id>/<method>, never a trailing slash) and the bare-view baseline of
 # bench/api.py (which must take the same path as what it is compared with).
 API_PATH = re.compile(r"^/(?:(?:system|[a-z]+(?:-[^/]+)?)/[A-Za-z_]+|bench/json)$")
@@ -75,6 +77,7 @@ class TokenAPIHandler(PooledThreads, ASGIHandler):
     Sessions, CSRF, messages and static files mean nothing to the API, and each sync-only
     middleware costs a thread hop per request (bench/api.py measures the difference). Transfers
     keep Django's thread per request: a long part upload must not hold one of the few API threads.
+    Only the error boundary stays (dxweb/middleware.py): it runs when a view raises, not per request.
     """
 
     name = "api"
@@ -82,8 +85,8 @@ class TokenAPIHandler(PooledThreads, ASGIHandler):
     def load_middleware(self, is_async=False):
         self._view_middleware = []
         self._template_response_middleware = []
-        self._exception_middleware = []
         get_response = self._get_response_async if is_async else self._get_response
+        self._exception_middleware = [DXErrorMiddleware(get_response).process_exception]
         self._middleware_chain = convert_exception_to_response(get_response)
 
 

@@ -8,13 +8,20 @@ ID_CLASSES = (
     "project", "container", "file", "record", "applet", "workflow",
     "database", "job", "analysis", "app", "globalworkflow",
 )
-ID_RE = re.compile(r"^(%s)-[0-9A-Za-z]{24}$" % "|".join(ID_CLASSES))
+# The 24 characters after `<class>-`; URL patterns match IDs with id_pattern().
+ID_BODY = r"[0-9A-Za-z]{24}"
+ID_RE = re.compile(r"^(%s)-%s$" % ("|".join(ID_CLASSES), ID_BODY))
 HANDLE_RE = re.compile(r"^[a-z0-9][a-z0-9._]{0,62}$")
 
 
 def new_id(cls):
     """Return a fresh random ID of the given class."""
     return f"{cls}-" + "".join(secrets.choice(ALPHABET) for _ in range(24))
+
+
+def id_pattern(cls, group):
+    """A regex matching an ID of class `cls`, captured as `group`."""
+    return rf"(?P<{group}>{cls}-{ID_BODY})"
 
 
 def id_class(value):

@@ -53,6 +53,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # DXErrors raised by views become the API's JSON or the 404/403 pages.
+    "dxweb.middleware.DXErrorMiddleware",
 ]
 
 # The dx client never expects a redirect to a slash-terminated URL.

@@ -34,13 +34,13 @@ def get(body, key, types, default=_MISSING):
         types = (types,)
     if key not in body:
         if default is _MISSING:
-            raise InvalidInput(f'Expected input to have property "{key}"')
+            raise InvalidInput(f'Expected input to have property "{key}"', field=key)
         return default
     value = body[key]
     if not _matches(value, types):
-        raise InvalidInput(f'Expected key "{key}" of input to be {_describe(types)}')
+        raise InvalidInput(f'Expected key "{key}" of input to be {_describe(types)}', field=key)
     if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT <= value <= MAX_INT:
-        raise InvalidInput(f'The value of "{key}" is out of range')
+        raise InvalidInput(f'The value of "{key}" is out of range', field=key)
     return value
 
 
@@ -50,7 +50,7 @@ def string_list(body, key, default=_MISSING):
     if value is default:
         return value
     if not all(isinstance(v, str) for v in value):
-        raise InvalidInput(f'Expected key "{key}" of input to be an array of strings')
+        raise InvalidInput(f'Expected key "{key}" of input to be an array of strings', field=key)
     return value
 
 
@@ -61,5 +61,6 @@ def string_map(body, key, nullable=False, default=_MISSING):
         return value
     for k, v in value.items():
         if not (isinstance(v, str) or (nullable and v is None)):
-            raise InvalidInput(f'Expected each value of "{key}" to be a string' + (" or null" if nullable else ""))
+            raise InvalidInput(f'Expected each value of "{key}" to be a string' + (" or null" if nullable else ""),
+                               field=key)
     return value

@@ -17,14 +17,12 @@ from projects.permissions import access_container, access_object, check_level, j
 
 from . import dispatch, notifications
 from .logs.store import append_line, notify_state
-from .models import FINAL_STATES, TRANSITIONS, Job, JobDependency, JobTransition, State
+from .models import DEBUG_REASONS, FINAL_STATES, PRIORITIES, TRANSITIONS, Job, JobDependency, JobTransition, State
 from .specs import check_applet_specs, check_input, jbor, link_target, timeout_seconds
 from .ssh.gateway import address_allowed
 
 log = logging.getLogger(__name__)
 
-DEBUG_REASONS = {"AppError", "AppInternalError", "ExecutionError", "AppInsufficientResourceError"}
-PRIORITIES = {"low", "normal", "high"}
 
 
 class TransitionError(Exception):
@@ -251,7 +249,8 @@ def _instance_type(body, function, run_spec):
             itype = entry["instanceType"]
             if not isinstance(itype, str) or itype not in settings.DXWEB_INSTANCE_TYPES:
                 raise InvalidInput(
-                    f"Unknown instance type {itype!r}; available: {', '.join(sorted(settings.DXWEB_INSTANCE_TYPES))}"
+                    f"Unknown instance type {itype!r}; available: {', '.join(sorted(settings.DXWEB_INSTANCE_TYPES))}",
+                    field="systemRequirements",
                 )
             return itype
     return settings.DXWEB_DEFAULT_INSTANCE_TYPE
@@ -263,22 +262,23 @@ def _timeout(body, executable, function, run_spec):
         if isinstance(policy, dict):
             limit = policy.get(function) or policy.get("*")
             if limit is not None:
-                return timeout_seconds(limit, f"timeoutPolicy.{function}")
+                return timeout_seconds(limit, f"timeoutPolicy.{function}", field="timeoutPolicy")
     return None
 
 
 def _debug(body):
     debug = get(body, "debug", dict, {})
     on = debug.get("debugOn", [])
-    if not isinstance(on, list) or not set(on) <= DEBUG_REASONS | {"All"}:
-        raise InvalidInput(f'debug.debugOn must be an array of {", ".join(sorted(DEBUG_REASONS))} or "All"')
+    if not isinstance(on, list) or not set(on) <= {*DEBUG_REASONS, "All"}:
+        raise InvalidInput(f'debug.debugOn must be an array of {", ".join(sorted(DEBUG_REASONS))} or "All"',
+                           field="debug")
     return {"debugOn": sorted(DEBUG_REASONS) if "All" in on else on} if on else {}
 
 
 def _common_fields(body):
     priority = get(body, "priority", str, "normal")
     if priority not in PRIORITIES:
-        raise InvalidInput('"priority" must be "low", "normal" or "high"')
+        raise InvalidInput('"priority" must be "low", "normal" or "high"', field="priority")
     return {
         "tags": project_actions.clean_tags(string_list(body, "tags", [])),
         "properties": project_actions.clean_properties(string_map(body, "properties", default={})),

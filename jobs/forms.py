@@ -1,7 +1,7 @@
 """Page forms for applets and launching: they turn fields into the same JSON bodies the API takes.
 
 The checks stay in jobs.specs and jobs.actions; these forms only parse what a browser sends
-and map the actions' error messages back onto the field they name.
+and put the actions' errors next to the field each names (DXError.field).
 """
 import json
 import re
@@ -9,11 +9,38 @@ import re
 from django import forms
 from django.conf import settings
 
-from .specs import INTERPRETERS
+from .models import DEBUG_REASONS, PRIORITIES, State
+from .specs import INTERPRETERS, input_field
 
-DEBUG_CHOICES = [(r, r) for r in ("AppError", "AppInternalError", "ExecutionError")]
-PRIORITY_CHOICES = [("normal", "normal"), ("low", "low"), ("high", "high")]
+DEBUG_CHOICES = [(r, r) for r in DEBUG_REASONS]
+PRIORITY_CHOICES = [(p, p) for p in PRIORITIES]
 TEXTAREA = {"rows": 4, "spellcheck": "false"}
+
+
+def parse_tags(text):
+    """Tags written comma-separated, blanks left out."""
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def tags_text(tags):
+    return ", ".join(tags)
+
+
+def parse_properties(text):
+    """Properties written one key=value per line: (the properties, a message for each line that is not)."""
+    properties, errors = {}, []
+    for line in (text or "").splitlines():
+        if line.strip():
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                errors.append(f"Write each property as key=value: {line.strip()!r}")
+                continue
+            properties[key.strip()] = value.strip()
+    return properties, errors
+
+
+def properties_text(properties):
+    return "\n".join(f"{k}={v}" for k, v in properties.items())
 
 
 def json_field(label, help_text, rows=6):
@@ -49,10 +76,9 @@ class AppletForm(forms.Form):
                        rows=8)
     dxapp_file = forms.FileField(label="…or upload a dxapp.json", required=False)
 
-    # Where an action's message points: its prefix names the field.
-    ERROR_FIELDS = (("inputSpec", "input_spec"), ("outputSpec", "output_spec"), ("runSpec.code", "code"),
-                    ("runSpec.interpreter", "interpreter"), ("runSpec.timeoutPolicy", "timeout"),
-                    ('"name"', "name"), ("The name", "name"))
+    # The form field that shows an action's error about each field of the /applet/new body.
+    ERROR_FIELDS = {"inputSpec": "input_spec", "outputSpec": "output_spec", "runSpec.code": "code",
+                    "runSpec.interpreter": "interpreter", "runSpec.timeoutPolicy": "timeout", "name": "name"}
 
     def clean(self):
         data = super().clean()
@@ -103,13 +129,9 @@ class AppletForm(forms.Form):
         data["body"] = body
         return data
 
-    def add_action_error(self, message):
-        """Put an action's error message next to the field it is about (or at the top of the form)."""
-        for prefix, field in self.ERROR_FIELDS:
-            if message.startswith(prefix):
-                self.add_error(field, message)
-                return
-        self.add_error(None, message)
+    def add_action_error(self, err):
+        """Put an action's DXError next to the field it is about (or at the top of the form)."""
+        self.add_error(self.ERROR_FIELDS.get(err.field), err.message)
 
 
 def parse_duration(text):
@@ -233,6 +255,9 @@ class LaunchForm(forms.Form):
     properties = forms.CharField(label="Properties", required=False, help_text="One key=value per line",
                                  widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}))
 
+    # The form field that shows a run error about each option of the /applet-x/run body (inputs: their own).
+    ERROR_FIELDS = {"systemRequirements": "instance_type", "folder": "folder", "timeoutPolicy": "timeout"}
+
     def __init__(self, input_spec, *args, client_ip="", **kwargs):
         super().__init__(*args, **kwargs)
         self.input_spec = input_spec or []
@@ -262,8 +287,8 @@ class LaunchForm(forms.Form):
         timeout = job.timeout_s
         self.initial.update(
             name=job.name, folder=job.folder, instance_type=job.instance_type, priority=job.priority,
-            timeout=f"{timeout // 60}m" if timeout else "", tags=", ".join(job.tags),
-            properties="\n".join(f"{k}={v}" for k, v in job.properties.items()),
+            timeout=f"{timeout // 60}m" if timeout else "", tags=tags_text(job.tags),
+            properties=properties_text(job.properties),
             debug_on=job.debug.get("debugOn", []), allow_ssh=bool(job.allow_ssh),
         )
 
@@ -279,14 +304,9 @@ class LaunchForm(forms.Form):
                 values[spec["name"]] = self._parse(spec, text)
             except (ValueError, TypeError) as err:
                 self.add_error(name, f"Expected {spec['class']}: {err}")
-        properties = {}
-        for line in (data.get("properties") or "").splitlines():
-            if line.strip():
-                key, sep, value = line.partition("=")
-                if not sep or not key.strip():
-                    self.add_error("properties", f"Write each property as key=value: {line.strip()!r}")
-                    continue
-                properties[key.strip()] = value.strip()
+        properties, errors = parse_properties(data.get("properties"))
+        for error in errors:
+            self.add_error("properties", error)
         data["input"], data["property_map"] = values, properties
         if data.get("timeout") and parse_duration(data["timeout"]) is None:
             self.add_error("timeout", "Write it as a number with d, h or m, e.g. 90m or 2h")
@@ -313,7 +333,7 @@ class LaunchForm(forms.Form):
             "project": project_id, "input": data["input"], "folder": data["folder"],
             "systemRequirements": {"*": {"instanceType": data["instance_type"]}},
             "priority": data["priority"],
-            "tags": [t.strip() for t in data["tags"].split(",") if t.strip()],
+            "tags": parse_tags(data["tags"]),
             "properties": data["property_map"],
         }
         if data["name"]:
@@ -326,19 +346,10 @@ class LaunchForm(forms.Form):
             body["allowSSH"] = [self.client_ip]
         return body
 
-    def add_action_error(self, message):
-        """Put a run error next to its input (`input "x": ...`) or option, else at the top."""
-        match = re.match(r'input "([^"]+)"', message)
-        if match and field_name(match.group(1)) in self.fields:
-            self.add_error(field_name(match.group(1)), message)
-        elif message.startswith("Unknown instance type"):
-            self.add_error("instance_type", message)
-        elif "folder" in message.lower():
-            self.add_error("folder", message)
-        elif message.startswith("timeout"):
-            self.add_error("timeout", message)
-        else:
-            self.add_error(None, message)
+    def add_action_error(self, err):
+        """Put a run error next to the input or option it is about (DXError.field), else at the top."""
+        inputs = {input_field(spec["name"]): field_name(spec["name"]) for spec in self.input_spec}
+        self.add_error(inputs.get(err.field) or self.ERROR_FIELDS.get(err.field), err.message)
 
 
 class TagsForm(forms.Form):
@@ -353,9 +364,7 @@ class PropertiesForm(forms.Form):
 class JobFilterForm(forms.Form):
     """The filters of a job list (GET); every field is optional."""
 
-    STATE_CHOICES = [("", "Any state")] + [(s, s) for s in (
-        "idle", "waiting_on_input", "runnable", "running", "waiting_on_output", "done", "failed", "terminating",
-        "terminated", "debug_hold")]
+    STATE_CHOICES = [("", "Any state")] + [(s.value, s.value) for s in State]
 
     state = forms.ChoiceField(label="State", required=False, choices=STATE_CHOICES)
     name = forms.CharField(label="Name", required=False, widget=forms.TextInput(attrs={"placeholder": "Name contains"}))

@@ -20,6 +20,11 @@ class State(models.TextChoices):
 
 
 FINAL_STATES = frozenset({State.DONE, State.FAILED, State.TERMINATED})
+# The failures debug.debugOn may name ("All" stands for every one).
+DEBUG_REASONS = ("AppError", "AppInternalError", "ExecutionError", "AppInsufficientResourceError")
+PRIORITIES = ("normal", "low", "high")
+# The job's home directory and working directory, inside its sandbox as on DNAnexus.
+HOME = "/home/dnanexus"
 
 # Every state change goes through jobs.actions.transition(), which allows only these.
 TRANSITIONS = {

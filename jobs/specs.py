@@ -1,10 +1,11 @@
 """Applet specs: validate inputSpec/outputSpec/runSpec, and check run inputs against an inputSpec.
 
-Every error is an InvalidInput that names the field, e.g. `inputSpec[2] ("reads"): ...`.
+Every error is an InvalidInput that names the field, e.g. `inputSpec[2] ("reads"): ...`, in its message
+and in its `field` ("inputSpec", "runSpec.code", "input.reads").
 """
 import re
 
-from dxweb.errors import InvalidInput
+from dxweb.errors import InvalidInput, about
 from dxweb.ids import id_class
 
 IO_NAME_RE = re.compile(r"^[a-zA-Z_][0-9a-zA-Z_]*$")
@@ -79,6 +80,11 @@ def check_value(where, klass, value, allow_refs=True):
 
 
 def _check_io_spec(kind, spec, output=False):
+    with about(kind):
+        _check_fields(kind, spec, output)
+
+
+def _check_fields(kind, spec, output):
     if not isinstance(spec, list):
         raise InvalidInput(f"{kind} must be an array of field specifications")
     seen = set()
@@ -141,33 +147,42 @@ def check_run_spec(run_spec):
     """Validate a runSpec, and normalise the line endings of its code in place: the code becomes
     a file in the job, so it is stored as the job will run it, whether it came from the page or the API."""
     if not isinstance(run_spec, dict):
-        raise InvalidInput("runSpec must be a JSON object")
+        raise InvalidInput("runSpec must be a JSON object", field="runSpec")
     if run_spec.get("interpreter") not in INTERPRETERS:
-        raise InvalidInput(f'runSpec.interpreter must be one of {", ".join(sorted(INTERPRETERS))}')
+        raise InvalidInput(f'runSpec.interpreter must be one of {", ".join(sorted(INTERPRETERS))}',
+                           field="runSpec.interpreter")
     if not isinstance(run_spec.get("code"), str):
-        raise InvalidInput("runSpec.code must be a string (the applet's script)")
+        raise InvalidInput("runSpec.code must be a string (the applet's script)", field="runSpec.code")
     run_spec["code"] = normalise_line_endings(run_spec["code"])
     for key in ("distribution", "release", "version"):
         if key in run_spec and not isinstance(run_spec[key], str):
-            raise InvalidInput(f"runSpec.{key} must be a string")
+            raise InvalidInput(f"runSpec.{key} must be a string", field=f"runSpec.{key}")
     policy = run_spec.get("timeoutPolicy", {})
     if not isinstance(policy, dict):
-        raise InvalidInput("runSpec.timeoutPolicy must be a JSON object")
+        raise InvalidInput("runSpec.timeoutPolicy must be a JSON object", field="runSpec.timeoutPolicy")
     for fn, limit in policy.items():
-        timeout_seconds(limit, f"runSpec.timeoutPolicy.{fn}")
+        timeout_seconds(limit, f"runSpec.timeoutPolicy.{fn}", field="runSpec.timeoutPolicy")
     for i, dep in enumerate(run_spec.get("execDepends", [])):
         if not isinstance(dep, dict) or not isinstance(dep.get("name"), str):
-            raise InvalidInput(f'runSpec.execDepends[{i}] must be {{"name": ..., "package_manager"?: ...}}')
+            raise InvalidInput(f'runSpec.execDepends[{i}] must be {{"name": ..., "package_manager"?: ...}}',
+                               field="runSpec.execDepends")
     for i, dep in enumerate(run_spec.get("bundledDepends", [])):
         if not isinstance(dep, dict) or link_target(dep.get("id")) is None:
-            raise InvalidInput(f'runSpec.bundledDepends[{i}] must be {{"name": ..., "id": {{"$dnanexus_link": "file-..."}}}}')
+            raise InvalidInput(f'runSpec.bundledDepends[{i}] must be {{"name": ..., "id": {{"$dnanexus_link": "file-..."}}}}',
+                               field="runSpec.bundledDepends")
     requirements = run_spec.get("systemRequirements", {})
     if not isinstance(requirements, dict) or not all(isinstance(v, dict) for v in requirements.values()):
-        raise InvalidInput('runSpec.systemRequirements must map entry points to {"instanceType": ...}')
+        raise InvalidInput('runSpec.systemRequirements must map entry points to {"instanceType": ...}',
+                           field="runSpec.systemRequirements")
 
 
-def timeout_seconds(limit, where):
-    """Convert a timeoutPolicy entry ({"days", "hours", "minutes"}) to seconds."""
+def timeout_seconds(limit, where, field=None):
+    """Convert a timeoutPolicy entry ({"days", "hours", "minutes"}) to seconds; errors name `field`."""
+    with about(field):
+        return _seconds(limit, where)
+
+
+def _seconds(limit, where):
     if not isinstance(limit, dict) or not limit:
         raise InvalidInput(f'{where} must be like {{"hours": 2}}')
     units = {"days": 86400, "hours": 3600, "minutes": 60}
@@ -189,17 +204,18 @@ def check_applet_specs(body):
     check_run_spec(body.get("runSpec"))
     access = body.get("access", {})
     if not isinstance(access, dict):
-        raise InvalidInput("access must be a JSON object")
+        raise InvalidInput("access must be a JSON object", field="access")
 
 
 def check_input(input_spec, values):
     """Check run input against an inputSpec; return it with defaults filled in."""
     if not isinstance(values, dict):
-        raise InvalidInput('"input" must be a JSON object')
+        raise InvalidInput('"input" must be a JSON object', field="input")
     fields = {f["name"]: f for f in input_spec or []}
     unknown = sorted(set(values) - set(fields))
     if unknown and input_spec is not None:
-        raise InvalidInput(f"input: unknown field(s) {', '.join(unknown)}; the applet takes {', '.join(fields) or 'none'}")
+        raise InvalidInput(f"input: unknown field(s) {', '.join(unknown)}; the applet takes {', '.join(fields) or 'none'}",
+                           field="input")
     resolved = dict(values)
     for name, field in fields.items():
         where = f'input "{name}"'
@@ -207,8 +223,14 @@ def check_input(input_spec, values):
             if "default" in field:
                 resolved[name] = field["default"]
             elif not field.get("optional"):
-                raise InvalidInput(f"{where} is required")
+                raise InvalidInput(f"{where} is required", field=input_field(name))
             continue
-        check_value(where, field["class"], values[name])
-        _check_choice(where, field, values[name])
+        with about(input_field(name)):
+            check_value(where, field["class"], values[name])
+            _check_choice(where, field, values[name])
     return resolved
+
+
+def input_field(name):
+    """The `field` of an error about the run input `name`."""
+    return f"input.{name}"

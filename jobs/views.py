@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied as Forbidden
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -21,30 +21,28 @@ from projects import actions as project_actions
 from projects import permissions
 from projects.models import Container, DataObject, Level, Placement, now_ms
 from projects.permissions import Principal
-from projects.views import PAGE_SIZE, principal, project_for, reached
+from projects.views import PAGE_SIZE, principal, project_for
 
 from . import actions
-from .forms import AppletForm, JobFilterForm, LaunchForm, PropertiesForm, TagsForm, applet_initial
+from .forms import (
+    AppletForm, JobFilterForm, LaunchForm, PropertiesForm, TagsForm, applet_initial, parse_properties, parse_tags,
+    properties_text, tags_text,
+)
 from .models import FINAL_STATES, Job, JobDependency, LogLine, Notification, State
 from .querysets import Cursor
 from .specs import jbor, link_target
 from .ssh.terminal import hold_until
 
 def applet_in(request, container, applet_id, needed=Level.VIEW):
-    """Return the applet as placed in the project, or 404."""
-    try:
-        placement = permissions.access_object(principal(request), applet_id, needed, project=container.pk, cls="applet")
-    except ResourceNotFound:
-        raise Http404("Not found") from None
-    except DXError as err:
-        raise Forbidden(err.message) from None
+    """Return the applet as placed in the project, or raise ResourceNotFound (the 404 page)."""
+    placement = permissions.access_object(principal(request), applet_id, needed, project=container.pk, cls="applet")
     if placement.container_id != container.pk:
-        raise Http404("Not found")
+        raise ResourceNotFound(f"The entity {applet_id} could not be found in {container.name}")
     return placement
 
 
 def job_for(request, job_id, needed=Level.VIEW):
-    job = reached(actions.access_job, principal(request), job_id)
+    job = actions.access_job(principal(request), job_id)
     job.level = permissions.level_of(principal(request), job.project_id)
     if job.level < needed:
         raise Forbidden(f"{Level(needed).label} permission is required in {job.project_id}")
@@ -101,7 +99,7 @@ def applet_new(request, project_id):
             with transaction.atomic():
                 placement = actions.new_applet(request.user, container, form.cleaned_data["body"])
         except DXError as err:
-            form.add_action_error(err.message)
+            form.add_action_error(err)
         else:
             messages.success(request, f"Created {placement.name} ({placement.obj_id})")
             return redirect("applet", container.pk, placement.obj_id)
@@ -128,7 +126,7 @@ def launch(request, project_id, applet_id):
         try:
             job = actions.run_applet(principal(request), placement, form.body(container.pk, placement.obj_id))
         except DXError as err:
-            form.add_action_error(err.message)
+            form.add_action_error(err)
         else:
             messages.success(request, f"Launched {job.name} ({job.id})")
             return redirect("job", job.id)
@@ -343,9 +341,9 @@ def job(request, job_id):
         "relaunch": launch_url(request, origin) if job.pk == origin.pk and not job.parent_id else None,
         "applet_url": reverse("applet", args=[job.project_id, job.executable])
         if Placement.objects.filter(container=job.project_id, obj_id=job.executable).exists() else None,
-        "tags_form": TagsForm(initial={"tags": ", ".join(job.tags)}),
-        "properties_form": PropertiesForm(
-            initial={"properties": "\n".join(f"{k}={v}" for k, v in job.properties.items())}),
+        "can_debug": job.state == State.DEBUG_HOLD or (job.state == State.RUNNING and bool(job.allow_ssh)),
+        "tags_form": TagsForm(initial={"tags": tags_text(job.tags)}),
+        "properties_form": PropertiesForm(initial={"properties": properties_text(job.properties)}),
         "levels": ["STDOUT", "STDERR", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         "ssh_sessions": job.ssh_sessions.select_related("user").order_by("-started")[:50],
     })
@@ -406,7 +404,7 @@ def job_terminate(request, job):
 
 @job_action
 def job_tags(request, job):
-    tags = [t.strip() for t in request.POST.get("tags", "").split(",") if t.strip()]
+    tags = parse_tags(request.POST.get("tags", ""))
     project_actions.change_tags(job, remove=list(job.tags))
     project_actions.change_tags(job, add=tags)
     return "Saved the tags"
@@ -414,13 +412,9 @@ def job_tags(request, job):
 
 @job_action
 def job_properties(request, job):
-    wanted = {}
-    for line in request.POST.get("properties", "").splitlines():
-        key, sep, value = line.partition("=")
-        if line.strip():
-            if not sep or not key.strip():
-                raise InvalidInput(f"Write each property as key=value: {line.strip()!r}")
-            wanted[key.strip()] = value.strip()
+    wanted, errors = parse_properties(request.POST.get("properties", ""))
+    if errors:
+        raise InvalidInput(errors[0], field="properties")
     project_actions.set_properties(job, {**{k: None for k in job.properties}, **wanted})
     return "Saved the properties"
 
@@ -443,10 +437,6 @@ def job_debug(request, job_id):
             "section": "jobs", "job": job, "project": job.project, "message": err.message,
             "client_ip": request.META.get("REMOTE_ADDR", ""),
         }, status=403)
-    except ResourceNotFound:
-        raise Http404("Not found") from None
-    except DXError as err:
-        raise Forbidden(err.message) from None
     return render(request, "jobs/terminal.html", {
         "section": "jobs", "job": job, "project": job.project, "hold_until": hold_until(job),
         "ws_path": f"/ws/jobs/{job.pk}/terminal/",
@@ -459,7 +449,7 @@ def attempted(request, action, job_id):
     try:
         return action(debugger(request), job_id)
     except ResourceNotFound:
-        raise Http404("Not found") from None
+        raise  # the 404 page
     except DXError as err:
         messages.error(request, err.message)
         return None

@@ -28,39 +28,39 @@ MAX_TAGS = 100
 MAX_PROPERTIES = 100
 
 
-def _check_text(value, what, limit):
+def _check_text(value, what, limit, field=None):
     if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a string")
+        raise InvalidInput(f"{what} must be a string", field=field)
     if len(value) > limit:
-        raise InvalidInput(f"{what} is too long ({len(value)} characters; at most {limit})")
+        raise InvalidInput(f"{what} is too long ({len(value)} characters; at most {limit})", field=field)
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InvalidInput(f"{what} must not contain NUL or other control characters")
+        raise InvalidInput(f"{what} must not contain NUL or other control characters", field=field)
     return value
 
 
 def clean_name(name, what="name"):
     """Return a valid object or project name, or raise InvalidInput."""
-    _check_text(name, f'"{what}"', MAX_NAME)
+    _check_text(name, f'"{what}"', MAX_NAME, field=what)
     if not name.strip():
-        raise InvalidInput(f'"{what}" must not be empty')
+        raise InvalidInput(f'"{what}" must not be empty', field=what)
     if "/" in name:
-        raise InvalidInput(f'"{what}" must not contain "/"')
+        raise InvalidInput(f'"{what}" must not contain "/"', field=what)
     if name in (".", ".."):
-        raise InvalidInput(f'"{what}" must not be "." or ".."')
+        raise InvalidInput(f'"{what}" must not be "." or ".."', field=what)
     return name
 
 
 def clean_folder(path, what="folder"):
     """Return a normalised absolute folder path, or raise InvalidInput."""
-    _check_text(path, f'"{what}"', MAX_PATH)
+    _check_text(path, f'"{what}"', MAX_PATH, field=what)
     if not path.startswith("/"):
-        raise InvalidInput(f'"{what}" must be an absolute path starting with "/"')
+        raise InvalidInput(f'"{what}" must be an absolute path starting with "/"', field=what)
     parts = [p for p in path.split("/") if p]
     for part in parts:
         if part in (".", ".."):
-            raise InvalidInput(f'"{what}" must not contain "." or ".." components')
+            raise InvalidInput(f'"{what}" must not contain "." or ".." components', field=what)
         if len(part) > MAX_NAME:
-            raise InvalidInput(f'Each component of "{what}" must be at most {MAX_NAME} characters')
+            raise InvalidInput(f'Each component of "{what}" must be at most {MAX_NAME} characters', field=what)
     return "/" + "/".join(parts)
 
 
@@ -70,22 +70,22 @@ def parent_of(path):
 
 def clean_tags(tags):
     if not isinstance(tags, list) or len(tags) > MAX_TAGS:
-        raise InvalidInput(f'"tags" must be an array of at most {MAX_TAGS} strings')
+        raise InvalidInput(f'"tags" must be an array of at most {MAX_TAGS} strings', field="tags")
     for tag in tags:
-        _check_text(tag, "Each tag", MAX_TAG)
+        _check_text(tag, "Each tag", MAX_TAG, field="tags")
         if not tag:
-            raise InvalidInput("Tags must not be empty")
+            raise InvalidInput("Tags must not be empty", field="tags")
     return tags
 
 
 def clean_properties(properties, nullable=False):
     if not isinstance(properties, dict) or len(properties) > MAX_PROPERTIES:
-        raise InvalidInput(f'"properties" must be a JSON object of at most {MAX_PROPERTIES} keys')
+        raise InvalidInput(f'"properties" must be a JSON object of at most {MAX_PROPERTIES} keys', field="properties")
     for key, value in properties.items():
-        _check_text(key, "A property key", MAX_TAG)
+        _check_text(key, "A property key", MAX_TAG, field="properties")
         if value is None and nullable:
             continue
-        _check_text(value, f'The value of property "{key}"', 8192)
+        _check_text(value, f'The value of property "{key}"', 8192, field="properties")
     return properties
 
 

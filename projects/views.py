@@ -6,17 +6,17 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied as Forbidden
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery, Sum
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from dxweb.api import parse_body
-from dxweb.errors import DXError, InvalidInput, InvalidState, PermissionDenied, ResourceNotFound
+from dxweb.errors import DXError, InvalidInput, InvalidState, ResourceNotFound
+from dxweb.middleware import answers_json
 from dxweb.validation import get
 
 from . import actions, permissions, transfer
@@ -33,25 +33,14 @@ CLI_TOKEN = "dxweb.cli_token"
 
 
 # Reaching objects ----------------------------------------------------------------
+# A refusal raised here (ResourceNotFound, PermissionDenied) becomes the 404 or 403 page (dxweb/middleware.py).
 
 def principal(request):
     return Principal(user=request.user, request=request)
 
 
-def reached(access, *args, **kwargs):
-    """Call a permissions.access_* helper: missing or hidden gives 404, a too-low level 403."""
-    try:
-        return access(*args, **kwargs)
-    except ResourceNotFound:
-        raise Http404("Not found") from None
-    except PermissionDenied as err:
-        raise Forbidden(err.message) from None
-
-
 def project_for(request, project_id, needed=Level.VIEW):
-    return reached(
-        permissions.access_container, principal(request), project_id, needed, kinds=(Container.PROJECT,)
-    )
+    return permissions.access_container(principal(request), project_id, needed, kinds=(Container.PROJECT,))
 
 
 def placement_in(request, container, object_id, needed=Level.VIEW):
@@ -117,19 +106,15 @@ def json_action(needed):
     """Wrap a JSON POST from a page script: session and CSRF, access check, DXErrors as JSON."""
 
     def decorate(fn):
+        @answers_json
         @wraps(fn)
         @login_required
         @require_POST
         def view(request, project_id, **kwargs):
-            try:
-                container = permissions.access_container(
-                    principal(request), project_id, needed, kinds=(Container.PROJECT,)
-                )
-                body = parse_body(request)
-                with transaction.atomic():
-                    return JsonResponse(fn(request, container, body, **kwargs))
-            except DXError as err:
-                return JsonResponse(err.to_dict(), status=err.status)
+            container = project_for(request, project_id, needed)
+            body = parse_body(request)
+            with transaction.atomic():
+                return JsonResponse(fn(request, container, body, **kwargs))
 
         return view
 
@@ -287,7 +272,7 @@ def remove(request, container, folder):
 @login_required
 def download(request, project_id, file_id):
     container = project_for(request, project_id)
-    placement = reached(placement_in, request, container, file_id)
+    placement = placement_in(request, container, file_id)
     if placement.obj.cls != "file" or placement.obj.state != DataObject.CLOSED:
         messages.error(request, f"{placement.name} is {placement.obj.state}; only closed files can be downloaded")
         return redirect(folder_url(container.pk, placement.folder))
@@ -385,7 +370,7 @@ def destroy(request, container, folder):
 # Orgs ------------------------------------------------------------------------------------
 
 def org_for(request, org_id, admin=False):
-    return reached(permissions.access_org, principal(request), org_id, admin=admin)
+    return permissions.access_org(principal(request), org_id, admin=admin)
 
 
 @login_required
@@ -516,7 +501,7 @@ def token_create(request):
 @login_required
 @require_POST
 def token_revoke(request, token_id):
-    reached(actions.revoke_token, request.user, token_id)
+    actions.revoke_token(request.user, token_id)
     messages.success(request, "The token was revoked; clients using it can no longer sign in")
     return redirect("profile")
 
