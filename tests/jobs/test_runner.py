@@ -1,0 +1,57 @@
+"""The runner's side of a job's sandbox: its log sockets, and removing a finished job's directory."""
+import json
+import os
+import socket
+import time
+
+from jobs.execution.runner import LogSockets, _remove_soon
+
+
+class Lines:
+    def __init__(self):
+        self.lines = []
+
+    def write(self, level, msg, source="APP"):
+        self.lines.append((level, msg, source))
+
+
+def test_the_log_sockets_log_everything_sent_before_close_and_close_at_once(tmp_path):
+    writer = Lines()
+    sockets = LogSockets(tmp_path / "log", writer)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+        for i in range(50):
+            message = {"level": 6, "msg": f"line {i}", "source": "DX_APP"}
+            client.sendto(json.dumps(message).encode(), str(tmp_path / "log" / "bulk"))
+        client.sendto(b"not json", str(tmp_path / "log" / "priority"))
+    started = time.monotonic()
+    sockets.close()
+    assert time.monotonic() - started < 5 and not sockets.thread.is_alive()
+    assert sorted(writer.lines) == sorted([("INFO", f"line {i}", "DX_APP") for i in range(50)]
+                                          + [("STDERR", "not json", "APP")])
+
+
+def test_a_finished_jobs_directory_is_moved_aside_at_once_and_removed_behind(tmp_path):
+    workdir = tmp_path / "jobs" / "job-done"
+    (workdir / "home" / "deep").mkdir(parents=True)
+    (workdir / "home" / "deep" / "file").write_text("x")
+    _remove_soon(workdir)
+    assert not workdir.exists()  # a next try may make it afresh at once
+    deadline = time.monotonic() + 10
+    while list((tmp_path / "jobs").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list((tmp_path / "jobs").iterdir()) == []
+
+
+def test_the_log_sockets_work_in_a_directory_deeper_than_a_socket_path_may_be(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "log"
+    assert len(str(deep / "priority")) > 108  # more than sockaddr_un can hold
+    writer = Lines()
+    sockets = LogSockets(deep, writer)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+        os.chdir(deep)  # the client reaches it as the job does, by a short path (here a relative one)
+        try:
+            client.sendto(json.dumps({"level": 6, "msg": "from deep", "source": "DX_APP"}).encode(), "bulk")
+        finally:
+            os.chdir(tmp_path)
+    sockets.close()
+    assert writer.lines == [("INFO", "from deep", "DX_APP")]
