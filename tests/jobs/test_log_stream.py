@@ -51,6 +51,9 @@ async def collect(communicator, count=None):
         message = await communicator.receive_output(timeout=10)
         if message["type"] == "websocket.close":
             frames.append(("close", message.get("code"), message.get("reason")))
+            # As a client does once the server closed: the consumer then leaves its channel layer
+            # (with Redis, one left waiting there is not cancelled at the end of the test).
+            await communicator.disconnect()
             return frames
         frame = json.loads(message["text"])
         frames.append(frame)
