@@ -1,4 +1,5 @@
 """`python -m bench [api|transfer ...] [--quick]`: run the benchmarks, print tables, write bench/results/<name>.json."""
+
 import argparse
 import os
 import sys
@@ -10,8 +11,16 @@ os.chdir(ROOT)
 
 from bench import api, flood, joblist, jobs, logs, ssh, transfer, watchers
 
-BENCHMARKS = {"api": api, "transfer": transfer, "jobs": jobs, "logs": logs, "ssh": ssh, "watchers": watchers,
-              "flood": flood, "joblist": joblist}
+BENCHMARKS = {
+    "api": api,
+    "transfer": transfer,
+    "jobs": jobs,
+    "logs": logs,
+    "ssh": ssh,
+    "watchers": watchers,
+    "flood": flood,
+    "joblist": joblist,
+}
 
 
 def main(argv=None):
@@ -29,16 +38,24 @@ def main(argv=None):
     xfer.add_argument("--reps", type=int, help="repetitions per size (default 5, quick 2)")
     job_opts = parser.add_argument_group("jobs")
     job_opts.add_argument("--jobs", dest="jobs_n", type=int, help="sequential trivial jobs for latency (default 36)")
-    job_opts.add_argument("--job-rounds", dest="job_rounds", type=int,
-                          help="rounds interleaving jobs and baselines (default 6)")
+    job_opts.add_argument(
+        "--job-rounds", dest="job_rounds", type=int, help="rounds interleaving jobs and baselines (default 6)"
+    )
     job_opts.add_argument("--burst", type=int, help="jobs (and no-op tasks) submitted at once (default 200)")
     job_opts.add_argument("--scatter-n", type=int, help="subjobs of the scatter (default 100; 0 skips it)")
-    job_opts.add_argument("--redis", action="store_true",
-                          help="jobs, watchers, flood, joblist: run against Redis + a fresh PostgreSQL database "
-                               "instead of the embedded mode")
-    job_opts.add_argument("--server-env", nargs="+", default=(), metavar="KEY=VALUE",
-                          help="jobs, watchers, flood, joblist: extra environment for the server (experiments, "
-                               "e.g. a settings module)")
+    job_opts.add_argument(
+        "--redis",
+        action="store_true",
+        help="jobs, watchers, flood, joblist: run against Redis + a fresh PostgreSQL database "
+        "instead of the embedded mode",
+    )
+    job_opts.add_argument(
+        "--server-env",
+        nargs="+",
+        default=(),
+        metavar="KEY=VALUE",
+        help="jobs, watchers, flood, joblist: extra environment for the server (experiments, e.g. a settings module)",
+    )
     log_opts = parser.add_argument_group("logs")
     log_opts.add_argument("--lines", type=int, help="lines the logging job prints, one per 50 ms (default 200)")
     log_opts.add_argument("--modes", nargs="+", choices=["embedded", "redis"], help="logs: server modes (both)")
@@ -51,10 +68,15 @@ def main(argv=None):
     watch_opts.add_argument("--watch-rounds", type=int, help="rounds of (1 watcher, N watchers) (default 2, quick 1)")
     flood_opts = parser.add_argument_group("flood")
     flood_opts.add_argument("--flood-mb", type=int, help="MiB the flood job writes to stdout (default 200, quick 20)")
-    flood_opts.add_argument("--flood-ticks", type=int,
-                            help="lines of the small job's unloaded run, one per 50 ms (default 200, quick 60)")
-    flood_opts.add_argument("--flood-watcher", action="store_true", default=None,
-                            help="flood: also attach a watcher to the flood job itself (default: none)")
+    flood_opts.add_argument(
+        "--flood-ticks", type=int, help="lines of the small job's unloaded run, one per 50 ms (default 200, quick 60)"
+    )
+    flood_opts.add_argument(
+        "--flood-watcher",
+        action="store_true",
+        default=None,
+        help="flood: also attach a watcher to the flood job itself (default: none)",
+    )
     list_opts = parser.add_argument_group("joblist")
     list_opts.add_argument("--joblist-jobs", type=int, help="jobs in the project (default 100000, quick 10000)")
     list_opts.add_argument("--joblist-rounds", type=int, help="rounds over every page variant (default 8, quick 3)")

@@ -13,6 +13,7 @@ round the targets run back to back in a rotated order, so noise on this shared
 machine hits all of them. Reported: median req/s over rounds, p50/p99 latency
 over all requests, and the ratio target/bare (median of the per-round ratios).
 """
+
 import hashlib
 import json
 import threading
@@ -20,7 +21,17 @@ import time
 from urllib.parse import urlparse
 
 from .common import (
-    api, call, connect, cpu_seconds, live_server, median, percentile, table, verdict, web_pid, write_results,
+    api,
+    call,
+    connect,
+    cpu_seconds,
+    live_server,
+    median,
+    percentile,
+    table,
+    verdict,
+    web_pid,
+    write_results,
 )
 
 TARGET_RATIO = 0.5
@@ -106,8 +117,16 @@ def run(quick=False, concurrency=(1, 8), rounds=None, duration=None, warmup=None
     rounds = rounds or (2 if quick else 7)
     duration = duration or (0.75 if quick else 1.5)
     warmup = warmup or (0.5 if quick else 1.5)
-    results = {"params": {"rounds": rounds, "seconds_per_target_per_round": duration, "warmup_seconds": warmup,
-                          "concurrency": list(concurrency), "target_ratio": TARGET_RATIO}, "levels": []}
+    results = {
+        "params": {
+            "rounds": rounds,
+            "seconds_per_target_per_round": duration,
+            "warmup_seconds": warmup,
+            "concurrency": list(concurrency),
+            "target_ratio": TARGET_RATIO,
+        },
+        "levels": [],
+    }
     with live_server() as server:
         targets, headers, expect = setup(server)
         daphne = web_pid(server)
@@ -120,7 +139,7 @@ def run(quick=False, concurrency=(1, 8), rounds=None, duration=None, warmup=None
                 load(server, path, body, headers, conc, warmup, conns)
             per = {n: {"rps": [], "lat": [], "errors": 0, "requests": 0, "cpu": 0.0} for n in names}
             for r in range(rounds):
-                order = names[r % len(names):] + names[: r % len(names)]
+                order = names[r % len(names) :] + names[: r % len(names)]
                 for name in order:
                     path, body = targets[name]
                     cpu0 = cpu_seconds(daphne)
@@ -161,23 +180,37 @@ def report(results):
     for level in results["levels"]:
         for name, t in level["targets"].items():
             ratio = t.get("ratio_vs_bare")
-            rows.append([
-                f"{name} describe" if name != "bare" else "bare JSON view",
-                level["concurrency"],
-                f"{t['rps_median']:.0f}",
-                f"{t['p50_ms']:.2f}",
-                f"{t['p99_ms']:.2f}",
-                f"{t['server_cpu_ms_per_req']:.2f}",
-                f"{ratio:.3f}x" if ratio is not None else "1 (baseline)",
-                f"{t['cpu_ratio_vs_bare']:.3f}x" if ratio is not None else "",
-                verdict(ratio, TARGET_RATIO) if ratio is not None else "",
-                t["errors"],
-            ])
+            rows.append(
+                [
+                    f"{name} describe" if name != "bare" else "bare JSON view",
+                    level["concurrency"],
+                    f"{t['rps_median']:.0f}",
+                    f"{t['p50_ms']:.2f}",
+                    f"{t['p99_ms']:.2f}",
+                    f"{t['server_cpu_ms_per_req']:.2f}",
+                    f"{ratio:.3f}x" if ratio is not None else "1 (baseline)",
+                    f"{t['cpu_ratio_vs_bare']:.3f}x" if ratio is not None else "",
+                    verdict(ratio, TARGET_RATIO) if ratio is not None else "",
+                    t["errors"],
+                ]
+            )
     p = results["params"]
-    head = (f"API: {p['rounds']} rounds x {p['seconds_per_target_per_round']}s per target, "
-            f"target ratio >= {TARGET_RATIO}x of the bare view")
-    columns = ["target", "conc", "req/s", "p50 ms", "p99 ms", "srv CPU ms/req", "ratio", "CPU ratio", "target",
-               "errors"]
+    head = (
+        f"API: {p['rounds']} rounds x {p['seconds_per_target_per_round']}s per target, "
+        f"target ratio >= {TARGET_RATIO}x of the bare view"
+    )
+    columns = [
+        "target",
+        "conc",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "srv CPU ms/req",
+        "ratio",
+        "CPU ratio",
+        "target",
+        "errors",
+    ]
     return head + "\n" + table(columns, rows)
 
 

@@ -1,4 +1,5 @@
 """Shared helpers for the benchmarks: a live server with the baseline views, HTTP, statistics, output."""
+
 import contextlib
 import hashlib
 import http.client

@@ -1,4 +1,5 @@
 """Websocket baseline for bench/logs.py: echo every text frame back, nothing else (no auth, no DB)."""
+
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 

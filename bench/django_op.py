@@ -15,6 +15,7 @@ command per line on stdin and answers one JSON line on stdout:
 - {"op": "sandbox_burst", "n": N}: N such sandboxes back to back, as many at once as the
   worker's concurrency; the wall seconds (the throughput ceiling of the sandbox alone).
 """
+
 import json
 import os
 import random
@@ -94,11 +95,18 @@ def _true_spec(base, i, limits):
         path.mkdir(parents=True)
     api = urlparse(settings.DXWEB_API_URL)
     return sandbox.SandboxSpec(
-        job_id=f"bench-true-{i}", home=home, env={"HOME": "/home/dnanexus", "PATH": "/usr/bin:/bin"},
-        binds=[sandbox.Bind(meta, "/opt/dnanexus/job", writable=True),
-               sandbox.Bind(logs, "/opt/dnanexus/log", writable=True)],
-        cpus=limits["cpus"], memory_mb=limits["memory_mb"], workdir=work,
-        network=False, api=(api.hostname, api.port or 80),
+        job_id=f"bench-true-{i}",
+        home=home,
+        env={"HOME": "/home/dnanexus", "PATH": "/usr/bin:/bin"},
+        binds=[
+            sandbox.Bind(meta, "/opt/dnanexus/job", writable=True),
+            sandbox.Bind(logs, "/opt/dnanexus/log", writable=True),
+        ],
+        cpus=limits["cpus"],
+        memory_mb=limits["memory_mb"],
+        workdir=work,
+        network=False,
+        api=(api.hostname, api.port or 80),
     )
 
 
@@ -161,8 +169,12 @@ def sandbox_burst(n):
     return {"wall_s": time.time() - t0, "lanes": len(lanes)}
 
 
-OPS = {"celery_rt": celery_rt, "celery_burst": celery_burst, "sandbox_true": sandbox_true,
-       "sandbox_burst": sandbox_burst}
+OPS = {
+    "celery_rt": celery_rt,
+    "celery_burst": celery_burst,
+    "sandbox_true": sandbox_true,
+    "sandbox_burst": sandbox_burst,
+}
 
 
 def main():

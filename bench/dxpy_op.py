@@ -6,6 +6,7 @@
 and `dx download`, without the CLI's interpreter start-up and imports. The
 server is reached through the DX_* environment variables, as for `dx`.
 """
+
 import json
 import sys
 import time

@@ -22,6 +22,7 @@ Diagnosis (after the timing, same database): every variant rendered in-process t
 client in a `manage.py shell` (force_login as alice) under CaptureQueriesContext: the number of queries,
 the time in SQL and the job list query's `EXPLAIN QUERY PLAN` (SQLite) / `EXPLAIN` (PostgreSQL).
 """
+
 import json
 import re
 import time
@@ -212,10 +213,13 @@ class Browser:
 
     def login(self, username, password):
         self.request("GET", "/login/")
-        body = urlencode({"username": username, "password": password,
-                          "csrfmiddlewaretoken": self.cookies["csrftoken"]})
-        status, data = self.request("POST", "/login/", body, {"Content-Type": "application/x-www-form-urlencoded",
-                                                              "Referer": self.server.url + "/login/"})
+        body = urlencode({"username": username, "password": password, "csrfmiddlewaretoken": self.cookies["csrftoken"]})
+        status, data = self.request(
+            "POST",
+            "/login/",
+            body,
+            {"Content-Type": "application/x-www-form-urlencoded", "Referer": self.server.url + "/login/"},
+        )
         if status != 302 or "sessionid" not in self.cookies:
             raise RuntimeError(f"login failed: {status} {data[:300]!r}")
 
@@ -224,7 +228,7 @@ def shell(server, code, marker):
     out = server.manage("shell", "-c", code).stdout
     for line in out.splitlines():
         if line.startswith(marker + " "):
-            return json.loads(line[len(marker) + 1:])
+            return json.loads(line[len(marker) + 1 :])
     raise RuntimeError(f"no {marker} in:\n{out[-2000:]}")
 
 
@@ -255,9 +259,18 @@ def run(quick=False, joblist_jobs=None, joblist_rounds=None, joblist_reps=None, 
     if redis:
         extra = {"REDIS_URL": "redis://127.0.0.1:6379/7", "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres"}
     extra.update(dict(item.split("=", 1) for item in server_env))
-    results = {"params": {"jobs": n, "rounds": rounds, "reps": reps, "page": page, "page_size": 100,
-                          "target_p95_ms": TARGET_P95_MS, "mode": "redis+postgres" if redis else "embedded",
-                          "server_env": list(server_env)}}
+    results = {
+        "params": {
+            "jobs": n,
+            "rounds": rounds,
+            "reps": reps,
+            "page": page,
+            "page_size": 100,
+            "target_p95_ms": TARGET_P95_MS,
+            "mode": "redis+postgres" if redis else "embedded",
+            "server_env": list(server_env),
+        }
+    }
     with live_server(**extra) as server:
         for handle in USERS:
             server.user(handle)
@@ -266,8 +279,11 @@ def run(quick=False, joblist_jobs=None, joblist_rounds=None, joblist_reps=None, 
         project = alice("/project/new", {"name": "bench-joblist"})["id"]
         print(f"inserting {n} jobs ...", flush=True)
         t0 = time.time()
-        seed = shell(server, SEED % {"params": json.dumps({"project": project, "n": n, "seed": 7, "pages": [page]})},
-                     "SEED-RESULT")
+        seed = shell(
+            server,
+            SEED % {"params": json.dumps({"project": project, "n": n, "seed": 7, "pages": [page]})},
+            "SEED-RESULT",
+        )
         seed["wall_s"] = time.time() - t0
         results["seed"] = seed
         print(f"  {seed['n']} jobs in {seed['wall_s']:.1f} s (bulk_create {seed['insert_s']:.1f} s)", flush=True)
@@ -284,7 +300,7 @@ def run(quick=False, joblist_jobs=None, joblist_rounds=None, joblist_reps=None, 
             page_kb[name] = len(body) / 1024
         print(f"timing {len(cases)} variants x {rounds} rounds x {reps} ...", flush=True)
         for r in range(rounds):
-            order = cases[r % len(cases):] + cases[: r % len(cases)]
+            order = cases[r % len(cases) :] + cases[: r % len(cases)]
             for name, path in order:
                 for _ in range(reps):
                     t = time.perf_counter()
@@ -301,11 +317,20 @@ def run(quick=False, joblist_jobs=None, joblist_rounds=None, joblist_reps=None, 
 
     out = []
     for name, path in cases:
-        row = {"variant": name, "path": path, "n": len(samples[name]), "rows_on_page": rows_on_page[name],
-               "page_kb": page_kb[name],
-               "p50_ms": ms(name, 50), "p95_ms": ms(name, 95), "p99_ms": ms(name, 99),
-               "ratio_p50": ms(name, 50) / ms(base, 50), "ratio_p95": ms(name, 95) / ms(base, 95),
-               "met": ms(name, 95) <= TARGET_P95_MS, "in_process": diag.get(name)}
+        row = {
+            "variant": name,
+            "path": path,
+            "n": len(samples[name]),
+            "rows_on_page": rows_on_page[name],
+            "page_kb": page_kb[name],
+            "p50_ms": ms(name, 50),
+            "p95_ms": ms(name, 95),
+            "p99_ms": ms(name, 99),
+            "ratio_p50": ms(name, 50) / ms(base, 50),
+            "ratio_p95": ms(name, 95) / ms(base, 95),
+            "met": ms(name, 95) <= TARGET_P95_MS,
+            "in_process": diag.get(name),
+        }
         out.append(row)
     results["variants"] = out
     results["met"] = all(v["met"] for v in out)
@@ -316,14 +341,41 @@ def report(results):
     rows = []
     for v in results["variants"]:
         d = v["in_process"] or {}
-        rows.append([v["variant"], str(v["rows_on_page"]), str(v["n"]), f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}",
-                     f"{v['p99_ms']:.1f}", f"{v['ratio_p50']:.2f}x", f"{v['ratio_p95']:.2f}x",
-                     "MET" if v["met"] else "MISSED",
-                     f"{d.get('queries', '-')}",
-                     f"{d['list_query_ms']:.1f}" if d.get("list_query_ms") is not None else "-",
-                     f"{d.get('total_ms', 0):.1f}"])
-    print(table(["variant", "rows", "n", "p50 ms", "p95 ms", "p99 ms", "p50 ratio", "p95 ratio",
-                 f"p95<={TARGET_P95_MS}", "queries", "list SQL ms", "in-proc ms"], rows))
+        rows.append(
+            [
+                v["variant"],
+                str(v["rows_on_page"]),
+                str(v["n"]),
+                f"{v['p50_ms']:.1f}",
+                f"{v['p95_ms']:.1f}",
+                f"{v['p99_ms']:.1f}",
+                f"{v['ratio_p50']:.2f}x",
+                f"{v['ratio_p95']:.2f}x",
+                "MET" if v["met"] else "MISSED",
+                f"{d.get('queries', '-')}",
+                f"{d['list_query_ms']:.1f}" if d.get("list_query_ms") is not None else "-",
+                f"{d.get('total_ms', 0):.1f}",
+            ]
+        )
+    print(
+        table(
+            [
+                "variant",
+                "rows",
+                "n",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "p50 ratio",
+                "p95 ratio",
+                f"p95<={TARGET_P95_MS}",
+                "queries",
+                "list SQL ms",
+                "in-proc ms",
+            ],
+            rows,
+        )
+    )
     s = results["seed"]
     print(f"{s['n']} jobs ({s['subjobs']} subjobs, {s['alice']} launched by alice); states {s['states']}")
     for v in results["variants"]:
@@ -335,7 +387,10 @@ def report(results):
 def main(**opts):
     results = run(**opts)
     report(results)
-    suffix = ("-redis" if opts.get("redis") else "") + ("-env" if opts.get("server_env") else "") + \
-        ("-quick" if opts.get("quick") else "")
+    suffix = (
+        ("-redis" if opts.get("redis") else "")
+        + ("-env" if opts.get("server_env") else "")
+        + ("-quick" if opts.get("quick") else "")
+    )
     print(f"results: {write_results('joblist' + suffix, results)}")
     return results

@@ -20,6 +20,7 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
   time = root's done − root's created; overhead per subjob = (T_scatter − T_single_job)/100,
   T_single_job = the median created → done of the latency jobs.
 """
+
 import json
 import random
 import subprocess
@@ -52,8 +53,14 @@ class Helper:
     """bench/django_op.py in a subprocess with the server's environment."""
 
     def __init__(self, server):
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.django_op"], cwd=ROOT, env=server.env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.django_op"],
+            cwd=ROOT,
+            env=server.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         ready = json.loads(self.proc.stdout.readline())
         assert ready.get("ready"), ready
 
@@ -71,8 +78,15 @@ class Helper:
 
 
 def new_applet(api, project, name, code, **spec):
-    body = {"project": project, "name": name, "folder": "/", "dxapi": "1.0.0", "inputSpec": [], "outputSpec": [],
-            "runSpec": {"interpreter": "bash", "code": code, "distribution": "Ubuntu", "release": "24.04"}}
+    body = {
+        "project": project,
+        "name": name,
+        "folder": "/",
+        "dxapi": "1.0.0",
+        "inputSpec": [],
+        "outputSpec": [],
+        "runSpec": {"interpreter": "bash", "code": code, "distribution": "Ubuntu", "release": "24.04"},
+    }
     body.update(spec)
     return api("/applet/new", body)["id"]
 
@@ -95,17 +109,23 @@ def set_at(desc, state):
 
 
 def ms_stats(values_s):
-    return {"p50_ms": percentile(values_s, 50) * 1000, "p99_ms": percentile(values_s, 99) * 1000,
-            "n": len(values_s)}
+    return {"p50_ms": percentile(values_s, 50) * 1000, "p99_ms": percentile(values_s, 99) * 1000, "n": len(values_s)}
 
 
 def latency(api, helper, project, applet, jobs_n, rounds):
     per_round = max(1, jobs_n // rounds)
-    rec = {"job_running": [], "job_running_client": [], "job_done": [], "job_post": [], "celery": [],
-           "celery_client": [], "sandbox": []}
+    rec = {
+        "job_running": [],
+        "job_running_client": [],
+        "job_done": [],
+        "job_post": [],
+        "celery": [],
+        "celery_client": [],
+        "sandbox": [],
+    }
     for r in range(rounds):
         order = ["jobs", "celery", "sandbox"]
-        order = order[r % 3:] + order[: r % 3]
+        order = order[r % 3 :] + order[: r % 3]
         for what in order:
             if what == "jobs":
                 for _ in range(per_round):
@@ -133,14 +153,14 @@ def latency(api, helper, project, applet, jobs_n, rounds):
         "running_over_celery_p99": stats["job_running"]["p99_ms"] / stats["celery"]["p99_ms"],
         "client_running_over_celery_p50": stats["job_running_client"]["p50_ms"] / c,
         "done_over_celery_plus_sandbox_p50": stats["job_done"]["p50_ms"] / (c + s),
-        "done_over_celery_plus_sandbox_p99":
-            stats["job_done"]["p99_ms"] / (stats["celery"]["p99_ms"] + stats["sandbox"]["p99_ms"]),
+        "done_over_celery_plus_sandbox_p99": stats["job_done"]["p99_ms"]
+        / (stats["celery"]["p99_ms"] + stats["sandbox"]["p99_ms"]),
         "running_over_celery_plus_sandbox_p50": stats["job_running"]["p50_ms"] / (c + s),
         # The issue's figure: client submit → running against a bare Celery round trip plus a bare
         # sandboxed `true`, p50 (target <= 3x) and p99 (target <= 5x).
         "submit_running_over_celery_plus_sandbox_p50": stats["job_running_client"]["p50_ms"] / (c + s),
-        "submit_running_over_celery_plus_sandbox_p99":
-            stats["job_running_client"]["p99_ms"] / (stats["celery"]["p99_ms"] + stats["sandbox"]["p99_ms"]),
+        "submit_running_over_celery_plus_sandbox_p99": stats["job_running_client"]["p99_ms"]
+        / (stats["celery"]["p99_ms"] + stats["sandbox"]["p99_ms"]),
     }
     return stats, rec
 
@@ -186,15 +206,22 @@ def throughput(server, helper, project, applet, n, threads=4):
         time.sleep(0.5)
     descs = {}
     for start in range(0, len(ids), 100):
-        found = api("/system/findJobs", {"project": project, "id": ids[start:start + 100], "describe": True})
+        found = api("/system/findJobs", {"project": project, "id": ids[start : start + 100], "describe": True})
         descs.update((row["id"], row["describe"]) for row in found["results"])
     failed = [d["id"] for d in descs.values() if d["state"] != "done"]
     last_done = max(set_at(d, "done") or d["stoppedRunning"] for d in descs.values()) / 1000
     first_running = min(d["startedRunning"] for d in descs.values()) / 1000
-    reasons = sorted({f'{descs[i].get("failureReason")}: {descs[i].get("failureMessage")}' for i in failed})
-    jobs = {"n": n, "failed": len(failed), "failure_reasons": reasons[:5], "submit_s": t_submitted - t_first, "wall_s": last_done - t_first,
-            "jobs_per_s": n / (last_done - t_first), "submit_per_s": n / (t_submitted - t_first),
-            "first_running_after_s": first_running - t_first}
+    reasons = sorted({f"{descs[i].get('failureReason')}: {descs[i].get('failureMessage')}" for i in failed})
+    jobs = {
+        "n": n,
+        "failed": len(failed),
+        "failure_reasons": reasons[:5],
+        "submit_s": t_submitted - t_first,
+        "wall_s": last_done - t_first,
+        "jobs_per_s": n / (last_done - t_first),
+        "submit_per_s": n / (t_submitted - t_first),
+        "first_running_after_s": first_running - t_first,
+    }
     counters1 = db_counters(server)
     if counters0 is not None:
         # Less this bench's own waiting and describing (a few calls), both are the jobs'.
@@ -202,22 +229,31 @@ def throughput(server, helper, project, applet, n, threads=4):
         jobs["db_commits_per_job"] = (counters1[1] - counters0[1]) / n
     burst = helper("celery_burst", n)
     c_wall = max(burst["starts"]) - min(burst["sends"])
-    celery = {"n": n, "wall_s": c_wall, "tasks_per_s": n / c_wall,
-              "send_s": max(burst["sends"]) - min(burst["sends"])}
+    celery = {"n": n, "wall_s": c_wall, "tasks_per_s": n / c_wall, "send_s": max(burst["sends"]) - min(burst["sends"])}
     box = helper("sandbox_burst", n)
     sandboxes = {"n": n, "wall_s": box["wall_s"], "per_s": n / box["wall_s"], "lanes": box["lanes"]}
-    return {"jobs": jobs, "celery": celery, "sandbox": sandboxes,
-            "ratio": jobs["jobs_per_s"] / celery["tasks_per_s"],
-            "ratio_to_sandbox": jobs["jobs_per_s"] / sandboxes["per_s"],
-            # The target's ceiling: even with no bookkeeping at all, jobs cannot outrun their sandboxes.
-            "sandbox_over_celery": sandboxes["per_s"] / celery["tasks_per_s"]}
+    return {
+        "jobs": jobs,
+        "celery": celery,
+        "sandbox": sandboxes,
+        "ratio": jobs["jobs_per_s"] / celery["tasks_per_s"],
+        "ratio_to_sandbox": jobs["jobs_per_s"] / sandboxes["per_s"],
+        # The target's ceiling: even with no bookkeeping at all, jobs cannot outrun their sandboxes.
+        "sandbox_over_celery": sandboxes["per_s"] / celery["tasks_per_s"],
+    }
 
 
 def scatter(api, project, n):
     app_dir = ROOT / "tests" / "jobs" / "apps" / "scatter_bash"
     spec = json.loads((app_dir / "dxapp.json").read_text())
-    applet = new_applet(api, project, "scatter_bash", (app_dir / "src" / "code.sh").read_text(),
-                        inputSpec=spec["inputSpec"], outputSpec=spec["outputSpec"])
+    applet = new_applet(
+        api,
+        project,
+        "scatter_bash",
+        (app_dir / "src" / "code.sh").read_text(),
+        inputSpec=spec["inputSpec"],
+        outputSpec=spec["outputSpec"],
+    )
     t0 = time.time()
     root = api(f"/{applet}/run", {"project": project, "input": {"n": n}})["id"]
     desc = wait_done(api, root, interval=0.5, timeout=3600)
@@ -225,10 +261,14 @@ def scatter(api, project, n):
     tree = api("/system/findJobs", {"project": project, "rootExecution": root, "describe": True})["results"]
     subs = [r["describe"] for r in tree if r["id"] != root]
     done_at = set_at(desc, "done")
-    out = {"n": n, "jobs_in_tree": len(tree), "wall_s": (done_at - desc["created"]) / 1000,
-           "client_wall_s": done_at / 1000 - t0,
-           "root_running_s": ((set_at(desc, "waiting_on_output") or done_at) - desc["startedRunning"]) / 1000,
-           "output": desc.get("output")}
+    out = {
+        "n": n,
+        "jobs_in_tree": len(tree),
+        "wall_s": (done_at - desc["created"]) / 1000,
+        "client_wall_s": done_at / 1000 - t0,
+        "root_running_s": ((set_at(desc, "waiting_on_output") or done_at) - desc["startedRunning"]) / 1000,
+        "output": desc.get("output"),
+    }
     squares = [d for d in subs if d["function"] == "square"]
     if squares:
         out["square_created_span_s"] = (max(d["created"] for d in squares) - min(d["created"] for d in squares)) / 1000
@@ -247,8 +287,16 @@ def run(quick=False, jobs_n=None, job_rounds=None, burst=None, scatter_n=None, r
     if redis:
         extra = {"REDIS_URL": "redis://127.0.0.1:6379/7", "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres"}
     extra.update(dict(item.split("=", 1) for item in server_env))
-    results = {"params": {"jobs": jobs_n, "rounds": rounds, "burst": burst, "scatter_n": scatter_n,
-                          "mode": "redis+postgres" if redis else "embedded", "server_env": list(server_env)}}
+    results = {
+        "params": {
+            "jobs": jobs_n,
+            "rounds": rounds,
+            "burst": burst,
+            "scatter_n": scatter_n,
+            "mode": "redis+postgres" if redis else "embedded",
+            "server_env": list(server_env),
+        }
+    }
     with live_server(**extra) as server:
         api = Client(server)
         project = api("/project/new", {"name": "bench-jobs"})["id"]
@@ -277,42 +325,93 @@ def run(quick=False, jobs_n=None, job_rounds=None, burst=None, scatter_n=None, r
 
 def report(results):
     lat = results["latency"]
-    names = {"job_running": "job created→running (server)",
-             "job_running_client": "job submit→running (client clock)",
-             "job_done": "job created→done (server)", "job_post": "/applet-x/run POST (client)",
-             "celery": "celery send→task start", "celery_client": "celery send→start seen by client",
-             "sandbox": "sandboxed `true` (launch+wait)"}
+    names = {
+        "job_running": "job created→running (server)",
+        "job_running_client": "job submit→running (client clock)",
+        "job_done": "job created→done (server)",
+        "job_post": "/applet-x/run POST (client)",
+        "celery": "celery send→task start",
+        "celery_client": "celery send→start seen by client",
+        "sandbox": "sandboxed `true` (launch+wait)",
+    }
     rows = [[names[k], str(lat[k]["n"]), f"{lat[k]['p50_ms']:.1f}", f"{lat[k]['p99_ms']:.1f}"] for k in names]
     print(table(["latency", "n", "p50 ms", "p99 ms"], rows))
     r = lat["ratios"]
     p50, p99 = r["submit_running_over_celery_plus_sandbox_p50"], r["submit_running_over_celery_plus_sandbox_p99"]
-    print(table(["ratio", "p50", "p99", "target", "verdict"], [
-        ["submit→running / (celery + sandbox true)", f"{p50:.2f}x", f"{p99:.2f}x", "p50 <= 3x, p99 <= 5x",
-         "MET" if p50 <= 3 and p99 <= 5 else "MISSED"],
-        ["created→running / celery", f"{r['running_over_celery_p50']:.2f}x", f"{r['running_over_celery_p99']:.2f}x",
-         "(stricter, info) <= 3x", "met" if r["running_over_celery_p50"] <= 3 else "missed"],
-        ["created→done / (celery + sandbox true)", f"{r['done_over_celery_plus_sandbox_p50']:.2f}x",
-         f"{r['done_over_celery_plus_sandbox_p99']:.2f}x", "(stricter, info) <= 5x",
-         "met" if r["done_over_celery_plus_sandbox_p50"] <= 5 else "missed"],
-        ["client submit→running / celery", f"{r['client_running_over_celery_p50']:.2f}x", "", "(info)", ""],
-    ]))
+    print(
+        table(
+            ["ratio", "p50", "p99", "target", "verdict"],
+            [
+                [
+                    "submit→running / (celery + sandbox true)",
+                    f"{p50:.2f}x",
+                    f"{p99:.2f}x",
+                    "p50 <= 3x, p99 <= 5x",
+                    "MET" if p50 <= 3 and p99 <= 5 else "MISSED",
+                ],
+                [
+                    "created→running / celery",
+                    f"{r['running_over_celery_p50']:.2f}x",
+                    f"{r['running_over_celery_p99']:.2f}x",
+                    "(stricter, info) <= 3x",
+                    "met" if r["running_over_celery_p50"] <= 3 else "missed",
+                ],
+                [
+                    "created→done / (celery + sandbox true)",
+                    f"{r['done_over_celery_plus_sandbox_p50']:.2f}x",
+                    f"{r['done_over_celery_plus_sandbox_p99']:.2f}x",
+                    "(stricter, info) <= 5x",
+                    "met" if r["done_over_celery_plus_sandbox_p50"] <= 5 else "missed",
+                ],
+                ["client submit→running / celery", f"{r['client_running_over_celery_p50']:.2f}x", "", "(info)", ""],
+            ],
+        )
+    )
     t = results["throughput"]
-    print(table(["throughput", "n", "wall s", "per s", "ratio", "target"], [
-        ["trivial jobs", str(t["jobs"]["n"]), f"{t['jobs']['wall_s']:.2f}", f"{t['jobs']['jobs_per_s']:.2f}",
-         f"{t['ratio']:.3f}x", ">= 0.5x " + ("MET" if t["ratio"] >= 0.5 else "MISSED")],
-        ["no-op celery tasks", str(t["celery"]["n"]), f"{t['celery']['wall_s']:.2f}",
-         f"{t['celery']['tasks_per_s']:.2f}", "1 (baseline)", ""],
-        [f"sandboxed `true`, {t['sandbox']['lanes']} at once", str(t["sandbox"]["n"]),
-         f"{t['sandbox']['wall_s']:.2f}", f"{t['sandbox']['per_s']:.2f}",
-         f"{t['sandbox_over_celery']:.3f}x", "(ceiling: no job can beat its sandbox)"],
-    ]))
-    print(f"  jobs / sandboxed `true`: {t['ratio_to_sandbox']:.3f}x (what the platform's bookkeeping leaves of "
-          "the sandbox's own throughput)")
-    print(f"  (jobs: submitting took {t['jobs']['submit_s']:.2f} s = {t['jobs']['submit_per_s']:.1f}/s, "
-          f"{t['jobs']['failed']} failed)")
+    print(
+        table(
+            ["throughput", "n", "wall s", "per s", "ratio", "target"],
+            [
+                [
+                    "trivial jobs",
+                    str(t["jobs"]["n"]),
+                    f"{t['jobs']['wall_s']:.2f}",
+                    f"{t['jobs']['jobs_per_s']:.2f}",
+                    f"{t['ratio']:.3f}x",
+                    ">= 0.5x " + ("MET" if t["ratio"] >= 0.5 else "MISSED"),
+                ],
+                [
+                    "no-op celery tasks",
+                    str(t["celery"]["n"]),
+                    f"{t['celery']['wall_s']:.2f}",
+                    f"{t['celery']['tasks_per_s']:.2f}",
+                    "1 (baseline)",
+                    "",
+                ],
+                [
+                    f"sandboxed `true`, {t['sandbox']['lanes']} at once",
+                    str(t["sandbox"]["n"]),
+                    f"{t['sandbox']['wall_s']:.2f}",
+                    f"{t['sandbox']['per_s']:.2f}",
+                    f"{t['sandbox_over_celery']:.3f}x",
+                    "(ceiling: no job can beat its sandbox)",
+                ],
+            ],
+        )
+    )
+    print(
+        f"  jobs / sandboxed `true`: {t['ratio_to_sandbox']:.3f}x (what the platform's bookkeeping leaves of "
+        "the sandbox's own throughput)"
+    )
+    print(
+        f"  (jobs: submitting took {t['jobs']['submit_s']:.2f} s = {t['jobs']['submit_per_s']:.1f}/s, "
+        f"{t['jobs']['failed']} failed)"
+    )
     if "db_sessions_per_job" in t["jobs"]:
-        print(f"  PostgreSQL per job: {t['jobs']['db_sessions_per_job']:.2f} sessions opened, "
-              f"{t['jobs']['db_commits_per_job']:.1f} transactions committed")
+        print(
+            f"  PostgreSQL per job: {t['jobs']['db_sessions_per_job']:.2f} sessions opened, "
+            f"{t['jobs']['db_commits_per_job']:.1f} transactions committed"
+        )
     for reason in t["jobs"].get("failure_reasons", []):
         print(f"  failed: {reason[:300]}")
     if "scatter" in results:

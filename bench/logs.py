@@ -17,6 +17,7 @@ re-reads the store every DXWEB_LOG_POLL_SECONDS = 0.1 s) and redis (REDIS_URL: R
 broker and channel layer, the worker's notify() wakes the consumer; a fresh PostgreSQL
 database). Target (redis): p50 ≤ 2 × echo p50 + 50 ms.
 """
+
 import json
 import threading
 import time
@@ -57,8 +58,17 @@ def echo_loop(server, stop, out, interval=0.05):
 
 def watch(server, job_id, lines):
     ws = websocket.create_connection(ws_url(server, f"/{job_id}/getLog/websocket"), timeout=120)
-    ws.send(json.dumps({"access_token": server.admin_token, "token_type": "Bearer", "numRecentMessages": 0,
-                        "recurseJobs": False, "tail": True}))
+    ws.send(
+        json.dumps(
+            {
+                "access_token": server.admin_token,
+                "token_type": "Bearer",
+                "numRecentMessages": 0,
+                "recurseJobs": False,
+                "tail": True,
+            }
+        )
+    )
     got = []
     try:
         while True:
@@ -72,8 +82,9 @@ def watch(server, job_id, lines):
             msg = data.get("msg", "")
             if data.get("source") == "APP" and msg.startswith("tick "):
                 _, i, printed = msg.split()
-                got.append({"i": int(i), "printed": float(printed), "read": data["timestamp"] / 1000,
-                            "received": received})
+                got.append(
+                    {"i": int(i), "printed": float(printed), "read": data["timestamp"] / 1000, "received": received}
+                )
                 if len(got) == lines:
                     break
     finally:
@@ -100,12 +111,20 @@ def one_mode(mode, lines):
     lat = [g["received"] - g["printed"] for g in got]
     pump = [g["read"] - g["printed"] for g in got]
     rest = [g["received"] - g["read"] for g in got]
+
     def stats(xs):
         return {"p50_ms": percentile(xs, 50) * 1000, "p99_ms": percentile(xs, 99) * 1000, "n": len(xs)}
 
-    result = {"mode": mode, "job_state": desc["state"], "lines_printed": lines, "lines_received": len(got),
-              "print_to_watcher": stats(lat), "print_to_read": stats(pump), "read_to_watcher": stats(rest),
-              "echo_rt": stats(echoes)}
+    result = {
+        "mode": mode,
+        "job_state": desc["state"],
+        "lines_printed": lines,
+        "lines_received": len(got),
+        "print_to_watcher": stats(lat),
+        "print_to_read": stats(pump),
+        "read_to_watcher": stats(rest),
+        "echo_rt": stats(echoes),
+    }
     result["target_ms"] = 2 * result["echo_rt"]["p50_ms"] + 50
     result["met"] = result["print_to_watcher"]["p50_ms"] <= result["target_ms"]
     result["ratio_p50_to_echo"] = result["print_to_watcher"]["p50_ms"] / result["echo_rt"]["p50_ms"]
@@ -120,13 +139,20 @@ def run(quick=False, lines=None, modes=None, **_):
 def report(results):
     rows = []
     for r in results["modes"]:
-        for key, name in (("print_to_watcher", "print → watcher"), ("print_to_read", "  print → pump read"),
-                          ("read_to_watcher", "  pump read → watcher"), ("echo_rt", "ws echo round trip")):
+        for key, name in (
+            ("print_to_watcher", "print → watcher"),
+            ("print_to_read", "  print → pump read"),
+            ("read_to_watcher", "  pump read → watcher"),
+            ("echo_rt", "ws echo round trip"),
+        ):
             s = r[key]
             verdict = ""
             if key == "print_to_watcher":
-                verdict = (f"target p50 <= {r['target_ms']:.1f} ms: " + ("MET" if r["met"] else "MISSED")
-                           + ("" if r["mode"] == "redis" else " (info)"))
+                verdict = (
+                    f"target p50 <= {r['target_ms']:.1f} ms: "
+                    + ("MET" if r["met"] else "MISSED")
+                    + ("" if r["mode"] == "redis" else " (info)")
+                )
             rows.append([r["mode"], name, str(s["n"]), f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}", verdict])
     print(table(["mode", "latency", "n", "p50 ms", "p99 ms", "target"], rows))
 

@@ -1,4 +1,5 @@
 """Websocket baselines for bench/ (routed only when DXWEB_BENCH_VIEWS is set, see dxweb/asgi.py)."""
+
 from django.urls import re_path
 
 from . import consumers

@@ -18,6 +18,7 @@ time until the marker arrives (through tmux, which redraws the screen rather tha
 every byte; both paths go through the same tmux). The largest unacked backlog the browser
 client saw is reported against the consumer's 512 kB bound. Target: browser ≥ 0.5 × asyncssh.
 """
+
 import asyncio
 import http.cookiejar
 import json
@@ -51,8 +52,9 @@ def log_in(server, handle):
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     opener.open(server.url + "/login/").read()
     csrf = next(c.value for c in jar if c.name == "csrftoken")
-    body = urllib.parse.urlencode({"username": handle, "password": f"{handle}-password",
-                                   "csrfmiddlewaretoken": csrf}).encode()
+    body = urllib.parse.urlencode(
+        {"username": handle, "password": f"{handle}-password", "csrfmiddlewaretoken": csrf}
+    ).encode()
     opener.open(urllib.request.Request(server.url + "/login/", data=body, headers={"Referer": server.url + "/login/"}))
     return "; ".join(f"{c.name}={c.value}" for c in jar)
 
@@ -109,8 +111,15 @@ class AsyncsshPath:
         key_cert = mint_certificate(job["id"], user, "127.0.0.1")
 
         async def open_():
-            conn = await asyncssh.connect(job["host"], job["sshPort"], username="dnanexus", known_hosts=None,
-                                          agent_path=None, config=None, client_keys=[key_cert])
+            conn = await asyncssh.connect(
+                job["host"],
+                job["sshPort"],
+                username="dnanexus",
+                known_hosts=None,
+                agent_path=None,
+                config=None,
+                client_keys=[key_cert],
+            )
             proc = await conn.create_process(term_type="xterm-256color", term_size=(120, 40), encoding=None)
             return conn, proc
 
@@ -128,6 +137,7 @@ class AsyncsshPath:
             seen = b""
             while needle not in seen:
                 seen = seen[-4096:] + await self.proc.stdout.read(65536)
+
         self.run(asyncio.wait_for(wait(), timeout), timeout + 5)
 
     def close(self):
@@ -137,10 +147,29 @@ class AsyncsshPath:
 class OpensshPath:
     def __init__(self, job, key_path):
         self.proc = subprocess.Popen(
-            ["ssh", "-tt", "-i", str(key_path), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", str(job["sshPort"]),
-             "-l", "dnanexus", job["host"]],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+            [
+                "ssh",
+                "-tt",
+                "-i",
+                str(key_path),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-p",
+                str(job["sshPort"]),
+                "-l",
+                "dnanexus",
+                job["host"],
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
         self.wait_for(b"\x1b", 30)
 
     def send(self, text):
@@ -227,8 +256,10 @@ def run(quick=False, keys=None, ssh_rounds=None, **_):
         api("/user-alice/update", {"sshPublicKey": key_path.with_suffix(".pub").read_text()})
         project = api("/project/new", {"name": "bench-ssh"})["id"]
         applet = new_applet(api, project, "held", HOLD_CODE)
-        job_id = api(f"/{applet}/run", {"project": project, "input": {}, "allowSSH": ["127.0.0.1"],
-                                        "debug": {"debugOn": ["AppInternalError"]}})["id"]
+        job_id = api(
+            f"/{applet}/run",
+            {"project": project, "input": {}, "allowSSH": ["127.0.0.1"], "debug": {"debugOn": ["AppInternalError"]}},
+        )["id"]
         deadline = time.monotonic() + 120
         while not ((job := api(f"/{job_id}/describe", {}))["state"] == "debug_hold" and job["sshHostKey"]):
             if time.monotonic() > deadline:
@@ -236,14 +267,16 @@ def run(quick=False, keys=None, ssh_rounds=None, **_):
             time.sleep(0.3)
         cookie = log_in(server, "alice")
         user = User(username="alice")
-        makers = {"browser": lambda: BrowserPath(server, job_id, cookie),
-                  "asyncssh": lambda: AsyncsshPath(job, user),
-                  "openssh": lambda: OpensshPath(job, key_path)}
+        makers = {
+            "browser": lambda: BrowserPath(server, job_id, cookie),
+            "asyncssh": lambda: AsyncsshPath(job, user),
+            "openssh": lambda: OpensshPath(job, key_path),
+        }
         rec = {name: {"keys": [], "bulk_s": []} for name in makers}
         rec["ws echo"] = {"keys": []}
         backlog = 0
         for r in range(rounds):
-            order = list(makers)[r % 3:] + list(makers)[:r % 3]
+            order = list(makers)[r % 3 :] + list(makers)[: r % 3]
             for name in order:
                 path = makers[name]()
                 try:
@@ -276,14 +309,25 @@ def report(r):
     rows = []
     for name in ("browser", "asyncssh", "openssh", "ws echo"):
         s = r[name]["echo"]
-        rows.append([name, str(s["n"]), f"{s['p50_ms']:.2f}", f"{s['p99_ms']:.2f}",
-                     f"{r[name]['bulk_s_median']:.2f}" if "bulk_s_median" in r[name] else ""])
+        rows.append(
+            [
+                name,
+                str(s["n"]),
+                f"{s['p50_ms']:.2f}",
+                f"{s['p99_ms']:.2f}",
+                f"{r[name]['bulk_s_median']:.2f}" if "bulk_s_median" in r[name] else "",
+            ]
+        )
     print(table(["path", "keys", "echo p50 ms", "echo p99 ms", "bulk s (median)"], rows))
-    print(f"echo: browser p50 {r['browser']['echo']['p50_ms']:.2f} ms vs target 2 x asyncssh + ws echo = "
-          f"{r['echo_target_ms']:.2f} ms: {'MET' if r['echo_met'] else 'MISSED'}")
-    print(f"bulk: browser {r['bulk_ratio']:.2f}x of asyncssh (target >= 0.5x): {'MET' if r['bulk_met'] else 'MISSED'}; "
-          f"largest unacked backlog {r['browser_max_backlog_bytes'] / 1024:.0f} kB (bound {HIGH_WATER // 1024} kB "
-          "+ one read)")
+    print(
+        f"echo: browser p50 {r['browser']['echo']['p50_ms']:.2f} ms vs target 2 x asyncssh + ws echo = "
+        f"{r['echo_target_ms']:.2f} ms: {'MET' if r['echo_met'] else 'MISSED'}"
+    )
+    print(
+        f"bulk: browser {r['bulk_ratio']:.2f}x of asyncssh (target >= 0.5x): {'MET' if r['bulk_met'] else 'MISSED'}; "
+        f"largest unacked backlog {r['browser_max_backlog_bytes'] / 1024:.0f} kB (bound {HIGH_WATER // 1024} kB "
+        "+ one read)"
+    )
 
 
 def main(**opts):

@@ -5,6 +5,7 @@ then), so the server's real worker runs it through the same broker as jobs.run_j
 The start time goes back in one UDP datagram to the benchmark's helper process
 (127.0.0.1:<port>): no result backend, no database, no polling.
 """
+
 import json
 import socket
 import time

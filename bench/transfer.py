@@ -26,6 +26,7 @@ start-up (`dx whoami`), however fast the server; plain GET ÷ that is the best r
 Repetitions rotate which of the three goes first. The client's files live in /dev/shm
 when it has room (see client_dir). MB = 2**20 bytes.
 """
+
 import hashlib
 import http.client
 import json
@@ -42,7 +43,16 @@ from urllib.parse import urlparse
 from tests.live import Dx
 
 from .common import (
-    ROOT, api, cpu_seconds, live_server, median, sha256_of, table, verdict, web_pid, write_results,
+    ROOT,
+    api,
+    cpu_seconds,
+    live_server,
+    median,
+    sha256_of,
+    table,
+    verdict,
+    web_pid,
+    write_results,
 )
 
 TARGET_RATIO = 0.5
@@ -78,8 +88,12 @@ def plain_put(server, src, name):
     try:
         t0 = time.perf_counter()
         with open(src, "rb") as fh:
-            conn.request("PUT", f"/bench/blob/{name}", body=fh,
-                         headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})
+            conn.request(
+                "PUT",
+                f"/bench/blob/{name}",
+                body=fh,
+                headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+            )
             response = conn.getresponse()
             body = response.read()
         elapsed = time.perf_counter() - t0
@@ -152,7 +166,11 @@ def dxpy_op(dx, op, path, project, target):
     """Run bench.dxpy_op in a subprocess with dx's environment; return (seconds after imports, id)."""
     result = subprocess.run(
         [sys.executable, "-m", "bench.dxpy_op", op, str(path), project, target],
-        cwd=ROOT, env=dx.env, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        env=dx.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if result.returncode != 0:
         raise AssertionError(f"dxpy {op} failed:\n{result.stdout}\n{result.stderr}")
@@ -198,8 +216,9 @@ def run(quick=False, sizes=None, reps=None, **_):
             # Warm up: the CLI's imports and .pyc files, the server's code paths, every route.
             warm = work / "warm.bin"
             make_random_file(warm, 1)
-            fid = dx("upload", str(warm), "--brief", "--wait", "--no-progress",
-                     "--path", f"{project}:/warm.bin").stdout.strip()
+            fid = dx(
+                "upload", str(warm), "--brief", "--wait", "--no-progress", "--path", f"{project}:/warm.bin"
+            ).stdout.strip()
             dx("download", fid, "-o", str(work / "warm.out"), "-f", "--no-progress", project=project)
             _, fid2 = dxpy_op(dx, "upload", warm, project, "warm2.bin")
             dxpy_op(dx, "download", work / "warm.out", project, fid2)
@@ -235,8 +254,14 @@ def run(quick=False, sizes=None, reps=None, **_):
                 src.unlink()
 
                 # daphne's CPU seconds per transfer (mean over reps: /proc ticks are 10 ms).
-                entry = {"size_mb": size, "times_s": times, "download_floor_s": floor, "server_cpu_s": {k: v / reps for k, v in cpu.items()},
-                         "client_cpu_s": {k: v / reps for k, v in client.items()}, "cpus": os.cpu_count()}
+                entry = {
+                    "size_mb": size,
+                    "times_s": times,
+                    "download_floor_s": floor,
+                    "server_cpu_s": {k: v / reps for k, v in cpu.items()},
+                    "client_cpu_s": {k: v / reps for k, v in client.items()},
+                    "cpus": os.cpu_count(),
+                }
                 for key, ts in times.items():
                     entry[f"{key}_mbps"] = size / median(ts)
                     entry[f"{key}_mbps_reps"] = [size / t for t in ts]
@@ -254,8 +279,12 @@ def run(quick=False, sizes=None, reps=None, **_):
     return results
 
 
-LABELS = {"dx_upload": "dx upload (CLI)", "dxpy_upload": "dxpy upload (no CLI start)",
-          "dx_download": "dx download (CLI)", "dxpy_download": "dxpy download (no CLI start)"}
+LABELS = {
+    "dx_upload": "dx upload (CLI)",
+    "dxpy_upload": "dxpy upload (no CLI start)",
+    "dx_download": "dx download (CLI)",
+    "dxpy_download": "dxpy download (no CLI start)",
+}
 
 
 def report(results):
@@ -265,36 +294,58 @@ def report(results):
             plain = group[2]
             for key in group[:2]:
                 ratio = e[f"{key}_ratio"]
-                rows.append([
-                    f"{LABELS[key]} {e['size_mb']} MB",
-                    f"{e[f'{key}_mbps']:.1f}",
-                    f"{median(e['times_s'][key]):.2f}",
-                    f"{e[f'{plain}_mbps']:.1f}",
-                    f"{median(e['times_s'][plain]):.2f}",
-                    f"{ratio:.3f}x",
-                    f"{e['server_cpu_s'][key]:.2f} / {e['server_cpu_s'][plain]:.2f}",
-                    f"{e[f'{key}_cpu_ratio']:.3f}x",
-                    f"{e['client_cpu_s'][key]:.2f} / {e['client_cpu_s'][plain]:.2f}" if "client_cpu_s" in e else "",
-                    verdict(ratio, TARGET_RATIO) if key.startswith("dx_") else "(info)",
-                ])
+                rows.append(
+                    [
+                        f"{LABELS[key]} {e['size_mb']} MB",
+                        f"{e[f'{key}_mbps']:.1f}",
+                        f"{median(e['times_s'][key]):.2f}",
+                        f"{e[f'{plain}_mbps']:.1f}",
+                        f"{median(e['times_s'][plain]):.2f}",
+                        f"{ratio:.3f}x",
+                        f"{e['server_cpu_s'][key]:.2f} / {e['server_cpu_s'][plain]:.2f}",
+                        f"{e[f'{key}_cpu_ratio']:.3f}x",
+                        f"{e['client_cpu_s'][key]:.2f} / {e['client_cpu_s'][plain]:.2f}" if "client_cpu_s" in e else "",
+                        verdict(ratio, TARGET_RATIO) if key.startswith("dx_") else "(info)",
+                    ]
+                )
     p = results["params"]
-    head = (f"Transfer: {p['reps']} reps per size, medians; MB = 2**20 bytes; `dx whoami` (CLI start-up + one call) "
-            f"takes {results['dx_whoami_s']:.2f}s; client files in {results['client_dir'] or 'the temp dir'}; "
-            f"target: dx >= {TARGET_RATIO}x of plain PUT/GET")
-    columns = ["transfer", "MB/s", "s", "plain MB/s", "plain s", "ratio", "srv CPU s (this/plain)", "CPU ratio",
-               "client CPU s (this/plain)", "target"]
+    head = (
+        f"Transfer: {p['reps']} reps per size, medians; MB = 2**20 bytes; `dx whoami` (CLI start-up + one call) "
+        f"takes {results['dx_whoami_s']:.2f}s; client files in {results['client_dir'] or 'the temp dir'}; "
+        f"target: dx >= {TARGET_RATIO}x of plain PUT/GET"
+    )
+    columns = [
+        "transfer",
+        "MB/s",
+        "s",
+        "plain MB/s",
+        "plain s",
+        "ratio",
+        "srv CPU s (this/plain)",
+        "CPU ratio",
+        "client CPU s (this/plain)",
+        "target",
+    ]
     floors = []
     for e in results["sizes"]:
         if "download_floor_s" not in e:
             continue
         least = e["download_floor_s"] + results["dx_whoami_s"]
         plain = median(e["times_s"]["plain_get"])
-        floors.append([f"{e['size_mb']} MB", f"{e['download_floor_s']:.2f}", f"{least:.2f}", f"{plain:.2f}",
-                       f"{plain / least:.3f}x"])
+        floors.append(
+            [
+                f"{e['size_mb']} MB",
+                f"{e['download_floor_s']:.2f}",
+                f"{least:.2f}",
+                f"{plain:.2f}",
+                f"{plain / least:.3f}x",
+            ]
+        )
     note = ""
     if floors:
-        note = "\n" + table(["dx download floor", "md5+write s", "+ dx start-up s", "plain GET s",
-                              "best ratio possible"], floors)
+        note = "\n" + table(
+            ["dx download floor", "md5+write s", "+ dx start-up s", "plain GET s", "best ratio possible"], floors
+        )
     return head + "\n" + table(columns, rows) + note
 
 

@@ -1,4 +1,5 @@
 """Baseline routes for bench/ (mounted under /bench/ only when DXWEB_BENCH_VIEWS is set)."""
+
 from django.urls import path
 
 from . import views

@@ -7,6 +7,7 @@
   streamed back with an async generator (as projects/transfer.py does; a sync
   iterator would be buffered whole by Django under ASGI).
 """
+
 import asyncio
 import os
 import re

@@ -15,6 +15,7 @@ Integrity: every watcher's received stream — the sequence of (line number, msg
 END_LOG — is hashed (sha256) and compared with the hash of the stored log, read after the job ended
 through the same API with {numRecentMessages: 10^9, tail: false} (the store's backlog, not the tail).
 """
+
 import hashlib
 import json
 import os
@@ -43,8 +44,13 @@ class Watcher(threading.Thread):
     def __init__(self, server, job_id, token=None, recent=262144, tail=True, timeout=600):
         super().__init__(daemon=True)
         self.url = ws_url(server, f"/{job_id}/getLog/websocket")
-        self.request = {"access_token": token or server.admin_token, "token_type": "Bearer",
-                        "numRecentMessages": recent, "recurseJobs": False, "tail": tail}
+        self.request = {
+            "access_token": token or server.admin_token,
+            "token_type": "Bearer",
+            "numRecentMessages": recent,
+            "recurseJobs": False,
+            "tail": tail,
+        }
         self.timeout = timeout
         self.frames, self.ticks, self.read_at = [], [], {}
         self.first_at = self.connected_at = None
@@ -111,8 +117,12 @@ def stored_log(server, job_id, token=None):
 def stats(values_s):
     if not values_s:
         return {"n": 0, "p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
-    return {"n": len(values_s), "p50_ms": percentile(values_s, 50) * 1000, "p99_ms": percentile(values_s, 99) * 1000,
-            "max_ms": max(values_s) * 1000}
+    return {
+        "n": len(values_s),
+        "p50_ms": percentile(values_s, 50) * 1000,
+        "p99_ms": percentile(values_s, 99) * 1000,
+        "max_ms": max(values_s) * 1000,
+    }
 
 
 def cpu_self():
@@ -150,12 +160,19 @@ def phase(server, api, project, applet, n, lines):
     printed = [t[1] for w in watchers for t in w.ticks]
     tick_span = (max(printed) - min(printed)) if len(printed) > 1 else 0.0
     return {
-        "watchers": n, "job": job_id, "job_state": desc["state"], "lines": lines,
+        "watchers": n,
+        "job": job_id,
+        "job_state": desc["state"],
+        "lines": lines,
         "latency": stats(lat),
-        "per_watcher_p99_ms_median": (percentile([percentile([r - p for _, p, r in w.ticks], 99) for w in watchers
-                                                  if w.ticks], 50) * 1000) if any(w.ticks for w in watchers) else None,
+        "per_watcher_p99_ms_median": (
+            percentile([percentile([r - p for _, p, r in w.ticks], 99) for w in watchers if w.ticks], 50) * 1000
+        )
+        if any(w.ticks for w in watchers)
+        else None,
         "fanout_spread": stats(spread),
-        "stored_lines": len(ref.frames), "stored_hash": ref_hash,
+        "stored_lines": len(ref.frames),
+        "stored_hash": ref_hash,
         "hash_matches": sum(1 for w in watchers if w.digest() == ref_hash),
         "complete_tick_sequences": complete,
         "ended_with_END_LOG": sum(1 for w in watchers if w.ended),
@@ -164,8 +181,10 @@ def phase(server, api, project, applet, n, lines):
         "closed_early": [(w.close_code, w.close_reason) for w in watchers if not w.ended and w.close_code is not None],
         "late_watchers": late,
         "connect_s_max": max(connected) if connected else None,
-        "wall_s": wall, "tick_span_s": tick_span,
-        "daphne_cpu_s": cpu_web, "client_cpu_s": cpu_me,
+        "wall_s": wall,
+        "tick_span_s": tick_span,
+        "daphne_cpu_s": cpu_web,
+        "client_cpu_s": cpu_me,
         "daphne_cpu_pct_of_one_core": 100 * cpu_web / wall if wall else None,
         "_lat": lat,
     }
@@ -183,10 +202,18 @@ def run(quick=False, watchers=None, watch_lines=None, watch_rounds=None, redis=F
     if redis:
         extra.update(REDIS_URL="redis://127.0.0.1:6379/7", DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres")
     extra.update(dict(item.split("=", 1) for item in server_env))
-    results = {"params": {"watchers": n, "lines": lines, "rounds": rounds, "pause_s": pause,
-                          "interval_s": "0.02-0.05 (uniform over 20/30/40/50 ms)",
-                          "mode": "redis+postgres" if redis else "embedded",
-                          "server_env": list(server_env)}, "phases": []}
+    results = {
+        "params": {
+            "watchers": n,
+            "lines": lines,
+            "rounds": rounds,
+            "pause_s": pause,
+            "interval_s": "0.02-0.05 (uniform over 20/30/40/50 ms)",
+            "mode": "redis+postgres" if redis else "embedded",
+            "server_env": list(server_env),
+        },
+        "phases": [],
+    }
     with live_server(**extra) as server:
         api = Client(server)
         project = api("/project/new", {"name": "bench-watchers"})["id"]
@@ -194,7 +221,7 @@ def run(quick=False, watchers=None, watch_lines=None, watch_rounds=None, redis=F
         warm = new_applet(api, project, "warm", "main() { echo warm; }")
         wait_done(api, api(f"/{warm}/run", {"project": project, "input": {}})["id"])
         for r in range(rounds):
-            for count in ((1, n) if r % 2 == 0 else (n, 1)):
+            for count in (1, n) if r % 2 == 0 else (n, 1):
                 print(f"round {r + 1}: {count} watcher(s) ...", flush=True)
                 results["phases"].append({"round": r + 1, **phase(server, api, project, applet, count, lines)})
         results["server_log_problems"] = log_problems(server)
@@ -208,11 +235,14 @@ def log_problems(server, keep=60):
         lines = server.log_path.read_text(errors="replace").splitlines()
     except OSError:
         return []
-    hits = [i for i, line in enumerate(lines) if "Traceback" in line or " ERROR " in line or "Exception" in line
-            or "failed" in line.lower()]
+    hits = [
+        i
+        for i, line in enumerate(lines)
+        if "Traceback" in line or " ERROR " in line or "Exception" in line or "failed" in line.lower()
+    ]
     out = []
     for i in hits:
-        out.extend(lines[i:i + 25] if "Traceback" in lines[i] else [lines[i]])
+        out.extend(lines[i : i + 25] if "Traceback" in lines[i] else [lines[i]])
     return out[-keep:]
 
 
@@ -224,8 +254,14 @@ def summarize(results):
     # Every tick of every round pooled; the raw latencies stay out of the JSON.
     one_all = stats([x for p in one for x in p.pop("_lat")])
     many_all = stats([x for p in many for x in p.pop("_lat")])
-    s = {"one_p50_ms": one_all["p50_ms"], "one_p99_ms": one_all["p99_ms"], "one_n": one_all["n"],
-         "many_p50_ms": many_all["p50_ms"], "many_p99_ms": many_all["p99_ms"], "many_n": many_all["n"]}
+    s = {
+        "one_p50_ms": one_all["p50_ms"],
+        "one_p99_ms": one_all["p99_ms"],
+        "one_n": one_all["n"],
+        "many_p50_ms": many_all["p50_ms"],
+        "many_p99_ms": many_all["p99_ms"],
+        "many_n": many_all["n"],
+    }
     s["ratio_p50"] = s["many_p50_ms"] / s["one_p50_ms"]
     s["ratio_p99"] = s["many_p99_ms"] / s["one_p99_ms"]
     s["met"] = s["ratio_p99"] <= 3
@@ -238,21 +274,54 @@ def report(results):
     rows = []
     for p in results["phases"]:
         lat, spread = p["latency"], p["fanout_spread"]
-        rows.append([f"round {p['round']}", str(p["watchers"]), str(lat["n"]), f"{lat['p50_ms']:.1f}",
-                     f"{lat['p99_ms']:.1f}", f"{lat['max_ms']:.1f}",
-                     f"{spread['p50_ms']:.1f}" if spread["n"] else "-",
-                     f"{p['hash_matches']}/{p['watchers']}", str(p["late_watchers"]),
-                     f"{p['daphne_cpu_pct_of_one_core']:.0f}%", f"{p['client_cpu_s']:.1f}"])
-    print(table(["phase", "watchers", "ticks rcvd", "p50 ms", "p99 ms", "max ms", "spread p50 ms",
-                 "sha256 = stored", "late", "daphne CPU", "client CPU s"], rows))
+        rows.append(
+            [
+                f"round {p['round']}",
+                str(p["watchers"]),
+                str(lat["n"]),
+                f"{lat['p50_ms']:.1f}",
+                f"{lat['p99_ms']:.1f}",
+                f"{lat['max_ms']:.1f}",
+                f"{spread['p50_ms']:.1f}" if spread["n"] else "-",
+                f"{p['hash_matches']}/{p['watchers']}",
+                str(p["late_watchers"]),
+                f"{p['daphne_cpu_pct_of_one_core']:.0f}%",
+                f"{p['client_cpu_s']:.1f}",
+            ]
+        )
+    print(
+        table(
+            [
+                "phase",
+                "watchers",
+                "ticks rcvd",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "spread p50 ms",
+                "sha256 = stored",
+                "late",
+                "daphne CPU",
+                "client CPU s",
+            ],
+            rows,
+        )
+    )
     s = results["summary"]
-    print(table(["", "p50 ms", "p99 ms"], [
-        ["1 watcher (all rounds pooled)", f"{s['one_p50_ms']:.1f}", f"{s['one_p99_ms']:.1f}"],
-        [f"{n} watchers (all rounds pooled)", f"{s['many_p50_ms']:.1f}", f"{s['many_p99_ms']:.1f}"],
-        [f"ratio {n} / 1", f"{s['ratio_p50']:.2f}x", f"{s['ratio_p99']:.2f}x"],
-    ]))
-    print(f"target p99({n}) <= 3 x p99(1): {'MET' if s['met'] else 'MISSED'}; "
-          f"streams equal to the stored log: {s['hash_matches']}")
+    print(
+        table(
+            ["", "p50 ms", "p99 ms"],
+            [
+                ["1 watcher (all rounds pooled)", f"{s['one_p50_ms']:.1f}", f"{s['one_p99_ms']:.1f}"],
+                [f"{n} watchers (all rounds pooled)", f"{s['many_p50_ms']:.1f}", f"{s['many_p99_ms']:.1f}"],
+                [f"ratio {n} / 1", f"{s['ratio_p50']:.2f}x", f"{s['ratio_p99']:.2f}x"],
+            ],
+        )
+    )
+    print(
+        f"target p99({n}) <= 3 x p99(1): {'MET' if s['met'] else 'MISSED'}; "
+        f"streams equal to the stored log: {s['hash_matches']}"
+    )
     closed = [c for p in results["phases"] for c in p["closed_early"]]
     if closed:
         print(f"watchers closed by the server before END_LOG ({len(closed)}): {closed[:5]}")
@@ -264,7 +333,10 @@ def report(results):
 def main(**opts):
     results = run(**opts)
     report(results)
-    suffix = ("-redis" if opts.get("redis") else "") + ("-env" if opts.get("server_env") else "") + \
-        ("-quick" if opts.get("quick") else "")
+    suffix = (
+        ("-redis" if opts.get("redis") else "")
+        + ("-env" if opts.get("server_env") else "")
+        + ("-quick" if opts.get("quick") else "")
+    )
     print(f"results: {write_results('watchers' + suffix, results)}")
     return results

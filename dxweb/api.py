@@ -4,6 +4,7 @@ Handlers are plain functions registered by (class, method). They take a
 Principal, the object ID (for /<id>/<method> routes) and the JSON body, and
 return a JSON-able dict or raise a DXError.
 """
+
 import hashlib
 import json
 import logging
@@ -23,7 +24,13 @@ from projects.permissions import Principal
 
 from . import sql, throttle
 from .errors import (
-    BadRequest, DXError, InternalError, InvalidAuthentication, InvalidInput, MethodNotAllowed, PayloadTooLarge,
+    BadRequest,
+    DXError,
+    InternalError,
+    InvalidAuthentication,
+    InvalidInput,
+    MethodNotAllowed,
+    PayloadTooLarge,
     ResourceNotFound,
 )
 from .ids import ID_RE
@@ -176,7 +183,7 @@ def resolve(resource, method):
             raise ResourceNotFound(f"The route /{resource}/{method} was not found")
         return handler, None
     if cls not in ("user", "org") and not ID_RE.match(resource):
-        raise ResourceNotFound(f'The entity {resource} could not be found')
+        raise ResourceNotFound(f"The entity {resource} could not be found")
     handler = HANDLERS.get((cls, method))
     if handler is None:
         raise ResourceNotFound(f"The route /{resource}/{method} was not found")
@@ -200,7 +207,11 @@ def _call_with_nonce(principal, route, body, call):
             with transaction.atomic():
                 result = call()
                 Nonce.objects.create(
-                    principal=principal.key, nonce=nonce, route=route, input_digest=digest, response=result,
+                    principal=principal.key,
+                    nonce=nonce,
+                    route=route,
+                    input_digest=digest,
+                    response=result,
                 )
             return result
         except IntegrityError:

@@ -1,4 +1,5 @@
 """ASGI entry point: Django for pages, a lean Django handler for the API, Channels for websockets."""
+
 import os
 import re
 
@@ -104,6 +105,7 @@ async def http_application(scope, receive, send):
     else:
         app = page_asgi_app
     await app(scope, receive, send)
+
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402

@@ -6,6 +6,7 @@ message, the JSON fails to parse, and the worker stops ("Unrecoverable error") w
 lost. Here a message is written under a name the consumer ignores and renamed into place, which
 is atomic within a folder.
 """
+
 import os
 import uuid
 from time import monotonic

@@ -1,4 +1,5 @@
 """The Celery app: workers claim jobs from the database; a message is only a wake-up."""
+
 import os
 
 from celery import Celery, signals

@@ -1,4 +1,5 @@
 """API errors, rendered as {"error": {"type", "message"}} with a 4xx status (dxweb/middleware.py)."""
+
 from contextlib import contextmanager
 
 from django.http import JsonResponse

@@ -1,12 +1,22 @@
 """Object IDs as the dx client checks them: `<class>-` followed by 24 characters."""
+
 import re
 import secrets
 import string
 
 ALPHABET = string.digits + string.ascii_letters
 ID_CLASSES = (
-    "project", "container", "file", "record", "applet", "workflow",
-    "database", "job", "analysis", "app", "globalworkflow",
+    "project",
+    "container",
+    "file",
+    "record",
+    "applet",
+    "workflow",
+    "database",
+    "job",
+    "analysis",
+    "app",
+    "globalworkflow",
 )
 # The 24 characters after `<class>-`; URL patterns match IDs with id_pattern().
 ID_BODY = r"[0-9A-Za-z]{24}"

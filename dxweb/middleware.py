@@ -3,6 +3,7 @@
 Views raise (permissions.access_* refuse with ResourceNotFound or PermissionDenied) and never turn
 errors into responses themselves; what a form shows next to a field stays with the form (DXError.field).
 """
+
 from django.core.exceptions import PermissionDenied as Forbidden
 from django.core.handlers.exception import response_for_exception
 from django.http import Http404

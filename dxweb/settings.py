@@ -1,4 +1,5 @@
 """dxweb settings: embedded defaults, every production choice an environment variable."""
+
 import os
 import secrets
 import tempfile
@@ -207,14 +208,17 @@ DXWEB_DOWNLOAD_URL_MAX_TTL = env.int("DXWEB_DOWNLOAD_URL_MAX_TTL", default=7 * 2
 DXWEB_NONCE_TTL = env.int("DXWEB_NONCE_TTL", default=7 * 24 * 3600)
 
 # Instance types -> real limits for a job's sandbox (overridable as JSON in DXWEB_INSTANCE_TYPES).
-DXWEB_INSTANCE_TYPES = env.json("DXWEB_INSTANCE_TYPES", default={
-    "mem1_ssd1_x2": {"cpus": 1, "memory_mb": 1024},
-    "mem1_ssd1_v2_x2": {"cpus": 1, "memory_mb": 1024},
-    "mem2_ssd1_x2": {"cpus": 1, "memory_mb": 2048},
-    "mem2_hdd2_x2": {"cpus": 1, "memory_mb": 2048},
-    "mem3_ssd1_x2": {"cpus": 1, "memory_mb": 4096},
-    "mem1_ssd1_x4": {"cpus": 2, "memory_mb": 2048},
-})
+DXWEB_INSTANCE_TYPES = env.json(
+    "DXWEB_INSTANCE_TYPES",
+    default={
+        "mem1_ssd1_x2": {"cpus": 1, "memory_mb": 1024},
+        "mem1_ssd1_v2_x2": {"cpus": 1, "memory_mb": 1024},
+        "mem2_ssd1_x2": {"cpus": 1, "memory_mb": 2048},
+        "mem2_hdd2_x2": {"cpus": 1, "memory_mb": 2048},
+        "mem3_ssd1_x2": {"cpus": 1, "memory_mb": 4096},
+        "mem1_ssd1_x4": {"cpus": 2, "memory_mb": 2048},
+    },
+)
 DXWEB_DEFAULT_INSTANCE_TYPE = env.str("DXWEB_DEFAULT_INSTANCE_TYPE", default="mem1_ssd1_x2")
 # Disk a job may write (its home, /tmp and the rest of its root), for types whose entry names no
 # disk_mb; how often it is measured; and the free space below which a worker stops the job writing.
@@ -319,9 +323,13 @@ DXWEB_TOKEN_FAILURE_WINDOW = env.int("DXWEB_TOKEN_FAILURE_WINDOW", default=300)
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "throttle": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-         "KEY_PREFIX": f"{DXWEB_NAMESPACE}:throttle"}
-        if REDIS_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{DXWEB_NAMESPACE}:throttle",
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
     ),
 }
 # HTTPS: when the dashboard's public address is https, cookies are Secure, pages send HSTS and plain-http

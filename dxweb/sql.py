@@ -10,6 +10,7 @@ lazy relations...).
 Values are always passed as query parameters, never formatted into the SQL; only table and
 column names (from the models' metadata) are. The SQL is standard (SQLite and PostgreSQL).
 """
+
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 
@@ -52,7 +53,7 @@ class Columns:
     def load(self, row, start=0):
         """The instance held in row[start:start + width]."""
         conn = connections[DEFAULT_DB_ALIAS]
-        values = list(row[start:start + self.width])
+        values = list(row[start : start + self.width])
         for pos, col, convs in self.converters(conn):
             value = values[pos]
             for convert in convs:

@@ -1,4 +1,5 @@
 """Platform-wide Celery tasks."""
+
 from celery import shared_task
 
 

@@ -12,6 +12,7 @@ carried DXWEB_TOKEN_FAILURE_LIMIT unknown (or revoked) tokens within DXWEB_TOKEN
 gets every API call refused until that window ends (429 with Retry-After, which dxpy waits out and
 retries). Counted in the cache named "throttle" (Redis when scaled out, else in each web process).
 """
+
 import ipaddress
 import logging
 import math
@@ -45,6 +46,7 @@ def client_address(request):
 
 
 # Logins -------------------------------------------------------------------------------------------
+
 
 def login_limits():
     """[(what is counted together, how many failures lock it out)], the limits that are set."""
@@ -95,9 +97,7 @@ def login_locked_out(request, *args, **kwargs):
     credentials = {"username": get_client_username(request)}
     seconds = LoginAttempts().retry_after(request, credentials)
     minutes = math.ceil(seconds / 60)
-    message = (
-        f"Too many failed login attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
-    )
+    message = f"Too many failed login attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
     form = AuthenticationForm(request, initial={"username": credentials["username"] or ""})
     context = {"form": form, "locked_out": message, "next": request.POST.get("next", "")}
     response = render(request, "registration/login.html", context, status=429)
@@ -106,6 +106,7 @@ def login_locked_out(request, *args, **kwargs):
 
 
 # API tokens ---------------------------------------------------------------------------------------
+
 
 def _token_keys(address):
     return f"token-failures:{address}", f"token-failures-since:{address}"
@@ -127,8 +128,7 @@ def check_token_address(address):
     window = settings.DXWEB_TOKEN_FAILURE_WINDOW
     retry_after = max(1, math.ceil(values.get(since_key, time.time()) + window - time.time()))
     raise TooManyRequests(
-        f"Too many calls from {address} carried an unknown token: calls from it are refused for "
-        f"{retry_after} s",
+        f"Too many calls from {address} carried an unknown token: calls from it are refused for {retry_after} s",
         retry_after=retry_after,
     )
 

@@ -1,4 +1,5 @@
 """URL roots: pages, signed transfer URLs, and the DNAnexus-style API (no trailing slashes)."""
+
 from django.conf import settings
 from django.urls import include, path, re_path
 

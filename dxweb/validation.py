@@ -1,4 +1,5 @@
 """Small checks for API bodies: each failure is an InvalidInput naming the field."""
+
 from .errors import InvalidInput
 
 _MISSING = object()
@@ -61,6 +62,7 @@ def string_map(body, key, nullable=False, default=_MISSING):
         return value
     for k, v in value.items():
         if not (isinstance(v, str) or (nullable and v is None)):
-            raise InvalidInput(f'Expected each value of "{key}" to be a string' + (" or null" if nullable else ""),
-                               field=key)
+            raise InvalidInput(
+                f'Expected each value of "{key}" to be a string' + (" or null" if nullable else ""), field=key
+            )
     return value

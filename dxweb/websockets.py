@@ -13,6 +13,7 @@ and 1011 when the server fails. A reason is {"type", "message"} as JSON within t
 bytes (the terminal, which sends the whole message in a status frame first, closes with the message).
 A foreign Origin is refused at the handshake (HTTP 403), as before any socket exists.
 """
+
 import asyncio
 import ipaddress
 import json
@@ -84,6 +85,7 @@ async def route_not_found(scope, receive, send):
 
 
 # The Origin ---------------------------------------------------------------------------------------
+
 
 def _header(scope, name):
     for key, value in scope.get("headers", []):
@@ -159,6 +161,7 @@ def client_address(scope):
 
 # The handshake ------------------------------------------------------------------------------------
 
+
 class WebsocketGuard:
     """The outermost layer of every websocket: refuse a foreign Origin at the handshake, and cap the
     sockets open at once from one client address (DXWEB_WS_MAX_PER_ADDRESS). The count is this
@@ -178,8 +181,13 @@ class WebsocketGuard:
         limit = settings.DXWEB_WS_MAX_PER_ADDRESS
         if limit and self.open[address] >= limit:
             log.info("websocket %s refused: %s sockets open from %s", scope.get("path"), limit, address)
-            await refuse(receive, send, TooManyRequests(
-                f"Too many websockets open from your address (at most {limit}); close some and retry", None))
+            await refuse(
+                receive,
+                send,
+                TooManyRequests(
+                    f"Too many websockets open from your address (at most {limit}); close some and retry", None
+                ),
+            )
             return
         self.open[address] += 1
         try:

@@ -2,6 +2,7 @@
 
 Nothing else writes Job.state: every change goes through transition().
 """
+
 import logging
 import time
 
@@ -22,7 +23,6 @@ from .specs import check_applet_specs, check_input, jbor, link_target, timeout_s
 from .ssh.gateway import address_allowed
 
 log = logging.getLogger(__name__)
-
 
 
 class TransitionError(Exception):
@@ -47,8 +47,11 @@ def transition(job_id, new_state, expected=None, only_if=None, **fields):
             raise TransitionError(f"{', '.join(sorted(unknown))} -> {new_state} is not an allowed transition")
         sources = {State(s) for s in expected}
     while True:
-        row = (Job.objects.filter(pk=job_id, **only_if)
-               .values_list("state", "started_running", "project_id", "launched_by_id").first())
+        row = (
+            Job.objects.filter(pk=job_id, **only_if)
+            .values_list("state", "started_running", "project_id", "launched_by_id")
+            .first()
+        )
         if row is None or row[0] not in sources:
             return False
         current, started, project_id, launcher_id = row
@@ -72,6 +75,7 @@ def transition(job_id, new_state, expected=None, only_if=None, **fields):
 
 
 # Values: links and references ---------------------------------------------------
+
 
 def walk(value):
     """Yield every dict, list and scalar inside a JSON value, the value itself first."""
@@ -102,7 +106,7 @@ def substitute(value, outputs):
         result = output[ref["field"]]
         if "index" in ref:
             if not isinstance(result, list) or not isinstance(ref["index"], int) or not 0 <= ref["index"] < len(result):
-                raise InvalidInput(f'{ref["job"]}:{ref["field"]} has no index {ref["index"]}')
+                raise InvalidInput(f"{ref['job']}:{ref['field']} has no index {ref['index']}")
             result = result[ref["index"]]
         return result
     if isinstance(value, dict) and link_target(value) is None:
@@ -115,8 +119,19 @@ def substitute(value, outputs):
 # Applets ---------------------------------------------------------------------------
 
 # /applet/new keys kept as the applet's content (returned by describe and get).
-APPLET_KEYS = ("title", "summary", "description", "dxapi", "version", "inputSpec", "outputSpec", "runSpec",
-               "access", "ignoreReuse", "treeTurnaroundTimeThreshold")
+APPLET_KEYS = (
+    "title",
+    "summary",
+    "description",
+    "dxapi",
+    "version",
+    "inputSpec",
+    "outputSpec",
+    "runSpec",
+    "access",
+    "ignoreReuse",
+    "treeTurnaroundTimeThreshold",
+)
 
 
 def new_applet(user, container, body):
@@ -130,7 +145,9 @@ def new_applet(user, container, body):
     for key in ("title", "summary", "description"):
         spec.setdefault(key, "")
     return project_actions.new_object(
-        user, container, "applet",
+        user,
+        container,
+        "applet",
         **project_actions.new_object_fields(body, "untitled-applet"),
         state=DataObject.CLOSED,
         spec=spec,
@@ -139,9 +156,14 @@ def new_applet(user, container, body):
 
 # Launching -------------------------------------------------------------------------
 
+
 def access_job(principal, job_id):
     """Return the job if the principal can VIEW its project (or it is the principal's own job tree)."""
-    job = Job.objects.select_related("project", "launched_by").filter(pk=job_id).first() if isinstance(job_id, str) else None
+    job = (
+        Job.objects.select_related("project", "launched_by").filter(pk=job_id).first()
+        if isinstance(job_id, str)
+        else None
+    )
     if job is None or level_of(principal, job.project_id) < Level.VIEW:
         raise ResourceNotFound(f"The entity {job_id} could not be found")
     return job
@@ -224,8 +246,9 @@ def end_hold(job, why):
     reason, message = job.debug.get("failureReason"), job.debug.get("failureMessage", "")
     if reason:
         return fail(job, reason, f"{message} ({why})")
-    if transition(job.pk, State.TERMINATED, expected=[State.DEBUG_HOLD], failure_reason="Terminated",
-                  failure_message=why):
+    if transition(
+        job.pk, State.TERMINATED, expected=[State.DEBUG_HOLD], failure_reason="Terminated", failure_message=why
+    ):
         _end_tree(job.origin or job, "Terminated", f"Terminated because {job.id} ended its debug hold")
         return True
     return False
@@ -270,8 +293,9 @@ def _debug(body):
     debug = get(body, "debug", dict, {})
     on = debug.get("debugOn", [])
     if not isinstance(on, list) or not set(on) <= {*DEBUG_REASONS, "All"}:
-        raise InvalidInput(f'debug.debugOn must be an array of {", ".join(sorted(DEBUG_REASONS))} or "All"',
-                           field="debug")
+        raise InvalidInput(
+            f'debug.debugOn must be an array of {", ".join(sorted(DEBUG_REASONS))} or "All"', field="debug"
+        )
     return {"debugOn": sorted(DEBUG_REASONS) if "All" in on else on} if on else {}
 
 
@@ -289,8 +313,6 @@ def _common_fields(body):
     }
 
 
-
-
 def _check_dependencies(principal, job, input_value, depends_on):
     """Record what the job waits for; every referenced job must be visible to the launcher."""
     on = {}
@@ -298,7 +320,7 @@ def _check_dependencies(principal, job, input_value, depends_on):
         on[ref["job"]] = JobDependency.INPUT
     for dep in depends_on:
         if id_class(dep) != "job":
-            raise InvalidInput(f'dependsOn: {dep!r} is not a job ID')
+            raise InvalidInput(f"dependsOn: {dep!r} is not a job ID")
         on[dep] = JobDependency.INPUT
     for dep_id in on:
         if id_class(dep_id) != "job":
@@ -434,7 +456,9 @@ def advance_inputs(job_id):
     deps = list(Job.objects.filter(dependants__job=job, dependants__stage=JobDependency.INPUT).distinct())
     broken = [d for d in deps if d.state in (State.FAILED, State.TERMINATED)]
     if broken:
-        fail(job, "DependencyFailed", f"{broken[0].id} ({broken[0].name}) is {broken[0].state}; this job depended on it")
+        fail(
+            job, "DependencyFailed", f"{broken[0].id} ({broken[0].name}) is {broken[0].state}; this job depended on it"
+        )
         return
     if any(d.state != State.DONE for d in deps):
         return
@@ -460,6 +484,7 @@ def _link_inputs_after_resolution(job, resolved):
 
 # Running -------------------------------------------------------------------------------
 
+
 def claim(job_id, worker):
     """Take a runnable job for `worker`; return (job, its new token) or None if someone else has it.
 
@@ -469,8 +494,11 @@ def claim(job_id, worker):
     project, the applet's access.project level (VIEW by default) capped by the launcher's, and
     by the launching job's token when a job launched it (see job_scopes).
     """
-    job = Job.objects.select_related("project", "workspace", "launched_by").filter(
-        pk=job_id, state=State.RUNNABLE).first()
+    job = (
+        Job.objects.select_related("project", "workspace", "launched_by")
+        .filter(pk=job_id, state=State.RUNNABLE)
+        .first()
+    )
     if job is None:
         return None
     wanted = Level.parse(job.spec.get("access", {}).get("project", "VIEW")) or Level.VIEW
@@ -480,8 +508,15 @@ def claim(job_id, worker):
     # race leaves no token behind.
     with transaction.atomic():
         token, raw = ApiToken.issue(job.launched_by, f"job token for {job.id}", scopes=scopes, job_id=job.id)
-        if not transition(job_id, State.RUNNING, expected=[State.RUNNABLE], worker=worker, heartbeat=now_ms(),
-                          tries=models.F("tries") + 1, token=token):
+        if not transition(
+            job_id,
+            State.RUNNING,
+            expected=[State.RUNNABLE],
+            worker=worker,
+            heartbeat=now_ms(),
+            tries=models.F("tries") + 1,
+            token=token,
+        ):
             transaction.set_rollback(True)
             return None
     job.refresh_from_db(fields=["state", "tries", "token", "worker", "heartbeat", "started_running", "modified"])
@@ -490,14 +525,19 @@ def claim(job_id, worker):
 
 # Finishing ------------------------------------------------------------------------------
 
+
 def finish(job_id, output, only_if=None):
     """The job's code ended well with `output`: done, or waiting_on_output on children and references."""
     only_if = only_if or {}
     job = Job.objects.get(pk=job_id)
     for ref in refs_in(output):
         if id_class(ref["job"]) != "job" or not Job.objects.filter(pk=ref["job"], root=job.root_id).exists():
-            fail(job, "AppError", f'The output references {ref["job"]}, which is not a job of this execution tree',
-                 only_if=only_if)
+            fail(
+                job,
+                "AppError",
+                f"The output references {ref['job']}, which is not a job of this execution tree",
+                only_if=only_if,
+            )
             return
         JobDependency.objects.get_or_create(job=job, on_id=ref["job"], stage=JobDependency.OUTPUT)
     if not refs_in(output) and not job.children.exclude(state=State.DONE).exists():
@@ -583,8 +623,12 @@ def _publish_outputs(job):
         if source is None or Placement.objects.filter(container=target, obj_id=obj_id).exists():
             continue
         Placement.objects.create(
-            container=target, obj=source.obj, folder=job.folder, name=source.name,
-            tags=list(source.tags), properties=dict(source.properties),
+            container=target,
+            obj=source.obj,
+            folder=job.folder,
+            name=source.name,
+            tags=list(source.tags),
+            properties=dict(source.properties),
         )
 
 
@@ -604,8 +648,14 @@ def fail(job, reason, message, failure_from=None, only_if=None):
     Return True if this call failed the job; `only_if` conditions that first change (see transition()).
     """
     failure_from = failure_from or job
-    if not transition(job.pk, State.FAILED, only_if=only_if, failure_reason=reason, failure_message=message[:10000],
-                      failure_from=failure_from if failure_from.pk != job.pk else None):
+    if not transition(
+        job.pk,
+        State.FAILED,
+        only_if=only_if,
+        failure_reason=reason,
+        failure_message=message[:10000],
+        failure_from=failure_from if failure_from.pk != job.pk else None,
+    ):
         return False
     origin = job.origin or job
     if origin.pk != job.pk:
@@ -640,6 +690,7 @@ def _end_tree(origin, reason, message, include_origin=False):
 
 # Destroying a project (projects.actions.destroy_project; connected in jobs/apps.py) --------------
 
+
 def end_project_jobs(sender, principal, container, terminate_jobs, **kwargs):
     """Before a project is destroyed: refuse while it has unfinished jobs, unless `terminate_jobs`.
 
@@ -651,8 +702,9 @@ def end_project_jobs(sender, principal, container, terminate_jobs, **kwargs):
     unfinished = Job.objects.filter(project=container).exclude(state__in=FINAL_STATES)
     if unfinished.exists():
         if not terminate_jobs:
-            raise InvalidState(f"{container.pk} has unfinished jobs; terminate them first, "
-                               "or destroy it with terminateJobs")
+            raise InvalidState(
+                f"{container.pk} has unfinished jobs; terminate them first, or destroy it with terminateJobs"
+            )
         with transaction.atomic():
             _terminate_trees(principal, unfinished)
         deadline = time.monotonic() + 4 * settings.DXWEB_HEARTBEAT_SECONDS + 2
@@ -690,6 +742,7 @@ def _terminate_trees(principal, jobs):
 
 # The reaper --------------------------------------------------------------------------------
 
+
 def reap(now=None):
     """Recover from vanished workers and lost wake-ups; return what was done, for logs and tests.
 
@@ -705,36 +758,51 @@ def reap(now=None):
     lapsed = now - settings.DXWEB_LEASE_SECONDS * 1000
     expired = lapsed - round(settings.DXWEB_HEARTBEAT_SECONDS * 1000)
     report = {"retried": [], "failed": [], "terminated": [], "woken": []}
-    for job in Job.objects.filter(state__in=[State.RUNNING, State.TERMINATING, State.DEBUG_HOLD],
-                                  heartbeat__lt=expired):
+    for job in Job.objects.filter(
+        state__in=[State.RUNNING, State.TERMINATING, State.DEBUG_HOLD], heartbeat__lt=expired
+    ):
         # Act only if the lease is still lapsed when we swap: a worker that renewed it since keeps its job.
         still_lapsed = {"heartbeat__lt": expired}
-        silent = (f"worker {job.worker} stopped renewing this job's lease (last heartbeat "
-                  f"{(now - job.heartbeat) / 1000:.1f} s ago, the lease is {settings.DXWEB_LEASE_SECONDS} s)")
+        silent = (
+            f"worker {job.worker} stopped renewing this job's lease (last heartbeat "
+            f"{(now - job.heartbeat) / 1000:.1f} s ago, the lease is {settings.DXWEB_LEASE_SECONDS} s)"
+        )
         if job.state == State.DEBUG_HOLD:
             # Its sandbox died with its worker: nothing is left to debug.
             reason = job.debug.get("failureReason") or "ExecutionError"
-            message = (f"{job.debug.get('failureMessage', '')} (the worker holding this job for debugging, "
-                       f"{job.worker}, stopped renewing its lease)").strip()
+            message = (
+                f"{job.debug.get('failureMessage', '')} (the worker holding this job for debugging, "
+                f"{job.worker}, stopped renewing its lease)"
+            ).strip()
             if fail(job, reason, message, only_if=still_lapsed):
                 report["failed"].append(job.pk)
         elif job.state == State.TERMINATING:
             if transition(job.pk, State.TERMINATED, expected=[State.TERMINATING], only_if=still_lapsed):
                 report["terminated"].append(job.pk)
         elif job.tries < settings.DXWEB_MAX_TRIES:
-            if transition(job.pk, State.RUNNABLE, expected=[State.RUNNING], only_if=still_lapsed,
-                          worker="", heartbeat=None):
+            if transition(
+                job.pk, State.RUNNABLE, expected=[State.RUNNING], only_if=still_lapsed, worker="", heartbeat=None
+            ):
                 ApiToken.objects.filter(pk=job.token_id).delete()
-                append_line(job.pk, "WARNING", f"Retrying: {silent}; try {job.tries} → try {job.tries + 1} "
-                            f"(of at most {settings.DXWEB_MAX_TRIES})")
+                append_line(
+                    job.pk,
+                    "WARNING",
+                    f"Retrying: {silent}; try {job.tries} → try {job.tries + 1} "
+                    f"(of at most {settings.DXWEB_MAX_TRIES})",
+                )
                 transaction.on_commit(lambda job_id=job.pk: dispatch.run_job(job_id))
                 report["retried"].append(job.pk)
         else:
-            message = (f"The worker running this job ({job.worker}) stopped renewing its lease; "
-                       f"gave up after {job.tries} tries")
+            message = (
+                f"The worker running this job ({job.worker}) stopped renewing its lease; "
+                f"gave up after {job.tries} tries"
+            )
             if fail(job, "ExecutionError", message, only_if=still_lapsed):
-                append_line(job.pk, "ERROR", f"Not retried: {silent}; try {job.tries} was the last "
-                            f"of at most {settings.DXWEB_MAX_TRIES}")
+                append_line(
+                    job.pk,
+                    "ERROR",
+                    f"Not retried: {silent}; try {job.tries} was the last of at most {settings.DXWEB_MAX_TRIES}",
+                )
                 report["failed"].append(job.pk)
     # A runnable job left unclaimed for a lease has likely lost its message (a worker died holding
     # it): send another. `heartbeat` of a runnable job records the last such wake-up, and they back

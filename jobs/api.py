@@ -1,4 +1,5 @@
 """API methods for applets and jobs."""
+
 from django.db import DatabaseError
 
 from dxweb.api import api_method
@@ -14,6 +15,7 @@ from . import actions
 from .models import Job, describe_job
 from .querysets import Cursor
 
+
 @api_method("applet", "new", write=True)
 def applet_new(principal, body):
     container = access_container(principal, get(body, "project", str), Level.UPLOAD)
@@ -23,8 +25,11 @@ def applet_new(principal, body):
 @object_method("get", Level.VIEW, classes=("applet",))
 def applet_get(principal, placement, body):
     spec = placement.obj.spec
-    return {key: spec[key] for key in ("runSpec", "inputSpec", "outputSpec", "dxapi", "access", "title",
-                                       "summary", "description") if key in spec}
+    return {
+        key: spec[key]
+        for key in ("runSpec", "inputSpec", "outputSpec", "dxapi", "access", "title", "summary", "description")
+        if key in spec
+    }
 
 
 @object_method("run", Level.VIEW, write=False, classes=("applet",))
@@ -82,8 +87,12 @@ def _find_jobs(principal, body):
         jobs = Job.objects.within(project_id=access_container(principal, get(body, "project", str)).pk)
     else:
         jobs = Job.objects.visible_to(principal)
-    for key, field in (("originJob", "origin_id"), ("rootExecution", "root_id"), ("parentJob", "parent_id"),
-                       ("id", "pk")):
+    for key, field in (
+        ("originJob", "origin_id"),
+        ("rootExecution", "root_id"),
+        ("parentJob", "parent_id"),
+        ("id", "pk"),
+    ):
         if key in body:
             value = body[key]
             if value is not None and not isinstance(value, (list, str)):
@@ -112,7 +121,9 @@ def _find_jobs(principal, body):
         row = {"id": job.id}
         if wanted:
             data = describe_job(job, io=io)
-            row["describe"] = data if options.get("defaultFields") or "fields" not in options else select_fields(data, options)
+            row["describe"] = (
+                data if options.get("defaultFields") or "fields" not in options else select_fields(data, options)
+            )
         return row
 
     try:
@@ -120,8 +131,10 @@ def _find_jobs(principal, body):
         rows = list(jobs.page(limit, cursor, inclusive=True).select_related("project", "launched_by", "failure_from"))
     except DatabaseError:
         raise InvalidInput("The query could not be evaluated (check name patterns)") from None
-    return {"results": [render(job) for job in rows[:limit]],
-            "next": [rows[limit].created, rows[limit].pk] if len(rows) > limit else None}
+    return {
+        "results": [render(job) for job in rows[:limit]],
+        "next": [rows[limit].created, rows[limit].pk] if len(rows) > limit else None,
+    }
 
 
 def _starting(body):
@@ -129,8 +142,12 @@ def _starting(body):
     starting = body.get("starting")
     if starting is None:
         return None
-    if not (isinstance(starting, list) and len(starting) == 2 and isinstance(starting[0], int)
-            and isinstance(starting[1], str)):
+    if not (
+        isinstance(starting, list)
+        and len(starting) == 2
+        and isinstance(starting[0], int)
+        and isinstance(starting[1], str)
+    ):
         raise InvalidInput('"starting" must be the "next" value of a previous reply')
     return Cursor(*starting)
 

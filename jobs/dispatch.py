@@ -2,6 +2,7 @@
 
 Each message is only a wake-up: the task finds its work in the database and is safe to run twice.
 """
+
 from dxweb.celery import app
 
 

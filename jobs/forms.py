@@ -3,6 +3,7 @@
 The checks stay in jobs.specs and jobs.actions; these forms only parse what a browser sends
 and put the actions' errors next to the field each names (DXError.field).
 """
+
 import json
 import re
 
@@ -44,9 +45,13 @@ def properties_text(properties):
 
 
 def json_field(label, help_text, rows=6):
-    return forms.CharField(label=label, required=False, help_text=help_text, strip=False,
-                           widget=forms.Textarea(attrs={**TEXTAREA, "rows": rows}))
-
+    return forms.CharField(
+        label=label,
+        required=False,
+        help_text=help_text,
+        strip=False,
+        widget=forms.Textarea(attrs={**TEXTAREA, "rows": rows}),
+    )
 
 
 def _loads(text):
@@ -58,6 +63,7 @@ def _loads(text):
         raise ValueError("it holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape), which is not text") from None
     return value
 
+
 class AppletForm(forms.Form):
     """An applet's specs and code; a dxapp.json (pasted or uploaded) fills what the other fields leave empty."""
 
@@ -66,19 +72,30 @@ class AppletForm(forms.Form):
     summary = forms.CharField(label="Summary", required=False)
     description = forms.CharField(label="Description", required=False, widget=forms.Textarea(attrs={"rows": 3}))
     interpreter = forms.ChoiceField(label="Interpreter", choices=[(i, i) for i in sorted(INTERPRETERS)])
-    code = forms.CharField(label="Code", required=False, strip=False,
-                           widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false", "class": "code-editor"}))
+    code = forms.CharField(
+        label="Code",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false", "class": "code-editor"}),
+    )
     code_file = forms.FileField(label="…or upload the code", required=False)
     input_spec = json_field("inputSpec", 'A JSON array, e.g. [{"name": "n", "class": "int", "default": 3}]')
     output_spec = json_field("outputSpec", 'A JSON array, e.g. [{"name": "total", "class": "int"}]')
-    timeout = forms.CharField(label="Timeout", required=False, help_text='runSpec.timeoutPolicy, e.g. 2h or 30m')
-    dxapp = json_field("dxapp.json", "Paste a dxapp.json to import it; its runSpec.file is replaced by the code above",
-                       rows=8)
+    timeout = forms.CharField(label="Timeout", required=False, help_text="runSpec.timeoutPolicy, e.g. 2h or 30m")
+    dxapp = json_field(
+        "dxapp.json", "Paste a dxapp.json to import it; its runSpec.file is replaced by the code above", rows=8
+    )
     dxapp_file = forms.FileField(label="…or upload a dxapp.json", required=False)
 
     # The form field that shows an action's error about each field of the /applet/new body.
-    ERROR_FIELDS = {"inputSpec": "input_spec", "outputSpec": "output_spec", "runSpec.code": "code",
-                    "runSpec.interpreter": "interpreter", "runSpec.timeoutPolicy": "timeout", "name": "name"}
+    ERROR_FIELDS = {
+        "inputSpec": "input_spec",
+        "outputSpec": "output_spec",
+        "runSpec.code": "code",
+        "runSpec.interpreter": "interpreter",
+        "runSpec.timeoutPolicy": "timeout",
+        "name": "name",
+    }
 
     def clean(self):
         data = super().clean()
@@ -97,8 +114,9 @@ class AppletForm(forms.Form):
         code = data.get("code", "")
         if data.get("code_file"):
             code = data["code_file"].read().decode("utf-8", "replace")
-        body = {key: dxapp[key] for key in ("title", "summary", "description", "version", "access", "dxapi")
-                if key in dxapp}
+        body = {
+            key: dxapp[key] for key in ("title", "summary", "description", "version", "access", "dxapi") if key in dxapp
+        }
         body["name"] = data.get("name") or dxapp.get("name") or ""
         if not body["name"]:
             self.add_error("name", "Name the applet (or import a dxapp.json that does)")
@@ -113,8 +131,11 @@ class AppletForm(forms.Form):
                     self.add_error(field, f"Not valid JSON: {err}")
             elif key in dxapp:
                 body[key] = dxapp[key]
-        run_spec = {k: v for k, v in dxapp.get("runSpec", {}).items() if k != "file"} \
-            if isinstance(dxapp.get("runSpec"), dict) else {}
+        run_spec = (
+            {k: v for k, v in dxapp.get("runSpec", {}).items() if k != "file"}
+            if isinstance(dxapp.get("runSpec"), dict)
+            else {}
+        )
         run_spec["interpreter"] = run_spec.get("interpreter") or data.get("interpreter")
         run_spec["code"] = code
         if not code.strip():
@@ -138,8 +159,11 @@ def parse_duration(text):
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm])\s*", text or "")
     if not match:
         return None
-    return {{"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]: float(match.group(1))
-            if "." in match.group(1) else int(match.group(1))}
+    return {
+        {"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]: float(match.group(1))
+        if "." in match.group(1)
+        else int(match.group(1))
+    }
 
 
 def applet_initial(placement):
@@ -148,17 +172,22 @@ def applet_initial(placement):
     run_spec = spec.get("runSpec", {})
     timeout = run_spec.get("timeoutPolicy", {}).get("*")
     return {
-        "name": placement.name, "title": spec.get("title", ""), "summary": spec.get("summary", ""),
-        "description": spec.get("description", ""), "interpreter": run_spec.get("interpreter", "bash"),
+        "name": placement.name,
+        "title": spec.get("title", ""),
+        "summary": spec.get("summary", ""),
+        "description": spec.get("description", ""),
+        "interpreter": run_spec.get("interpreter", "bash"),
         "code": run_spec.get("code", ""),
         "input_spec": json.dumps(spec.get("inputSpec", []), indent=2),
         "output_spec": json.dumps(spec.get("outputSpec", []), indent=2),
-        "timeout": "".join(f"{v}{k[0]}" for k, v in timeout.items()) if isinstance(timeout, dict) and len(timeout) == 1
+        "timeout": "".join(f"{v}{k[0]}" for k, v in timeout.items())
+        if isinstance(timeout, dict) and len(timeout) == 1
         else "",
     }
 
 
 # Launching ---------------------------------------------------------------------------
+
 
 def field_name(input_name):
     return f"in_{input_name}"
@@ -178,8 +207,9 @@ def _input_field(spec):
         choices = [("", "—")] + [(json.dumps(c), str(c)) for c in spec["choices"]]
         return forms.ChoiceField(choices=choices, widget=forms.Select(attrs=attrs), **common)
     if klass == "boolean":
-        return forms.ChoiceField(choices=[("", "—"), ("true", "true"), ("false", "false")],
-                                 widget=forms.Select(attrs=attrs), **common)
+        return forms.ChoiceField(
+            choices=[("", "—"), ("true", "true"), ("false", "false")], widget=forms.Select(attrs=attrs), **common
+        )
     if klass == "hash":
         return forms.CharField(widget=forms.Textarea(attrs={**attrs, **TEXTAREA}), strip=False, **common)
     if klass in ("int", "float"):
@@ -247,13 +277,21 @@ class LaunchForm(forms.Form):
     instance_type = forms.ChoiceField(label="Instance type")
     priority = forms.ChoiceField(label="Priority", choices=PRIORITY_CHOICES, initial="normal")
     timeout = forms.CharField(label="Timeout", required=False, help_text="e.g. 90m, 2h or 1d; empty: the applet's")
-    debug_on = forms.MultipleChoiceField(label="Debug on", required=False, choices=DEBUG_CHOICES,
-                                         widget=forms.CheckboxSelectMultiple,
-                                         help_text="Hold the job for SSH instead of failing on these errors")
+    debug_on = forms.MultipleChoiceField(
+        label="Debug on",
+        required=False,
+        choices=DEBUG_CHOICES,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Hold the job for SSH instead of failing on these errors",
+    )
     allow_ssh = forms.BooleanField(label="Allow SSH from my address", required=False)
     tags = forms.CharField(label="Tags", required=False, help_text="Comma-separated")
-    properties = forms.CharField(label="Properties", required=False, help_text="One key=value per line",
-                                 widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}))
+    properties = forms.CharField(
+        label="Properties",
+        required=False,
+        help_text="One key=value per line",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
 
     # The form field that shows a run error about each option of the /applet-x/run body (inputs: their own).
     ERROR_FIELDS = {"systemRequirements": "instance_type", "folder": "folder", "timeoutPolicy": "timeout"}
@@ -286,10 +324,15 @@ class LaunchForm(forms.Form):
                 self.initial[field_name(name)] = _initial_text(specs[name], value)
         timeout = job.timeout_s
         self.initial.update(
-            name=job.name, folder=job.folder, instance_type=job.instance_type, priority=job.priority,
-            timeout=f"{timeout // 60}m" if timeout else "", tags=tags_text(job.tags),
+            name=job.name,
+            folder=job.folder,
+            instance_type=job.instance_type,
+            priority=job.priority,
+            timeout=f"{timeout // 60}m" if timeout else "",
+            tags=tags_text(job.tags),
             properties=properties_text(job.properties),
-            debug_on=job.debug.get("debugOn", []), allow_ssh=bool(job.allow_ssh),
+            debug_on=job.debug.get("debugOn", []),
+            allow_ssh=bool(job.allow_ssh),
         )
 
     def clean(self):
@@ -330,7 +373,9 @@ class LaunchForm(forms.Form):
         """The /applet-x/run body these fields describe."""
         data = self.cleaned_data
         body = {
-            "project": project_id, "input": data["input"], "folder": data["folder"],
+            "project": project_id,
+            "input": data["input"],
+            "folder": data["folder"],
             "systemRequirements": {"*": {"instanceType": data["instance_type"]}},
             "priority": data["priority"],
             "tags": parse_tags(data["tags"]),
@@ -357,8 +402,12 @@ class TagsForm(forms.Form):
 
 
 class PropertiesForm(forms.Form):
-    properties = forms.CharField(label="Properties", required=False, help_text="One key=value per line",
-                                 widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}))
+    properties = forms.CharField(
+        label="Properties",
+        required=False,
+        help_text="One key=value per line",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
 
 
 class JobFilterForm(forms.Form):
@@ -369,8 +418,9 @@ class JobFilterForm(forms.Form):
     state = forms.ChoiceField(label="State", required=False, choices=STATE_CHOICES)
     name = forms.CharField(label="Name", required=False, widget=forms.TextInput(attrs={"placeholder": "Name contains"}))
     tag = forms.CharField(label="Tag", required=False, widget=forms.TextInput(attrs={"placeholder": "Tag"}))
-    launcher = forms.CharField(label="Launched by", required=False,
-                               widget=forms.TextInput(attrs={"placeholder": "Launched by (handle)"}))
+    launcher = forms.CharField(
+        label="Launched by", required=False, widget=forms.TextInput(attrs={"placeholder": "Launched by (handle)"})
+    )
     after = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     before = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     origin = forms.BooleanField(label="Origin jobs only", required=False)

@@ -1,4 +1,5 @@
 """Jobs, their state transitions and their log lines."""
+
 from django.db import models
 
 from projects.models import ApiToken, Container, DataObject, User, now_ms
@@ -33,7 +34,12 @@ TRANSITIONS = {
     # runnable -> runnable is a worker's lease being released for a platform retry.
     State.RUNNABLE: {State.RUNNING, State.FAILED, State.TERMINATING, State.TERMINATED},
     State.RUNNING: {
-        State.WAITING_ON_OUTPUT, State.DONE, State.FAILED, State.TERMINATING, State.DEBUG_HOLD, State.RUNNABLE,
+        State.WAITING_ON_OUTPUT,
+        State.DONE,
+        State.FAILED,
+        State.TERMINATING,
+        State.DEBUG_HOLD,
+        State.RUNNABLE,
     },
     State.WAITING_ON_OUTPUT: {State.DONE, State.FAILED, State.TERMINATING, State.TERMINATED},
     State.TERMINATING: {State.TERMINATED},
@@ -101,10 +107,14 @@ class Job(models.Model):
             # The job lists (jobs.views): a page's ids come from these alone (every column the filters read),
             # in keyset order. On PostgreSQL `tags` is left out of both and has a GIN index instead (btree
             # entries are limited to ~2.7 kB; a job may carry 100 tags of 256 characters): see 0006.
-            models.Index(fields=["project", "-created", "-id", "name", "tags", "state", "launched_by", "origin"],
-                         name="jobs_job_project_list_idx"),
-            models.Index(fields=["launched_by", "-created", "-id", "project", "name", "tags", "state", "origin"],
-                         name="jobs_job_launcher_list_idx"),
+            models.Index(
+                fields=["project", "-created", "-id", "name", "tags", "state", "launched_by", "origin"],
+                name="jobs_job_project_list_idx",
+            ),
+            models.Index(
+                fields=["launched_by", "-created", "-id", "project", "name", "tags", "state", "origin"],
+                name="jobs_job_launcher_list_idx",
+            ),
             models.Index(fields=["state"]),
         ]
 
@@ -215,8 +225,13 @@ class LogLine(models.Model):
     def to_frame(self, job_name=None):
         """The JSON frame `dx watch` prints (reference §6)."""
         return {
-            "job": self.job_id, "timestamp": self.timestamp, "source": self.source, "level": self.level,
-            "line": self.seq, "msg": self.msg, **({"jobName": job_name} if job_name else {}),
+            "job": self.job_id,
+            "timestamp": self.timestamp,
+            "source": self.source,
+            "level": self.level,
+            "line": self.seq,
+            "msg": self.msg,
+            **({"jobName": job_name} if job_name else {}),
         }
 
 

@@ -16,6 +16,7 @@ hold every three-character piece of the text, then checks them.
 Either way `name__icontains` stays in the query: the index only narrows what is checked, the answer is
 the same.
 """
+
 import logging
 
 from django.db import connection
@@ -24,26 +25,26 @@ from django.db.models.expressions import RawSQL
 
 logger = logging.getLogger(__name__)
 
-NAMES = "jobs_job_name"          # SQLite: (id INTEGER PRIMARY KEY, job_id UNIQUE, name); stable rowids
-FTS = "jobs_job_name_fts"        # SQLite: FTS5 trigram index over NAMES (external content)
+NAMES = "jobs_job_name"  # SQLite: (id INTEGER PRIMARY KEY, job_id UNIQUE, name); stable rowids
+FTS = "jobs_job_name_fts"  # SQLite: FTS5 trigram index over NAMES (external content)
 TRIGRAM_INDEX = "jobs_job_name_trgm"  # PostgreSQL: GIN (UPPER(name) gin_trgm_ops)
 CANDIDATES = 500  # past this, reading the list index in order is the faster way
 
 SQLITE_TRIGGERS = {
     # jobs_job → jobs_job_name
     "jobs_job_name_ai": f"AFTER INSERT ON jobs_job BEGIN "
-                        f"INSERT INTO {NAMES}(job_id, name) VALUES (new.id, new.name); END",
+    f"INSERT INTO {NAMES}(job_id, name) VALUES (new.id, new.name); END",
     "jobs_job_name_ad": f"AFTER DELETE ON jobs_job BEGIN DELETE FROM {NAMES} WHERE job_id = old.id; END",
     "jobs_job_name_au": f"AFTER UPDATE OF name ON jobs_job WHEN new.name IS NOT old.name BEGIN "
-                        f"UPDATE {NAMES} SET name = new.name WHERE job_id = new.id; END",
+    f"UPDATE {NAMES} SET name = new.name WHERE job_id = new.id; END",
     # jobs_job_name → the FTS index (external content: it is told of every change)
     "jobs_job_name_fts_ai": f"AFTER INSERT ON {NAMES} BEGIN "
-                            f"INSERT INTO {FTS}(rowid, name) VALUES (new.id, new.name); END",
+    f"INSERT INTO {FTS}(rowid, name) VALUES (new.id, new.name); END",
     "jobs_job_name_fts_ad": f"AFTER DELETE ON {NAMES} BEGIN "
-                            f"INSERT INTO {FTS}({FTS}, rowid, name) VALUES ('delete', old.id, old.name); END",
+    f"INSERT INTO {FTS}({FTS}, rowid, name) VALUES ('delete', old.id, old.name); END",
     "jobs_job_name_fts_au": f"AFTER UPDATE ON {NAMES} BEGIN "
-                            f"INSERT INTO {FTS}({FTS}, rowid, name) VALUES ('delete', old.id, old.name); "
-                            f"INSERT INTO {FTS}(rowid, name) VALUES (new.id, new.name); END",
+    f"INSERT INTO {FTS}({FTS}, rowid, name) VALUES ('delete', old.id, old.name); "
+    f"INSERT INTO {FTS}(rowid, name) VALUES (new.id, new.name); END",
 }
 
 
@@ -61,10 +62,8 @@ def install_sqlite(schema_editor):
         logger.warning("Job name search will scan: this SQLite has no FTS5 trigram tokenizer (%s)", err)
         return False
     remove_sqlite(schema_editor)
-    execute(f"CREATE TABLE {NAMES} (id INTEGER PRIMARY KEY, job_id varchar(64) NOT NULL UNIQUE, "
-            f"name text NOT NULL)")
-    execute(f"CREATE VIRTUAL TABLE {FTS} USING fts5(name, content='{NAMES}', content_rowid='id', "
-            f"tokenize='trigram')")
+    execute(f"CREATE TABLE {NAMES} (id INTEGER PRIMARY KEY, job_id varchar(64) NOT NULL UNIQUE, name text NOT NULL)")
+    execute(f"CREATE VIRTUAL TABLE {FTS} USING fts5(name, content='{NAMES}', content_rowid='id', tokenize='trigram')")
     for name, body in SQLITE_TRIGGERS.items():
         execute(f"CREATE TRIGGER {name} {body}")
     execute(f"INSERT INTO {NAMES}(job_id, name) SELECT id, name FROM jobs_job")  # the FTS trigger indexes them
@@ -86,8 +85,9 @@ def sqlite_index_ready():
     key = connection.settings_dict["NAME"]
     if key not in _ready:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger') AND name LIKE %s",
-                           ["jobs_job_name%"])
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger') AND name LIKE %s", ["jobs_job_name%"]
+            )
             present = {row[0] for row in cursor.fetchall()}
         missing = ({NAMES, FTS} | set(SQLITE_TRIGGERS)) - present
         if missing:
@@ -99,15 +99,15 @@ def sqlite_index_ready():
 def jobs_named(jobs, text, **scope):
     """The jobs of `jobs` in the scope (field lookups on jobs_job's own columns) whose name contains text, any case."""
     named = jobs.filter(name__icontains=text)
-    if (connection.vendor != "sqlite" or len(text) < 3 or any(c in text for c in "%_\\")
-            or not sqlite_index_ready()):
+    if connection.vendor != "sqlite" or len(text) < 3 or any(c in text for c in "%_\\") or not sqlite_index_ready():
         # PostgreSQL's planner picks its trigram index itself; under three characters no trigram
         # narrows anything; LIKE's wildcards in the text: the plain LIKE handles them.
         return named.filter(**scope)
     pattern = f"%{text}%"
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {FTS} WHERE name LIKE %s LIMIT %s)",
-                       [pattern, CANDIDATES + 1])
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {FTS} WHERE name LIKE %s LIMIT %s)", [pattern, CANDIDATES + 1]
+        )
         (found,) = cursor.fetchone()
     if found > CANDIDATES:
         return named.filter(**scope)  # common: the list index, read in order, soon fills a page
@@ -118,9 +118,9 @@ def jobs_named(jobs, text, **scope):
     for key, value in scope.items():
         column, _, lookup = key.partition("__")
         alias = f"{column}_unindexed"
-        unindexed[alias] = Func(F(column), template="+%(expressions)s",
-                                output_field=jobs.model._meta.get_field(column).target_field)
+        unindexed[alias] = Func(
+            F(column), template="+%(expressions)s", output_field=jobs.model._meta.get_field(column).target_field
+        )
         lookups[f"{alias}__{lookup}" if lookup else alias] = value
-    ids = RawSQL(f"SELECT n.job_id FROM {FTS} f JOIN {NAMES} n ON n.id = f.rowid WHERE f.name LIKE %s",
-                 [pattern])
+    ids = RawSQL(f"SELECT n.job_id FROM {FTS} f JOIN {NAMES} n ON n.id = f.rowid WHERE f.name LIKE %s", [pattern])
     return named.alias(**unindexed).filter(pk__in=ids, **lookups)

@@ -1,4 +1,5 @@
 """Telling users their jobs ended: a notice in the app and an email, each one they can turn off (profile)."""
+
 import logging
 
 from django.conf import settings
@@ -21,8 +22,9 @@ def job_ended(job_id):
     message = f"{job.name} ({job.id}) {job.state}"
     if job.failure_reason:
         message += f": {job.failure_reason}: {job.failure_message}"
-    notice = Notification.objects.create(user=user, job=job, state=job.state, message=message[:500],
-                                         read=not user.notify_in_app)
+    notice = Notification.objects.create(
+        user=user, job=job, state=job.state, message=message[:500], read=not user.notify_in_app
+    )
     if user.notify_by_email and user.email:
         try:
             dispatch.email_job_ended(notice.pk)

@@ -7,6 +7,7 @@ ids come from an index alone. On PostgreSQL `tags` is not in them (btree entries
 its GIN index answers `@>` (migration 0006). A name contained goes through a trigram index first
 (jobs.namesearch).
 """
+
 import json
 from typing import NamedTuple
 
@@ -73,8 +74,10 @@ class HasPropertySQLite(Func):
         column, params = compiler.compile(self.source_expressions[0])
         if self.value is None:
             return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.key = %s)", (*params, self.key)
-        return (f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.key = %s AND json_each.type = 'text' "
-                f"AND json_each.value = %s)"), (*params, self.key, self.value)
+        return (
+            f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.key = %s AND json_each.type = 'text' "
+            f"AND json_each.value = %s)"
+        ), (*params, self.key, self.value)
 
 
 def has_tag(tag):
@@ -95,6 +98,7 @@ def has_property(key, value=None):
 
 # A tags or properties query translates to True (every job), False (none) or a Q: an empty "$and" holds for
 # every job and an empty "$or" for none, as all() and any() answer, which Q() alone cannot say.
+
 
 def _all(conditions):
     conditions = list(conditions)
@@ -220,8 +224,9 @@ class JobQuerySet(models.QuerySet):
         """Jobs past the cursor's place in newest-first order (or at it, when `inclusive`); None: all of them."""
         if cursor is None:
             return self
-        same_time = Q(created=cursor.created, pk__lte=cursor.id) if inclusive else Q(
-            created=cursor.created, pk__lt=cursor.id)
+        same_time = (
+            Q(created=cursor.created, pk__lte=cursor.id) if inclusive else Q(created=cursor.created, pk__lt=cursor.id)
+        )
         # created__lte is implied by the OR, but spelled out it bounds the index range scanned.
         return self.filter(Q(created__lt=cursor.created) | same_time, created__lte=cursor.created)
 

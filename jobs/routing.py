@@ -14,8 +14,7 @@ websocket_urlpatterns = [
     # Any ID: one that is not a job's gets the same refusal as a job the caller may not see.
     re_path(r"^(?P<job_id>[^/]+)/getLog/websocket$", consumers.JobLogConsumer.as_asgi()),
     # The browser's sockets (session auth); page URLs end with a slash, as in projects/urls.py.
-    re_path(rf"^ws/projects/{PROJECT_ID}/jobs/$",
-            AuthMiddlewareStack(consumers.JobStatesConsumer.as_asgi())),
+    re_path(rf"^ws/projects/{PROJECT_ID}/jobs/$", AuthMiddlewareStack(consumers.JobStatesConsumer.as_asgi())),
     re_path(r"^ws/jobs/mine/$", AuthMiddlewareStack(consumers.JobStatesConsumer.as_asgi())),
     re_path(rf"^ws/jobs/{JOB_ID}/$", AuthMiddlewareStack(consumers.JobPageConsumer.as_asgi())),
     re_path(rf"^ws/jobs/{JOB_ID}/terminal/$", AuthMiddlewareStack(terminal.TerminalConsumer.as_asgi())),

@@ -3,6 +3,7 @@
 Every error is an InvalidInput that names the field, e.g. `inputSpec[2] ("reads"): ...`, in its message
 and in its `field` ("inputSpec", "runSpec.code", "input.reads").
 """
+
 import re
 
 from dxweb.errors import InvalidInput, about
@@ -76,7 +77,9 @@ def check_value(where, klass, value, allow_refs=True):
         return
     target = link_target(value)
     if target is None or id_class(target[0]) != klass:
-        raise InvalidInput(f'{where}: expected a link to a {klass} ({{"$dnanexus_link": "{klass}-..."}}), got {value!r:.80}')
+        raise InvalidInput(
+            f'{where}: expected a link to a {klass} ({{"$dnanexus_link": "{klass}-..."}}), got {value!r:.80}'
+        )
 
 
 def _check_io_spec(kind, spec, output=False):
@@ -149,8 +152,9 @@ def check_run_spec(run_spec):
     if not isinstance(run_spec, dict):
         raise InvalidInput("runSpec must be a JSON object", field="runSpec")
     if run_spec.get("interpreter") not in INTERPRETERS:
-        raise InvalidInput(f'runSpec.interpreter must be one of {", ".join(sorted(INTERPRETERS))}',
-                           field="runSpec.interpreter")
+        raise InvalidInput(
+            f"runSpec.interpreter must be one of {', '.join(sorted(INTERPRETERS))}", field="runSpec.interpreter"
+        )
     if not isinstance(run_spec.get("code"), str):
         raise InvalidInput("runSpec.code must be a string (the applet's script)", field="runSpec.code")
     run_spec["code"] = normalise_line_endings(run_spec["code"])
@@ -164,16 +168,22 @@ def check_run_spec(run_spec):
         timeout_seconds(limit, f"runSpec.timeoutPolicy.{fn}", field="runSpec.timeoutPolicy")
     for i, dep in enumerate(run_spec.get("execDepends", [])):
         if not isinstance(dep, dict) or not isinstance(dep.get("name"), str):
-            raise InvalidInput(f'runSpec.execDepends[{i}] must be {{"name": ..., "package_manager"?: ...}}',
-                               field="runSpec.execDepends")
+            raise InvalidInput(
+                f'runSpec.execDepends[{i}] must be {{"name": ..., "package_manager"?: ...}}',
+                field="runSpec.execDepends",
+            )
     for i, dep in enumerate(run_spec.get("bundledDepends", [])):
         if not isinstance(dep, dict) or link_target(dep.get("id")) is None:
-            raise InvalidInput(f'runSpec.bundledDepends[{i}] must be {{"name": ..., "id": {{"$dnanexus_link": "file-..."}}}}',
-                               field="runSpec.bundledDepends")
+            raise InvalidInput(
+                f'runSpec.bundledDepends[{i}] must be {{"name": ..., "id": {{"$dnanexus_link": "file-..."}}}}',
+                field="runSpec.bundledDepends",
+            )
     requirements = run_spec.get("systemRequirements", {})
     if not isinstance(requirements, dict) or not all(isinstance(v, dict) for v in requirements.values()):
-        raise InvalidInput('runSpec.systemRequirements must map entry points to {"instanceType": ...}',
-                           field="runSpec.systemRequirements")
+        raise InvalidInput(
+            'runSpec.systemRequirements must map entry points to {"instanceType": ...}',
+            field="runSpec.systemRequirements",
+        )
 
 
 def timeout_seconds(limit, where, field=None):
@@ -214,8 +224,10 @@ def check_input(input_spec, values):
     fields = {f["name"]: f for f in input_spec or []}
     unknown = sorted(set(values) - set(fields))
     if unknown and input_spec is not None:
-        raise InvalidInput(f"input: unknown field(s) {', '.join(unknown)}; the applet takes {', '.join(fields) or 'none'}",
-                           field="input")
+        raise InvalidInput(
+            f"input: unknown field(s) {', '.join(unknown)}; the applet takes {', '.join(fields) or 'none'}",
+            field="input",
+        )
     resolved = dict(values)
     for name, field in fields.items():
         where = f'input "{name}"'

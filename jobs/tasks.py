@@ -3,6 +3,7 @@
 Nothing in the product imports this module: work is queued by name (jobs/dispatch.py), and only
 a worker loads it.
 """
+
 import logging
 import socket
 

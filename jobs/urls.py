@@ -1,4 +1,5 @@
 """Page URLs for applets and jobs; like projects/urls.py each ends with a slash, apart from the API's routes."""
+
 from django.urls import path
 
 from . import views

@@ -2,6 +2,7 @@
 
 Launching goes through jobs.actions.run_applet, the same action as /applet-x/run.
 """
+
 import json
 from datetime import datetime, time, timezone
 
@@ -25,13 +26,22 @@ from projects.views import PAGE_SIZE, principal, project_for
 
 from . import actions
 from .forms import (
-    AppletForm, JobFilterForm, LaunchForm, PropertiesForm, TagsForm, applet_initial, parse_properties, parse_tags,
-    properties_text, tags_text,
+    AppletForm,
+    JobFilterForm,
+    LaunchForm,
+    PropertiesForm,
+    TagsForm,
+    applet_initial,
+    parse_properties,
+    parse_tags,
+    properties_text,
+    tags_text,
 )
 from .models import FINAL_STATES, Job, JobDependency, LogLine, Notification, State
 from .querysets import Cursor
 from .specs import jbor, link_target
 from .ssh.terminal import hold_until
+
 
 def applet_in(request, container, applet_id, needed=Level.VIEW):
     """Return the applet as placed in the project, or raise ResourceNotFound (the 404 page)."""
@@ -51,6 +61,7 @@ def job_for(request, job_id, needed=Level.VIEW):
 
 # Applets -----------------------------------------------------------------------------
 
+
 @login_required
 def applets(request, project_id):
     container = project_for(request, project_id)
@@ -62,10 +73,18 @@ def applets(request, project_id):
     rows = sorted(newest.values(), key=lambda p: p.name.lower())
     for p in rows:
         p.versions = versions[p.name]
-    return render(request, "jobs/applets.html", {
-        "section": "projects", "tab": "applets", "project": container, "level": container.level,
-        "can_create": container.level >= Level.UPLOAD, "applets": rows,
-    })
+    return render(
+        request,
+        "jobs/applets.html",
+        {
+            "section": "projects",
+            "tab": "applets",
+            "project": container,
+            "level": container.level,
+            "can_create": container.level >= Level.UPLOAD,
+            "applets": rows,
+        },
+    )
 
 
 @login_required
@@ -74,17 +93,29 @@ def applet(request, project_id, applet_id):
     placement = applet_in(request, container, applet_id)
     versions = (
         Placement.objects.filter(container=container, obj__cls="applet", name=placement.name)
-        .select_related("obj", "obj__created_by").order_by("-obj__created", "-pk")
+        .select_related("obj", "obj__created_by")
+        .order_by("-obj__created", "-pk")
     )
     spec = placement.obj.spec
-    return render(request, "jobs/applet.html", {
-        "section": "projects", "tab": "applets", "project": container, "level": container.level,
-        "applet": placement, "spec": spec, "run_spec": spec.get("runSpec", {}),
-        "run_spec_rest": json.dumps({k: v for k, v in spec.get("runSpec", {}).items() if k != "code"}, indent=2),
-        "versions": versions, "newest": versions[0].obj_id == placement.obj_id,
-        "can_create": container.level >= Level.UPLOAD, "can_run": container.level >= Level.CONTRIBUTE,
-        "recent_jobs": Job.objects.filter(project=container, executable=placement.obj_id).order_by("-created")[:10],
-    })
+    return render(
+        request,
+        "jobs/applet.html",
+        {
+            "section": "projects",
+            "tab": "applets",
+            "project": container,
+            "level": container.level,
+            "applet": placement,
+            "spec": spec,
+            "run_spec": spec.get("runSpec", {}),
+            "run_spec_rest": json.dumps({k: v for k, v in spec.get("runSpec", {}).items() if k != "code"}, indent=2),
+            "versions": versions,
+            "newest": versions[0].obj_id == placement.obj_id,
+            "can_create": container.level >= Level.UPLOAD,
+            "can_run": container.level >= Level.CONTRIBUTE,
+            "recent_jobs": Job.objects.filter(project=container, executable=placement.obj_id).order_by("-created")[:10],
+        },
+    )
 
 
 @login_required
@@ -92,8 +123,11 @@ def applet_new(request, project_id):
     """Create an applet, or (?from=<applet>) a new version of one: applets are immutable."""
     container = project_for(request, project_id, Level.UPLOAD)
     source = applet_in(request, container, request.GET["from"]) if request.GET.get("from") else None
-    form = AppletForm(request.POST or None, request.FILES or None,
-                      initial=applet_initial(source) if source else {"interpreter": "bash"})
+    form = AppletForm(
+        request.POST or None,
+        request.FILES or None,
+        initial=applet_initial(source) if source else {"interpreter": "bash"},
+    )
     if request.method == "POST" and form.is_valid():
         try:
             with transaction.atomic():
@@ -103,13 +137,22 @@ def applet_new(request, project_id):
         else:
             messages.success(request, f"Created {placement.name} ({placement.obj_id})")
             return redirect("applet", container.pk, placement.obj_id)
-    return render(request, "jobs/applet_form.html", {
-        "section": "projects", "tab": "applets", "project": container, "level": container.level,
-        "form": form, "source": source,
-    })
+    return render(
+        request,
+        "jobs/applet_form.html",
+        {
+            "section": "projects",
+            "tab": "applets",
+            "project": container,
+            "level": container.level,
+            "form": form,
+            "source": source,
+        },
+    )
 
 
 # Launching -----------------------------------------------------------------------------
+
 
 @login_required
 def launch(request, project_id, applet_id):
@@ -130,11 +173,23 @@ def launch(request, project_id, applet_id):
         else:
             messages.success(request, f"Launched {job.name} ({job.id})")
             return redirect("job", job.id)
-    return render(request, "jobs/launch.html", {
-        "section": "projects", "tab": "applets", "project": container, "level": container.level,
-        "applet": placement, "spec": spec, "form": form, "source": source,
-        "can_run": container.level >= Level.CONTRIBUTE, "client_ip": client_ip,
-    }, status=422 if form.errors else 200)
+    return render(
+        request,
+        "jobs/launch.html",
+        {
+            "section": "projects",
+            "tab": "applets",
+            "project": container,
+            "level": container.level,
+            "applet": placement,
+            "spec": spec,
+            "form": form,
+            "source": source,
+            "can_run": container.level >= Level.CONTRIBUTE,
+            "client_ip": client_ip,
+        },
+        status=422 if form.errors else 200,
+    )
 
 
 @login_required
@@ -144,23 +199,37 @@ def file_search(request):
     if klass not in ("file", "applet", "record"):
         return JsonResponse({"results": []})
     visible = permissions.visible_projects(principal(request)).values("pk")
-    found = (
-        Placement.objects.filter(container_id__in=visible, obj__cls=klass, obj__state=DataObject.CLOSED,
-                                 hidden=False, name__icontains=request.GET.get("q", "").strip())
-        .select_related("obj", "container")
-    )
+    found = Placement.objects.filter(
+        container_id__in=visible,
+        obj__cls=klass,
+        obj__state=DataObject.CLOSED,
+        hidden=False,
+        name__icontains=request.GET.get("q", "").strip(),
+    ).select_related("obj", "container")
     project = request.GET.get("project", "")
     # The launching project's files first, then the rest, newest first.
     rows = list(found.filter(container_id=project).order_by("-obj__created")[:20]) if project else []
     if len(rows) < 20:
         rows += list(found.exclude(container_id=project).order_by("-obj__created")[: 20 - len(rows)])
-    return JsonResponse({"results": [{
-        "id": p.obj_id, "name": p.name, "folder": p.folder, "project": p.container_id,
-        "projectName": p.container.name, "size": p.obj.size if klass == "file" else None,
-    } for p in rows]})
+    return JsonResponse(
+        {
+            "results": [
+                {
+                    "id": p.obj_id,
+                    "name": p.name,
+                    "folder": p.folder,
+                    "project": p.container_id,
+                    "projectName": p.container.name,
+                    "size": p.obj.size if klass == "file" else None,
+                }
+                for p in rows
+            ]
+        }
+    )
 
 
 # Job lists --------------------------------------------------------------------------------
+
 
 def filtered_jobs(form, **scope):
     """The jobs of a list's scope (field lookups: the project, or the launcher and visible projects) that
@@ -185,8 +254,20 @@ def filtered_jobs(form, **scope):
 
 
 # What a job list shows: its rows load only these (a job's input, output and spec can be large).
-LIST_FIELDS = ("id", "name", "state", "parent_id", "project_id", "project__name", "executable_name", "function",
-               "launched_by_id", "launched_by__username", "created", "tags")
+LIST_FIELDS = (
+    "id",
+    "name",
+    "state",
+    "parent_id",
+    "project_id",
+    "project__name",
+    "executable_name",
+    "function",
+    "launched_by_id",
+    "launched_by__username",
+    "created",
+    "tags",
+)
 
 
 def keyset_page(request, qs):
@@ -223,10 +304,19 @@ def project_jobs(request, project_id):
     container = project_for(request, project_id)
     form = JobFilterForm(request.GET or None)
     qs = filtered_jobs(form, project_id=container.pk)
-    return render(request, "jobs/jobs.html", {
-        "section": "projects", "tab": "jobs", "project": container, "level": container.level, "form": form,
-        "ws_path": f"/ws/projects/{container.pk}/jobs/", **keyset_page(request, qs),
-    })
+    return render(
+        request,
+        "jobs/jobs.html",
+        {
+            "section": "projects",
+            "tab": "jobs",
+            "project": container,
+            "level": container.level,
+            "form": form,
+            "ws_path": f"/ws/projects/{container.pk}/jobs/",
+            **keyset_page(request, qs),
+        },
+    )
 
 
 @login_required
@@ -234,12 +324,21 @@ def my_jobs(request):
     form = JobFilterForm(request.GET or None)
     visible = permissions.visible_container_ids(principal(request))
     qs = filtered_jobs(form, launched_by_id=request.user.pk, project_id__in=visible)
-    return render(request, "jobs/jobs.html", {
-        "section": "jobs", "form": form, "ws_path": "/ws/jobs/mine/", "mine": True, **keyset_page(request, qs),
-    })
+    return render(
+        request,
+        "jobs/jobs.html",
+        {
+            "section": "jobs",
+            "form": form,
+            "ws_path": "/ws/jobs/mine/",
+            "mine": True,
+            **keyset_page(request, qs),
+        },
+    )
 
 
 # The job page --------------------------------------------------------------------------------
+
 
 def shown_value(request, job, value):
     """Describe an input or output value for the page: a file link, a job reference, or JSON."""
@@ -266,8 +365,10 @@ def shown_value(request, job, value):
 
 def io_rows(request, job, values, spec):
     classes = {field["name"]: field.get("class", "") for field in spec or []}
-    return [{"name": name, "class": classes.get(name, ""), "value": shown_value(request, job, value)}
-            for name, value in (values or {}).items()]
+    return [
+        {"name": name, "class": classes.get(name, ""), "value": shown_value(request, job, value)}
+        for name, value in (values or {}).items()
+    ]
 
 
 def waiting_reason(job):
@@ -327,26 +428,34 @@ def job(request, job_id):
     job = job_for(request, job_id)
     origin = job.origin or job
     stopped = job.stopped_running
-    return render(request, "jobs/job.html", {
-        "section": "jobs", "job": job, "project": job.project, "level": job.level,
-        "can_change": job.level >= Level.CONTRIBUTE,
-        "can_terminate": job.level >= Level.CONTRIBUTE and Job.objects.filter(
-            Q(pk=origin.pk) | Q(origin=origin)).exclude(state__in=FINAL_STATES).exists(),
-        "is_final": job.is_final,
-        "duration_s": (stopped - job.started_running) // 1000 if stopped and job.started_running else None,
-        "inputs": io_rows(request, job, job.original_input, job.spec.get("inputSpec")),
-        "outputs": io_rows(request, job, job.output, job.spec.get("outputSpec")) if job.output else [],
-        "waiting": waiting_reason(job),
-        "tree": job_tree(origin),
-        "relaunch": launch_url(request, origin) if job.pk == origin.pk and not job.parent_id else None,
-        "applet_url": reverse("applet", args=[job.project_id, job.executable])
-        if Placement.objects.filter(container=job.project_id, obj_id=job.executable).exists() else None,
-        "can_debug": job.state == State.DEBUG_HOLD or (job.state == State.RUNNING and bool(job.allow_ssh)),
-        "tags_form": TagsForm(initial={"tags": tags_text(job.tags)}),
-        "properties_form": PropertiesForm(initial={"properties": properties_text(job.properties)}),
-        "levels": ["STDOUT", "STDERR", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        "ssh_sessions": job.ssh_sessions.select_related("user").order_by("-started")[:50],
-    })
+    return render(
+        request,
+        "jobs/job.html",
+        {
+            "section": "jobs",
+            "job": job,
+            "project": job.project,
+            "level": job.level,
+            "can_change": job.level >= Level.CONTRIBUTE,
+            "can_terminate": job.level >= Level.CONTRIBUTE
+            and Job.objects.filter(Q(pk=origin.pk) | Q(origin=origin)).exclude(state__in=FINAL_STATES).exists(),
+            "is_final": job.is_final,
+            "duration_s": (stopped - job.started_running) // 1000 if stopped and job.started_running else None,
+            "inputs": io_rows(request, job, job.original_input, job.spec.get("inputSpec")),
+            "outputs": io_rows(request, job, job.output, job.spec.get("outputSpec")) if job.output else [],
+            "waiting": waiting_reason(job),
+            "tree": job_tree(origin),
+            "relaunch": launch_url(request, origin) if job.pk == origin.pk and not job.parent_id else None,
+            "applet_url": reverse("applet", args=[job.project_id, job.executable])
+            if Placement.objects.filter(container=job.project_id, obj_id=job.executable).exists()
+            else None,
+            "can_debug": job.state == State.DEBUG_HOLD or (job.state == State.RUNNING and bool(job.allow_ssh)),
+            "tags_form": TagsForm(initial={"tags": tags_text(job.tags)}),
+            "properties_form": PropertiesForm(initial={"properties": properties_text(job.properties)}),
+            "levels": ["STDOUT", "STDERR", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+            "ssh_sessions": job.ssh_sessions.select_related("user").order_by("-started")[:50],
+        },
+    )
 
 
 @login_required
@@ -421,6 +530,7 @@ def job_properties(request, job):
 
 # The debug terminal ----------------------------------------------------------------------------
 
+
 def debugger(request):
     """The requester with their address, which access_debug checks against the job's allowSSH."""
     return Principal(user=request.user, client_ip=request.META.get("REMOTE_ADDR", ""), request=request)
@@ -433,14 +543,29 @@ def job_debug(request, job_id):
     except actions.AddressNotAllowed as err:
         # The one refusal the user can lift from here: offer to add their address, as `dx ssh` would.
         job = actions.access_job(debugger(request), job_id)
-        return render(request, "jobs/debug_allow.html", {
-            "section": "jobs", "job": job, "project": job.project, "message": err.message,
-            "client_ip": request.META.get("REMOTE_ADDR", ""),
-        }, status=403)
-    return render(request, "jobs/terminal.html", {
-        "section": "jobs", "job": job, "project": job.project, "hold_until": hold_until(job),
-        "ws_path": f"/ws/jobs/{job.pk}/terminal/",
-    })
+        return render(
+            request,
+            "jobs/debug_allow.html",
+            {
+                "section": "jobs",
+                "job": job,
+                "project": job.project,
+                "message": err.message,
+                "client_ip": request.META.get("REMOTE_ADDR", ""),
+            },
+            status=403,
+        )
+    return render(
+        request,
+        "jobs/terminal.html",
+        {
+            "section": "jobs",
+            "job": job,
+            "project": job.project,
+            "hold_until": hold_until(job),
+            "ws_path": f"/ws/jobs/{job.pk}/terminal/",
+        },
+    )
 
 
 def attempted(request, action, job_id):
@@ -487,6 +612,7 @@ def job_hold_release(request, job_id):
 
 # Notifications -----------------------------------------------------------------------------------
 
+
 @login_required
 def notifications(request):
     """The user's notices (their own only), newest first; opening the page or posting marks them read."""
@@ -495,6 +621,13 @@ def notifications(request):
     unread = [n.pk for n in page if not n.read]
     if request.method == "POST" or unread:
         Notification.objects.filter(user=request.user, read=False).update(read=True)
-    return render(request, "jobs/notifications.html", {
-        "section": "notifications", "page": page, "unread_ids": set(unread), "unread_notifications": 0,
-    })
+    return render(
+        request,
+        "jobs/notifications.html",
+        {
+            "section": "notifications",
+            "page": page,
+            "unread_ids": set(unread),
+            "unread_notifications": 0,
+        },
+    )

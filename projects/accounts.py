@@ -1,4 +1,5 @@
 """Creating users and the first admin, shared by management commands and pages."""
+
 import secrets
 
 from django.db import transaction

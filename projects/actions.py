@@ -1,4 +1,5 @@
 """State changes on projects, orgs, folders and files; pages and API methods share them."""
+
 import hashlib
 import logging
 import secrets
@@ -15,7 +16,18 @@ from dxweb.ids import HANDLE_RE, new_id
 from dxweb.validation import get, string_list, string_map
 
 from .models import (
-    ApiToken, Container, DataObject, FilePart, Folder, Grant, Level, Org, OrgMember, Placement, User, now_ms,
+    ApiToken,
+    Container,
+    DataObject,
+    FilePart,
+    Folder,
+    Grant,
+    Level,
+    Org,
+    OrgMember,
+    Placement,
+    User,
+    now_ms,
 )
 from .signals import project_deleting, project_destroying
 
@@ -95,6 +107,7 @@ def touch(container):
 
 # Projects and containers ---------------------------------------------------
 
+
 def create_container(user, name, kind=Container.PROJECT, summary="", description="", tags=(), properties=None):
     """Create a project (or workspace) with its root folder; its creator gets ADMINISTER."""
     container = Container.objects.create(
@@ -164,8 +177,7 @@ def destroy_project(principal, container, terminate_jobs=False):
     InvalidState (as on DNAnexus) unless `terminate_jobs`, and are then terminated and waited for
     (jobs.actions.end_project_jobs). That commits before the wait: call it outside a transaction.
     """
-    project_destroying.send(sender=Container, principal=principal, container=container,
-                            terminate_jobs=terminate_jobs)
+    project_destroying.send(sender=Container, principal=principal, container=container, terminate_jobs=terminate_jobs)
     with transaction.atomic():
         replies = project_deleting.send(sender=Container, principal=principal, container=container)
         others = [other for _, containers in replies for other in containers or ()]
@@ -175,6 +187,7 @@ def destroy_project(principal, container, terminate_jobs=False):
 
 
 # Members ---------------------------------------------------------------------
+
 
 def resolve_grantee(grantee):
     """Return (user, org) for a `user-x` or `org-x` ID, or raise InvalidInput."""
@@ -198,7 +211,12 @@ def invite(container, grantee, level):
         raise InvalidInput('"level" must be one of VIEW, UPLOAD, CONTRIBUTE, ADMINISTER')
     user, org = resolve_grantee(grantee)
     existing = Grant.objects.filter(container=container, user=user, org=org).first()
-    if existing and existing.level == Level.ADMINISTER and lvl != Level.ADMINISTER and _admins_after(container, existing.pk) == 0:
+    if (
+        existing
+        and existing.level == Level.ADMINISTER
+        and lvl != Level.ADMINISTER
+        and _admins_after(container, existing.pk) == 0
+    ):
         raise InvalidState("A project must keep at least one ADMINISTER member")
     Grant.objects.update_or_create(container=container, user=user, org=org, defaults={"level": lvl})
     touch(container)
@@ -224,10 +242,14 @@ def decrease_permissions(container, changes):
         else:
             new_level = Level.parse(level)
             if new_level is None:
-                raise InvalidInput('Levels must be one of VIEW, UPLOAD, CONTRIBUTE, ADMINISTER or null')
+                raise InvalidInput("Levels must be one of VIEW, UPLOAD, CONTRIBUTE, ADMINISTER or null")
             if new_level > grant.level:
                 raise InvalidInput(f"decreasePermissions cannot raise {grantee} to {level}; use invite")
-        if grant.level == Level.ADMINISTER and new_level != Level.ADMINISTER and _admins_after(container, grant.pk) == 0:
+        if (
+            grant.level == Level.ADMINISTER
+            and new_level != Level.ADMINISTER
+            and _admins_after(container, grant.pk) == 0
+        ):
             raise InvalidState("A project must keep at least one ADMINISTER member")
         if new_level is None:
             grant.delete()
@@ -247,6 +269,7 @@ def leave(container, user):
 
 
 # Orgs --------------------------------------------------------------------------
+
 
 def create_org(user, handle, name=None):
     if not isinstance(handle, str) or not HANDLE_RE.match(handle):
@@ -275,12 +298,16 @@ def remove_org_member(org, user):
     member = OrgMember.objects.filter(org=org, user=user).first()
     if member is None:
         raise InvalidInput(f"{user.dx_id} is not a member of {org.id}")
-    if member.level == OrgMember.ADMIN and not OrgMember.objects.filter(org=org, level=OrgMember.ADMIN).exclude(pk=member.pk).exists():
+    if (
+        member.level == OrgMember.ADMIN
+        and not OrgMember.objects.filter(org=org, level=OrgMember.ADMIN).exclude(pk=member.pk).exists()
+    ):
         raise InvalidState("An org must keep at least one ADMIN")
     member.delete()
 
 
 # Folders -----------------------------------------------------------------------
+
 
 def folder_exists(container, path):
     return path == "/" or Folder.objects.filter(container=container, path=path).exists()
@@ -413,11 +440,11 @@ def _check_relocation(container, src, target):
 
 def _relocate_folder(container, src, target):
     for folder in _subtree(Folder.objects.filter(container=container), "path", src):
-        folder.path = target + folder.path[len(src):]
+        folder.path = target + folder.path[len(src) :]
         folder.parent = parent_of(folder.path)
         folder.save(update_fields=["path", "parent"])
     for placement in _subtree(Placement.objects.filter(container=container), "folder", src):
-        placement.folder = target + placement.folder[len(src):]
+        placement.folder = target + placement.folder[len(src) :]
         placement.save(update_fields=["folder"])
 
 
@@ -454,7 +481,7 @@ def clone(source, dest, objects, folders, destination, parents=False):
 
 def _rebase(path, src, base):
     """Where `path` (the folder `src` or one below it) lands when `src` is copied to `base`."""
-    rest = path[len(src.rstrip("/")):]
+    rest = path[len(src.rstrip("/")) :]
     return clean_folder(base.rstrip("/") + rest) if rest else base
 
 
@@ -462,8 +489,13 @@ def _place(container, placement, folder):
     try:
         with transaction.atomic():
             return Placement.objects.create(
-                container=container, obj=placement.obj, folder=folder, name=placement.name,
-                hidden=placement.hidden, tags=list(placement.tags), properties=dict(placement.properties),
+                container=container,
+                obj=placement.obj,
+                folder=folder,
+                name=placement.name,
+                hidden=placement.hidden,
+                tags=list(placement.tags),
+                properties=dict(placement.properties),
             )
     except IntegrityError:
         return None
@@ -471,8 +503,22 @@ def _place(container, placement, folder):
 
 # Data objects --------------------------------------------------------------------
 
-def new_object(user, container, cls, name, folder="/", parents=False, hidden=False, tags=(), types=(),
-               properties=None, details=None, state=DataObject.OPEN, **fields):
+
+def new_object(
+    user,
+    container,
+    cls,
+    name,
+    folder="/",
+    parents=False,
+    hidden=False,
+    tags=(),
+    types=(),
+    properties=None,
+    details=None,
+    state=DataObject.OPEN,
+    **fields,
+):
     """Create a data object placed in `container`."""
     folder = clean_folder(folder)
     if not folder_exists(container, folder):
@@ -482,12 +528,22 @@ def new_object(user, container, cls, name, folder="/", parents=False, hidden=Fal
     if details is not None and not isinstance(details, (dict, list)):
         raise InvalidInput('"details" must be a JSON object or array')
     obj = DataObject.objects.create(
-        id=new_id(cls), cls=cls, state=state, types=clean_tags(list(types)), details=details or {},
-        created_by=user, **fields,
+        id=new_id(cls),
+        cls=cls,
+        state=state,
+        types=clean_tags(list(types)),
+        details=details or {},
+        created_by=user,
+        **fields,
     )
     placement = Placement.objects.create(
-        container=container, obj=obj, folder=folder, name=clean_name(name), hidden=bool(hidden),
-        tags=clean_tags(list(tags)), properties=clean_properties(properties or {}),
+        container=container,
+        obj=obj,
+        folder=folder,
+        name=clean_name(name),
+        hidden=bool(hidden),
+        tags=clean_tags(list(tags)),
+        properties=clean_properties(properties or {}),
     )
     touch(container)
     return placement
@@ -522,12 +578,17 @@ def request_upload(file, index, size=None, md5=None):
         raise InvalidState(f"{file.pk} is {file.state}; only open files take parts")
     if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= settings.DXWEB_MAX_PARTS:
         raise InvalidInput(f'"index" must be an integer from 1 to {settings.DXWEB_MAX_PARTS}')
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= settings.DXWEB_MAX_PART_SIZE):
+    if size is not None and (
+        not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= settings.DXWEB_MAX_PART_SIZE
+    ):
         raise InvalidInput(f'"size" must be an integer from 0 to {settings.DXWEB_MAX_PART_SIZE}')
-    if md5 is not None and (not isinstance(md5, str) or len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5.lower())):
+    if md5 is not None and (
+        not isinstance(md5, str) or len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5.lower())
+    ):
         raise InvalidInput('"md5" must be 32 hexadecimal digits')
     FilePart.objects.update_or_create(
-        file=file, index=index,
+        file=file,
+        index=index,
         defaults={"size": size, "md5": (md5 or "").lower(), "state": FilePart.PENDING},
     )
 
@@ -554,7 +615,10 @@ def store_part(file_id, index, expect_size, expect_md5, stream):
         raise
     with transaction.atomic():
         updated = FilePart.objects.filter(pk=part.pk, file__state=DataObject.OPEN).update(
-            blob=blob, size=written.count, md5=digest.hexdigest(), state=FilePart.COMPLETE,
+            blob=blob,
+            size=written.count,
+            md5=digest.hexdigest(),
+            state=FilePart.COMPLETE,
         )
         if not updated:
             transaction.on_commit(lambda: _delete_blobs([blob]))
@@ -627,6 +691,7 @@ def close_file(file):
 
 
 # Members, tokens and keys for the pages ----------------------------------------------
+
 
 def change_member_level(container, grantee, level):
     """Set an existing member's level: raising goes through invite, lowering keeps an ADMINISTER member."""

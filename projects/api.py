@@ -1,4 +1,5 @@
 """API methods for users, orgs, projects, folders and data objects."""
+
 from django.conf import settings
 from django.db import DatabaseError
 
@@ -9,7 +10,13 @@ from dxweb.validation import MAX_INT, get, string_list, string_map
 from . import actions, permissions, transfer
 from .find import describe_input, name_query, page_limit
 from .models import (
-    DataObject, Level, OrgMember, Placement, describe_container, describe_placement, select_fields,
+    DataObject,
+    Level,
+    OrgMember,
+    Placement,
+    describe_container,
+    describe_placement,
+    select_fields,
 )
 from .permissions import access_container, access_object, access_org, access_self, access_user
 
@@ -105,6 +112,7 @@ def _paginate(qs, body, predicate, render):
 
 # System ------------------------------------------------------------------------
 
+
 @api_method("system", "whoami")
 def whoami(principal, body):
     data = {"id": principal.user.dx_id}
@@ -136,8 +144,12 @@ def find_projects(principal, body):
         return (tags is None or _tag_match(c.tags, tags)) and (props is None or _property_match(c.properties, props))
 
     def render(c):
-        row = {"id": c.pk, "level": Level(c.level).label, "public": False,
-               "permissionSources": list(permissions.permission_sources(principal.user, c.pk))}
+        row = {
+            "id": c.pk,
+            "level": Level(c.level).label,
+            "public": False,
+            "permissionSources": list(permissions.permission_sources(principal.user, c.pk)),
+        }
         if wanted:
             row["describe"] = select_fields(describe_container(c, c.level), options)
         return row
@@ -251,6 +263,7 @@ def describe_data_objects(principal, body):
 
 # Users -------------------------------------------------------------------------
 
+
 @api_method("user", "describe")
 def user_describe(principal, user_id, body):
     user = access_user(principal, user_id)
@@ -269,6 +282,7 @@ def user_update(principal, user_id, body):
 
 
 # Orgs --------------------------------------------------------------------------
+
 
 @api_method("org", "new", write=True)
 def org_new(principal, body):
@@ -320,6 +334,7 @@ def org_set_member_access(principal, org_id, body):
 
 
 # Projects and containers ---------------------------------------------------------
+
 
 @api_method("project", "new", write=True)
 def project_new(principal, body):
@@ -381,9 +396,7 @@ def project_list_folder(principal, container, body):
     wanted, options = describe_input(body)
     reply = {}
     if only in ("all", "folders"):
-        reply["folders"] = list(
-            container.folders.filter(parent=folder).order_by("path").values_list("path", flat=True)
-        )
+        reply["folders"] = list(container.folders.filter(parent=folder).order_by("path").values_list("path", flat=True))
     if only in ("all", "objects"):
         qs = container.placements.filter(folder=folder).select_related("obj", "obj__created_by").order_by("name")
         if not get(body, "includeHidden", bool, False):
@@ -421,8 +434,9 @@ def project_remove_objects(principal, container, body):
 
 @container_method("move", Level.CONTRIBUTE, write=True)
 def project_move(principal, container, body):
-    actions.move(container, string_list(body, "objects", []), string_list(body, "folders", []),
-                 get(body, "destination", str))
+    actions.move(
+        container, string_list(body, "objects", []), string_list(body, "folders", []), get(body, "destination", str)
+    )
     return {"id": container.pk}
 
 
@@ -430,8 +444,12 @@ def project_move(principal, container, body):
 def project_clone(principal, container, body):
     dest = access_container(principal, get(body, "project", str), Level.UPLOAD)
     exists = actions.clone(
-        container, dest, string_list(body, "objects", []), string_list(body, "folders", []),
-        get(body, "destination", str, "/"), get(body, "parents", bool, False),
+        container,
+        dest,
+        string_list(body, "objects", []),
+        string_list(body, "folders", []),
+        get(body, "destination", str, "/"),
+        get(body, "parents", bool, False),
     )
     return {"id": container.pk, "project": dest.pk, "exists": exists}
 
@@ -492,6 +510,7 @@ tagging_methods(container_method, lambda container: container.pk)
 
 # Data objects ----------------------------------------------------------------------
 
+
 def object_method(name, needed=Level.VIEW, write=False, classes=OBJECT_CLASSES):
     """Register a handler for /<class>-x/<name> on data objects, reached through the `project` hint."""
 
@@ -544,7 +563,9 @@ def object_set_details(principal, placement, body):
 def file_new(principal, body):
     container = access_container(principal, get(body, "project", str), Level.UPLOAD)
     placement = actions.new_object(
-        principal.user, container, "file",
+        principal.user,
+        container,
+        "file",
         **actions.new_object_fields(body, "Untitled file"),
         media=actions._check_text(get(body, "media", str, ""), '"media"', 255),
     )
@@ -576,9 +597,11 @@ def file_download(principal, placement, body):
         duration = get(body, "duration", int, settings.DXWEB_PREAUTHENTICATED_URL_TTL)
         if duration <= 0:
             raise InvalidInput("duration must be a positive number of seconds")
-        url, expires = transfer.download_url(principal.request, placement.obj_id, filename,
-                                             ttl=min(duration, settings.DXWEB_DOWNLOAD_URL_MAX_TTL))
+        url, expires = transfer.download_url(
+            principal.request, placement.obj_id, filename, ttl=min(duration, settings.DXWEB_DOWNLOAD_URL_MAX_TTL)
+        )
     else:  # good while the caller's token is
-        url, expires = transfer.download_url(principal.request, placement.obj_id, filename,
-                                             token_id=principal.token_id, project=placement.container_id)
+        url, expires = transfer.download_url(
+            principal.request, placement.obj_id, filename, token_id=principal.token_id, project=placement.container_id
+        )
     return {"url": url, "headers": {}, "expires": expires}

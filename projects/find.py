@@ -1,4 +1,5 @@
 """What every /system/find* method reads the same way: its `limit`, `name` and `describe` inputs."""
+
 import re
 
 from django.db.models import Q

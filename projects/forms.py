@@ -1,4 +1,5 @@
 """Page forms: they collect input and reuse the actions' own checks, so pages and the API agree."""
+
 from django import forms
 
 from dxweb.errors import DXError
@@ -88,6 +89,8 @@ class NotifyForm(forms.Form):
 class SshKeyForm(forms.Form):
     # strip=False: the key is kept byte for byte, as `dx ssh` compares it with the local file.
     key = forms.CharField(
-        label="SSH public key", required=False, strip=False,
+        label="SSH public key",
+        required=False,
+        strip=False,
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": "ssh-ed25519 AAAA… you@laptop"}),
     )

@@ -1,4 +1,5 @@
 """Users, orgs, containers (projects and workspaces), grants, folders and data objects."""
+
 import hashlib
 import secrets
 import time
@@ -301,8 +302,9 @@ def container_permissions(container_id):
         [container_id],
     )
     # Grant.grantee_id: a user's dx_id, or the org's id.
-    return {(f"user-{username}" if username is not None else org_id): Level(level).label
-            for username, org_id, level in rows}
+    return {
+        (f"user-{username}" if username is not None else org_id): Level(level).label for username, org_id, level in rows
+    }
 
 
 def describe_container(container, level, folders=False, permissions=True):
@@ -362,8 +364,6 @@ def describe_placement(placement, parts=False):
         data["size"] = obj.size
         data["media"] = obj.media or "application/octet-stream"
         if parts:
-            data["parts"] = {
-                str(p.index): {"size": p.size, "md5": p.md5, "state": p.state} for p in obj.parts.all()
-            }
+            data["parts"] = {str(p.index): {"size": p.size, "md5": p.md5, "state": p.state} for p in obj.parts.all()}
     data.update(obj.spec)
     return data

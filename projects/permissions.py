@@ -4,6 +4,7 @@ Pages, API methods and websocket consumers reach containers, data objects and
 orgs only through the `access_*` helpers here. An object the principal cannot
 see and an object that does not exist give the same ResourceNotFound.
 """
+
 from dataclasses import dataclass
 from functools import cache
 
@@ -84,9 +85,7 @@ def _statements(vendor):
         # Parameters: container id, user id, user id.
         "level": f"SELECT {_level_sql('%s')}",
         # Parameters: user id, user id, container id.
-        "container": (
-            f"SELECT {CONTAINER.sql}, {_level_sql(f'c.{c_id}')} FROM {container} c WHERE c.{c_id} = %s"
-        ),
+        "container": (f"SELECT {CONTAINER.sql}, {_level_sql(f'c.{c_id}')} FROM {container} c WHERE c.{c_id} = %s"),
         # Parameters: user id, user id, object id. Each placement with its object, container and level.
         "placements": (
             f"SELECT {PLACEMENT.sql}, {OBJECT.sql}, {CONTAINER.sql}, {_level_sql(f'p.{p_container}')} "
@@ -215,7 +214,7 @@ def effective_access(container):
 def _require(held, container_id, needed):
     """Raise unless `held` reaches `needed` (below VIEW: as if the container did not exist); return it."""
     if held < Level.VIEW:
-        raise ResourceNotFound(f'The entity {container_id} could not be found')
+        raise ResourceNotFound(f"The entity {container_id} could not be found")
     if held < needed:
         raise PermissionDenied(
             f"{Level(needed).label} permission is required in {container_id}; you have {Level(held).label}"
@@ -238,10 +237,10 @@ def access_container(principal, container_id, needed=Level.VIEW, kinds=(Containe
     uid = _grants_user_id(principal)
     rows = sql.fetch(_statements(connection.vendor)["container"], [uid, uid, container_id])
     if not rows:
-        raise ResourceNotFound(f'The entity {container_id} could not be found')
+        raise ResourceNotFound(f"The entity {container_id} could not be found")
     container = CONTAINER.load(rows[0])
     if container.kind not in kinds:
-        raise ResourceNotFound(f'The entity {container_id} could not be found')
+        raise ResourceNotFound(f"The entity {container_id} could not be found")
     container.level = _require(_held(principal, container.pk, rows[0][-1]), container.pk, needed)
     return container
 
@@ -253,7 +252,7 @@ def access_object(principal, object_id, needed=Level.VIEW, project=None, cls=Non
     the object, with the object, the container and the principal's level on it.
     """
     if not isinstance(object_id, str):
-        raise ResourceNotFound(f'The entity {object_id} could not be found')
+        raise ResourceNotFound(f"The entity {object_id} could not be found")
     uid = _grants_user_id(principal)
     visible = []
     for row in sql.fetch(_statements(connection.vendor)["placements"], [uid, uid, object_id]):
@@ -267,12 +266,11 @@ def access_object(principal, object_id, needed=Level.VIEW, project=None, cls=Non
         placement.container = CONTAINER.load(row, PLACEMENT.width + OBJECT.width)
         visible.append(placement)
     if not visible:
-        raise ResourceNotFound(f'The entity {object_id} could not be found')
+        raise ResourceNotFound(f"The entity {object_id} could not be found")
     best = max(visible, key=lambda p: (p.container_id == project, p.level))
     if best.level < needed:
         raise PermissionDenied(
-            f"{Level(needed).label} permission is required in {best.container_id}; "
-            f"you have {Level(best.level).label}"
+            f"{Level(needed).label} permission is required in {best.container_id}; you have {Level(best.level).label}"
         )
     return best
 
@@ -282,7 +280,7 @@ def access_user(principal, user_id):
     handle = user_id[5:] if isinstance(user_id, str) and user_id.startswith("user-") else None
     user = User.objects.filter(username=handle, is_active=True).first() if handle else None
     if user is None:
-        raise ResourceNotFound(f'The entity {user_id} could not be found')
+        raise ResourceNotFound(f"The entity {user_id} could not be found")
     return user
 
 
@@ -310,7 +308,7 @@ def access_org(principal, org_id, admin=False):
     org = Org.objects.filter(pk=org_id).first() if isinstance(org_id, str) else None
     role = org_role(principal.user, org) if org is not None and principal.scopes is None else None
     if role is None:
-        raise ResourceNotFound(f'The entity {org_id} could not be found')
+        raise ResourceNotFound(f"The entity {org_id} could not be found")
     if admin and role != OrgMember.ADMIN:
         raise PermissionDenied(f"ADMIN membership of {org_id} is required")
     org.role = role

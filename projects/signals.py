@@ -1,4 +1,5 @@
 """Signals other apps connect to, so that projects (the lower layer) never imports them."""
+
 from django.dispatch import Signal
 
 # Sent by destroy_project before anything is destroyed, outside any transaction, with `principal`,

@@ -3,6 +3,7 @@
 The dx client sends these requests without any Authorization header, so the
 URL itself carries a signature over what it allows.
 """
+
 import asyncio
 import re
 import time
@@ -15,8 +16,14 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
 
-from dxweb.errors import (DXError, InvalidAuthentication, InvalidInput, MethodNotAllowed, PayloadTooLarge,
-                          ResourceNotFound)
+from dxweb.errors import (
+    DXError,
+    InvalidAuthentication,
+    InvalidInput,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    ResourceNotFound,
+)
 
 from . import actions, permissions
 from .models import ApiToken, DataObject, FilePart, Level

@@ -1,4 +1,5 @@
 """Page URLs. Each ends with a slash so that none can collide with an API route (/<id>/<method>)."""
+
 from django.contrib.auth import views as auth_views
 from django.urls import path
 

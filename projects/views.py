@@ -1,4 +1,5 @@
 """Pages: each view checks access through permissions.py, calls an action and renders or redirects."""
+
 from contextlib import nullcontext
 from functools import wraps
 from urllib.parse import urlencode
@@ -34,6 +35,7 @@ CLI_TOKEN = "dxweb.cli_token"
 
 # Reaching objects ----------------------------------------------------------------
 # A refusal raised here (ResourceNotFound, PermissionDenied) becomes the 404 or 403 page (dxweb/middleware.py).
+
 
 def principal(request):
     return Principal(user=request.user, request=request)
@@ -123,6 +125,7 @@ def json_action(needed):
 
 # Dashboard -------------------------------------------------------------------------
 
+
 @login_required
 def dashboard(request):
     form = ProjectForm(request.POST or None)
@@ -139,7 +142,9 @@ def dashboard(request):
             return redirect("project", container.pk)
     usage = (
         Placement.objects.filter(container=OuterRef("pk"), obj__cls="file")
-        .values("container").annotate(total=Sum("obj__size")).values("total")
+        .values("container")
+        .annotate(total=Sum("obj__size"))
+        .values("total")
     )
     projects = permissions.visible_projects(principal(request)).annotate(data_bytes=Subquery(usage))
     page = Paginator(projects.order_by("-modified", "pk"), PAGE_SIZE).get_page(request.GET.get("page"))
@@ -147,6 +152,7 @@ def dashboard(request):
 
 
 # Project: files and folders --------------------------------------------------------------
+
 
 def folder_tree(container, current):
     """Return (tree rows, subfolders of `current`, whether it exists): each ancestor open, its children listed."""
@@ -162,8 +168,15 @@ def folder_tree(container, current):
     def walk(parent, depth):
         for path in children.get(parent, []):
             is_open = path in ancestors
-            rows.append({"path": path, "name": path.rsplit("/", 1)[1], "depth": depth, "open": is_open,
-                         "current": path == current})
+            rows.append(
+                {
+                    "path": path,
+                    "name": path.rsplit("/", 1)[1],
+                    "depth": depth,
+                    "open": is_open,
+                    "current": path == current,
+                }
+            )
             if is_open:
                 walk(path, depth + 1)
 
@@ -191,30 +204,36 @@ def project(request, project_id):
     # The (container, folder, name) index serves both the count and the page.
     listing = (
         Placement.objects.filter(container=container, folder=folder, hidden=False)
-        .select_related("obj").order_by("name", "pk")
+        .select_related("obj")
+        .order_by("name", "pk")
     )
     page = Paginator(listing, PAGE_SIZE).get_page(request.GET.get("page"))
     limits = upload_parameters()
-    return render(request, "projects/project.html", {
-        "section": "projects",
-        "tab": "files",
-        "project": container,
-        "level": container.level,
-        "can_upload": container.level >= Level.UPLOAD,
-        "can_change": container.level >= Level.CONTRIBUTE,
-        "folder": folder,
-        "breadcrumbs": breadcrumbs(folder),
-        "tree": tree,
-        "subfolders": [{"path": p, "name": p.rsplit("/", 1)[1]} for p in subfolders] if page.number == 1 else [],
-        "page": page,
-        "all_folders": container.folders.order_by("path").values_list("path", flat=True)[:1000]
-        if container.level >= Level.CONTRIBUTE else [],
-        "upload": {
-            "part_size": max(UPLOAD_PART_SIZE, settings.DXWEB_MIN_PART_SIZE),
-            "max_parts": limits["maximumNumParts"],
-            "max_part_size": limits["maximumPartSize"],
+    return render(
+        request,
+        "projects/project.html",
+        {
+            "section": "projects",
+            "tab": "files",
+            "project": container,
+            "level": container.level,
+            "can_upload": container.level >= Level.UPLOAD,
+            "can_change": container.level >= Level.CONTRIBUTE,
+            "folder": folder,
+            "breadcrumbs": breadcrumbs(folder),
+            "tree": tree,
+            "subfolders": [{"path": p, "name": p.rsplit("/", 1)[1]} for p in subfolders] if page.number == 1 else [],
+            "page": page,
+            "all_folders": container.folders.order_by("path").values_list("path", flat=True)[:1000]
+            if container.level >= Level.CONTRIBUTE
+            else [],
+            "upload": {
+                "part_size": max(UPLOAD_PART_SIZE, settings.DXWEB_MIN_PART_SIZE),
+                "max_parts": limits["maximumNumParts"],
+                "max_part_size": limits["maximumPartSize"],
+            },
         },
-    })
+    )
 
 
 @project_action(Level.UPLOAD)
@@ -282,10 +301,13 @@ def download(request, project_id, file_id):
 
 # Uploads from the project page's script ---------------------------------------------
 
+
 @json_action(Level.UPLOAD)
 def upload_new(request, container, body):
     placement = actions.new_object(
-        request.user, container, "file",
+        request.user,
+        container,
+        "file",
         name=get(body, "name", str),
         folder=get(body, "folder", str, "/"),
         media=actions._check_text(get(body, "media", str, ""), '"media"', 255),
@@ -311,6 +333,7 @@ def upload_close(request, container, body, file_id):
 
 # Members -------------------------------------------------------------------------------
 
+
 @login_required
 def members(request, project_id):
     container = project_for(request, project_id, Level.ADMINISTER if request.method == "POST" else Level.VIEW)
@@ -325,18 +348,22 @@ def members(request, project_id):
             messages.success(request, f"{grantee} now has {form.cleaned_data['level']} access")
             return redirect("members", container.pk)
     grants = container.grants.select_related("user", "org").order_by("-level", "user__username", "org__handle")
-    return render(request, "projects/members.html", {
-        "section": "projects",
-        "tab": "members",
-        "project": container,
-        "level": container.level,
-        "can_admin": container.level >= Level.ADMINISTER,
-        "grants": grants,
-        "access": permissions.effective_access(container),
-        "form": form,
-        "levels": [level.label for level in Level if level != Level.NONE],
-        "is_direct_member": any(g.user_id == request.user.pk for g in grants),
-    })
+    return render(
+        request,
+        "projects/members.html",
+        {
+            "section": "projects",
+            "tab": "members",
+            "project": container,
+            "level": container.level,
+            "can_admin": container.level >= Level.ADMINISTER,
+            "grants": grants,
+            "access": permissions.effective_access(container),
+            "form": form,
+            "levels": [level.label for level in Level if level != Level.NONE],
+            "is_direct_member": any(g.user_id == request.user.pk for g in grants),
+        },
+    )
 
 
 @project_action(Level.ADMINISTER, back="members")
@@ -369,6 +396,7 @@ def destroy(request, container, folder):
 
 # Orgs ------------------------------------------------------------------------------------
 
+
 def org_for(request, org_id, admin=False):
     return permissions.access_org(principal(request), org_id, admin=admin)
 
@@ -386,8 +414,10 @@ def orgs(request):
             messages.success(request, f"Created the org {org.pk}")
             return redirect("org", org.pk)
     memberships = (
-        OrgMember.objects.filter(user=request.user).select_related("org")
-        .annotate(member_count=Count("org__members")).order_by("org__handle")
+        OrgMember.objects.filter(user=request.user)
+        .select_related("org")
+        .annotate(member_count=Count("org__members"))
+        .order_by("org__handle")
     )
     return render(request, "projects/orgs.html", {"section": "orgs", "memberships": memberships, "form": form})
 
@@ -406,16 +436,21 @@ def org(request, org_id):
         else:
             messages.success(request, f"{form.cleaned_data['user']} is now {form.cleaned_data['role']} of {org.pk}")
             return redirect("org", org.pk)
-    return render(request, "projects/org.html", {
-        "section": "orgs",
-        "org": org,
-        "is_admin": org.role == OrgMember.ADMIN,
-        "members": org.members.select_related("user").order_by("user__username"),
-        "grants": org.grants.filter(container__kind=Container.PROJECT).select_related("container")
-        .order_by("container__name"),
-        "form": form,
-        "roles": [role for role, _ in OrgMember.LEVELS],
-    })
+    return render(
+        request,
+        "projects/org.html",
+        {
+            "section": "orgs",
+            "org": org,
+            "is_admin": org.role == OrgMember.ADMIN,
+            "members": org.members.select_related("user").order_by("user__username"),
+            "grants": org.grants.filter(container__kind=Container.PROJECT)
+            .select_related("container")
+            .order_by("container__name"),
+            "form": form,
+            "roles": [role for role, _ in OrgMember.LEVELS],
+        },
+    )
 
 
 def org_action(fn):
@@ -456,16 +491,22 @@ def org_remove(request, org, user):
 
 # Profile and CLI access ------------------------------------------------------------------
 
+
 def render_profile(request, token_form=None, key_form=None):
-    return render(request, "projects/profile.html", {
-        "section": "profile",
-        "tokens": request.user.tokens.filter(job_id=""),
-        "new_token": request.session.pop(NEW_TOKEN, None),
-        "token_form": token_form or TokenForm(),
-        "key_form": key_form or SshKeyForm(initial={"key": request.user.ssh_public_key}),
-        "notify_form": NotifyForm(initial={"notify_in_app": request.user.notify_in_app,
-                                           "notify_by_email": request.user.notify_by_email}),
-    })
+    return render(
+        request,
+        "projects/profile.html",
+        {
+            "section": "profile",
+            "tokens": request.user.tokens.filter(job_id=""),
+            "new_token": request.session.pop(NEW_TOKEN, None),
+            "token_form": token_form or TokenForm(),
+            "key_form": key_form or SshKeyForm(initial={"key": request.user.ssh_public_key}),
+            "notify_form": NotifyForm(
+                initial={"notify_in_app": request.user.notify_in_app, "notify_by_email": request.user.notify_by_email}
+            ),
+        },
+    )
 
 
 @login_required
@@ -537,14 +578,18 @@ def server_address(request):
 @login_required
 def cli(request):
     protocol, host, port = server_address(request)
-    return render(request, "projects/cli.html", {
-        "section": "cli",
-        "protocol": protocol,
-        "host": host,
-        "port": port,
-        "token": request.session.pop(CLI_TOKEN, None),
-        "projects": permissions.visible_projects(principal(request)).order_by("-modified")[:50],
-    })
+    return render(
+        request,
+        "projects/cli.html",
+        {
+            "section": "cli",
+            "protocol": protocol,
+            "host": host,
+            "port": port,
+            "token": request.session.pop(CLI_TOKEN, None),
+            "projects": permissions.visible_projects(principal(request)).order_by("-modified")[:50],
+        },
+    )
 
 
 @login_required

@@ -1,4 +1,5 @@
 """Shared fixtures: named actors (alice owns, bob is a member, charlie is an outsider) and API helpers."""
+
 import json
 
 import pytest
@@ -19,7 +20,10 @@ def blob_dir(settings, tmp_path):
     """Keep test blobs out of the data directory."""
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "blobs"}},
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "blobs"},
+        },
     }
     return tmp_path / "blobs"
 

@@ -3,6 +3,7 @@
 It runs against its own data directory and database: SQLite by default, a
 fresh PostgreSQL database when DATABASE_URL names one, Redis when REDIS_URL is set.
 """
+
 import json
 import os
 import secrets
@@ -66,13 +67,15 @@ class LiveServer:
             # scaled-out pass, and a session-wide server's worker must not take another's jobs.
             "DXWEB_NAMESPACE": f"dxweb-live-{secrets.token_hex(4)}",
             # The usual instance types, and one with a small disk for the disk limit's tests.
-            "DXWEB_INSTANCE_TYPES": json.dumps({
-                **settings.DXWEB_INSTANCE_TYPES, "test_small_disk": {"cpus": 1, "memory_mb": 1024, "disk_mb": 64}}),
+            "DXWEB_INSTANCE_TYPES": json.dumps(
+                {**settings.DXWEB_INSTANCE_TYPES, "test_small_disk": {"cpus": 1, "memory_mb": 1024, "disk_mb": 64}}
+            ),
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
         # No system bwrap: jobs run under the one requirements.txt installs, as on a fresh machine.
         self.env["PATH"] = os.pathsep.join(
-            d for d in self.env.get("PATH", "").split(os.pathsep) if d and not os.path.exists(os.path.join(d, "bwrap")))
+            d for d in self.env.get("PATH", "").split(os.pathsep) if d and not os.path.exists(os.path.join(d, "bwrap"))
+        )
         self.env.update(extra_env or {})
         self._drop = None
         db_url = self.env.get("DATABASE_URL", "")
@@ -86,7 +89,11 @@ class LiveServer:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [str(BIN / "python"), "manage.py", "serve", *self.extra_args],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -110,8 +117,12 @@ class LiveServer:
 
     def manage(self, *args):
         return subprocess.run(
-            [str(BIN / "python"), "manage.py", *args], cwd=ROOT, env=self.env,
-            capture_output=True, text=True, check=True,
+            [str(BIN / "python"), "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
 
     def user(self, handle, password=None):
@@ -124,7 +135,9 @@ class LiveServer:
     def api(self, path, body=None, token=None, expect=200):
         """POST to the API; return (status, JSON)."""
         request = urllib.request.Request(
-            self.url + path, data=json.dumps(body or {}).encode(), method="POST",
+            self.url + path,
+            data=json.dumps(body or {}).encode(),
+            method="POST",
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {token or self.admin_token}"},
         )
         try:
@@ -170,8 +183,13 @@ class Dx:
         if project:
             env["DX_PROJECT_CONTEXT_ID"] = project
         result = subprocess.run(
-            [str(BIN / "dx"), *args], cwd=self.workdir, env=env, capture_output=True, text=text,
-            input=input, timeout=timeout,
+            [str(BIN / "dx"), *args],
+            cwd=self.workdir,
+            env=env,
+            capture_output=True,
+            text=text,
+            input=input,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"dx {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")

@@ -1,4 +1,5 @@
 """The ASGI entry point: which handler serves a path, and on which threads."""
+
 import asyncio
 import threading
 

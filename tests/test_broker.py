@@ -4,6 +4,7 @@ kombu's own filesystem transport creates the message file, then encodes the mess
 worker polling in between reads an empty file, fails to parse it and stops, and the message is
 lost. These tests poll at those moments.
 """
+
 import os
 
 import pytest
@@ -14,10 +15,14 @@ from dxweb import broker
 
 @pytest.fixture
 def channel(tmp_path):
-    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
-               "control_folder": str(tmp_path / "control")}  # kombu's default is ./control
-    with Connection("filesystem://localhost//", transport=broker.FilesystemTransport,
-                    transport_options=options) as conn:
+    options = {
+        "data_folder_in": str(tmp_path),
+        "data_folder_out": str(tmp_path),
+        "control_folder": str(tmp_path / "control"),
+    }  # kombu's default is ./control
+    with Connection(
+        "filesystem://localhost//", transport=broker.FilesystemTransport, transport_options=options
+    ) as conn:
         yield conn.default_channel
 
 

@@ -1,5 +1,6 @@
 """Production settings: an https DXWEB_PUBLIC_URL turns on secure cookies, HSTS and the redirect to
 https, so that `manage.py check --deploy` is clean; the embedded default (http on localhost) is unchanged."""
+
 import json
 import os
 import secrets
@@ -10,8 +11,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOWN = [
-    "DEBUG", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
-    "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD", "SECURE_PROXY_SSL_HEADER",
+    "DEBUG",
+    "SESSION_COOKIE_SECURE",
+    "CSRF_COOKIE_SECURE",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_HSTS_PRELOAD",
+    "SECURE_PROXY_SSL_HEADER",
 ]
 
 
@@ -24,20 +31,28 @@ def environment(tmp_path, **overrides):
 
 
 def production(tmp_path, **overrides):
-    return environment(tmp_path, **{
-        "DXWEB_DEBUG": "false",
-        "DXWEB_SECRET_KEY": secrets.token_urlsafe(64),
-        "DXWEB_PUBLIC_URL": "https://dx.example.org",
-        "DXWEB_ALLOWED_HOSTS": "dx.example.org",
-        "DXWEB_CSRF_TRUSTED_ORIGINS": "https://dx.example.org",
-        "DXWEB_BEHIND_TLS_PROXY": "true",
-        **overrides,
-    })
+    return environment(
+        tmp_path,
+        **{
+            "DXWEB_DEBUG": "false",
+            "DXWEB_SECRET_KEY": secrets.token_urlsafe(64),
+            "DXWEB_PUBLIC_URL": "https://dx.example.org",
+            "DXWEB_ALLOWED_HOSTS": "dx.example.org",
+            "DXWEB_CSRF_TRUSTED_ORIGINS": "https://dx.example.org",
+            "DXWEB_BEHIND_TLS_PROXY": "true",
+            **overrides,
+        },
+    )
 
 
 def manage(env, *args):
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -116,7 +131,12 @@ def test_behind_the_tls_proxy_pages_are_https_only_and_the_api_is_not_redirected
     env = production(tmp_path)
     assert manage(env, "migrate", "-v0").returncode == 0
     result = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,4 +1,5 @@
 """The error boundary (dxweb/middleware.py): a DXError raised by a view is the API's JSON or the 404/403 page."""
+
 import asyncio
 import json
 
@@ -10,15 +11,36 @@ from django.urls import path
 import dxweb.urls
 from dxweb import asgi
 from dxweb.errors import (
-    BadRequest, DXError, InternalError, InvalidAuthentication, InvalidInput, InvalidState, InvalidType,
-    MethodNotAllowed, PayloadTooLarge, PermissionDenied, ResourceNotFound, TooManyRequests,
+    BadRequest,
+    DXError,
+    InternalError,
+    InvalidAuthentication,
+    InvalidInput,
+    InvalidState,
+    InvalidType,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    PermissionDenied,
+    ResourceNotFound,
+    TooManyRequests,
 )
 from dxweb.middleware import answers_json
 
-KINDS = {cls.__name__: cls for cls in (
-    BadRequest, InternalError, InvalidAuthentication, InvalidInput, InvalidState, InvalidType, MethodNotAllowed,
-    PayloadTooLarge, PermissionDenied, ResourceNotFound,
-)}
+KINDS = {
+    cls.__name__: cls
+    for cls in (
+        BadRequest,
+        InternalError,
+        InvalidAuthentication,
+        InvalidInput,
+        InvalidState,
+        InvalidType,
+        MethodNotAllowed,
+        PayloadTooLarge,
+        PermissionDenied,
+        ResourceNotFound,
+    )
+}
 
 
 def error_of(kind):
@@ -102,7 +124,8 @@ def test_the_lean_api_handler_answers_the_dispatchers_errors_as_json(db):
 
     response = asyncio.run(call("/system/whoami"))
     assert response["status"] == 401
-    assert json.loads(response["body"]) == {"error": {
-        "type": "InvalidAuthentication", "message": "An Authorization: Bearer <token> header is required"}}
+    assert json.loads(response["body"]) == {
+        "error": {"type": "InvalidAuthentication", "message": "An Authorization: Bearer <token> header is required"}
+    }
     response = asyncio.run(call("/system/whoami", method="GET"))
     assert response["status"] == 405 and json.loads(response["body"])["error"]["type"] == "MethodNotAllowed"

@@ -4,6 +4,7 @@ projects is the lower layer (jobs reaches it, never the reverse: it tells jobs t
 Celery tasks are sent by name (jobs/dispatch.py), so nothing imports jobs/tasks.py; actions never
 import the runner. Read from the source (ast), so that a circle fails here before it fails at import.
 """
+
 import ast
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def product_modules():
 
 def imports(path):
     """Yield (import node, whether it sits inside a function) for every import in the file."""
+
     def walk(nodes, in_function):
         for node in nodes:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -45,7 +47,7 @@ def targets(module, path, node, modules):
         base = node.module or ""
         if node.level:
             package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-            package = package[:len(package) - node.level + 1]
+            package = package[: len(package) - node.level + 1]
             base = ".".join(package + ([base] if base else []))
         names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
     for name in names:

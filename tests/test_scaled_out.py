@@ -3,6 +3,7 @@
 On a machine without them these tests skip and say why; in CI (CI=true) a
 missing service is a failure.
 """
+
 import os
 
 import pytest
@@ -91,10 +92,17 @@ def test_a_quiet_job_keeps_its_watchers_on_redis(scaled_server, tmp_path):
     token = scaled_server.user("alice")
     dx = Dx(scaled_server, token, tmp_path)
     project = dx("new", "project", "quiet", "--brief").stdout.strip()
-    applet = scaled_server.api("/applet/new", {
-        "project": project, "name": "quiet", "inputSpec": [], "outputSpec": [],
-        "runSpec": {"interpreter": "bash", "code": 'main() { echo start; sleep 12; echo "after the silence"; }'},
-    }, token=token)["id"]
+    applet = scaled_server.api(
+        "/applet/new",
+        {
+            "project": project,
+            "name": "quiet",
+            "inputSpec": [],
+            "outputSpec": [],
+            "runSpec": {"interpreter": "bash", "code": 'main() { echo start; sleep 12; echo "after the silence"; }'},
+        },
+        token=token,
+    )["id"]
     job_id = scaled_server.api(f"/{applet}/run", {"project": project}, token=token)["id"]
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         watches = list(pool.map(lambda _: dx("watch", job_id, check=False, timeout=120), range(6)))

@@ -3,6 +3,7 @@
 The live tests run the real command (daphne, a Celery worker with its embedded beat, jobs in
 their sandboxes) and kill its processes with SIGKILL, as a crash or the OOM killer would.
 """
+
 import json
 import os
 import signal
@@ -157,11 +158,22 @@ def test_a_port_in_use_is_named_without_a_traceback(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {**os.environ, "DXWEB_DATA_DIR": str(tmp_path / "data"), "DXWEB_HOST": "127.0.0.1",
-               "DXWEB_PORT": str(port)}
+        env = {
+            **os.environ,
+            "DXWEB_DATA_DIR": str(tmp_path / "data"),
+            "DXWEB_HOST": "127.0.0.1",
+            "DXWEB_PORT": str(port),
+        }
         env.pop("DJANGO_SETTINGS_MODULE", None)
-        result = subprocess.run([str(BIN / "python"), "manage.py", "serve"], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=120, start_new_session=True)
+        result = subprocess.run(
+            [str(BIN / "python"), "manage.py", "serve"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            start_new_session=True,
+        )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert f"port {port} on 127.0.0.1 is already in use" in output
@@ -169,6 +181,7 @@ def test_a_port_in_use_is_named_without_a_traceback(tmp_path):
 
 
 # The supervisor alone, with tiny children and delays ------------------------------------------
+
 
 def supervise(supervisor, seconds):
     supervisor.start()
@@ -193,8 +206,14 @@ def recorder(path, then):
 def test_a_child_that_keeps_dying_is_restarted_ever_more_slowly_and_reported(tmp_path):
     messages = []
     starts = tmp_path / "starts"
-    supervisor = Supervisor({"flaky": recorder(starts, "raise SystemExit(3)")}, warn=messages.append,
-                            first_delay=0.2, max_delay=0.8, quick=10, report_after=3)
+    supervisor = Supervisor(
+        {"flaky": recorder(starts, "raise SystemExit(3)")},
+        warn=messages.append,
+        first_delay=0.2,
+        max_delay=0.8,
+        quick=10,
+        report_after=3,
+    )
     supervise(supervisor, 4.5)
     gaps = [b - a for a, b in zip(starts_of(starts), starts_of(starts)[1:])]
     assert len(gaps) >= 4, gaps
@@ -204,15 +223,18 @@ def test_a_child_that_keeps_dying_is_restarted_ever_more_slowly_and_reported(tmp
     assert messages[0].startswith("flaky exited with status 3 after ")
     assert messages[0].endswith("; restarting it in 0.2 s")
     assert messages[1].endswith("; restarting it in 0.4 s")
-    assert messages[2].startswith("flaky keeps dying: 3 times in a row, each within 10 s of starting "
-                                  "(it exited with status 3; its output is above). Next try in 0.8 s")
+    assert messages[2].startswith(
+        "flaky keeps dying: 3 times in a row, each within 10 s of starting "
+        "(it exited with status 3; its output is above). Next try in 0.8 s"
+    )
 
 
 def test_a_child_that_ran_a_while_is_restarted_at_once(tmp_path):
     messages = []
     starts = tmp_path / "starts"
-    supervisor = Supervisor({"steady": recorder(starts, "time.sleep(0.5)")}, warn=messages.append,
-                            first_delay=0.1, max_delay=5, quick=0.3)
+    supervisor = Supervisor(
+        {"steady": recorder(starts, "time.sleep(0.5)")}, warn=messages.append, first_delay=0.1, max_delay=5, quick=0.3
+    )
     supervise(supervisor, 3)
     assert len(starts_of(starts)) >= 4
     assert messages and all(m.endswith("; restarting it in 0.1 s") for m in messages), messages
@@ -220,8 +242,10 @@ def test_a_child_that_ran_a_while_is_restarted_at_once(tmp_path):
 
 def test_stop_ends_each_child_and_what_it_started(tmp_path):
     pids = tmp_path / "pids"
-    script = f"import os, subprocess, time; p = subprocess.Popen(['sleep', '300']); " \
-             f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{p.pid}}'); time.sleep(300)"
+    script = (
+        f"import os, subprocess, time; p = subprocess.Popen(['sleep', '300']); "
+        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{p.pid}}'); time.sleep(300)"
+    )
     supervisor = Supervisor({"parent": [sys.executable, "-c", script]}, warn=print)
     supervisor.start()
     wait_for(lambda: pids.exists() and pids.read_text(), 10, "the child to start its own child")

@@ -1,5 +1,6 @@
 """The Celery tasks' names are part of the deployment (queued messages, the beat schedule, workers
 of the previous release during an upgrade): they are pinned here."""
+
 from django.conf import settings
 
 from dxweb.celery import app

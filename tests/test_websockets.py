@@ -4,6 +4,7 @@ deadline for the first frame, refusals of unknown paths, close codes and reasons
 The first tests drive the ASGI application in process; the last ones a real server (daphne) with a
 real websocket client, which is where a refusal used to be an HTTP 500 at the handshake.
 """
+
 import asyncio
 import http.client
 import json
@@ -58,9 +59,13 @@ ORIGINS = {
     "a bad port": ((b"http://127.0.0.1:99999", b"127.0.0.1:99999", ()), False),
     "no Origin": ((None, b"127.0.0.1:8000", ()), False),
     "https through a proxy that says so": (
-        (b"https://dxweb.example.org", b"dxweb.example.org", ((b"x-forwarded-proto", b"https"),)), True),
+        (b"https://dxweb.example.org", b"dxweb.example.org", ((b"x-forwarded-proto", b"https"),)),
+        True,
+    ),
     "http through that proxy": (
-        (b"http://dxweb.example.org", b"dxweb.example.org", ((b"x-forwarded-proto", b"https"),)), False),
+        (b"http://dxweb.example.org", b"dxweb.example.org", ((b"x-forwarded-proto", b"https"),)),
+        False,
+    ),
     "a trusted origin": ((b"https://trusted.example.org", b"127.0.0.1:8000", ()), True),
     "a trusted wildcard": ((b"https://a.wild.example.org", b"127.0.0.1:8000", ()), True),
     "a trusted origin on another port": ((b"https://trusted.example.org:8443", b"127.0.0.1:8000", ()), False),
@@ -86,6 +91,7 @@ def test_the_origin_must_be_this_server_by_scheme_host_and_port(case, settings):
 
 # Close codes and reasons ----------------------------------------------------------------------
 
+
 def test_close_codes_follow_the_http_status_and_reasons_fit_a_close_frame():
     assert close_code(ResourceNotFound("x")) == 4404
     assert close_code(PermissionDenied("x")) == 4403
@@ -101,6 +107,7 @@ def test_close_codes_follow_the_http_status_and_reasons_fit_a_close_frame():
 
 # Unknown paths --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", ["/ws/nothing/", "/nothing", "/ws/jobs/not-a-job/", "/ws/jobs/not-a-job/terminal/"])
 def test_an_unknown_path_is_a_clean_4404(path):
     async def scenario():
@@ -113,6 +120,7 @@ def test_an_unknown_path_is_a_clean_4404(path):
 
 
 # The cap per client address -------------------------------------------------------------------
+
 
 def test_sockets_past_the_cap_from_one_address_are_closed_with_4429(settings):
     settings.DXWEB_WS_MAX_PER_ADDRESS = 3
@@ -161,6 +169,7 @@ def test_behind_a_tls_proxy_the_cap_counts_the_address_the_proxy_forwards(settin
 
 
 # A real server ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -225,10 +234,17 @@ def test_a_page_on_another_port_cannot_open_a_socket(server):
 @pytest.mark.live
 def test_the_fourth_socket_from_one_address_is_refused(server):
     project = server.api("/project/new", {"name": "watched"})["id"]
-    applet = server.api("/applet/new", {
-        "project": project, "name": "idle", "dxapi": "1.0.0", "inputSpec": [], "outputSpec": [],
-        "runSpec": {"interpreter": "bash", "code": "main() { :; }", "distribution": "Ubuntu", "release": "24.04"},
-    })["id"]
+    applet = server.api(
+        "/applet/new",
+        {
+            "project": project,
+            "name": "idle",
+            "dxapi": "1.0.0",
+            "inputSpec": [],
+            "outputSpec": [],
+            "runSpec": {"interpreter": "bash", "code": "main() { :; }", "distribution": "Ubuntu", "release": "24.04"},
+        },
+    )["id"]
     job = server.api(f"/{applet}/run", {"project": project, "input": {}})["id"]  # no worker: it stays runnable
     path = f"/{job}/getLog/websocket"
     streaming = [watch(server, path, source="127.0.0.5") for _ in range(3)]
@@ -246,17 +262,20 @@ def test_a_lone_surrogate_in_a_first_frame_is_a_4400_not_a_1011(server):
 
 
 @pytest.mark.live
-@pytest.mark.parametrize("method, path", [
-    ("POST", "/%ED%A0%80/describe"),
-    ("POST", "/system/findJobs?%ED%A0%80=%ED%A0%80"),
-    ("POST", "/system/whoami?x=%ED%A0%80%ED%B0%80"),
-    ("GET", "/%ED%A0%80"),
-    ("GET", "/login/?next=%ED%A0%80"),
-    ("GET", "/projects/%ED%A0%80/"),
-    ("GET", "/jobs/?name=%ED%A0%80"),
-    ("GET", "/transfer/down/%ED%A0%80/%ED%A0%80"),
-    ("PUT", "/transfer/up/%ED%A0%80"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("POST", "/%ED%A0%80/describe"),
+        ("POST", "/system/findJobs?%ED%A0%80=%ED%A0%80"),
+        ("POST", "/system/whoami?x=%ED%A0%80%ED%B0%80"),
+        ("GET", "/%ED%A0%80"),
+        ("GET", "/login/?next=%ED%A0%80"),
+        ("GET", "/projects/%ED%A0%80/"),
+        ("GET", "/jobs/?name=%ED%A0%80"),
+        ("GET", "/transfer/down/%ED%A0%80/%ED%A0%80"),
+        ("PUT", "/transfer/up/%ED%A0%80"),
+    ],
+)
 def test_surrogates_percent_encoded_in_a_url_are_no_server_error(server, method, path):
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     headers = {"Authorization": f"Bearer {server.admin_token}", "Content-Type": "application/json"}

@@ -12,6 +12,7 @@ already in the environment (or defined before it) is not exported: a warning goe
 Whatever it would have to judge itself (a link of another class, an object the token cannot
 see, a name that is no shell identifier...), and where it would fail, is left to it: no file.
 """
+
 import fnmatch
 import json
 import logging
@@ -95,8 +96,13 @@ def _bash_vars(job, token, env_names):
 
     def define(name, value):
         if name in taken or name in variables:
-            warnings.append(textwrap.fill(f"Creating environment variable ({name}) would cause a name collision",
-                                          width=WARNING_WIDTH, break_on_hyphens=False))
+            warnings.append(
+                textwrap.fill(
+                    f"Creating environment variable ({name}) would cause a name collision",
+                    width=WARNING_WIDTH,
+                    break_on_hyphens=False,
+                )
+            )
         else:
             variables[name] = value
 
@@ -205,7 +211,7 @@ def _prefix(name, patterns):
     for pattern in patterns or ():
         if fnmatch.fnmatch(name, pattern):
             tail = pattern.rpartition("*")[2]
-            candidate = name[:-len(tail)]  # dxpy's slice: an empty tail leaves nothing
+            candidate = name[: -len(tail)]  # dxpy's slice: an empty tail leaves nothing
             if best is None or len(candidate) < len(best):
                 best = candidate
     if best is not None:

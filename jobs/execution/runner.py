@@ -1,4 +1,5 @@
 """Run one claimed job in its sandbox: prepare its home, stream its logs, heartbeat, collect its result."""
+
 import json
 import logging
 import os
@@ -112,8 +113,10 @@ def _prepare_commands(job):
     pip = [d for d in run_spec.get("execDepends", []) if d.get("package_manager") == "pip"]
     if pip:
         specs = " ".join(shlex.quote(d["name"] + (f"=={d['version']}" if d.get("version") else "")) for d in pip)
-        lines.append(f"python3 -m pip install --quiet --disable-pip-version-check --cache-dir {PIP_CACHE} "
-                     f"--target {PIP_TARGET} {specs}")
+        lines.append(
+            f"python3 -m pip install --quiet --disable-pip-version-check --cache-dir {PIP_CACHE} "
+            f"--target {PIP_TARGET} {specs}"
+        )
     return "\n".join(lines)
 
 
@@ -151,8 +154,9 @@ class LogSockets:
         finally:
             os.close(directory_fd)
         self._wake_read, self._wake_write = os.pipe()
-        self.thread = threading.Thread(target=self._serve, name=f"log-sockets-{self.directory.parent.name}",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self._serve, name=f"log-sockets-{self.directory.parent.name}", daemon=True
+        )
         self.thread.start()
 
     def _serve(self):
@@ -246,8 +250,9 @@ def run(job_id, worker):
                 binds.append(sandbox.Bind(bash_vars_file, BASH_VARS))  # over the writable meta directory
                 bash_vars_line = SOURCE_BASH_VARS
         template = BASH_WRAPPER if interpreter == "bash" else PYTHON_WRAPPER
-        script = template.format(prepare=_prepare_commands(job), meta=META, function=shlex.quote(job.function),
-                                 bash_vars=bash_vars_line)
+        script = template.format(
+            prepare=_prepare_commands(job), meta=META, function=shlex.quote(job.function), bash_vars=bash_vars_line
+        )
         sockets = LogSockets(workdir / "log", writer)
         limits = sandbox.instance_limits(job.instance_type)
         # Seed 000: no network unless access.network asks for it (any host named gives the whole
@@ -273,8 +278,12 @@ def run(job_id, worker):
             argv = ["bash", "-c", DEBUG_WRAPPER.format(meta=META), "dxweb-job", script]
         proc = sandbox.launch(spec, argv)
         if not network and proc.mechanisms["network"].startswith("host ("):  # bubblewrap, but no netns
-            writer.write("WARNING", "The applet asks for no network access, but this worker cannot restrict it "
-                         f"({proc.mechanisms['network']}): the job has the host's network", source="SYSTEM")
+            writer.write(
+                "WARNING",
+                "The applet asks for no network access, but this worker cannot restrict it "
+                f"({proc.mechanisms['network']}): the job has the host's network",
+                source="SYSTEM",
+            )
         pumps = [
             threading.Thread(target=_pump, args=(proc.stdout, writer, "STDOUT"), daemon=True),
             threading.Thread(target=_pump, args=(proc.stderr, writer, "STDERR"), daemon=True),
@@ -299,8 +308,12 @@ def run(job_id, worker):
         if sockets is not None:
             sockets.close()
     # Watchers end their stream once the job is final and the store has nothing new: store the log first.
-    writer.flush(every=settings.DXWEB_HEARTBEAT_SECONDS, while_waiting=lambda: Job.objects.filter(
-        pk=job.id, state__in=[State.RUNNING, State.DEBUG_HOLD], tries=job.tries).update(heartbeat=now_ms()))
+    writer.flush(
+        every=settings.DXWEB_HEARTBEAT_SECONDS,
+        while_waiting=lambda: Job.objects.filter(
+            pk=job.id, state__in=[State.RUNNING, State.DEBUG_HOLD], tries=job.tries
+        ).update(heartbeat=now_ms()),
+    )
     held = _conclude(job, proc, outcome, workdir, writer, worker)
     # Store what _conclude logged, then let the writer thread end on its own: close() would also
     # wait out the thread's idle poll (up to its flush interval) for nothing.
@@ -322,8 +335,9 @@ def _remove_soon(directory):
     except OSError:
         shutil.rmtree(directory, ignore_errors=True)
         return
-    threading.Thread(target=shutil.rmtree, args=(trash,), kwargs={"ignore_errors": True},
-                     name=f"rm-{directory.name}", daemon=True).start()
+    threading.Thread(
+        target=shutil.rmtree, args=(trash,), kwargs={"ignore_errors": True}, name=f"rm-{directory.name}", daemon=True
+    ).start()
 
 
 class SSHControl:
@@ -395,7 +409,7 @@ def _supervise(job, proc, ssh, meta):
         if proc.wait(timeout=max(0.0, min(tick, next_beat - time.monotonic()))) is not None:
             return {"kind": "exit", "code": proc.returncode}
         if debugging:
-            status = (meta / "exit-status")
+            status = meta / "exit-status"
             if status.exists():
                 try:
                     return {"kind": "exit", "code": int(status.read_text().strip() or 1)}
@@ -416,8 +430,10 @@ def _failure(code, home):
         return error["type"], str(error.get("message", ""))
     message = f"Error while running the command (exit code {code})"
     if code > 128:
-        message += f"; killed by signal {code - 128}" + {137: " (out of memory?)",
-                                                          153: " (a file reached the job's disk limit)"}.get(code, "")
+        message += f"; killed by signal {code - 128}" + {
+            137: " (out of memory?)",
+            153: " (a file reached the job's disk limit)",
+        }.get(code, "")
     return "AppInternalError", message
 
 
@@ -444,12 +460,17 @@ def _maybe_hold(job, proc, ssh, outcome, workdir, writer):
         failure = {}
     hold_s = settings.DXWEB_DEBUG_HOLD_SECONDS
     debug = {**job.debug, **failure, "holdUntil": now_ms() + hold_s * 1000}
-    if not actions.transition(job.id, State.DEBUG_HOLD, expected=[State.RUNNING], only_if={"tries": job.tries},
-                              debug=debug):
+    if not actions.transition(
+        job.id, State.DEBUG_HOLD, expected=[State.RUNNING], only_if={"tries": job.tries}, debug=debug
+    ):
         return _lost_or_terminated(job, proc)
     why = f"after {failure['failureReason']}" if failure else "because the job created /.dx-hold"
-    writer.write("WARNING", f"The job is held for debugging {why}, for up to {hold_s} s; connect with "
-                 f"`dx ssh {job.id}` or the job page's Debug view, and terminate it when done", source="SYSTEM")
+    writer.write(
+        "WARNING",
+        f"The job is held for debugging {why}, for up to {hold_s} s; connect with "
+        f"`dx ssh {job.id}` or the job page's Debug view, and terminate it when done",
+        source="SYSTEM",
+    )
     writer.flush()
     interval = settings.DXWEB_HEARTBEAT_SECONDS
     while True:
@@ -489,8 +510,11 @@ def _conclude(job, proc, outcome, workdir, writer, worker):
     kind = outcome["kind"]
     if kind == "lost":
         refused = f" and the {writer.refused} log lines it had not stored by then are" if writer.refused else " is"
-        writer.write("WARNING", f"{worker} lost this job's lease (try {job.tries}) and stopped its run; "
-                     f"its result{refused} discarded", source="SYSTEM")
+        writer.write(
+            "WARNING",
+            f"{worker} lost this job's lease (try {job.tries}) and stopped its run; its result{refused} discarded",
+            source="SYSTEM",
+        )
         return False
     if kind == "terminated":
         writer.write("INFO", "The job was terminated", source="SYSTEM")

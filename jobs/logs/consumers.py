@@ -5,6 +5,7 @@ VIEW through the permission module, then sends its backlog from the store and th
 lines past it from the job's shared tail (jobs/logs/tail.py: one store reader per watched
 job per process, however many sockets watch it).
 """
+
 import asyncio
 import json
 import logging
@@ -89,8 +90,11 @@ class JobLogConsumer(FirstFrameDeadline, AsyncWebsocketConsumer):
             while self.options["tail"] and (frames := await self.follower.next()) is not None:
                 await self.send_frames(frames)
             self.follower.close()
-            await self.send(text_data=json.dumps({"job": self.job_id, "source": "SYSTEM", "msg": "END_LOG",
-                                                  "timestamp": 0, "level": "INFO"}))
+            await self.send(
+                text_data=json.dumps(
+                    {"job": self.job_id, "source": "SYSTEM", "msg": "END_LOG", "timestamp": 0, "level": "INFO"}
+                )
+            )
             # The client closes on END_LOG once it has read everything. Closing first would let the
             # server drop the connection after its short close handshake and cut a slow reader's tail.
             await asyncio.sleep(END_GRACE_SECONDS)

@@ -16,6 +16,7 @@ keeps the layer's connections: no new event loop and Redis connection per call, 
 caller does not wait. The in-memory layer's queues belong to the event loop of whoever
 receives, so it is sent to as before (and not at all when nobody in the process listens).
 """
+
 import asyncio
 import concurrent.futures
 import logging
@@ -217,7 +218,8 @@ class LogReader:
             root = self.root
             rows = list(
                 Job.objects.filter(Q(pk=root.id) | Q(origin=root) | Q(root=root))
-                .order_by("created", "id").values_list("id", "name", "state", "parent_id")
+                .order_by("created", "id")
+                .values_list("id", "name", "state", "parent_id")
             )
         self.names = {row[0]: row[1] for row in rows}
         return rows
@@ -359,8 +361,14 @@ def append_line(job_id, level, msg, source="SYSTEM", attempts=5):
         last = LogLine.objects.filter(job_id=job_id).order_by("-seq").values_list("seq", flat=True).first()
         try:
             with transaction.atomic():
-                LogLine.objects.create(job_id=job_id, seq=(last or 0) + 1, timestamp=now_ms(), source=source,
-                                       level=level, msg=msg[:MAX_LINE])
+                LogLine.objects.create(
+                    job_id=job_id,
+                    seq=(last or 0) + 1,
+                    timestamp=now_ms(),
+                    source=source,
+                    level=level,
+                    msg=msg[:MAX_LINE],
+                )
         except IntegrityError:  # a writer took that number meanwhile: after it, then
             if attempt == attempts - 1:
                 raise
@@ -558,7 +566,7 @@ class LogWriter:
 
     def _execute(self, rows):
         step = self.rows_per_statement
-        chunks = [rows[i:i + step] for i in range(0, len(rows), step)]
+        chunks = [rows[i : i + step] for i in range(0, len(rows), step)]
         statements = []
         for chunk in chunks:
             params = []

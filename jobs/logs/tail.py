@@ -11,6 +11,7 @@ Lines are identified by (job id, seq). A read returns, per job, every line past 
 cut, a run of consecutive seqs) in time order, which may differ from seq order: cursors therefore move
 by whole batches, never line by line.
 """
+
 import asyncio
 import json
 import logging
@@ -236,7 +237,7 @@ class Follower:
     def take(self):
         """Return the frames of the window's lines past the cursors; move the cursors past the window."""
         tail, frames = self.tail, []
-        for batch in tail.batches[max(self.position - tail.first, 0):]:
+        for batch in tail.batches[max(self.position - tail.first, 0) :]:
             # Compared with the cursors before the read: its lines are in time order, not always in seq order.
             frames.extend(text for job_id, seq, level, text in batch.entries if self._wanted(job_id, seq, level))
             for job_id, top in batch.tops.items():

@@ -11,6 +11,7 @@
 - The browser proxy connects to the gateway with that certificate and trusts only the host
   key the job's record names.
 """
+
 import asyncio
 import fcntl
 import functools
@@ -43,8 +44,7 @@ SSH_USER = "dnanexus"
 HOME = "/home/dnanexus"
 OPEN_STATES = (State.RUNNING, State.DEBUG_HOLD)
 # The session's shell: tmux where the sandbox has it (a reconnect resumes the session), else bash.
-LOGIN_SHELL = ('if command -v tmux >/dev/null 2>&1; then exec tmux new-session -A -s dnanexus; '
-               'else exec bash -l; fi')
+LOGIN_SHELL = "if command -v tmux >/dev/null 2>&1; then exec tmux new-session -A -s dnanexus; else exec bash -l; fi"
 
 
 class SSHRefused(Exception):
@@ -52,6 +52,7 @@ class SSHRefused(Exception):
 
 
 # --- keys ------------------------------------------------------------------------------------
+
 
 def _state_dir():
     directory = settings.DATA_DIR / "ssh"
@@ -104,10 +105,14 @@ def mint_certificate(job_id, user, client_ip, valid_after=None, valid_before=Non
     now = int(time.time())
     key = asyncssh.generate_private_key("ssh-ed25519")
     cert = authority().generate_user_certificate(
-        key, key_id=f"{user.dx_id} via the browser from {client_ip}", principals=[job_id],
+        key,
+        key_id=f"{user.dx_id} via the browser from {client_ip}",
+        principals=[job_id],
         valid_after=now - 30 if valid_after is None else valid_after,
         valid_before=now + settings.DXWEB_SSH_CERT_SECONDS if valid_before is None else valid_before,
-        permit_x11_forwarding=False, permit_agent_forwarding=False, permit_port_forwarding=False,
+        permit_x11_forwarding=False,
+        permit_agent_forwarding=False,
+        permit_port_forwarding=False,
     )
     return key, cert
 
@@ -142,13 +147,18 @@ def advertised_host():
 
 # --- the gateway -----------------------------------------------------------------------------
 
+
 def _auth_facts(job_id):
     close_old_connections()
     job = Job.objects.select_related("launched_by").filter(pk=job_id).first()
     if job is None:
         return None
-    return {"state": job.state, "allow_ssh": list(job.allow_ssh or []), "user_id": job.launched_by_id,
-            "key": (job.launched_by.ssh_public_key or "").strip()}
+    return {
+        "state": job.state,
+        "allow_ssh": list(job.allow_ssh or []),
+        "user_id": job.launched_by_id,
+        "key": (job.launched_by.ssh_public_key or "").strip(),
+    }
 
 
 def _open_session_row(job_id, user_id, via, client_ip, detail=""):
@@ -199,8 +209,10 @@ class _GatewayServer(asyncssh.SSHServer):
         elif facts is None or facts["state"] not in OPEN_STATES:
             refusal, keys = f"dxweb: {job_id} is no longer running", []
         elif not address_allowed(self.peer, facts["allow_ssh"]):
-            refusal = (f"dxweb: your address {self.peer} is not in the allowSSH list of {job_id}; "
-                       f"`dx ssh {job_id}` adds it, or update the job's allowSSH")
+            refusal = (
+                f"dxweb: your address {self.peer} is not in the allowSSH list of {job_id}; "
+                f"`dx ssh {job_id}` adds it, or update the job's allowSSH"
+            )
         elif not facts["key"]:
             refusal = "dxweb: the job's launcher has no SSH public key; run `dx ssh_config`"
         else:
@@ -216,8 +228,8 @@ class _GatewayServer(asyncssh.SSHServer):
         if self.conn.get_key_option("principals"):
             return  # a browser session: the web side records it, with the browser's address
         row = await asyncio.get_running_loop().run_in_executor(
-            None, _open_session_row, self.gateway.job_id, self.user_id, SSHSession.SSH, self.peer,
-            "OpenSSH client")
+            None, _open_session_row, self.gateway.job_id, self.user_id, SSHSession.SSH, self.peer, "OpenSSH client"
+        )
         self.session_id = row.pk
 
 
@@ -251,15 +263,25 @@ class Gateway:
         self._thread.start()
         self.port = asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(30)
         Job.objects.filter(pk=self.job_id).update(
-            host=advertised_host(), ssh_port=self.port, ssh_host_key=host_key_line(), modified=now_ms())
+            host=advertised_host(), ssh_port=self.port, ssh_host_key=host_key_line(), modified=now_ms()
+        )
         log.info("ssh gateway for %s listening on %s:%s", self.job_id, settings.DXWEB_SSH_BIND, self.port)
         return self.port
 
     async def _listen(self):
         self._acceptor = await asyncssh.listen(
-            settings.DXWEB_SSH_BIND, 0, server_host_keys=[host_key()], server_factory=lambda: _GatewayServer(self),
-            process_factory=self._session, encoding=None, line_editor=False, allow_scp=False,
-            agent_forwarding=False, x11_forwarding=False, login_timeout=30, keepalive_interval=30,
+            settings.DXWEB_SSH_BIND,
+            0,
+            server_host_keys=[host_key()],
+            server_factory=lambda: _GatewayServer(self),
+            process_factory=self._session,
+            encoding=None,
+            line_editor=False,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            login_timeout=30,
+            keepalive_interval=30,
         )
         return self._acceptor.get_port()
 
@@ -288,8 +310,14 @@ class Gateway:
         command = process.command
         argv = ["/bin/sh", "-c", LOGIN_SHELL] if command is None else ["/bin/bash", "-c", command]
         term = process.get_terminal_type()
-        env = {**self.env, "HOME": HOME, "USER": SSH_USER, "LOGNAME": SSH_USER, "SHELL": "/bin/bash",
-               "TERM": term or "dumb"}
+        env = {
+            **self.env,
+            "HOME": HOME,
+            "USER": SSH_USER,
+            "LOGNAME": SSH_USER,
+            "SHELL": "/bin/bash",
+            "TERM": term or "dumb",
+        }
         env.setdefault("LANG", "C.UTF-8")
         try:
             host_argv, cwd = self.sandbox.enter_command(argv)
@@ -304,8 +332,14 @@ class Gateway:
 
     async def _plain(self, process, argv, cwd, env):
         child = await asyncio.create_subprocess_exec(
-            *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
-            start_new_session=True)
+            *argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
         self._children.add(child.pid)
         try:
             await process.redirect(stdin=child.stdin, stdout=child.stdout, stderr=child.stderr)
@@ -323,7 +357,13 @@ class Gateway:
         _set_size(master, cols or 80, rows or 24)
         try:
             child = subprocess.Popen(
-                argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, start_new_session=True,
+                argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
                 preexec_fn=_make_controlling_tty,  # noqa: PLW1509 - a few ioctl calls, no locks
             )
         finally:
@@ -365,7 +405,7 @@ class Gateway:
                 view = memoryview(data)
                 while view:
                     try:
-                        view = view[os.write(master, view):]
+                        view = view[os.write(master, view) :]
                     except BlockingIOError:
                         await asyncio.sleep(0.01)
 
@@ -398,9 +438,11 @@ def _killpg(pid, sig=signal.SIGKILL):
 
 # --- the browser proxy's client ---------------------------------------------------------------
 
+
 def _open_browser_row(job, user, client_ip):
-    return SSHSession.objects.create(job=job, user=user, via=SSHSession.BROWSER, client_ip=client_ip,
-                                     detail="browser terminal")
+    return SSHSession.objects.create(
+        job=job, user=user, via=SSHSession.BROWSER, client_ip=client_ip, detail="browser terminal"
+    )
 
 
 async def open_terminal(job, user, client_ip, cols, rows):
@@ -417,15 +459,25 @@ async def open_terminal(job, user, client_ip, cols, rows):
         raise SSHRefused(f"{job.id} records no valid SSH host key") from None
     key, cert = mint_certificate(job.id, user, client_ip)
     try:
-        conn = await asyncio.wait_for(asyncssh.connect(
-            job.host, job.ssh_port, username=SSH_USER, client_keys=[(key, cert)],
-            known_hosts=([trusted], [], []), agent_path=None, config=None, preferred_auth="publickey",
-            keepalive_interval=30,
-        ), 20)
+        conn = await asyncio.wait_for(
+            asyncssh.connect(
+                job.host,
+                job.ssh_port,
+                username=SSH_USER,
+                client_keys=[(key, cert)],
+                known_hosts=([trusted], [], []),
+                agent_path=None,
+                config=None,
+                preferred_auth="publickey",
+                keepalive_interval=30,
+            ),
+            20,
+        )
     except asyncssh.HostKeyNotVerifiable:
         log.warning("the SSH gateway of %s at %s:%s presented an unknown host key", job.id, job.host, job.ssh_port)
-        raise SSHRefused("The job's SSH gateway presented a host key that does not match the job's record; "
-                         "refusing to connect") from None
+        raise SSHRefused(
+            "The job's SSH gateway presented a host key that does not match the job's record; refusing to connect"
+        ) from None
     except asyncssh.PermissionDenied:
         raise SSHRefused(f"The SSH gateway of {job.id} refused the session") from None
     except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:

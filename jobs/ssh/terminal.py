@@ -17,6 +17,7 @@ Close codes (dxweb/websockets.py): 4403 (not logged in, not allowed), 4404 (miss
 of another origin (scheme, host and port) is refused at the handshake (dxweb/websockets.py).
 A status frame with the whole message comes first: a close reason holds only 123 bytes.
 """
+
 import asyncio
 import json
 import logging

@@ -1,4 +1,5 @@
 """Template helpers for the pages: epoch-ms dates, level names and inline icons."""
+
 from datetime import datetime, timezone
 
 from django import template
@@ -47,7 +48,9 @@ def icon(name, size=18):
     return format_html(
         '<svg class="icon" width="{}" height="{}" viewBox="0 0 24 24" fill="none" stroke="currentColor" '
         'stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">{}</svg>',
-        size, size, mark_safe(ICONS.get(name, ICONS["file"])),
+        size,
+        size,
+        mark_safe(ICONS.get(name, ICONS["file"])),
     )
 
 

@@ -2,6 +2,7 @@
 
 Waits are on page flags (window.logStreamConnected, logStreamEnded) and selectors, never sleeps.
 """
+
 import json
 import os
 from pathlib import Path
@@ -19,8 +20,15 @@ def applet_body(app, project, **extra):
     dxapp = json.loads((APPS / app / "dxapp.json").read_text())
     run_spec = {k: v for k, v in dxapp["runSpec"].items() if k != "file"}
     run_spec["code"] = (APPS / app / dxapp["runSpec"]["file"]).read_text()
-    return {"project": project, "name": dxapp["name"], "inputSpec": dxapp["inputSpec"],
-            "outputSpec": dxapp["outputSpec"], "runSpec": run_spec, "title": dxapp.get("title", ""), **extra}
+    return {
+        "project": project,
+        "name": dxapp["name"],
+        "inputSpec": dxapp["inputSpec"],
+        "outputSpec": dxapp["outputSpec"],
+        "runSpec": run_spec,
+        "title": dxapp.get("title", ""),
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -62,7 +70,9 @@ def test_alice_launches_an_applet_with_a_file_picked_from_the_form(page, live, s
     assert page.input_value("#id_in_reads") == file_id
     page.click("#advanced summary")
     page.fill("#id_tags", "from-browser")
-    assert f"-ireads={file_id}" in page.inner_text("#dx-command") and "--tag from-browser" in page.inner_text("#dx-command")
+    assert f"-ireads={file_id}" in page.inner_text("#dx-command") and "--tag from-browser" in page.inner_text(
+        "#dx-command"
+    )
     page.screenshot(path="/tmp/ui-jobs-launch.png", full_page=True)
     page.click("#launch")
     page.wait_for_selector("#log-card")
@@ -100,8 +110,9 @@ def test_alice_writes_a_bash_applet_in_the_code_box_runs_it_and_runs_a_new_versi
     page.fill("#id_input_spec", '[{"name": "who", "class": "string"}]')
     page.fill("#id_output_spec", '[{"name": "greeting", "class": "string"}]')
     page.click("#id_code")
-    page.keyboard.type('main() {\n    greeting="hello $who"\n    echo "$greeting"\n'
-                       '    dx-jobutil-add-output greeting "$greeting"\n}\n')
+    page.keyboard.type(
+        'main() {\n    greeting="hello $who"\n    echo "$greeting"\n    dx-jobutil-add-output greeting "$greeting"\n}\n'
+    )
     page.click("#applet-form button[type=submit]")
     page.wait_for_selector("#run-applet")
     first = page.url.rstrip("/").rsplit("/", 1)[1]
@@ -115,8 +126,10 @@ def test_alice_writes_a_bash_applet_in_the_code_box_runs_it_and_runs_a_new_versi
     page.wait_for_selector("#applet-form")
     page.click("#id_code")
     page.keyboard.press("Control+a")
-    page.keyboard.type('main() {\n    greeting="goodbye $who"\n    echo "$greeting"\n'
-                       '    dx-jobutil-add-output greeting "$greeting"\n}\n')
+    page.keyboard.type(
+        'main() {\n    greeting="goodbye $who"\n    echo "$greeting"\n'
+        '    dx-jobutil-add-output greeting "$greeting"\n}\n'
+    )
     page.click("#applet-form button[type=submit]")
     page.wait_for_selector("#run-applet")
     second = page.url.rstrip("/").rsplit("/", 1)[1]
@@ -128,8 +141,13 @@ def test_alice_writes_a_bash_applet_in_the_code_box_runs_it_and_runs_a_new_versi
 
 def test_the_log_streams_while_running_and_survives_a_dropped_socket_with_no_gap_or_duplicate(page, live, setup):
     applet = setup["new_applet"](
-        name="ticker", inputSpec=[], outputSpec=[],
-        runSpec={"interpreter": "bash", "code": 'main() { for i in $(seq 1 60); do echo "tick $i"; sleep 0.05; done; }'},
+        name="ticker",
+        inputSpec=[],
+        outputSpec=[],
+        runSpec={
+            "interpreter": "bash",
+            "code": 'main() { for i in $(seq 1 60); do echo "tick $i"; sleep 0.05; done; }',
+        },
     )
     job_id = setup["run"](applet)
     log_in(page, live, "alice")
@@ -200,7 +218,9 @@ def test_a_full_4_mb_log_is_held_whole_and_scrolls_by_drawing_only_the_rows_in_v
     # ~42,000 lines of 100 bytes reach the 4 MB cap: tens of thousands of rows, stored in seconds.
     pad = "x" * 88
     applet = setup["new_applet"](
-        name="chatty", inputSpec=[], outputSpec=[],
+        name="chatty",
+        inputSpec=[],
+        outputSpec=[],
         runSpec={"interpreter": "bash", "code": f"main() {{ seq 1 50000 | sed 's/^/line /;s/$/ {pad}/'; }}"},
     )
     job_id = setup["run"](applet)

@@ -1,4 +1,5 @@
 """The project pages in a real headless Chromium against the real server (daphne + worker)."""
+
 import base64
 import hashlib
 import os
@@ -12,8 +13,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.live]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
 ]
 
 
@@ -140,10 +145,13 @@ def test_a_large_upload_goes_in_parts_and_a_failed_part_is_retried_alone(page, l
 def test_alice_organises_files_with_the_folder_rename_move_and_delete_dialogs(page, live):
     log_in(page, live, "alice")
     project = new_project(page, live, f"tidy {os.urandom(3).hex()}")
-    page.set_input_files("#upload-input", files=[
-        {"name": "a.txt", "mimeType": "text/plain", "buffer": b"a"},
-        {"name": "b.txt", "mimeType": "text/plain", "buffer": b"b"},
-    ])
+    page.set_input_files(
+        "#upload-input",
+        files=[
+            {"name": "a.txt", "mimeType": "text/plain", "buffer": b"a"},
+            {"name": "b.txt", "mimeType": "text/plain", "buffer": b"b"},
+        ],
+    )
     page.wait_for_selector(f"{row('b.txt')} .state-closed")
 
     page.click("text=New folder")

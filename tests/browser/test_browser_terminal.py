@@ -2,6 +2,7 @@
 
 Waits are on page flags (body[data-terminal], the terminal's buffer), never sleeps.
 """
+
 import time
 
 import pytest
@@ -46,10 +47,16 @@ def test_alice_debugs_a_held_job_in_the_browser_across_a_refresh_then_terminates
     token = live.user("alice")
     project = live.api("/project/new", {"name": "debugging in the browser"}, token=token)["id"]
     applet = live.api("/applet/new", applet_body("debug_me", project), token=token)["id"]
-    job_id = live.api(f"/{applet}/run", {
-        "project": project, "input": {"mode": "fail"}, "debug": {"debugOn": ["AppInternalError"]},
-        "allowSSH": ["127.0.0.1"],
-    }, token=token)["id"]
+    job_id = live.api(
+        f"/{applet}/run",
+        {
+            "project": project,
+            "input": {"mode": "fail"},
+            "debug": {"debugOn": ["AppInternalError"]},
+            "allowSSH": ["127.0.0.1"],
+        },
+        token=token,
+    )["id"]
     job = wait_api(live, token, job_id, lambda j: j["state"] == "debug_hold" and j["sshHostKey"], "the hold")
     assert job["debug"]["failureReason"] == "AppInternalError"
 
@@ -90,8 +97,9 @@ def test_bob_cannot_open_alices_terminal(page, live):
     project = live.api("/project/new", {"name": "not bob's"}, token=token)["id"]
     live.api(f"/{project}/invite", {"invitee": "user-bob", "level": "CONTRIBUTE"}, token=token)
     applet = live.api("/applet/new", applet_body("nap", project), token=token)["id"]
-    job_id = live.api(f"/{applet}/run", {"project": project, "input": {"seconds": "120"},
-                                         "allowSSH": ["127.0.0.1"]}, token=token)["id"]
+    job_id = live.api(
+        f"/{applet}/run", {"project": project, "input": {"seconds": "120"}, "allowSSH": ["127.0.0.1"]}, token=token
+    )["id"]
     try:
         log_in(page, live, "bob")
         response = page.goto(f"{live.url}/jobs/{job_id}/debug/")

@@ -1,4 +1,5 @@
 """/applet/new as `dx build` sends it, spec validation, describe and get."""
+
 import pytest
 
 BASH = {"interpreter": "bash", "code": "main() { echo hi; }", "distribution": "Ubuntu", "release": "24.04"}
@@ -6,7 +7,10 @@ BASH = {"interpreter": "bash", "code": "main() { echo hi; }", "distribution": "U
 
 def applet_body(project, **overrides):
     body = {
-        "project": project, "name": "hello", "folder": "/", "dxapi": "1.0.0",
+        "project": project,
+        "name": "hello",
+        "folder": "/",
+        "dxapi": "1.0.0",
         "inputSpec": [
             {"name": "who", "class": "string", "default": "world", "choices": ["world", "moon"]},
             {"name": "reads", "class": "array:file", "optional": True, "patterns": ["*.fastq.gz"]},
@@ -34,8 +38,14 @@ def test_an_applet_is_created_closed_and_described_with_its_specs(alice, project
     [
         ({"inputSpec": [{"name": "1bad", "class": "int"}]}, "inputSpec[0]"),
         ({"inputSpec": [{"name": "x", "class": "integer"}]}, '("x"): "class" must be one of'),
-        ({"inputSpec": [{"name": "x", "class": "int", "default": "five"}]}, '("x") default: expected a value of class int'),
-        ({"inputSpec": [{"name": "x", "class": "string", "choices": ["a"], "default": "b"}]}, "is not one of the choices"),
+        (
+            {"inputSpec": [{"name": "x", "class": "int", "default": "five"}]},
+            '("x") default: expected a value of class int',
+        ),
+        (
+            {"inputSpec": [{"name": "x", "class": "string", "choices": ["a"], "default": "b"}]},
+            "is not one of the choices",
+        ),
         ({"inputSpec": [{"name": "x", "class": "int", "optional": "yes"}]}, '"optional" must be a boolean'),
         ({"inputSpec": [{"name": "x", "class": "int", "patterns": ["*.txt"]}]}, '"patterns" apply only to'),
         ({"inputSpec": [{"name": "x", "class": "int"}, {"name": "x", "class": "int"}]}, "used twice"),
@@ -74,15 +84,24 @@ def test_code_sent_with_crlf_or_lone_cr_line_endings_is_stored_with_lf(alice, pr
 @pytest.mark.live
 def test_a_bash_applet_sent_with_crlf_line_endings_runs_to_done(live, dx_as):
     # As a browser or a Windows editor writes it: every line ends in CRLF.
-    code = 'main() {\r\n    greeting="hello $who"\r\n    echo "$greeting"\r\n' \
-           '    dx-jobutil-add-output greeting "$greeting"\r\n}\r\n'
+    code = (
+        'main() {\r\n    greeting="hello $who"\r\n    echo "$greeting"\r\n'
+        '    dx-jobutil-add-output greeting "$greeting"\r\n}\r\n'
+    )
     dx = dx_as("alice")
     token = live.user("alice")
     project = live.api("/project/new", {"name": "line endings"}, token=token)["id"]
-    applet = live.api("/applet/new", {
-        "project": project, "name": "crlf", "inputSpec": [{"name": "who", "class": "string"}],
-        "outputSpec": [{"name": "greeting", "class": "string"}], "runSpec": {"interpreter": "bash", "code": code},
-    }, token=token)["id"]
+    applet = live.api(
+        "/applet/new",
+        {
+            "project": project,
+            "name": "crlf",
+            "inputSpec": [{"name": "who", "class": "string"}],
+            "outputSpec": [{"name": "greeting", "class": "string"}],
+            "runSpec": {"interpreter": "bash", "code": code},
+        },
+        token=token,
+    )["id"]
     job_id = live.api(f"/{applet}/run", {"project": project, "input": {"who": "crlf"}}, token=token)["id"]
     log = dx("watch", job_id, check=False).stdout
     job = live.api(f"/{job_id}/describe", token=token)

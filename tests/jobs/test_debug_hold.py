@@ -3,6 +3,7 @@
 One live server for the module, sharing the test process's secret key so that the tests can
 mint certificates the gateway trusts (and forge ones it must refuse).
 """
+
 import asyncio
 import json
 import subprocess
@@ -47,8 +48,11 @@ def need(program, why):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     need("ssh", "dx ssh runs OpenSSH")
-    env = {"DXWEB_SECRET_KEY": settings.SECRET_KEY, "DXWEB_DEBUG_HOLD_SECONDS": str(HOLD_SECONDS),
-           "DXWEB_HEARTBEAT_SECONDS": "0.5"}
+    env = {
+        "DXWEB_SECRET_KEY": settings.SECRET_KEY,
+        "DXWEB_DEBUG_HOLD_SECONDS": str(HOLD_SECONDS),
+        "DXWEB_HEARTBEAT_SECONDS": "0.5",
+    }
     server = LiveServer(tmp_path_factory.mktemp("debug"), extra_env=env).start()
     yield server
     server.stop()
@@ -65,8 +69,7 @@ def alice(server, tmp_path_factory):
     # alice already has a key pair in ~/.ssh: `dx ssh_config` offers it (choice 1) and links it.
     home = dx.workdir / "home"
     (home / ".ssh").mkdir(parents=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")],
-                   check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")], check=True)
     dx.env["HOME"] = str(home)
     out = dx("ssh_config", input="1\n").stdout
     assert "id_ed25519.pub" in out
@@ -82,8 +85,9 @@ def held(dx, job_id):
 
 
 def ended(dx, job_id):
-    return wait_for(lambda: (d := describe(dx, job_id))["state"] in ("done", "failed", "terminated") and d, 60,
-                    f"{job_id} to end")
+    return wait_for(
+        lambda: (d := describe(dx, job_id))["state"] in ("done", "failed", "terminated") and d, 60, f"{job_id} to end"
+    )
 
 
 def ssh(dx, job_id, *command, check=True):
@@ -103,8 +107,10 @@ def test_a_failed_job_is_held_and_reached_with_dx_ssh_then_terminated(alice, ser
     assert "Connecting to 127.0.0.1:" in out.stdout and "127.0.0.1" in describe(alice, job_id)["allowSSH"]
     assert "left behind by the job" in out.stdout and "job_input.json" in out.stdout
     assert "HOME=/home/dnanexus" in out.stdout
-    audit = ("from jobs.models import SSHSession; "
-             f"print([(s.via, s.user.username, s.client_ip) for s in SSHSession.objects.filter(job_id={job_id!r})])")
+    audit = (
+        "from jobs.models import SSHSession; "
+        f"print([(s.via, s.user.username, s.client_ip) for s in SSHSession.objects.filter(job_id={job_id!r})])"
+    )
     assert server.manage("shell", "-c", audit).stdout.strip().endswith("[('ssh', 'alice', '127.0.0.1')]")
     known = (alice.workdir / "dxconf" / "ssh_known_hosts").read_text()
     assert f"{job_id}.dnanex.us {job['sshHostKey'] or describe(alice, job_id)['sshHostKey']}" in known
@@ -118,28 +124,36 @@ def test_a_failed_job_is_held_and_reached_with_dx_ssh_then_terminated(alice, ser
 
 def test_dx_hold_keeps_the_processes_and_release_ends_the_job(alice, server):
     marker = f"dxweb-marker-{time.time_ns()}"
-    job_id = alice("run", "debug_me", "-imode=hold_file", f"-imarker={marker}", "--debug-on", "All", "-y",
-                   "--brief").stdout.strip()
+    job_id = alice(
+        "run", "debug_me", "-imode=hold_file", f"-imarker={marker}", "--debug-on", "All", "-y", "--brief"
+    ).stdout.strip()
     job = held(alice, job_id)
     assert "failureReason" not in job["debug"]
     # The job's own processes are intact, and visible from the shell inside the sandbox.
     assert any(marker in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
     out = ssh(alice, job_id, "ps -eo args")
     assert marker in out.stdout
-    code = ("from jobs import actions; from projects.models import User; from projects.permissions import "
-            f"Principal; actions.release_hold(Principal.of(User.objects.get(username='alice')), {job_id!r})")
+    code = (
+        "from jobs import actions; from projects.models import User; from projects.permissions import "
+        f"Principal; actions.release_hold(Principal.of(User.objects.get(username='alice')), {job_id!r})"
+    )
     server.manage("shell", "-c", code)
     job = ended(alice, job_id)
     assert job["state"] == "terminated" and "released by user-alice" in job["failureMessage"]
-    wait_for(lambda: not any(marker in " ".join(p.info["cmdline"] or [])
-                             for p in psutil.process_iter(["cmdline"])), 20, "the held processes to end")
+    wait_for(
+        lambda: not any(marker in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])),
+        20,
+        "the held processes to end",
+    )
 
 
 def test_an_expired_hold_fails_the_job_with_its_original_error(alice, server):
     job_id = alice("run", "debug_me", "-imode=app_error", "--debug-on", "AppError", "-y", "--brief").stdout.strip()
     assert held(alice, job_id)["debug"]["failureReason"] == "AppError"
-    code = ("from jobs.models import Job; j = Job.objects.get(pk=%r); j.debug['holdUntil'] = 1; "
-            "j.save(update_fields=['debug'])" % job_id)
+    code = (
+        "from jobs.models import Job; j = Job.objects.get(pk=%r); j.debug['holdUntil'] = 1; "
+        "j.save(update_fields=['debug'])" % job_id
+    )
     server.manage("shell", "-c", code)
     job = ended(alice, job_id)
     assert job["state"] == "failed" and job["failureReason"] == "AppError"
@@ -164,11 +178,27 @@ def test_a_running_job_allowing_ssh_is_reached_and_the_session_ends_with_it(alic
     # A session still open when the job ends is closed by the gateway.
     job = describe(alice, job_id)
     session = subprocess.Popen(
-        ["ssh", "-i", str(alice.workdir / "dxconf" / "ssh_id"), "-o", "BatchMode=yes",
-         "-o", f"HostKeyAlias={job_id}.dnanex.us",
-         "-o", f"UserKnownHostsFile={alice.workdir / 'dxconf' / 'ssh_known_hosts'}",
-         "-p", str(job["sshPort"]), "-l", "dnanexus", job["host"], "echo open; sleep 600"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            "ssh",
+            "-i",
+            str(alice.workdir / "dxconf" / "ssh_id"),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"HostKeyAlias={job_id}.dnanex.us",
+            "-o",
+            f"UserKnownHostsFile={alice.workdir / 'dxconf' / 'ssh_known_hosts'}",
+            "-p",
+            str(job["sshPort"]),
+            "-l",
+            "dnanexus",
+            job["host"],
+            "echo open; sleep 600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert session.stdout.readline() == "open\n"
         alice("terminate", job_id)
@@ -180,11 +210,18 @@ def test_a_running_job_allowing_ssh_is_reached_and_the_session_ends_with_it(alic
 
 # --- refusals at the gateway, with asyncssh as the client ------------------------------------------
 
+
 def connect(job, **kwargs):
     async def attempt():
         conn = await asyncssh.connect(
-            job["host"], job["sshPort"], known_hosts=None, agent_path=None, config=None,
-            preferred_auth="publickey", **{"username": "dnanexus", **kwargs})
+            job["host"],
+            job["sshPort"],
+            known_hosts=None,
+            agent_path=None,
+            config=None,
+            preferred_auth="publickey",
+            **{"username": "dnanexus", **kwargs},
+        )
         async with conn:
             result = await conn.run("echo inside", check=False)
             return result.stdout
@@ -213,8 +250,10 @@ def test_the_gateway_accepts_alices_key_and_a_fresh_certificate(alice, napping):
     assert connect(napping, client_keys=[(key, cert)]) == "inside\n"
 
 
-@pytest.mark.parametrize("case", ["wrong key", "wrong user", "expired certificate", "certificate for another job",
-                                  "certificate from another CA"])
+@pytest.mark.parametrize(
+    "case",
+    ["wrong key", "wrong user", "expired certificate", "certificate for another job", "certificate from another CA"],
+)
 def test_the_gateway_refuses(alice, napping, case):
     from jobs.ssh.gateway import mint_certificate
     from projects.models import User
@@ -226,8 +265,11 @@ def test_the_gateway_refuses(alice, napping, case):
         kwargs = {"client_keys": [alice_key(alice)], "username": "root"}
     elif case == "expired certificate":
         now = int(time.time())
-        kwargs = {"client_keys": [mint_certificate(napping["id"], alice_user, "127.0.0.1", valid_after=now - 600,
-                                                   valid_before=now - 300)]}
+        kwargs = {
+            "client_keys": [
+                mint_certificate(napping["id"], alice_user, "127.0.0.1", valid_after=now - 600, valid_before=now - 300)
+            ]
+        }
     elif case == "certificate for another job":
         kwargs = {"client_keys": [mint_certificate("job-" + "x" * 24, alice_user, "127.0.0.1")]}
     else:
@@ -248,9 +290,16 @@ def test_an_address_outside_allow_ssh_is_refused_with_a_message(alice, napping):
                 banner.append(msg)
 
         async def attempt():
-            await asyncssh.connect(napping["host"], napping["sshPort"], username="dnanexus", known_hosts=None,
-                                   agent_path=None, config=None, client_keys=[alice_key(alice)],
-                                   client_factory=Client)
+            await asyncssh.connect(
+                napping["host"],
+                napping["sshPort"],
+                username="dnanexus",
+                known_hosts=None,
+                agent_path=None,
+                config=None,
+                client_keys=[alice_key(alice)],
+                client_factory=Client,
+            )
 
         with pytest.raises(asyncssh.PermissionDenied):
             asyncio.run(attempt())
@@ -274,10 +323,29 @@ def test_openssh_with_the_wrong_key_is_refused(alice, napping, tmp_path):
     stranger = tmp_path / "stranger"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
     result = subprocess.run(
-        ["ssh", "-i", str(stranger), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-         "-o", f"UserKnownHostsFile={tmp_path / 'known'}", "-o", "IdentitiesOnly=yes",
-         "-p", str(napping["sshPort"]), "-l", "dnanexus", napping["host"], "true"],
-        capture_output=True, text=True, timeout=60)
+        [
+            "ssh",
+            "-i",
+            str(stranger),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            f"UserKnownHostsFile={tmp_path / 'known'}",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-p",
+            str(napping["sshPort"]),
+            "-l",
+            "dnanexus",
+            napping["host"],
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 255 and "Permission denied (publickey)" in result.stderr
 
 
@@ -288,9 +356,15 @@ def test_a_terminal_session_resumes_after_a_reconnect_under_tmux(napping):
     from projects.models import User
 
     async def session(keys, expect):
-        conn = await asyncssh.connect(napping["host"], napping["sshPort"], username="dnanexus", known_hosts=None,
-                                      agent_path=None, config=None, client_keys=[mint_certificate(
-                                          napping["id"], User(username="alice"), "127.0.0.1")])
+        conn = await asyncssh.connect(
+            napping["host"],
+            napping["sshPort"],
+            username="dnanexus",
+            known_hosts=None,
+            agent_path=None,
+            config=None,
+            client_keys=[mint_certificate(napping["id"], User(username="alice"), "127.0.0.1")],
+        )
         async with conn:
             process = await conn.create_process(term_type="xterm-256color", term_size=(100, 30), encoding=None)
             process.stdin.write(keys.encode())

@@ -1,4 +1,5 @@
 """Who may debug a job, and the hold's bookkeeping, without processes: access_debug, holds, the reaper."""
+
 import pytest
 
 from dxweb.errors import InvalidState, PermissionDenied, ResourceNotFound
@@ -12,13 +13,26 @@ from projects.permissions import Principal
 @pytest.fixture
 def held_job(alice, bob, project):
     alice.ok(f"/{project}/invite", {"invitee": bob.user.dx_id, "level": "ADMINISTER"})
-    applet = alice.ok("/applet/new", {"project": project, "name": "x", "inputSpec": [], "outputSpec": [],
-                                      "runSpec": {"interpreter": "bash", "code": "main() { false; }"}})["id"]
-    job_id = alice.ok(f"/{applet}/run", {"project": project, "allowSSH": ["10.0.0.0/8"],
-                                         "debug": {"debugOn": ["AppInternalError"]}})["id"]
+    applet = alice.ok(
+        "/applet/new",
+        {
+            "project": project,
+            "name": "x",
+            "inputSpec": [],
+            "outputSpec": [],
+            "runSpec": {"interpreter": "bash", "code": "main() { false; }"},
+        },
+    )["id"]
+    job_id = alice.ok(
+        f"/{applet}/run", {"project": project, "allowSSH": ["10.0.0.0/8"], "debug": {"debugOn": ["AppInternalError"]}}
+    )["id"]
     actions.claim(job_id, "w1")
-    debug = {"debugOn": ["AppInternalError"], "failureReason": "AppInternalError", "failureMessage": "exit 1",
-             "holdUntil": now_ms() + 60_000}
+    debug = {
+        "debugOn": ["AppInternalError"],
+        "failureReason": "AppInternalError",
+        "failureMessage": "exit 1",
+        "holdUntil": now_ms() + 60_000,
+    }
     assert actions.transition(job_id, State.DEBUG_HOLD, debug=debug)
     return Job.objects.get(pk=job_id)
 
@@ -38,8 +52,13 @@ def test_only_the_launcher_may_debug_unless_admins_are_allowed(held_job, alice, 
 
 
 def test_job_tokens_and_outside_addresses_may_not_debug(held_job, alice):
-    job_token = Principal(user=alice.user, scopes={held_job.project_id: Level.ADMINISTER}, token_id=1,
-                          job_id=held_job.pk, client_ip="10.1.2.3")
+    job_token = Principal(
+        user=alice.user,
+        scopes={held_job.project_id: Level.ADMINISTER},
+        token_id=1,
+        job_id=held_job.pk,
+        client_ip="10.1.2.3",
+    )
     with pytest.raises(PermissionDenied):
         actions.access_debug(job_token, held_job.pk)
     with pytest.raises(PermissionDenied, match="192.168.1.9 is not in the allowSSH list"):
@@ -65,10 +84,17 @@ def test_the_reaper_fails_a_held_job_whose_worker_vanished(held_job, settings):
     assert "stopped renewing its lease" in job.failure_message
 
 
-@pytest.mark.parametrize("address, allow, expected", [
-    ("10.1.2.3", ["10.0.0.0/8"], True), ("10.1.2.3", ["10.1.2.3"], True), ("10.1.2.3", ["*"], True),
-    ("::ffff:10.1.2.3", ["10.1.2.3"], True), ("10.1.2.3", ["192.168.0.0/16", "junk"], False),
-    ("", ["10.0.0.0/8"], False), ("10.1.2.3", [], False),
-])
+@pytest.mark.parametrize(
+    "address, allow, expected",
+    [
+        ("10.1.2.3", ["10.0.0.0/8"], True),
+        ("10.1.2.3", ["10.1.2.3"], True),
+        ("10.1.2.3", ["*"], True),
+        ("::ffff:10.1.2.3", ["10.1.2.3"], True),
+        ("10.1.2.3", ["192.168.0.0/16", "junk"], False),
+        ("", ["10.0.0.0/8"], False),
+        ("10.1.2.3", [], False),
+    ],
+)
 def test_allow_ssh_takes_addresses_and_ranges(address, allow, expected):
     assert address_allowed(address, allow) is expected

@@ -4,6 +4,7 @@ As on DNAnexus, `/project-x/destroy` refuses (InvalidState) while jobs are unfin
 `terminateJobs` is true, which `dx rmproject` sends once the user confirmed. The project's job
 records (finished or terminated) are deleted with it: their describe answers ResourceNotFound.
 """
+
 import json
 import os
 import time
@@ -25,10 +26,16 @@ NAP = Path(__file__).parent / "apps" / "nap"
 
 @pytest.fixture
 def nap(alice, project):
-    return alice.ok("/applet/new", {
-        "project": project, "name": "nap", "inputSpec": [], "outputSpec": [],
-        "runSpec": {"interpreter": "bash", "code": "main() { sleep 1; }"},
-    })["id"]
+    return alice.ok(
+        "/applet/new",
+        {
+            "project": project,
+            "name": "nap",
+            "inputSpec": [],
+            "outputSpec": [],
+            "runSpec": {"interpreter": "bash", "code": "main() { sleep 1; }"},
+        },
+    )["id"]
 
 
 def launch(alice, project, applet):
@@ -82,8 +89,14 @@ def test_the_delete_page_terminates_unfinished_jobs(alice, project, nap, setting
 
 def test_a_log_writer_drops_the_lines_of_a_job_deleted_with_its_project(transactional_db, alice, caplog):
     project = project_actions.create_container(alice.user, "doomed")
-    job = Job.objects.create(id="job-" + "D" * 24, name="doomed", executable="applet-" + "d" * 24,
-                             project=project, launched_by=alice.user, state=State.TERMINATED)
+    job = Job.objects.create(
+        id="job-" + "D" * 24,
+        name="doomed",
+        executable="applet-" + "d" * 24,
+        project=project,
+        launched_by=alice.user,
+        state=State.TERMINATED,
+    )
     writer = LogWriter(job.id)
     writer.write("INFO", "before", source="SYSTEM")
     writer.flush()
@@ -96,6 +109,7 @@ def test_a_log_writer_drops_the_lines_of_a_job_deleted_with_its_project(transact
 
 
 # A real job in a real sandbox ------------------------------------------------------------------
+
 
 def sleeping(seconds):
     return [p for p in psutil.process_iter(["cmdline"]) if f"sleep {seconds}" in " ".join(p.info["cmdline"] or [])]
@@ -148,7 +162,10 @@ def test_destroying_a_project_terminates_its_running_job_first(server, tmp_path)
         f"print(ApiToken.objects.filter(job_id={running!r}).count(), "
         f"Container.objects.filter(pk__in=[{project!r}, {workspace!r}]).count())"
     )
-    assert server.manage("shell", "-c", check).stdout.splitlines()[-1].split() == ["0", "0"]  # token revoked, workspace gone
+    assert server.manage("shell", "-c", check).stdout.splitlines()[-1].split() == [
+        "0",
+        "0",
+    ]  # token revoked, workspace gone
     time.sleep(2)  # what the worker still had to write about the job
     log = server.log_path.read_text(errors="replace")
     assert "FOREIGN KEY" not in log and "IntegrityError" not in log and "Traceback" not in log

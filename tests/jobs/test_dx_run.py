@@ -1,4 +1,5 @@
 """`dx build` and `dx run --watch` with the real client against the real server and worker."""
+
 import json
 from pathlib import Path
 

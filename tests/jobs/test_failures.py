@@ -1,4 +1,5 @@
 """Jobs that fail, time out, get terminated, flood their log or reach beyond their token, on the real stack."""
+
 import json
 import os
 import time
@@ -103,10 +104,18 @@ def test_the_log_cap_keeps_one_marker_and_the_job_goes_on(alice_project, live):
     watched = dx("watch", job_id, "--no-wait").stdout
     assert watched.count("[log truncated") == 1
     assert describe(dx, job_id)["state"] == "done"
-    stored = live.manage("shell", "-c", (
-        "from jobs.models import LogLine; from django.db.models import Sum; from django.db.models.functions import Length;"
-        f"print(LogLine.objects.filter(job_id='{job_id}').aggregate(s=Sum(Length('msg')))['s'])"
-    )).stdout.strip().splitlines()[-1]
+    stored = (
+        live.manage(
+            "shell",
+            "-c",
+            (
+                "from jobs.models import LogLine; from django.db.models import Sum; from django.db.models.functions import Length;"
+                f"print(LogLine.objects.filter(job_id='{job_id}').aggregate(s=Sum(Length('msg')))['s'])"
+            ),
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert int(stored) <= 4 * 1024 * 1024
 
 
@@ -126,7 +135,9 @@ def test_a_job_writing_past_its_disk_limit_fails_saying_so(alice_project):
     assert dx("wait", job_id, check=False).returncode != 0
     job = describe(dx, job_id)
     assert job["state"] == "failed" and job["failureReason"] == "AppInternalError"
-    assert job["failureMessage"].startswith("The job wrote ") and "more than its limit of 64 MiB" in job["failureMessage"]
+    assert (
+        job["failureMessage"].startswith("The job wrote ") and "more than its limit of 64 MiB" in job["failureMessage"]
+    )
     log = dx("watch", job_id, "--no-job-info", check=False).stdout
     assert "filled without being stopped" not in log
 

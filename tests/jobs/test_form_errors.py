@@ -1,4 +1,5 @@
 """Page forms put an action's error next to the field it names (DXError.field), never by reading its message."""
+
 import pytest
 
 from dxweb.errors import InvalidInput
@@ -40,7 +41,7 @@ def test_the_checks_name_the_field_of_their_error():
 
 def test_a_run_error_goes_next_to_the_input_or_option_it_names():
     form = launch_form()
-    form.add_action_error(InvalidInput('input "n": expected a value of class int, got \'x\'', field="input.n"))
+    form.add_action_error(InvalidInput("input \"n\": expected a value of class int, got 'x'", field="input.n"))
     form.add_action_error(InvalidInput("Unknown instance type 'big'", field="systemRequirements"))
     form.add_action_error(InvalidInput('"folder" must be an absolute path starting with "/"', field="folder"))
     form.add_action_error(InvalidInput("timeoutPolicy.main must be longer than zero", field="timeoutPolicy"))
@@ -68,4 +69,6 @@ def test_an_applet_error_goes_next_to_the_spec_field_it_names():
 def test_tags_and_properties_are_parsed_one_way():
     assert parse_tags(" a, b ,,c ") == ["a", "b", "c"] and parse_tags(None) == []
     assert parse_properties("k = v\n\nx=1=2\nbad\n=v") == (
-        {"k": "v", "x": "1=2"}, ["Write each property as key=value: 'bad'", "Write each property as key=value: '=v'"])
+        {"k": "v", "x": "1=2"},
+        ["Write each property as key=value: 'bad'", "Write each property as key=value: '=v'"],
+    )

@@ -1,4 +1,5 @@
 """The one job query (jobs.querysets.JobQuerySet): who sees which jobs, each filter, and pages after a cursor."""
+
 import pytest
 
 from dxweb.errors import InvalidInput
@@ -39,18 +40,60 @@ def world(db):
     rows = []
     for n, (name, state, tags, properties) in enumerate(JOBS):
         launcher = alice if n % 2 == 0 else bob
-        rows.append(Job(id=job_id(n), name=name, state=state, tags=tags, properties=properties, project=mine,
-                        launched_by=launcher, executable=EXECUTABLE if n < 4 else OTHER_EXECUTABLE,
-                        created=T0 + n * 1000))
+        rows.append(
+            Job(
+                id=job_id(n),
+                name=name,
+                state=state,
+                tags=tags,
+                properties=properties,
+                project=mine,
+                launched_by=launcher,
+                executable=EXECUTABLE if n < 4 else OTHER_EXECUTABLE,
+                created=T0 + n * 1000,
+            )
+        )
     # A subjob of job 0 and one of that subjob; and a job of bob's own project.
-    rows.append(Job(id=job_id(10), name="process", state="done", project=mine, launched_by=alice,
-                    executable=EXECUTABLE, created=T0 + 10_000, parent_id=job_id(0), origin_id=job_id(0),
-                    root_id=job_id(0)))
-    rows.append(Job(id=job_id(11), name="process", state="done", project=mine, launched_by=alice,
-                    executable=EXECUTABLE, created=T0 + 11_000, parent_id=job_id(10), origin_id=job_id(0),
-                    root_id=job_id(0)))
-    rows.append(Job(id=job_id(20), name="bwa_mem", state="done", tags=["batch"], project=theirs, launched_by=bob,
-                    executable=EXECUTABLE, created=T0 + 20_000))
+    rows.append(
+        Job(
+            id=job_id(10),
+            name="process",
+            state="done",
+            project=mine,
+            launched_by=alice,
+            executable=EXECUTABLE,
+            created=T0 + 10_000,
+            parent_id=job_id(0),
+            origin_id=job_id(0),
+            root_id=job_id(0),
+        )
+    )
+    rows.append(
+        Job(
+            id=job_id(11),
+            name="process",
+            state="done",
+            project=mine,
+            launched_by=alice,
+            executable=EXECUTABLE,
+            created=T0 + 11_000,
+            parent_id=job_id(10),
+            origin_id=job_id(0),
+            root_id=job_id(0),
+        )
+    )
+    rows.append(
+        Job(
+            id=job_id(20),
+            name="bwa_mem",
+            state="done",
+            tags=["batch"],
+            project=theirs,
+            launched_by=bob,
+            executable=EXECUTABLE,
+            created=T0 + 20_000,
+        )
+    )
     for job in rows:
         job.origin_id = job.origin_id or job.id
         job.root_id = job.root_id or job.id
@@ -71,6 +114,7 @@ def in_mine(world):
 
 
 # Who sees what ------------------------------------------------------------------
+
 
 def test_an_outsider_sees_no_job(world):
     assert ids(Job.objects.visible_to(Principal.of(world["charlie"]))) == []
@@ -94,6 +138,7 @@ def test_visibility_combines_with_a_scope_and_a_name(world):
 
 
 # Each filter ------------------------------------------------------------------------
+
 
 def test_a_name_contained_is_found_in_any_case(world):
     assert ids(in_mine(world).within("gatk", project_id=world["mine"].pk)) == numbers(2, 3)
@@ -127,9 +172,19 @@ def test_a_tag_is_matched_exactly(world):
 
 
 TAG_QUERIES = [
-    "batch", "prod", "nonesuch", ["batch", "prod"], ["batch"], [], {"$and": ["batch", "prod"]},
-    {"$or": ["Batch", "prod"]}, {"$or": []}, {"$and": []}, {"$or": [{"$and": ["batch", "prod"]}, "Batch"]},
-    {"$and": [{"$or": ["prod", "Batch"]}, ["batch"]]}, [{"$or": ["naïve", "nonesuch"]}],
+    "batch",
+    "prod",
+    "nonesuch",
+    ["batch", "prod"],
+    ["batch"],
+    [],
+    {"$and": ["batch", "prod"]},
+    {"$or": ["Batch", "prod"]},
+    {"$or": []},
+    {"$and": []},
+    {"$or": [{"$and": ["batch", "prod"]}, "Batch"]},
+    {"$and": [{"$or": ["prod", "Batch"]}, ["batch"]]},
+    [{"$or": ["naïve", "nonesuch"]}],
 ]
 
 
@@ -147,11 +202,25 @@ def test_a_malformed_tags_query_is_refused(world, query):
 
 
 PROPERTY_QUERIES = [
-    {"sample": "NA12878"}, {"sample": True}, {"sample": False}, {"sample": None}, {"sample": "na12878"},
-    {"sample": "NA12878", "run": "1"}, {"sample": "NA12878", "run": True}, {"run": 1}, {"run": ["1"]},
-    {"1": "one"}, {"1": True}, {"a__b": "x"}, {'say "hi': "yes"}, {},
-    {"$or": [{"run": "2"}, {"sample": "NA12345"}]}, {"$and": [{"sample": True}, {"run": False}]},
-    {"$or": []}, {"$and": []}, {"$or": [{"run": True}], "sample": "NA12878"},
+    {"sample": "NA12878"},
+    {"sample": True},
+    {"sample": False},
+    {"sample": None},
+    {"sample": "na12878"},
+    {"sample": "NA12878", "run": "1"},
+    {"sample": "NA12878", "run": True},
+    {"run": 1},
+    {"run": ["1"]},
+    {"1": "one"},
+    {"1": True},
+    {"a__b": "x"},
+    {'say "hi': "yes"},
+    {},
+    {"$or": [{"run": "2"}, {"sample": "NA12345"}]},
+    {"$and": [{"sample": True}, {"run": False}]},
+    {"$or": []},
+    {"$and": []},
+    {"$or": [{"run": True}], "sample": "NA12878"},
 ]
 
 
@@ -193,14 +262,21 @@ def test_filters_chain(world):
 
 # Pages -------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def ties(db):
     """23 jobs created in 4 milliseconds only: pages must break ties by id."""
     alice = create_user("alice")
     project = project_actions.create_container(alice, "ties")
     Job.objects.bulk_create(
-        Job(id=f"job-{n:02d}" + "T" * 22, name=f"t{n}", project=project, launched_by=alice, executable=EXECUTABLE,
-            created=T0 + n % 4)
+        Job(
+            id=f"job-{n:02d}" + "T" * 22,
+            name=f"t{n}",
+            project=project,
+            launched_by=alice,
+            executable=EXECUTABLE,
+            created=T0 + n % 4,
+        )
         for n in range(23)
     )
     return Job.objects.within(project_id=project.pk)
@@ -248,13 +324,21 @@ def test_no_job_matches_no_page(ties):
 
 # Through the API ---------------------------------------------------------------------
 
+
 @pytest.fixture
 def listed(alice, project):
     """17 jobs of alice's project created in 3 milliseconds, every third tagged and with a property."""
     Job.objects.bulk_create(
-        Job(id=f"job-{n:02d}" + "A" * 22, name=f"a{n}", project_id=project, launched_by=alice.user,
-            executable=EXECUTABLE, created=T0 + n % 3, tags=["third"] if n % 3 == 0 else [],
-            properties={"third": "yes"} if n % 3 == 0 else {})
+        Job(
+            id=f"job-{n:02d}" + "A" * 22,
+            name=f"a{n}",
+            project_id=project,
+            launched_by=alice.user,
+            executable=EXECUTABLE,
+            created=T0 + n % 3,
+            tags=["third"] if n % 3 == 0 else [],
+            properties={"third": "yes"} if n % 3 == 0 else {},
+        )
         for n in range(17)
     )
     return [f"job-{n:02d}" + "A" * 22 for n in range(17)]
@@ -275,8 +359,12 @@ def test_the_api_pages_across_equal_creation_times_with_every_job_once(alice, pr
 
 def test_the_api_filters_tags_and_properties_before_counting_a_page(alice, project, listed):
     thirds = [j for n, j in enumerate(listed) if n % 3 == 0]
-    for query in ({"tags": "third"}, {"tags": {"$and": ["third"]}}, {"properties": {"third": True}},
-                  {"properties": {"third": "yes"}}):
+    for query in (
+        {"tags": "third"},
+        {"tags": {"$and": ["third"]}},
+        {"properties": {"third": True}},
+        {"properties": {"third": "yes"}},
+    ):
         first = alice.ok("/system/findExecutions", {"project": project, "limit": 4, **query})
         rest = alice.ok("/system/findExecutions", {"project": project, "limit": 4, **query, "starting": first["next"]})
         assert len(first["results"]) == 4 and rest["next"] is None

@@ -1,4 +1,5 @@
 """Launching jobs through the API: who may run, what describe says, waiting on references, finding and terminating."""
+
 import pytest
 
 from jobs import actions
@@ -10,12 +11,19 @@ BASH = {"interpreter": "bash", "code": "main() { echo hi; }"}
 
 @pytest.fixture
 def applet(alice, project):
-    return alice.ok("/applet/new", {
-        "project": project, "name": "counter",
-        "inputSpec": [{"name": "n", "class": "int", "default": 3}, {"name": "f", "class": "file", "optional": True}],
-        "outputSpec": [{"name": "total", "class": "int"}],
-        "runSpec": dict(BASH, timeoutPolicy={"*": {"minutes": 30}}),
-    })["id"]
+    return alice.ok(
+        "/applet/new",
+        {
+            "project": project,
+            "name": "counter",
+            "inputSpec": [
+                {"name": "n", "class": "int", "default": 3},
+                {"name": "f", "class": "file", "optional": True},
+            ],
+            "outputSpec": [{"name": "total", "class": "int"}],
+            "runSpec": dict(BASH, timeoutPolicy={"*": {"minutes": 30}}),
+        },
+    )["id"]
 
 
 def run(client, applet, project, **body):
@@ -29,9 +37,29 @@ def test_running_an_applet_creates_a_runnable_origin_job_with_every_field_the_cl
         status, data = run(alice, applet, project, input={"n": 5}, name="count to five", tags=["t"])
     assert status == 200 and callbacks  # a wake-up is queued once the launch commits
     job = alice.ok(f"/{data['id']}/describe")
-    for key in ("id", "class", "name", "executableName", "function", "state", "project", "launchedBy", "created",
-                "modified", "input", "originalInput", "output", "parentJob", "originJob", "rootExecution",
-                "workspace", "folder", "runInput", "stateTransitions", "applet"):
+    for key in (
+        "id",
+        "class",
+        "name",
+        "executableName",
+        "function",
+        "state",
+        "project",
+        "launchedBy",
+        "created",
+        "modified",
+        "input",
+        "originalInput",
+        "output",
+        "parentJob",
+        "originJob",
+        "rootExecution",
+        "workspace",
+        "folder",
+        "runInput",
+        "stateTransitions",
+        "applet",
+    ):
         assert key in job, key
     assert job["state"] == "runnable" and job["parentJob"] is None
     assert job["originJob"] == job["id"] == job["rootExecution"]
@@ -152,8 +180,10 @@ def test_a_failed_child_fails_its_origin_and_terminates_the_rest(alice, project,
 
 def test_find_executions_filters_by_origin_job_arrays_and_pages(alice, project, applet):
     ids = [run(alice, applet, project)[1]["id"] for _ in range(3)]
-    found = alice.ok("/system/findExecutions", {"class": "job", "project": project, "originJob": ids[:2],
-                                                 "describe": {"defaultFields": True}})
+    found = alice.ok(
+        "/system/findExecutions",
+        {"class": "job", "project": project, "originJob": ids[:2], "describe": {"defaultFields": True}},
+    )
     assert {r["id"] for r in found["results"]} == set(ids[:2])
     assert all(r["describe"]["originJob"] == r["id"] for r in found["results"])
     page = alice.ok("/system/findExecutions", {"project": project, "limit": 2})

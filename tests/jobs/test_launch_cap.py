@@ -1,4 +1,5 @@
 """What a job launches holds no more than the job: applet runs and subjobs, down a chain, and from a real job."""
+
 import time
 
 import pytest
@@ -42,7 +43,9 @@ def test_job_scopes_is_the_lowest_of_the_applet_the_user_and_the_launching_job(a
     assert job_scopes(alice.user, project, ws, Level.ADMINISTER, cap={parent_ws: 3}) == {ws: 3, project: 0}
     assert launch_cap(Principal.of(alice.user)) is None
     assert launch_cap(Principal(user=alice.user, scopes={project: Level.VIEW, ws: Level.CONTRIBUTE})) == {
-        project: 1, ws: 3}
+        project: 1,
+        ws: 3,
+    }
 
 
 def test_an_applet_a_view_job_runs_cannot_administer_the_project(alice, charlie, project):
@@ -126,7 +129,7 @@ def test_what_a_job_launched_outputs_goes_to_the_launching_job_not_the_project(a
 
 # The escalation from a real job in the sandbox, as an attacker's applet would do it -----------------
 
-ATTACKER = r'''
+ATTACKER = r"""
 import os
 
 import dxpy
@@ -146,9 +149,9 @@ def main(child_code):
 
 
 dxpy.run()
-'''
+"""
 
-CHILD = r'''
+CHILD = r"""
 import os
 
 import dxpy
@@ -175,7 +178,7 @@ def main():
 
 
 dxpy.run()
-'''
+"""
 
 
 def wait_final(live, token, job_id, timeout=300):
@@ -195,12 +198,17 @@ def wait_final(live, token, job_id, timeout=300):
 def test_a_real_view_job_cannot_escalate_through_an_applet_it_makes_and_runs(live):
     alice, mallory = live.user("alice"), live.user("mallory")
     project = live.api("/project/new", {"name": "target"}, token=alice)["id"]
-    attacker = live.api("/applet/new", {
-        "project": project, "name": "attacker",  # no "access": VIEW on the project
-        "inputSpec": [{"name": "child_code", "class": "string"}],
-        "outputSpec": [{"name": "child", "class": "string"}],
-        "runSpec": {"interpreter": "python3", "code": ATTACKER, "distribution": "Ubuntu", "release": "24.04"},
-    }, token=alice)["id"]
+    attacker = live.api(
+        "/applet/new",
+        {
+            "project": project,
+            "name": "attacker",  # no "access": VIEW on the project
+            "inputSpec": [{"name": "child_code", "class": "string"}],
+            "outputSpec": [{"name": "child", "class": "string"}],
+            "runSpec": {"interpreter": "python3", "code": ATTACKER, "distribution": "Ubuntu", "release": "24.04"},
+        },
+        token=alice,
+    )["id"]
     job_id = live.api(f"/{attacker}/run", {"project": project, "input": {"child_code": CHILD}}, token=alice)["id"]
     job = wait_final(live, alice, job_id)
     if job is not None and job["state"] == "done":
@@ -217,4 +225,7 @@ def test_a_real_view_job_cannot_escalate_through_an_applet_it_makes_and_runs(liv
     child = live.api(f"/{job['output']['child']}/describe", token=alice)
     assert child["state"] == "done" and child["parentJob"] == job_id, child
     assert child["output"] == {
-        "level": "VIEW", "invite": "REFUSED PermissionDenied", "destroy": "REFUSED PermissionDenied"}
+        "level": "VIEW",
+        "invite": "REFUSED PermissionDenied",
+        "destroy": "REFUSED PermissionDenied",
+    }

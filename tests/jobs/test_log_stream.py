@@ -1,4 +1,5 @@
 """/job-x/getLog/websocket as `dx watch` speaks it: token in the first frame, backlog, live lines, END_LOG."""
+
 import asyncio
 import json
 
@@ -18,8 +19,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def job(alice):
     project = project_actions.create_container(alice.user, "logs")
     return Job.objects.create(
-        id="job-" + "L" * 24, name="logger", executable="applet-" + "b" * 24, project=project,
-        launched_by=alice.user, state=State.RUNNABLE,
+        id="job-" + "L" * 24,
+        name="logger",
+        executable="applet-" + "b" * 24,
+        project=project,
+        launched_by=alice.user,
+        state=State.RUNNABLE,
     )
 
 
@@ -38,10 +43,18 @@ async def open_stream(job_id, token, origin="http://127.0.0.1:8000", client=None
         communicator.scope["client"] = [client, 40000]
     connected, _ = await communicator.connect()
     assert connected
-    await communicator.send_to(text_data=json.dumps({
-        "access_token": token, "token_type": "Bearer", "numRecentMessages": 262144, "recurseJobs": False,
-        "tail": True, **request,
-    }))
+    await communicator.send_to(
+        text_data=json.dumps(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "numRecentMessages": 262144,
+                "recurseJobs": False,
+                "tail": True,
+                **request,
+            }
+        )
+    )
     return communicator
 
 
@@ -131,7 +144,9 @@ def test_a_bad_token_and_a_bad_first_frame_are_refused(job):
     async def scenario():
         bad_token = await collect(await open_stream(job.pk, "not-a-token"))
         communicator = WebsocketCommunicator(
-            application, f"/{job.pk}/getLog/websocket", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+            application,
+            f"/{job.pk}/getLog/websocket",
+            headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
         )
         await communicator.connect()
         await communicator.send_to(text_data="{not json")
@@ -173,7 +188,8 @@ def test_something_not_a_job_gets_the_same_refusal_as_a_job_the_caller_may_not_s
     hidden, not_a_job = asyncio.run(scenario())
     assert hidden[0][:2] == not_a_job[0][:2] == ("close", 4404)
     assert json.loads(not_a_job[0][2]) == {
-        "type": "ResourceNotFound", "message": json.loads(hidden[0][2])["message"].replace(job.pk, "not-a-job"),
+        "type": "ResourceNotFound",
+        "message": json.loads(hidden[0][2])["message"].replace(job.pk, "not-a-job"),
     }
 
 
@@ -181,8 +197,11 @@ def test_a_socket_without_a_first_frame_is_closed_after_the_auth_timeout(job, al
     settings.DXWEB_WS_AUTH_TIMEOUT = 1
 
     async def scenario():
-        silent = WebsocketCommunicator(application, f"/{job.pk}/getLog/websocket",
-                                       headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")])
+        silent = WebsocketCommunicator(
+            application,
+            f"/{job.pk}/getLog/websocket",
+            headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
+        )
         assert (await silent.connect())[0]
         closed = await collect(silent)  # collect waits up to 10 s for each frame
         # A socket that sent its request in time is not closed by the deadline: the job runs, no lines yet.
@@ -196,15 +215,21 @@ def test_a_socket_without_a_first_frame_is_closed_after_the_auth_timeout(job, al
     assert quiet
 
 
-@pytest.mark.parametrize("frame", [
-    '{"access_token": "\\ud800"}',
-    '{"access_token": "TOKEN", "levels": ["\\udfff"]}',
-    '{"access_token": "TOKEN", "\\ud800": 1}',
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"access_token": "\\ud800"}',
+        '{"access_token": "TOKEN", "levels": ["\\udfff"]}',
+        '{"access_token": "TOKEN", "\\ud800": 1}',
+    ],
+)
 def test_a_lone_surrogate_in_the_first_frame_is_invalid_input(job, alice, frame):
     async def scenario():
-        communicator = WebsocketCommunicator(application, f"/{job.pk}/getLog/websocket",
-                                             headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")])
+        communicator = WebsocketCommunicator(
+            application,
+            f"/{job.pk}/getLog/websocket",
+            headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
+        )
         await communicator.connect()
         await communicator.send_to(text_data=frame.replace("TOKEN", alice.token))
         return await collect(communicator)

@@ -4,6 +4,7 @@ Each watcher gets its backlog from the store, then the shared tail's lines past 
 once, none missing, in the store's order, with its own levels filter; a watcher that fell behind
 the tail's window reads the missing lines from the store itself.
 """
+
 import asyncio
 import json
 
@@ -34,8 +35,12 @@ def no_tails():
 def job(alice):
     project = project_actions.create_container(alice.user, "tails")
     return Job.objects.create(
-        id="job-" + "T" * 24, name="ticker", executable="applet-" + "b" * 24, project=project,
-        launched_by=alice.user, state=State.RUNNABLE,
+        id="job-" + "T" * 24,
+        name="ticker",
+        executable="applet-" + "b" * 24,
+        project=project,
+        launched_by=alice.user,
+        state=State.RUNNABLE,
     )
 
 
@@ -44,15 +49,27 @@ def child(job):
     job.origin = job.root = job
     job.save()
     return Job.objects.create(
-        id="job-" + "U" * 24, name="ticker:part", executable=job.executable, project=job.project,
-        launched_by=job.launched_by, state=State.RUNNABLE, parent=job, origin=job, root=job,
+        id="job-" + "U" * 24,
+        name="ticker:part",
+        executable=job.executable,
+        project=job.project,
+        launched_by=job.launched_by,
+        state=State.RUNNABLE,
+        parent=job,
+        origin=job,
+        root=job,
     )
 
 
 def add_lines(job, start, count, level="STDOUT", timestamps=None):
     LogLine.objects.bulk_create(
-        LogLine(job=job, seq=start + i, timestamp=(timestamps or {}).get(start + i, 1000 + start + i), level=level,
-                msg=f"{job.name} line {start + i}")
+        LogLine(
+            job=job,
+            seq=start + i,
+            timestamp=(timestamps or {}).get(start + i, 1000 + start + i),
+            level=level,
+            msg=f"{job.name} line {start + i}",
+        )
         for i in range(count)
     )
 
@@ -69,10 +86,18 @@ async def watch(job_id, token, **request):
     )
     connected, _ = await communicator.connect()
     assert connected
-    await communicator.send_to(text_data=json.dumps({
-        "access_token": token, "token_type": "Bearer", "numRecentMessages": 262144, "recurseJobs": False,
-        "tail": True, **request,
-    }))
+    await communicator.send_to(
+        text_data=json.dumps(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "numRecentMessages": 262144,
+                "recurseJobs": False,
+                "tail": True,
+                **request,
+            }
+        )
+    )
     communicator.lines = []
     return communicator
 

@@ -9,6 +9,7 @@ Writers store from the process's log store thread (its own connection, kept from
 after each test): the tests must not hold a transaction. They watch that connection through
 `connection_created` and an execute wrapper.
 """
+
 import asyncio
 import os
 import select
@@ -36,8 +37,12 @@ TABLE = LogLine._meta.db_table
 def job(transactional_db, alice):
     project = project_actions.create_container(alice.user, "logs")
     return Job.objects.create(
-        id="job-" + "W" * 24, name="writer", executable="applet-" + "b" * 24, project=project,
-        launched_by=alice.user, state=State.RUNNING,
+        id="job-" + "W" * 24,
+        name="writer",
+        executable="applet-" + "b" * 24,
+        project=project,
+        launched_by=alice.user,
+        state=State.RUNNING,
     )
 
 
@@ -63,8 +68,9 @@ class WriterSpy:
     def wrapper(self, execute, sql, params, many, context):
         if sql.startswith(f'INSERT INTO "{TABLE}"'):
             connection = context["connection"]
-            self.inserts.append((len(params) // len(store.COLUMNS),
-                                 connection.in_atomic_block or not connection.get_autocommit()))
+            self.inserts.append(
+                (len(params) // len(store.COLUMNS), connection.in_atomic_block or not connection.get_autocommit())
+            )
             if self.gate is not None:
                 gate, self.gate = self.gate, None
                 self.entered.set()
@@ -90,8 +96,16 @@ def spy():
 
 def test_a_flood_past_the_cap_is_dropped_at_once_and_leaves_one_marker(transactional_db, alice, project, settings):
     settings.DXWEB_LOG_CAP_BYTES = 10_000
-    applet = alice.ok("/applet/new", {"project": project, "name": "x", "inputSpec": [], "outputSpec": [],
-                                      "runSpec": {"interpreter": "bash", "code": "main() { true; }"}})["id"]
+    applet = alice.ok(
+        "/applet/new",
+        {
+            "project": project,
+            "name": "x",
+            "inputSpec": [],
+            "outputSpec": [],
+            "runSpec": {"interpreter": "bash", "code": "main() { true; }"},
+        },
+    )["id"]
     job_id = alice.ok(f"/{applet}/run", {"project": project})["id"]
     writer = LogWriter(job_id)
     line = "x" * 99  # 100 bytes with its newline
@@ -111,8 +125,16 @@ def test_a_runners_writer_refuses_its_lines_once_its_claim_lost_the_job(transact
     """A worker that stalled past its lease wakes to find the job re-queued, or another try's: the lines
     its job wrote meanwhile are refused (counted), but for the platform's own line about its end."""
     settings.DXWEB_HEARTBEAT_SECONDS = 0  # the claim is looked up at every batch
-    applet = alice.ok("/applet/new", {"project": project, "name": "x", "inputSpec": [], "outputSpec": [],
-                                      "runSpec": {"interpreter": "bash", "code": "main() { true; }"}})["id"]
+    applet = alice.ok(
+        "/applet/new",
+        {
+            "project": project,
+            "name": "x",
+            "inputSpec": [],
+            "outputSpec": [],
+            "runSpec": {"interpreter": "bash", "code": "main() { true; }"},
+        },
+    )["id"]
     job_id = alice.ok(f"/{applet}/run", {"project": project})["id"]
     first, _ = actions.claim(job_id, "stalled")
     writer = LogWriter(job_id, claim=(first.tries, first.worker))
@@ -159,8 +181,20 @@ def test_each_batch_is_one_insert_outside_any_transaction(job, spy):
 
 def test_lines_are_stored_exactly_whatever_they_hold(job):
     writer = LogWriter(job.pk)
-    lines = ["%s", "%%s %d %(x)s", "100%", "it's \"quoted\" \\ back", "", "  spaced  ", "é漢字🙂", "tab\there",
-             "?", "x" * 70_000, "nul\x00byte", "lone \ud800 surrogate"]
+    lines = [
+        "%s",
+        "%%s %d %(x)s",
+        "100%",
+        'it\'s "quoted" \\ back',
+        "",
+        "  spaced  ",
+        "é漢字🙂",
+        "tab\there",
+        "?",
+        "x" * 70_000,
+        "nul\x00byte",
+        "lone \ud800 surrogate",
+    ]
     for line in lines:
         writer.write("STDERR", line, source="DX_APP")
     writer.close()
@@ -172,8 +206,9 @@ def test_lines_are_stored_exactly_whatever_they_hold(job):
 def test_numbers_taken_by_another_try_are_skipped(job):
     writer = LogWriter(job.pk)
     # Another try of the job (after this worker lost its lease) wrote lines 1-3 meanwhile.
-    LogLine.objects.bulk_create(LogLine(job=job, seq=seq, timestamp=1, level="INFO", msg=f"other {seq}")
-                                for seq in (1, 2, 3))
+    LogLine.objects.bulk_create(
+        LogLine(job=job, seq=seq, timestamp=1, level="INFO", msg=f"other {seq}") for seq in (1, 2, 3)
+    )
     writer.write("STDOUT", "mine 1")
     writer.write("STDOUT", "mine 2")
     writer.close()
@@ -254,6 +289,7 @@ def test_the_store_thread_hands_errors_to_the_caller_and_reconnects(job, spy):
 
 # Notifications ------------------------------------------------------------------------------------------
 
+
 class CrossLoopLayer:
     """A channel layer usable from any event loop (as Redis is): records group_send calls."""
 
@@ -306,7 +342,8 @@ def test_cross_loop_notifications_share_one_long_lived_loop_thread(notifier, mon
     notify_state("project-x", 7)
     assert notifier.drain()
     assert sorted(call[0] for call in layer.calls) == sorted(
-        [group_name(f"job-{i}") for i in range(5)] + [states_group(project_id="project-x"), states_group(user_id=7)])
+        [group_name(f"job-{i}") for i in range(5)] + [states_group(project_id="project-x"), states_group(user_id=7)]
+    )
     assert {call[1] for call in layer.calls} == {"log.more", "jobs.changed"}
     # Not a new event loop per call: one loop, in one thread, for all of them.
     assert len({call[2] for call in layer.calls}) == 1 and {call[3] for call in layer.calls} == {"dxweb-notify"}

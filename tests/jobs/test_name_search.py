@@ -1,4 +1,5 @@
 """Job name search through a trigram index (jobs.namesearch): the same answers as a plain scan, kept in step."""
+
 import pytest
 from django.db import connection
 
@@ -9,10 +10,42 @@ from jobs.views import filtered_jobs
 from projects import actions as project_actions
 from projects.accounts import create_user
 
-NAMES = ["bwa_mem", "bwa_mem NA12878", "BWA_MEM na12345", "gatk HaplotypeCaller", "100%_done", "a_b", "naïve Run",
-         "back\\slash", "x", "xyz", "", "NA12878 again", "zz"]
-TEXTS = ["NA12878", "na12878", "bwa", "BWA_MEM", "haplotype", "nomatch", "%", "_", "a_b", "100%", "\\", "back\\s",
-         "ïve", "naïve", "x", "xy", "xyz", "yz", "m na"]
+NAMES = [
+    "bwa_mem",
+    "bwa_mem NA12878",
+    "BWA_MEM na12345",
+    "gatk HaplotypeCaller",
+    "100%_done",
+    "a_b",
+    "naïve Run",
+    "back\\slash",
+    "x",
+    "xyz",
+    "",
+    "NA12878 again",
+    "zz",
+]
+TEXTS = [
+    "NA12878",
+    "na12878",
+    "bwa",
+    "BWA_MEM",
+    "haplotype",
+    "nomatch",
+    "%",
+    "_",
+    "a_b",
+    "100%",
+    "\\",
+    "back\\s",
+    "ïve",
+    "naïve",
+    "x",
+    "xy",
+    "xyz",
+    "yz",
+    "m na",
+]
 
 
 @pytest.fixture
@@ -23,8 +56,16 @@ def jobs(db):
     rows = []
     for n, name in enumerate(NAMES * 3):
         project, launcher = [(mine, alice), (mine, bob), (theirs, bob)][n % 3]
-        job = Job(id=f"job-{n:04d}" + "Q" * 20, name=name, executable="applet-" + "A" * 24, executable_name="app",
-                  project=project, launched_by=launcher, state="done", created=1_700_000_000_000 + n)
+        job = Job(
+            id=f"job-{n:04d}" + "Q" * 20,
+            name=name,
+            executable="applet-" + "A" * 24,
+            executable_name="app",
+            project=project,
+            launched_by=launcher,
+            state="done",
+            created=1_700_000_000_000 + n,
+        )
         job.origin_id = job.id
         rows.append(job)
     Job.objects.bulk_create(rows)
@@ -78,8 +119,14 @@ def test_the_index_follows_new_renamed_and_deleted_jobs(jobs):
     def found(text):
         return [j.pk for j in filtered_jobs(JobFilterForm({"name": text}), **scope)]
 
-    job = Job.objects.create(id="job-" + "R" * 24, name="freshly Made", executable="applet-" + "A" * 24,
-                             project=jobs["mine"], launched_by=jobs["alice"], created=1)
+    job = Job.objects.create(
+        id="job-" + "R" * 24,
+        name="freshly Made",
+        executable="applet-" + "A" * 24,
+        project=jobs["mine"],
+        launched_by=jobs["alice"],
+        created=1,
+    )
     assert found("shly ma") == [job.pk]
     Job.objects.filter(pk=job.pk).update(name="renamed Later")
     assert found("shly ma") == [] and found("NAMED LAT") == [job.pk]

@@ -1,4 +1,5 @@
 """Job notifications: in the app and by email when a job the user launched ends, each with an opt-out."""
+
 import pytest
 from django.core import mail
 from django.test import Client
@@ -11,8 +12,16 @@ from projects.permissions import Principal
 
 @pytest.fixture
 def applet(alice, project):
-    return alice.ok("/applet/new", {"project": project, "name": "quick", "inputSpec": [], "outputSpec": [],
-                                    "runSpec": {"interpreter": "bash", "code": "main() { true; }"}})["id"]
+    return alice.ok(
+        "/applet/new",
+        {
+            "project": project,
+            "name": "quick",
+            "inputSpec": [],
+            "outputSpec": [],
+            "runSpec": {"interpreter": "bash", "code": "main() { true; }"},
+        },
+    )["id"]
 
 
 def launch(actor, project, applet):
@@ -35,7 +44,9 @@ def sent(monkeypatch):
     return queued
 
 
-def test_the_launcher_gets_a_notice_and_an_email_when_a_job_fails(alice, project, applet, sent, django_capture_on_commit_callbacks):
+def test_the_launcher_gets_a_notice_and_an_email_when_a_job_fails(
+    alice, project, applet, sent, django_capture_on_commit_callbacks
+):
     User.objects.filter(pk=alice.user.pk).update(email="alice@example.org")
     job_id = launch(alice, project, applet)
     with django_capture_on_commit_callbacks(execute=True):
@@ -49,8 +60,9 @@ def test_the_launcher_gets_a_notice_and_an_email_when_a_job_fails(alice, project
     assert f"/jobs/{job_id}/" in email.body and "AppError: the input is bad" in email.body
 
 
-def test_subjobs_do_not_notify_and_opt_outs_are_respected(alice, project, applet, sent,
-                                                          django_capture_on_commit_callbacks):
+def test_subjobs_do_not_notify_and_opt_outs_are_respected(
+    alice, project, applet, sent, django_capture_on_commit_callbacks
+):
     alice.user.notify_by_email = False
     alice.user.save()
     User.objects.filter(pk=alice.user.pk).update(email="alice@example.org")
@@ -71,8 +83,9 @@ def test_subjobs_do_not_notify_and_opt_outs_are_respected(alice, project, applet
     assert not Notification.objects.exists()
 
 
-def test_the_page_shows_only_the_users_own_notices_and_marks_them_read(alice, bob, project, applet,
-                                                                        django_capture_on_commit_callbacks):
+def test_the_page_shows_only_the_users_own_notices_and_marks_them_read(
+    alice, bob, project, applet, django_capture_on_commit_callbacks
+):
     job_id = launch(alice, project, applet)
     with django_capture_on_commit_callbacks(execute=True):
         end(job_id)
@@ -108,8 +121,11 @@ def test_the_running_product_emails_the_launcher_through_its_worker(live, dx_as)
     from pathlib import Path
 
     dx = dx_as("dora")
-    live.manage("shell", "-c", "from projects.models import User; "
-                "User.objects.filter(username='dora').update(email='dora@example.org')")
+    live.manage(
+        "shell",
+        "-c",
+        "from projects.models import User; User.objects.filter(username='dora').update(email='dora@example.org')",
+    )
     project = dx("new", "project", "mail", "--brief").stdout.strip()
     dx("select", project)
     dx("build", str(Path(__file__).parent / "apps" / "nap"))

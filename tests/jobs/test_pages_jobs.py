@@ -2,6 +2,7 @@
 
 alice administers the project; viewer and contributor hold those levels; charlie is an outsider.
 """
+
 import json
 import random
 import re
@@ -48,14 +49,27 @@ def world(db):
     project = project_actions.create_container(users["alice"], "pipelines")
     project_actions.invite(project, "user-viewer", "VIEW")
     project_actions.invite(project, "user-contributor", "CONTRIBUTE")
-    applet = actions.new_applet(users["alice"], project, {
-        "name": "counter", "title": "Counts", "inputSpec": SPEC, "outputSpec": [{"name": "total", "class": "int"}],
-        "runSpec": BASH,
-    })
+    applet = actions.new_applet(
+        users["alice"],
+        project,
+        {
+            "name": "counter",
+            "title": "Counts",
+            "inputSpec": SPEC,
+            "outputSpec": [{"name": "total", "class": "int"}],
+            "runSpec": BASH,
+        },
+    )
     reads = project_actions.new_object(users["alice"], project, "file", name="reads.txt", state=DataObject.CLOSED)
-    job = actions.run_applet(Principal.of(users["alice"]), applet, {
-        "project": project.pk, "input": {"reads": {"$dnanexus_link": reads.obj_id}}, "tags": ["first"],
-    })
+    job = actions.run_applet(
+        Principal.of(users["alice"]),
+        applet,
+        {
+            "project": project.pk,
+            "input": {"reads": {"$dnanexus_link": reads.obj_id}},
+            "tags": ["first"],
+        },
+    )
     return {"users": users, "project": project, "applet": applet, "reads": reads, "job": job}
 
 
@@ -69,9 +83,13 @@ def client(world, actor):
 def urls(world):
     p, a, j = world["project"].pk, world["applet"].obj_id, world["job"].pk
     return {
-        "applets": f"/projects/{p}/applets/", "applet": f"/projects/{p}/applets/{a}/",
-        "launch": f"/projects/{p}/applets/{a}/run/", "jobs": f"/projects/{p}/jobs/",
-        "job": f"/jobs/{j}/", "log": f"/jobs/{j}/log/", "new": f"/projects/{p}/applets/new/",
+        "applets": f"/projects/{p}/applets/",
+        "applet": f"/projects/{p}/applets/{a}/",
+        "launch": f"/projects/{p}/applets/{a}/run/",
+        "jobs": f"/projects/{p}/jobs/",
+        "job": f"/jobs/{j}/",
+        "log": f"/jobs/{j}/log/",
+        "new": f"/projects/{p}/applets/new/",
     }
 
 
@@ -99,9 +117,14 @@ def test_my_jobs_lists_only_the_users_own_jobs_in_projects_they_see(world):
     assert client(world, "anonymous").get("/jobs/").status_code == 302
 
 
-@pytest.mark.parametrize("action,post", [
-    ("terminate", {}), ("tags", {"tags": "a, b"}), ("properties", {"properties": "k=v"}),
-])
+@pytest.mark.parametrize(
+    "action,post",
+    [
+        ("terminate", {}),
+        ("tags", {"tags": "a, b"}),
+        ("properties", {"properties": "k=v"}),
+    ],
+)
 def test_job_actions_need_contribute(world, action, post):
     path = f"/jobs/{world['job'].pk}/{action}/"
     statuses = {actor: client(world, actor).post(path, post).status_code for actor in ACTORS}
@@ -128,7 +151,7 @@ def test_the_launch_form_has_a_field_per_input_with_defaults_choices_and_help(wo
 def test_a_viewer_sees_the_form_disabled_with_the_reason_and_cannot_post(world):
     response = client(world, "viewer").get(urls(world)["launch"])
     html = response.content.decode()
-    assert "launching needs CONTRIBUTE" in html and "<fieldset class=\"bare stack\" disabled>" in html
+    assert "launching needs CONTRIBUTE" in html and '<fieldset class="bare stack" disabled>' in html
     before = Job.objects.count()
     assert client(world, "viewer").post(urls(world)["launch"], {"in_reads": world["reads"].obj_id}).status_code == 403
     assert Job.objects.count() == before
@@ -141,15 +164,32 @@ def launch(world, actor="contributor", **fields):
 
 def test_launching_creates_a_job_with_the_parsed_input_and_options(world):
     response = launch(
-        world, in_reads=world["reads"].obj_id, in_n="7", in_ratio="0.5", in_label='"b"', in_flag="true",
-        in_opts='{"k": [1]}', in_more="1\n2\n\n3", name="from the page", tags="x, y", properties="k=v",
-        timeout="90m", debug_on=["AppError"], allow_ssh="on", priority="high",
+        world,
+        in_reads=world["reads"].obj_id,
+        in_n="7",
+        in_ratio="0.5",
+        in_label='"b"',
+        in_flag="true",
+        in_opts='{"k": [1]}',
+        in_more="1\n2\n\n3",
+        name="from the page",
+        tags="x, y",
+        properties="k=v",
+        timeout="90m",
+        debug_on=["AppError"],
+        allow_ssh="on",
+        priority="high",
     )
     assert response.status_code == 302
     job = Job.objects.get(pk=response["Location"].strip("/").rsplit("/", 1)[1])
     assert job.original_input == {
-        "reads": {"$dnanexus_link": world["reads"].obj_id}, "n": 7, "ratio": 0.5, "label": "b", "flag": True,
-        "opts": {"k": [1]}, "more": [1, 2, 3],
+        "reads": {"$dnanexus_link": world["reads"].obj_id},
+        "n": 7,
+        "ratio": 0.5,
+        "label": "b",
+        "flag": True,
+        "opts": {"k": [1]},
+        "more": [1, 2, 3],
     }
     assert job.name == "from the page" and job.tags == ["x", "y"] and job.properties == {"k": "v"}
     assert job.timeout_s == 5400 and job.debug == {"debugOn": ["AppError"]} and job.allow_ssh == ["10.1.2.3"]
@@ -172,7 +212,7 @@ def test_errors_are_shown_next_to_their_field(world):
     # check_input's own message (a required file left empty) lands next to the field it names.
     response = launch(world, in_n="2")
     html = response.content.decode()
-    assert response.status_code == 422 and field_errors(html, "reads") == ['input &quot;reads&quot; is required']
+    assert response.status_code == 422 and field_errors(html, "reads") == ["input &quot;reads&quot; is required"]
     response = launch(world, in_reads="record-" + "x" * 24)
     assert "expected a link to a file" in " ".join(field_errors(response.content.decode(), "reads"))
     assert not Job.objects.exclude(pk=world["job"].pk).exists()
@@ -182,13 +222,25 @@ def test_json_holding_a_lone_surrogate_is_a_form_error_not_a_server_error(world)
     response = launch(world, in_reads=world["reads"].obj_id, in_opts='{"k": "\\ud800"}', in_more='["\\udfff"]')
     assert response.status_code == 422
     assert "surrogate" in " ".join(field_errors(response.content.decode(), "opts"))
-    response = client(world, "alice").post(urls(world)["new"], {
-        "name": "bad", "interpreter": "bash", "code": "x", "input_spec": '[{"name": "\\ud800", "class": "int"}]',
-    })
+    response = client(world, "alice").post(
+        urls(world)["new"],
+        {
+            "name": "bad",
+            "interpreter": "bash",
+            "code": "x",
+            "input_spec": '[{"name": "\\ud800", "class": "int"}]',
+        },
+    )
     assert response.status_code == 200 and "surrogate" in response.content.decode()
-    response = client(world, "alice").post(urls(world)["new"], {
-        "name": "bad", "interpreter": "bash", "code": "x", "dxapp": '{"title": "\\udc00"}',
-    })
+    response = client(world, "alice").post(
+        urls(world)["new"],
+        {
+            "name": "bad",
+            "interpreter": "bash",
+            "code": "x",
+            "dxapp": '{"title": "\\udc00"}',
+        },
+    )
     assert response.status_code == 200 and "This is not a JSON object" in response.content.decode()
     assert not Job.objects.exclude(pk=world["job"].pk).exists()
 
@@ -200,17 +252,30 @@ def test_rerun_prefills_the_form_with_the_original_input(world):
 
 def test_creating_and_editing_an_applet_makes_versions(world):
     c = client(world, "contributor")
-    response = c.post(urls(world)["new"], {
-        "name": "adder", "interpreter": "bash", "code": "main() { echo add; }",
-        "input_spec": '[{"name": "x", "class": "int"}]', "output_spec": "[]",
-    })
+    response = c.post(
+        urls(world)["new"],
+        {
+            "name": "adder",
+            "interpreter": "bash",
+            "code": "main() { echo add; }",
+            "input_spec": '[{"name": "x", "class": "int"}]',
+            "output_spec": "[]",
+        },
+    )
     assert response.status_code == 302
     first = response["Location"].strip("/").rsplit("/", 1)[1]
     edit = c.get(urls(world)["new"] + f"?from={first}").content.decode()
     assert "echo add" in edit and "New version of adder" in edit
-    response = c.post(urls(world)["new"] + f"?from={first}", {
-        "name": "adder", "interpreter": "bash", "code": "main() { echo add2; }", "input_spec": "[]", "output_spec": "[]",
-    })
+    response = c.post(
+        urls(world)["new"] + f"?from={first}",
+        {
+            "name": "adder",
+            "interpreter": "bash",
+            "code": "main() { echo add2; }",
+            "input_spec": "[]",
+            "output_spec": "[]",
+        },
+    )
     second = response["Location"].strip("/").rsplit("/", 1)[1]
     page = c.get(f"/projects/{world['project'].pk}/applets/{first}/").content.decode()
     assert page.index(second) < page.index(first, page.index("Versions"))
@@ -239,17 +304,30 @@ def test_code_posted_with_crlf_line_endings_is_stored_with_lf_in_new_applets_and
 
 def test_a_dxapp_json_is_imported_with_separate_code_and_spec_errors_are_inline(world):
     dxapp = json.load(open("tests/jobs/apps/scatter_bash/dxapp.json"))
-    response = client(world, "alice").post(urls(world)["new"], {
-        "interpreter": "python3", "code": open("tests/jobs/apps/scatter_bash/src/code.sh").read(),
-        "dxapp": json.dumps(dxapp),
-    })
+    response = client(world, "alice").post(
+        urls(world)["new"],
+        {
+            "interpreter": "python3",
+            "code": open("tests/jobs/apps/scatter_bash/src/code.sh").read(),
+            "dxapp": json.dumps(dxapp),
+        },
+    )
     assert response.status_code == 302
     placement = world["project"].placements.get(name="scatter_bash")
-    assert placement.obj.spec["runSpec"]["interpreter"] == "bash" and "dx-jobutil-new-job" in placement.obj.spec["runSpec"]["code"]
+    assert (
+        placement.obj.spec["runSpec"]["interpreter"] == "bash"
+        and "dx-jobutil-new-job" in placement.obj.spec["runSpec"]["code"]
+    )
     assert placement.obj.spec["inputSpec"] == dxapp["inputSpec"] and "file" not in placement.obj.spec["runSpec"]
-    response = client(world, "alice").post(urls(world)["new"], {
-        "name": "bad", "interpreter": "bash", "code": "x", "input_spec": '[{"name": "1x", "class": "int"}]',
-    })
+    response = client(world, "alice").post(
+        urls(world)["new"],
+        {
+            "name": "bad",
+            "interpreter": "bash",
+            "code": "x",
+            "input_spec": '[{"name": "1x", "class": "int"}]',
+        },
+    )
     html = response.content.decode()
     assert response.status_code == 200 and "inputSpec[0]" in html and "has-error" in html
 
@@ -257,17 +335,23 @@ def test_a_dxapp_json_is_imported_with_separate_code_and_spec_errors_are_inline(
 def test_the_job_page_shows_links_waiting_reasons_and_the_log(world):
     job = world["job"]
     html = client(world, "viewer").get(urls(world)["job"]).content.decode()
-    assert f'/projects/{world["project"].pk}/files/{world["reads"].obj_id}/download/' in html
+    assert f"/projects/{world['project'].pk}/files/{world['reads'].obj_id}/download/" in html
     assert "Waiting for a free worker" in html and 'id="terminate"' not in html
-    other = actions.run_applet(Principal.of(world["users"]["alice"]), world["applet"], {
-        "project": world["project"].pk,
-        "input": {"reads": {"$dnanexus_link": {"job": job.pk, "field": "report"}}},
-    })
+    other = actions.run_applet(
+        Principal.of(world["users"]["alice"]),
+        world["applet"],
+        {
+            "project": world["project"].pk,
+            "input": {"reads": {"$dnanexus_link": {"job": job.pk, "field": "report"}}},
+        },
+    )
     assert JobDependency.objects.filter(job=other).exists()
     html = client(world, "alice").get(f"/jobs/{other.pk}/").content.decode()
     assert f"Waiting on input: {job.name} ({job.pk}) is runnable" in html
     assert f'href="/jobs/{job.pk}/"' in html and 'id="terminate"' in html
-    LogLine.objects.bulk_create(LogLine(job=job, seq=i, timestamp=1000 + i, level="STDOUT", msg=f"l{i}") for i in (1, 2))
+    LogLine.objects.bulk_create(
+        LogLine(job=job, seq=i, timestamp=1000 + i, level="STDOUT", msg=f"l{i}") for i in (1, 2)
+    )
     text = b"".join(client(world, "viewer").get(urls(world)["log"]).streaming_content).decode()
     assert text.splitlines()[1].endswith("STDOUT l2")
 
@@ -275,10 +359,16 @@ def test_the_job_page_shows_links_waiting_reasons_and_the_log(world):
 def test_job_lists_filter_and_page_newest_first(world, settings):
     alice = Principal.of(world["users"]["alice"])
     for i in range(4):
-        actions.run_applet(alice, world["applet"], {
-            "project": world["project"].pk, "name": f"batch {i}", "tags": ["batch"] if i % 2 else [],
-            "input": {"reads": {"$dnanexus_link": world["reads"].obj_id}},
-        })
+        actions.run_applet(
+            alice,
+            world["applet"],
+            {
+                "project": world["project"].pk,
+                "name": f"batch {i}",
+                "tags": ["batch"] if i % 2 else [],
+                "input": {"reads": {"$dnanexus_link": world["reads"].obj_id}},
+            },
+        )
     c = client(world, "viewer")
     page = c.get(urls(world)["jobs"] + "?tag=batch").content.decode()
     assert page.count("data-job=") == 2 and "batch 3" in page and "batch 2" not in page
@@ -287,6 +377,7 @@ def test_job_lists_filter_and_page_newest_first(world, settings):
     assert c.get(urls(world)["jobs"] + "?launcher=viewer").content.decode().count("data-job=") == 0
     assert c.get(urls(world)["jobs"] + "?origin=on&after=2000-01-01").content.decode().count("data-job=") == 5
     import jobs.views
+
     monkey = jobs.views.PAGE_SIZE
     jobs.views.PAGE_SIZE = 2
     try:
@@ -311,8 +402,9 @@ def test_the_project_job_list_query_uses_the_project_list_index(world):
 
 def test_the_file_search_finds_visible_files_only(world):
     outsider_project = project_actions.create_container(world["users"]["charlie"], "charlie's")
-    project_actions.new_object(world["users"]["charlie"], outsider_project, "file", name="reads-secret.txt",
-                               state=DataObject.CLOSED)
+    project_actions.new_object(
+        world["users"]["charlie"], outsider_project, "file", name="reads-secret.txt", state=DataObject.CLOSED
+    )
     found = client(world, "viewer").get("/files/search/?q=reads").json()["results"]
     assert [r["id"] for r in found] == [world["reads"].obj_id]
     assert client(world, "anonymous").get("/files/search/?q=reads").status_code == 302
@@ -322,8 +414,9 @@ def test_the_file_search_finds_visible_files_only(world):
 def held(world):
     """The world's job, held for debugging and allowing SSH from the test client's address."""
     job = world["job"]
-    Job.objects.filter(pk=job.pk).update(state=State.DEBUG_HOLD, allow_ssh=["127.0.0.1"],
-                                         debug={"failureReason": "AppError", "holdUntil": 2**50})
+    Job.objects.filter(pk=job.pk).update(
+        state=State.DEBUG_HOLD, allow_ssh=["127.0.0.1"], debug={"failureReason": "AppError", "holdUntil": 2**50}
+    )
     return job
 
 
@@ -334,12 +427,15 @@ def test_who_may_open_the_debug_page(world, held):
     assert statuses == {"anonymous": 302, "charlie": 404, "viewer": 403, "contributor": 403, "alice": 200}
 
 
-@pytest.mark.parametrize("action, expected", [
-    # who may: allow SSH from their address (CONTRIBUTE, as /job-x/update), extend or release a hold
-    # (the launcher or a project administrator); failures redirect back with a message, outsiders get 404.
-    ("allow-ssh", {"anonymous": 302, "charlie": 404, "viewer": 302, "contributor": 302, "alice": 302}),
-    ("hold/extend", {"anonymous": 302, "charlie": 404, "viewer": 302, "contributor": 302, "alice": 302}),
-])
+@pytest.mark.parametrize(
+    "action, expected",
+    [
+        # who may: allow SSH from their address (CONTRIBUTE, as /job-x/update), extend or release a hold
+        # (the launcher or a project administrator); failures redirect back with a message, outsiders get 404.
+        ("allow-ssh", {"anonymous": 302, "charlie": 404, "viewer": 302, "contributor": 302, "alice": 302}),
+        ("hold/extend", {"anonymous": 302, "charlie": 404, "viewer": 302, "contributor": 302, "alice": 302}),
+    ],
+)
 def test_debug_actions_answer_every_actor(world, held, action, expected):
     path = f"/jobs/{held.pk}/{action}/"
     statuses = {actor: client(world, actor).post(path).status_code for actor in ACTORS}
@@ -363,8 +459,17 @@ LIST_PAGE = 4
 T0 = int(datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp() * 1000)
 HOUR = 3600 * 1000
 LIST_NAMES = ["bwa_mem", "bwa_mem NA12878", "gatk HaplotypeCaller", "fastqc", "salmon_quant", "100%_done", "a_b"]
-LIST_TAGS = [[], ["batch"], ["Batch"], ["batch-07", "prod"], ["x", "y"], ['say "hi'], ["naïve", 'a "b" c'], ["prod"],
-             []]
+LIST_TAGS = [
+    [],
+    ["batch"],
+    ["Batch"],
+    ["batch-07", "prod"],
+    ["x", "y"],
+    ['say "hi'],
+    ["naïve", 'a "b" c'],
+    ["prod"],
+    [],
+]
 LIST_STATES = ["done", "failed", "done", "running", "done", "terminated"]
 
 
@@ -391,10 +496,16 @@ def many_jobs(world):
             launcher = users["alice"]
         origin = rows[n - 1] if n % 4 == 3 and rows[n - 1].project_id == project.pk else None
         job = Job(
-            id=job_id(n), name=LIST_NAMES[n % len(LIST_NAMES)], executable="applet-" + "A" * 24,
-            executable_name="counter", project=project, launched_by=launcher,
-            state=LIST_STATES[n % len(LIST_STATES)], tags=LIST_TAGS[n % len(LIST_TAGS)],
-            created=T0 + (10 if 10 <= n <= 13 else n) * 7 * HOUR, function="process" if origin else "main",
+            id=job_id(n),
+            name=LIST_NAMES[n % len(LIST_NAMES)],
+            executable="applet-" + "A" * 24,
+            executable_name="counter",
+            project=project,
+            launched_by=launcher,
+            state=LIST_STATES[n % len(LIST_STATES)],
+            tags=LIST_TAGS[n % len(LIST_TAGS)],
+            created=T0 + (10 if 10 <= n <= 13 else n) * 7 * HOUR,
+            function="process" if origin else "main",
         )
         job.origin_id = origin.origin_id if origin else job.id
         job.parent_id = origin.id if origin else None
@@ -416,8 +527,9 @@ def expected_ids(world, many_jobs, mine, query):
         jobs = [j for j in jobs if j.project_id == world["project"].pk]
 
     def day_ms(day, end):
-        moment = datetime.combine(date.fromisoformat(day), datetime.max.time() if end else datetime.min.time(),
-                                  timezone.utc)
+        moment = datetime.combine(
+            date.fromisoformat(day), datetime.max.time() if end else datetime.min.time(), timezone.utc
+        )
         return int(moment.timestamp() * 1000)
 
     keep = {
@@ -443,38 +555,68 @@ def walk_pages(c, path, query):
         html = response.content.decode()
         older = re.search(r'href="(\?[^"]+)" rel="next"', html)
         newest = re.search(r'href="(\?[^"]*)" rel="first"', html)
-        pages.append({"ids": re.findall(r'<tr data-job="([^"]+)"', html),
-                      "older": unescape(older.group(1)) if older else None,
-                      "newest": unescape(newest.group(1)) if newest else None})
+        pages.append(
+            {
+                "ids": re.findall(r'<tr data-job="([^"]+)"', html),
+                "older": unescape(older.group(1)) if older else None,
+                "newest": unescape(newest.group(1)) if newest else None,
+            }
+        )
         url = path + pages[-1]["older"] if older else None
         assert len(pages) <= 20
     return pages
 
 
 LIST_QUERIES = [
-    {}, {"state": "failed"}, {"state": "debug_hold"}, {"state": "waiting_on_output"},
-    {"name": "bwa_mem"}, {"name": "HAPLOTYPE"}, {"name": "rareneedle"}, {"name": "nomatch"},
-    {"name": "%"}, {"name": "_"},
-    {"tag": "batch"}, {"tag": "Batch"}, {"tag": "prod"}, {"tag": "batch-07"}, {"tag": "nonesuch"}, {"tag": "hi"},
-    {"tag": '"x", "y"'}, {"tag": 'say "hi'}, {"tag": "naïve"}, {"tag": 'a "b" c'}, {"tag": "b"}, {"tag": "bat"},
-    {"launcher": "contributor"}, {"launcher": "user-viewer"}, {"launcher": "nobody"},
-    {"origin": "on"}, {"after": "2026-03-03"}, {"before": "2026-03-05"},
+    {},
+    {"state": "failed"},
+    {"state": "debug_hold"},
+    {"state": "waiting_on_output"},
+    {"name": "bwa_mem"},
+    {"name": "HAPLOTYPE"},
+    {"name": "rareneedle"},
+    {"name": "nomatch"},
+    {"name": "%"},
+    {"name": "_"},
+    {"tag": "batch"},
+    {"tag": "Batch"},
+    {"tag": "prod"},
+    {"tag": "batch-07"},
+    {"tag": "nonesuch"},
+    {"tag": "hi"},
+    {"tag": '"x", "y"'},
+    {"tag": 'say "hi'},
+    {"tag": "naïve"},
+    {"tag": 'a "b" c'},
+    {"tag": "b"},
+    {"tag": "bat"},
+    {"launcher": "contributor"},
+    {"launcher": "user-viewer"},
+    {"launcher": "nobody"},
+    {"origin": "on"},
+    {"after": "2026-03-03"},
+    {"before": "2026-03-05"},
     {"after": "2026-03-03", "before": "2026-03-05"},
     {"after": "2027-01-01"},
-    {"name": "bwa", "tag": "prod", "origin": "on"}, {"state": "done", "launcher": "alice", "name": "_"},
+    {"name": "bwa", "tag": "prod", "origin": "on"},
+    {"state": "done", "launcher": "alice", "name": "_"},
 ]
 
 
 @pytest.mark.parametrize("query", LIST_QUERIES, ids=lambda q: urlencode(q) or "no-filter")
 @pytest.mark.parametrize("mine", [False, True], ids=["project", "mine"])
-def test_every_page_of_a_filtered_job_list_holds_the_matching_jobs_newest_first(world, many_jobs, monkeypatch,
-                                                                                 mine, query):
+def test_every_page_of_a_filtered_job_list_holds_the_matching_jobs_newest_first(
+    world, many_jobs, monkeypatch, mine, query
+):
     import jobs.views
+
     monkeypatch.setattr(jobs.views, "PAGE_SIZE", LIST_PAGE)
     path = "/jobs/" if mine else urls(world)["jobs"]
     pages = walk_pages(client(world, "alice"), path, query)
     want = expected_ids(world, many_jobs, mine, query)
-    assert [page["ids"] for page in pages] == ([want[i:i + LIST_PAGE] for i in range(0, len(want), LIST_PAGE)] or [[]])
+    assert [page["ids"] for page in pages] == (
+        [want[i : i + LIST_PAGE] for i in range(0, len(want), LIST_PAGE)] or [[]]
+    )
     for number, page in enumerate(pages):
         # "Newest" on every page but the first; "Older" on every page but the last, keeping the filters.
         assert (page["newest"] is not None) == (number > 0)
@@ -488,6 +630,7 @@ def test_every_page_of_a_filtered_job_list_holds_the_matching_jobs_newest_first(
 
 def test_the_filters_are_tested_on_every_kind_of_page(world, many_jobs):
     """The data above exercises what the filters must tell apart: deep pages, ties, exact tags, the hidden project."""
+
     def expected(mine, query):
         return expected_ids(world, many_jobs, mine, query)
 
@@ -516,7 +659,8 @@ def test_a_job_list_finds_jobs_by_a_tag_among_a_hundred_long_ones(world):
     c = client(world, "alice")
     for path in (urls(world)["jobs"], "/jobs/"):
         assert re.findall(r'<tr data-job="([^"]+)"', c.get(path + "?tag=" + tags[57]).content.decode()) == [
-            world["job"].pk]
+            world["job"].pk
+        ]
         assert c.get(path + "?tag=" + tags[57][:-1]).content.decode().count("data-job=") == 0
 
 
@@ -538,18 +682,25 @@ def list_query_plan(c, url, postgresql_off=("seqscan",)):
         return "\n".join(" ".join(str(col) for col in row) for row in cursor.fetchall())
 
 
-@pytest.mark.parametrize("mine, query, index", [
-    (False, "name=rareneedle", "jobs_job_project_list_idx"),
-    (False, "state=debug_hold&origin=on&after=2026-03-02", "jobs_job_project_list_idx"),
-    (True, "name=rareneedle", "jobs_job_launcher_list_idx"),
-    (True, "state=failed&origin=on", "jobs_job_launcher_list_idx"),
-])
-def test_a_filtered_job_list_finds_its_page_in_a_list_index_without_reading_job_rows(world, many_jobs, mine, query,
-                                                                                     index):
+@pytest.mark.parametrize(
+    "mine, query, index",
+    [
+        (False, "name=rareneedle", "jobs_job_project_list_idx"),
+        (False, "state=debug_hold&origin=on&after=2026-03-02", "jobs_job_project_list_idx"),
+        (True, "name=rareneedle", "jobs_job_launcher_list_idx"),
+        (True, "state=failed&origin=on", "jobs_job_launcher_list_idx"),
+    ],
+)
+def test_a_filtered_job_list_finds_its_page_in_a_list_index_without_reading_job_rows(
+    world, many_jobs, mine, query, index
+):
     # PostgreSQL: with no sort and no seq or bitmap scan, only the list index gives the order; an index-only scan
     # shows that it holds every column the ids' query reads.
-    plan = list_query_plan(client(world, "alice"), ("/jobs/" if mine else urls(world)["jobs"]) + "?" + query,
-                           postgresql_off=("seqscan", "bitmapscan", "sort"))
+    plan = list_query_plan(
+        client(world, "alice"),
+        ("/jobs/" if mine else urls(world)["jobs"]) + "?" + query,
+        postgresql_off=("seqscan", "bitmapscan", "sort"),
+    )
     if connection.vendor == "sqlite" and "name=" in query:
         # A name few jobs have: its trigram index finds them, they are read by primary key (jobs.namesearch).
         assert "SCAN f VIRTUAL TABLE" in plan and "list_idx" not in plan, plan
@@ -584,6 +735,8 @@ def test_the_list_indexes_hold_every_filtered_column(db):
         gin = constraints["jobs_job_tags_gin"]
         assert gin["type"] == "gin" and gin["columns"] == ["tags"]
         with connection.cursor() as cursor:  # and what name__icontains compares has statistics
-            cursor.execute("SELECT pg_get_statisticsobjdef(oid) FROM pg_statistic_ext WHERE stxname = %s",
-                           ["jobs_job_upper_name_stats"])
+            cursor.execute(
+                "SELECT pg_get_statisticsobjdef(oid) FROM pg_statistic_ext WHERE stxname = %s",
+                ["jobs_job_upper_name_stats"],
+            )
             assert "upper(name::text)" in cursor.fetchone()[0]

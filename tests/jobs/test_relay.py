@@ -4,6 +4,7 @@ Against servers on the host's loopback: bytes carried unchanged both ways, half-
 many connections at once without a thread each, the per-job cap, and close() ending everything.
 The last test floods the relay from a real job on the real stack.
 """
+
 import asyncio
 import hashlib
 import http.client
@@ -54,8 +55,7 @@ class Server:
 
     def _run(self, started):
         asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024))
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024))
         self.address = self.server.sockets[0].getsockname()
         started.set()
         self.loop.run_forever()

@@ -1,4 +1,5 @@
 """The runner's side of a job's sandbox: its log sockets, and removing a finished job's directory."""
+
 import json
 import os
 import socket
@@ -26,8 +27,9 @@ def test_the_log_sockets_log_everything_sent_before_close_and_close_at_once(tmp_
     started = time.monotonic()
     sockets.close()
     assert time.monotonic() - started < 5 and not sockets.thread.is_alive()
-    assert sorted(writer.lines) == sorted([("INFO", f"line {i}", "DX_APP") for i in range(50)]
-                                          + [("STDERR", "not json", "APP")])
+    assert sorted(writer.lines) == sorted(
+        [("INFO", f"line {i}", "DX_APP") for i in range(50)] + [("STDERR", "not json", "APP")]
+    )
 
 
 def test_a_finished_jobs_directory_is_moved_aside_at_once_and_removed_behind(tmp_path):

@@ -1,4 +1,5 @@
 """The job sandbox: what a job can see and change, its limits, its output pipes, and killing its whole tree."""
+
 import json
 import os
 import secrets
@@ -68,11 +69,14 @@ def make_spec(job_id, **kwargs):
     workdir = Path(settings.DXWEB_JOBS_DIR) / job_id
     (workdir / "home").mkdir(parents=True, exist_ok=True)
     env = {
-        "HOME": sandbox.HOME, "LANG": "C.UTF-8", "DX_JOB_ID": job_id,
+        "HOME": sandbox.HOME,
+        "LANG": "C.UTF-8",
+        "DX_JOB_ID": job_id,
         "PATH": f"{os.path.dirname(PYTHON)}:/usr/local/bin:/usr/bin:/bin",
     }
-    return sandbox.SandboxSpec(job_id=job_id, home=workdir / "home", env=kwargs.pop("env", env), workdir=workdir,
-                               **kwargs)
+    return sandbox.SandboxSpec(
+        job_id=job_id, home=workdir / "home", env=kwargs.pop("env", env), workdir=workdir, **kwargs
+    )
 
 
 def run(spec, script):
@@ -90,8 +94,11 @@ def host_processes(token):
     """Host sleep processes (not zombies) whose command line carries `token`."""
     found = []
     for p in psutil.process_iter(["name", "cmdline", "status"]):
-        if p.info["name"] == "sleep" and p.info["status"] != psutil.STATUS_ZOMBIE \
-                and any(token in arg for arg in p.info["cmdline"] or []):
+        if (
+            p.info["name"] == "sleep"
+            and p.info["status"] != psutil.STATUS_ZOMBIE
+            and any(token in arg for arg in p.info["cmdline"] or [])
+        ):
             found.append(p)
     return found
 
@@ -155,8 +162,15 @@ def test_the_sandbox_init_holds_no_server_environment_and_the_token_stays_off_pr
     token = secrets.token_hex(8)
     spec = make_spec("job-init")
     spec.env["DX_SECURITY_CONTEXT"] = token
-    proc = sandbox.launch(spec, ["bash", "-c", "tr '\\0' ' ' < /proc/1/environ; tr '\\0' ' ' < /proc/1/cmdline; "
-                                 "echo; while [ ! -e go ]; do sleep 0.01; done"])
+    proc = sandbox.launch(
+        spec,
+        [
+            "bash",
+            "-c",
+            "tr '\\0' ' ' < /proc/1/environ; tr '\\0' ' ' < /proc/1/cmdline; "
+            "echo; while [ ! -e go ]; do sleep 0.01; done",
+        ],
+    )
     pid1 = proc.stdout.readline().decode()
     assert "server-only-value" not in pid1 and "DXWEB" not in pid1 and token not in pid1
     assert all(token not in " ".join(psutil.Process(pid).cmdline()) for pid in proc.pids())
@@ -212,11 +226,14 @@ def test_without_overlays_the_system_is_read_only_and_the_rest_of_the_root_per_j
 def test_the_job_cannot_read_the_data_directory_or_another_jobs_directory(bubblewrap, data_dir):
     other = make_spec("job-other")
     (other.home / "private.txt").write_text("other job's data")
-    code, out, err = run(make_spec("job-nosy"), f"""
+    code, out, err = run(
+        make_spec("job-nosy"),
+        f"""
         cat {data_dir}/db.sqlite3 {data_dir}/secret_key {data_dir}/blobs/blob-1 {other.home}/private.txt
         ls -A {data_dir} | wc -l
         ls -A /root | grep -v '^.pyenv$' | wc -l
-    """)
+    """,
+    )
     assert out.split() == ["0", "0"]
     assert "the database" not in out + err and "the secret key" not in out and "other job" not in out
     assert err.count("No such file or directory") == 5  # the data directory does not exist inside at all
@@ -314,7 +331,9 @@ def test_a_shell_entering_a_restricted_sandbox_has_the_jobs_network(bubblewrap, 
     try:
         assert eventually(lambda: proc._inner_pid() is not None)  # bwrap has made its namespaces
         argv, cwd = proc.enter_command([PYTHON, "-c", PROBE, str(api.port), str(other.port)])
-        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        result = subprocess.run(
+            argv, cwd=cwd, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}
+        )
         assert result.stdout.split("\n")[:3] == ["reached api", "ConnectionRefusedError", "no DNS"], result
     finally:
         proc.kill_tree()
@@ -380,18 +399,27 @@ def test_the_interpreter_stays_visible_even_under_the_data_directory(bubblewrap,
 # --- what the job may not do to the host (an attacker's view) ------------------------------
 
 # Written back with the value each already has: even if a write got through, the host would not change.
-KERNEL_SETTINGS = ("kernel/printk_ratelimit_burst", "kernel/core_pattern", "kernel/pid_max", "vm/overcommit_memory",
-                   "net/core/somaxconn")
+KERNEL_SETTINGS = (
+    "kernel/printk_ratelimit_burst",
+    "kernel/core_pattern",
+    "kernel/pid_max",
+    "vm/overcommit_memory",
+    "net/core/somaxconn",
+)
 
 
 def test_the_kernels_settings_are_read_only_inside(bubblewrap, data_dir):
     script = "".join(
         f'v=$(cat /proc/sys/{name}); if printf "%s\\n" "$v" > /proc/sys/{name}; then echo "wrote {name}"; '
-        f'else echo "refused {name}"; fi\n' for name in KERNEL_SETTINGS)
-    script += ('echo 0 > /proc/sysrq-trigger && echo "wrote sysrq" || echo "refused sysrq"\n'
-               'for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/fs/cgroup/pids/pids.max; do '
-               '[ -e "$f" ] || continue; v=$(cat "$f" | tr -d "[]"); echo "$v" > "$f" 2>/dev/null '
-               '&& echo "wrote $f" || echo "refused $f"; done\n')
+        f'else echo "refused {name}"; fi\n'
+        for name in KERNEL_SETTINGS
+    )
+    script += (
+        'echo 0 > /proc/sysrq-trigger && echo "wrote sysrq" || echo "refused sysrq"\n'
+        "for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/fs/cgroup/pids/pids.max; do "
+        '[ -e "$f" ] || continue; v=$(cat "$f" | tr -d "[]"); echo "$v" > "$f" 2>/dev/null '
+        '&& echo "wrote $f" || echo "refused $f"; done\n'
+    )
     before = {name: Path("/proc/sys", name).read_text() for name in KERNEL_SETTINGS}
     code, out, err = run(make_spec("job-sysctl", network=False), script)
     assert code == 0, err
@@ -462,7 +490,9 @@ def test_a_shell_entered_into_the_sandbox_runs_under_the_same_filter(bubblewrap,
     try:
         assert eventually(lambda: proc._inner_pid() is not None)
         argv, cwd = proc.enter_command(["sh", "-c", "grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status"])
-        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        result = subprocess.run(
+            argv, cwd=cwd, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}
+        )
         assert result.returncode == 0, result.stderr
         status = dict(line.split(":\t") for line in result.stdout.splitlines())
         assert status == {"CapEff": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2"}
@@ -474,7 +504,9 @@ def test_the_root_holds_the_system_and_the_jobs_own_directories_and_nothing_else
     secret_dir = Path(tempfile.mkdtemp(prefix="dxweb-host-tree-", dir="/var/tmp"))
     (secret_dir / "notes.txt").write_text("the host's own file")
     try:
-        code, out, err = run(make_spec("job-allowlist"), f"""
+        code, out, err = run(
+            make_spec("job-allowlist"),
+            f"""
             ls -A / | sort | tr '\\n' ' '; echo
             ls -A /etc | tr '\\n' ' '; echo
             cat {secret_dir}/notes.txt 2>/dev/null || echo "no host tree"
@@ -482,12 +514,29 @@ def test_the_root_holds_the_system_and_the_jobs_own_directories_and_nothing_else
             ls -A /root | tr '\\n' ' '; echo
             test -e /etc/shadow && echo "shadow seen" || echo "no shadow"
             ls /srv /mnt /media 2>/dev/null | wc -l
-        """)
+        """,
+        )
         assert code == 0, err
         lines = out.split("\n")
         top = set(lines[0].split())
-        allowed = {"bin", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "opt", "proc", "run", "sbin", "sys",
-                   "tmp", "usr", "var"}
+        allowed = {
+            "bin",
+            "dev",
+            "etc",
+            "home",
+            "lib",
+            "lib32",
+            "lib64",
+            "libx32",
+            "opt",
+            "proc",
+            "run",
+            "sbin",
+            "sys",
+            "tmp",
+            "usr",
+            "var",
+        }
         # Besides those, only the directories leading to the worker's Python (a venv, pyenv) exist.
         leading = {Path(p).parts[1] for p in rootfs._interpreter_paths()}
         assert top <= allowed | leading, top - allowed
@@ -511,10 +560,10 @@ GROW = "import sys; data = b'x' * (int(sys.argv[1]) * 1024 * 1024); print('alloc
 
 def test_an_allocation_beyond_memory_mb_fails_and_one_within_it_succeeds(bubblewrap, data_dir):
     spec = make_spec("job-memory", memory_mb=256)
-    code, out, err = run(spec, f"{PYTHON} -c \"{GROW}\" 1024")
+    code, out, err = run(spec, f'{PYTHON} -c "{GROW}" 1024')
     assert code != 0 and "allocated" not in out
     assert "MemoryError" in err or code == 137
-    assert run(spec, f"{PYTHON} -c \"{GROW}\" 32")[:2] == (0, "allocated\n")
+    assert run(spec, f'{PYTHON} -c "{GROW}" 32')[:2] == (0, "allocated\n")
 
 
 def test_without_a_memory_cgroup_rlimit_as_stops_an_oversized_allocation(mode, data_dir, monkeypatch):
@@ -543,9 +592,16 @@ def test_a_job_writing_past_its_disk_limit_is_stopped_with_the_reason(bubblewrap
     settings.DXWEB_DISK_CHECK_SECONDS = 0.1
     spec = make_spec("job-disk", disk_mb=64)
     # 10 MiB files, alternately in the home and in /var/tmp (the root layer), up to 2 GiB if nothing stops it.
-    proc = sandbox.launch(spec, ["bash", "-c", "for i in $(seq 200); do "
-                                 "d=$([ $((i % 2)) = 0 ] && echo . || echo /var/tmp); "
-                                 "head -c 10485760 /dev/zero > $d/f$i || exit 9; done; echo survived"])
+    proc = sandbox.launch(
+        spec,
+        [
+            "bash",
+            "-c",
+            "for i in $(seq 200); do "
+            "d=$([ $((i % 2)) = 0 ] && echo . || echo /var/tmp); "
+            "head -c 10485760 /dev/zero > $d/f$i || exit 9; done; echo survived",
+        ],
+    )
     out = proc.stdout.read().decode()
     assert proc.wait(60) == 137 and "survived" not in out
     assert proc.limit_exceeded.startswith("The job wrote ") and "more than its limit of 64 MiB" in proc.limit_exceeded
@@ -575,8 +631,10 @@ def test_a_nearly_full_host_disk_stops_the_job(bubblewrap, data_dir, settings):
 
 
 def test_every_instance_type_has_a_disk_limit(settings):
-    settings.DXWEB_INSTANCE_TYPES = {"small": {"cpus": 1, "memory_mb": 512, "disk_mb": 100},
-                                     "plain": {"cpus": 1, "memory_mb": 512}}
+    settings.DXWEB_INSTANCE_TYPES = {
+        "small": {"cpus": 1, "memory_mb": 512, "disk_mb": 100},
+        "plain": {"cpus": 1, "memory_mb": 512},
+    }
     settings.DXWEB_DEFAULT_DISK_MB = 777
     assert sandbox.instance_limits("small")["disk_mb"] == 100
     assert sandbox.instance_limits("plain")["disk_mb"] == 777
@@ -597,7 +655,8 @@ def test_the_pids_limit_stops_a_fork_loop(bubblewrap, data_dir):
 
 def test_an_unknown_instance_type_is_refused_and_the_default_is_used_when_none_is_named(settings):
     settings.DXWEB_INSTANCE_TYPES = {
-        "mem1_ssd1_x2": {"cpus": 1, "memory_mb": 1024}, "big": {"cpus": 4, "memory_mb": 8000},
+        "mem1_ssd1_x2": {"cpus": 1, "memory_mb": 1024},
+        "big": {"cpus": 4, "memory_mb": 8000},
     }
     settings.DXWEB_DEFAULT_INSTANCE_TYPE = "mem1_ssd1_x2"
     assert sandbox.instance_limits() == {"cpus": 1, "memory_mb": 1024, "disk_mb": settings.DXWEB_DEFAULT_DISK_MB}
@@ -636,8 +695,7 @@ def test_a_wait_with_a_timeout_wakes_when_the_job_exits_not_at_a_polling_step(mo
     assert proc.wait(timeout=0.05) is None
     waits = []
     wait_readable = host.wait_readable
-    monkeypatch.setattr(host, "wait_readable", lambda fd, seconds: (waits.append(seconds),
-                                                                          wait_readable(fd, seconds)))
+    monkeypatch.setattr(host, "wait_readable", lambda fd, seconds: (waits.append(seconds), wait_readable(fd, seconds)))
     threading.Timer(0.2, (spec.home / "go").touch).start()
     assert proc.wait(timeout=60) == 0
     assert len(waits) <= 2 and waits[0] > 50  # one sleep on the pidfd, ended by the exit
@@ -671,8 +729,9 @@ def test_kill_tree_kills_daemonised_grandchildren_and_nohup_sleeps(mode, data_di
     assert leftover_cgroups("job-kill") == []
 
 
-def test_without_isolation_a_v1_freezer_still_catches_daemons_that_left_the_process_group(settings, data_dir,
-                                                                                         monkeypatch):
+def test_without_isolation_a_v1_freezer_still_catches_daemons_that_left_the_process_group(
+    settings, data_dir, monkeypatch
+):
     v1 = [h for h in cgroups._hierarchies() if h.version == 1]
     if not any("freezer" in h.controllers for h in v1):
         pytest.skip("no cgroup v1 freezer here")
@@ -707,11 +766,19 @@ sys.stdin.read()
 def test_the_job_dies_with_a_worker_that_is_killed(bubblewrap, data_dir):
     token = f"{secrets.randbelow(10**6):06d}"
     workdir = data_dir / "jobs" / "job-orphan"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "dxweb.settings", "DXWEB_DATA_DIR": str(data_dir),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "dxweb.settings",
+        "DXWEB_DATA_DIR": str(data_dir),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
     script = DAEMONS.format(t=token, last=f"sleep 3000.{token}")
-    worker = subprocess.Popen([PYTHON, "-c", WORKER, str(workdir / "home"), str(workdir), script],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    worker = subprocess.Popen(
+        [PYTHON, "-c", WORKER, str(workdir / "home"), str(workdir), script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
     assert worker.stdout.readline() == b"ready\n"
     assert eventually(lambda: len(host_processes(f".{token}")) == 4)
     worker.kill()
@@ -732,8 +799,11 @@ def test_daemons_left_behind_die_when_the_job_exits(mode, data_dir):
 
 def test_with_no_system_bwrap_the_one_the_project_installs_runs_jobs(bubblewrap, data_dir, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(host, "SYSTEM_PATH", ":".join(
-        d for d in host.SYSTEM_PATH.split(":") if not os.path.exists(os.path.join(d, "bwrap"))))
+    monkeypatch.setattr(
+        host,
+        "SYSTEM_PATH",
+        ":".join(d for d in host.SYSTEM_PATH.split(":") if not os.path.exists(os.path.join(d, "bwrap"))),
+    )
     assert host.which("bwrap") is None
     code, out, _ = run(make_spec("job-bundled-bwrap"), "echo inside; cat /proc/1/cmdline | tr '\\0' ' '")
     assert code == 0 and out.startswith("inside")
@@ -770,10 +840,15 @@ def test_a_bind_shows_a_host_directory_where_the_runner_wants_it(bubblewrap, dat
     (logs / "note").write_text("from the runner\n")
     meta = data_dir / "jobs" / "job-binds" / "meta"
     meta.mkdir()
-    spec = make_spec("job-binds", binds=[sandbox.Bind(logs, "/opt/dnanexus/log", writable=True),
-                                         sandbox.Bind(meta, "/opt/dnanexus/job")])
-    code, out, err = run(spec, "cat /opt/dnanexus/log/note; echo back > /opt/dnanexus/log/reply; "
-                               "touch /opt/dnanexus/job/x 2>/dev/null || echo read-only")
+    spec = make_spec(
+        "job-binds",
+        binds=[sandbox.Bind(logs, "/opt/dnanexus/log", writable=True), sandbox.Bind(meta, "/opt/dnanexus/job")],
+    )
+    code, out, err = run(
+        spec,
+        "cat /opt/dnanexus/log/note; echo back > /opt/dnanexus/log/reply; "
+        "touch /opt/dnanexus/job/x 2>/dev/null || echo read-only",
+    )
     assert out.split("\n")[:2] == ["from the runner", "read-only"]
     assert (logs / "reply").read_text() == "back\n"
 
@@ -784,8 +859,10 @@ def test_a_job_reaches_the_runners_log_sockets_through_a_bind(bubblewrap, data_d
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
         server.bind(str(logs / "priority"))
         spec = make_spec("job-sockets", binds=[sandbox.Bind(logs, "/opt/dnanexus/log", writable=True)])
-        send = ("import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
-                "s.sendto(b'hello', '/opt/dnanexus/log/priority')")
+        send = (
+            "import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+            "s.sendto(b'hello', '/opt/dnanexus/log/priority')"
+        )
         proc = sandbox.launch(spec, [PYTHON, "-c", send])
         assert proc.wait() == 0
         assert server.recv(1024) == b"hello"

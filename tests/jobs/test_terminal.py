@@ -5,6 +5,7 @@ an outsider. No worker runs here, so jobs.ssh.gateway.open_terminal is replaced:
 server whose shell is `bash -i` on a pty (a real SSHClientProcess, as the gateway gives), or by a
 scripted process object where the test needs to count pause/resume calls.
 """
+
 import asyncio
 import json
 import os
@@ -41,8 +42,13 @@ def world(alice, bob, charlie):
     project = project_actions.create_container(alice.user, "debugging")
     project_actions.invite(project, "user-bob", "CONTRIBUTE")
     job = Job.objects.create(
-        id=JOB_ID, name="held", executable="applet-" + "b" * 24, project=project, launched_by=alice.user,
-        state=State.RUNNING, allow_ssh=["127.0.0.1"],
+        id=JOB_ID,
+        name="held",
+        executable="applet-" + "b" * 24,
+        project=project,
+        launched_by=alice.user,
+        state=State.RUNNING,
+        allow_ssh=["127.0.0.1"],
     )
     job.origin = job.root = job
     job.save()
@@ -50,6 +56,7 @@ def world(alice, bob, charlie):
 
 
 # A local gateway: asyncssh server, no authentication, `bash -i` on a pty -------------------------
+
 
 class NoAuth(asyncssh.SSHServer):
     def __init__(self, listener):
@@ -73,28 +80,42 @@ def bash_shells(monkeypatch):
         master, slave = os.openpty()
         env = {"PATH": os.environ["PATH"], "TERM": process.term_type, "LANG": "C.UTF-8", "PS1": "$ ", "HOME": "/tmp"}
         shell = await asyncio.create_subprocess_exec(
-            "bash", "--norc", "--noprofile", "-i", stdin=slave, stdout=slave, stderr=slave, env=env,
+            "bash",
+            "--norc",
+            "--noprofile",
+            "-i",
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
             start_new_session=True,
         )
         pids.append(shell.pid)
         os.close(slave)
-        await process.redirect(stdin=os.fdopen(master, "wb", buffering=0),
-                               stdout=os.fdopen(os.dup(master), "rb", buffering=0))
+        await process.redirect(
+            stdin=os.fdopen(master, "wb", buffering=0), stdout=os.fdopen(os.dup(master), "rb", buffering=0)
+        )
         process.exit(await shell.wait())
         await process.wait_closed()
 
     async def open_terminal(job, user, client_ip, cols, rows):
         listener = {}
         listener["server"] = await asyncssh.create_server(
-            lambda: NoAuth(listener), "127.0.0.1", 0, server_host_keys=[host_key], process_factory=bash_on_pty,
+            lambda: NoAuth(listener),
+            "127.0.0.1",
+            0,
+            server_host_keys=[host_key],
+            process_factory=bash_on_pty,
             encoding=None,
         )
         port = listener["server"].sockets[0].getsockname()[1]
-        conn = await asyncssh.connect("127.0.0.1", port, username="dnanexus", known_hosts=None, client_keys=None,
-                                      agent_path=None, config=None)
+        conn = await asyncssh.connect(
+            "127.0.0.1", port, username="dnanexus", known_hosts=None, client_keys=None, agent_path=None, config=None
+        )
         process = await conn.create_process(term_type="xterm-256color", term_size=(cols, rows), encoding=None)
         process.dx_session = await sync_to_async(SSHSession.objects.create)(
-            job=job, user=user, via=SSHSession.BROWSER, client_ip=client_ip)
+            job=job, user=user, via=SSHSession.BROWSER, client_ip=client_ip
+        )
         return process
 
     async def settle():
@@ -111,6 +132,7 @@ def bash_shells(monkeypatch):
 
 
 # A scripted process: output from a queue, pause/resume calls recorded ------------------------------
+
 
 class FakeProcess:
     def __init__(self):
@@ -158,6 +180,7 @@ def fake_shell(monkeypatch):
 
 
 # Helpers ------------------------------------------------------------------------------------------
+
 
 def session_cookie(actor):
     client = Client()
@@ -226,6 +249,7 @@ async def eventually(check, timeout=5):
 
 
 # The shell --------------------------------------------------------------------------------------
+
 
 def test_keystrokes_reach_the_shell_and_its_output_comes_back(world, alice, bash_shells):
     async def scenario():
@@ -309,11 +333,23 @@ def test_reading_pauses_while_the_browser_is_over_512_kb_behind(world, alice, fa
 
 
 def test_malformed_frames_get_an_error_status_and_the_terminal_goes_on(world, alice, fake_shell):
-    bad = ["not json", "[1, 2]", *map(json.dumps, [
-        {"type": "resize", "cols": 0, "rows": 24}, {"type": "resize", "cols": "80", "rows": 24},
-        {"type": "resize", "cols": True, "rows": 2}, {"type": "resize", "cols": 1001, "rows": 24},
-        {"type": "shout"}, {"type": "input", "data": 5}, {"type": "ack", "bytes": -1}, {},
-    ])]
+    bad = [
+        "not json",
+        "[1, 2]",
+        *map(
+            json.dumps,
+            [
+                {"type": "resize", "cols": 0, "rows": 24},
+                {"type": "resize", "cols": "80", "rows": 24},
+                {"type": "resize", "cols": True, "rows": 2},
+                {"type": "resize", "cols": 1001, "rows": 24},
+                {"type": "shout"},
+                {"type": "input", "data": 5},
+                {"type": "ack", "bytes": -1},
+                {},
+            ],
+        ),
+    ]
 
     async def scenario():
         _, communicator = await open_socket(alice, size=None)
@@ -340,8 +376,11 @@ def test_a_lone_surrogate_in_a_frame_is_refused_and_nothing_reaches_the_shell(wo
     async def scenario():
         communicator = await opened(alice)
         errors = []
-        for text in ('{"type": "input", "data": "a\\ud800"}', '{"type": "\\udfff"}',
-                     '{"\\ud800": 1, "type": "ack", "bytes": 1}'):
+        for text in (
+            '{"type": "input", "data": "a\\ud800"}',
+            '{"type": "\\udfff"}',
+            '{"\\ud800": 1, "type": "ack", "bytes": 1}',
+        ):
             await communicator.send_to(text_data=text)
             errors.append(await next_status(communicator))
         await send(communicator, type="input", data="ok\r")
@@ -356,12 +395,15 @@ def test_a_lone_surrogate_in_a_frame_is_refused_and_nothing_reaches_the_shell(wo
 
 # Refusals ------------------------------------------------------------------------------------
 
+
 def test_a_foreign_origin_is_refused(world, alice, fake_shell):
     async def scenario():
         # Not an allowed host, or an allowed host on another port (another local web app), or https
         # for this http server: refused at the handshake (dxweb/websockets.py).
-        return [(await open_socket(alice, origin=origin))[0]
-                for origin in (b"http://evil.example", b"http://127.0.0.1:3000", b"https://127.0.0.1:8000")]
+        return [
+            (await open_socket(alice, origin=origin))[0]
+            for origin in (b"http://evil.example", b"http://127.0.0.1:3000", b"https://127.0.0.1:8000")
+        ]
 
     assert asyncio.run(scenario()) == [False, False, False]
     assert not fake_shell
@@ -369,8 +411,12 @@ def test_a_foreign_origin_is_refused(world, alice, fake_shell):
 
 def test_anonymous_another_user_and_an_outsider_are_refused_with_a_reason(world, bob, charlie, fake_shell):
     async def scenario():
-        return [await refusal(None), await refusal(bob), await refusal(charlie),
-                await refusal(charlie, path="/ws/jobs/job-" + "Z" * 24 + "/terminal/")]
+        return [
+            await refusal(None),
+            await refusal(bob),
+            await refusal(charlie),
+            await refusal(charlie, path="/ws/jobs/job-" + "Z" * 24 + "/terminal/"),
+        ]
 
     anonymous, member, outsider, missing = asyncio.run(scenario())
     assert anonymous[1][:2] == ("close", 4403) and "Log in" in anonymous[0]["message"]
@@ -410,13 +456,18 @@ def test_the_gateways_refusal_is_shown(world, alice, monkeypatch):
 
 # Sessions end --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("change, expected", [
-    ({"state": State.FAILED}, "failed"),
-    ({"allow_ssh": []}, "allowSSH"),
-    ({"state": State.DEBUG_HOLD, "debug": {"holdUntil": 1}}, "hold expired"),
-])
-def test_the_session_closes_when_the_job_ends_access_goes_or_the_hold_expires(world, alice, fake_shell, monkeypatch,
-                                                                               change, expected):
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"state": State.FAILED}, "failed"),
+        ({"allow_ssh": []}, "allowSSH"),
+        ({"state": State.DEBUG_HOLD, "debug": {"holdUntil": 1}}, "hold expired"),
+    ],
+)
+def test_the_session_closes_when_the_job_ends_access_goes_or_the_hold_expires(
+    world, alice, fake_shell, monkeypatch, change, expected
+):
     monkeypatch.setattr(terminal, "RECHECK_SECONDS", 0.05)
 
     async def scenario():
@@ -448,6 +499,7 @@ def test_the_hold_countdown_follows_an_extension(world, alice, fake_shell, monke
 
 # Pages ---------------------------------------------------------------------------------------
 
+
 def logged_in(actor):
     client = Client()
     client.force_login(actor.user)
@@ -467,8 +519,14 @@ def test_the_debug_page_opens_for_the_launcher_and_refuses_others(world, alice, 
 
 
 def test_the_job_page_links_to_debug_and_lists_ssh_sessions(world, alice):
-    SSHSession.objects.create(job=world["job"], user=alice.user, via=SSHSession.BROWSER, client_ip="127.0.0.1",
-                              started=1_700_000_000_000, ended=1_700_000_042_000)
+    SSHSession.objects.create(
+        job=world["job"],
+        user=alice.user,
+        via=SSHSession.BROWSER,
+        client_ip="127.0.0.1",
+        started=1_700_000_000_000,
+        ended=1_700_000_042_000,
+    )
     html = logged_in(alice).get(f"/jobs/{JOB_ID}/").content.decode()
     assert f'href="/jobs/{JOB_ID}/debug/"' in html
     assert 'id="ssh-sessions"' in html and "browser terminal" in html and "42 s" in html
@@ -485,8 +543,10 @@ def test_the_vendored_xterm_is_served(world, alice):
 
 def test_extend_and_release_hold_from_the_debug_page(world, alice, charlie, settings):
     settings.DXWEB_DEBUG_HOLD_SECONDS = 3600
-    Job.objects.filter(pk=JOB_ID).update(state=State.DEBUG_HOLD, debug={
-        "holdUntil": now_ms() + 60_000, "failureReason": "AppError", "failureMessage": "boom"})
+    Job.objects.filter(pk=JOB_ID).update(
+        state=State.DEBUG_HOLD,
+        debug={"holdUntil": now_ms() + 60_000, "failureReason": "AppError", "failureMessage": "boom"},
+    )
     client = logged_in(alice)
     assert logged_in(charlie).post(f"/jobs/{JOB_ID}/hold/extend/").status_code == 404
     assert client.get(f"/jobs/{JOB_ID}/hold/extend/").status_code == 405

@@ -1,4 +1,5 @@
 """The one way a job changes state: an allowed-transitions table and compare-and-swap."""
+
 import threading
 
 import pytest
@@ -70,8 +71,12 @@ def test_the_table_has_no_way_out_of_final_states():
 def test_only_one_of_two_racing_claims_wins(alice):
     project = project_actions.create_container(alice.user, "race")
     job = Job.objects.create(
-        id="job-" + "c" * 24, name="race", executable="applet-" + "d" * 24, project=project,
-        launched_by=alice.user, state=State.RUNNABLE,
+        id="job-" + "c" * 24,
+        name="race",
+        executable="applet-" + "d" * 24,
+        project=project,
+        launched_by=alice.user,
+        state=State.RUNNABLE,
     )
     results = []
     barrier = threading.Barrier(2)
@@ -101,12 +106,22 @@ def test_two_jobs_ending_at_once_wake_the_job_waiting_on_both(alice, monkeypatch
     project = project_actions.create_container(alice.user, "race")
 
     def new_job(letter, state, **fields):
-        return Job.objects.create(id="job-" + letter * 24, name=letter, executable="applet-" + "d" * 24,
-                                  project=project, launched_by=alice.user, state=state, **fields)
+        return Job.objects.create(
+            id="job-" + letter * 24,
+            name=letter,
+            executable="applet-" + "d" * 24,
+            project=project,
+            launched_by=alice.user,
+            state=state,
+            **fields,
+        )
 
     ends = [new_job("e", State.RUNNING), new_job("f", State.RUNNING)]
-    gather = new_job("g", State.WAITING_ON_INPUT, input={
-        name: {"$dnanexus_link": {"job": job.pk, "field": "v"}} for name, job in zip("xy", ends)})
+    gather = new_job(
+        "g",
+        State.WAITING_ON_INPUT,
+        input={name: {"$dnanexus_link": {"job": job.pk, "field": "v"}} for name, job in zip("xy", ends)},
+    )
     for job in ends:
         JobDependency.objects.create(job=gather, on=job, stage=JobDependency.INPUT)
     sent = []

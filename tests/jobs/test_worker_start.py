@@ -1,4 +1,5 @@
 """A worker that could run no job refuses to start and says why, once; one that can, says what its host lacks."""
+
 import os
 import subprocess
 import sys
@@ -9,12 +10,20 @@ BIN = Path(sys.executable).parent
 
 
 def start_worker(tmp_path, **env):
-    environment = {**os.environ, "DXWEB_DATA_DIR": str(tmp_path / "data"), "DXWEB_NAMESPACE": f"start-{tmp_path.name}",
-                   **env}
+    environment = {
+        **os.environ,
+        "DXWEB_DATA_DIR": str(tmp_path / "data"),
+        "DXWEB_NAMESPACE": f"start-{tmp_path.name}",
+        **env,
+    }
     environment.pop("DJANGO_SETTINGS_MODULE", None)
     return subprocess.Popen(
         [str(BIN / "celery"), "-A", "dxweb", "worker", "-l", "INFO", "-c", "1", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 

@@ -3,6 +3,7 @@
 Everything runs in real processes: `manage.py serve --no-worker` for the web side and
 our own `celery -A dxweb worker` process groups, so a test can kill one with SIGKILL.
 """
+
 import json
 import os
 import re
@@ -60,14 +61,30 @@ class Worker:
     def __init__(self, server, nodename, beat=False, concurrency=2, env=None):
         self.nodename = nodename
         self.log_path = server.tmp / f"worker-{nodename.split('@')[0]}.log"
-        args = [str(BIN / "celery"), "-A", "dxweb", "worker", "-l", "INFO", "-n", nodename, "-c", str(concurrency),
-                "--without-mingle", "--without-gossip"]  # a second less to start; jobs are claimed in the database
+        args = [
+            str(BIN / "celery"),
+            "-A",
+            "dxweb",
+            "worker",
+            "-l",
+            "INFO",
+            "-n",
+            nodename,
+            "-c",
+            str(concurrency),
+            "--without-mingle",
+            "--without-gossip",
+        ]  # a second less to start; jobs are claimed in the database
         if beat:
             # The embedded beat sends the reaper; each worker keeps its own schedule file.
             args += ["-B", "-s", str(server.tmp / f"beat-{nodename.split('@')[0]}")]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                args, cwd=ROOT, env={**server.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                args,
+                cwd=ROOT,
+                env={**server.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         wait_for(lambda: self.proc.poll() is not None or " ready." in self.log(), 60, f"worker {nodename} to start")
@@ -146,8 +163,10 @@ class Fleet:
     def wake(self, job_id, times):
         """Send `times` extra run_job messages for the job through the real broker; return the broker's URL."""
         calls = "; ".join([f"run_job.delay({job_id!r})"] * times)
-        code = f"from django.conf import settings; from jobs.tasks import run_job; {calls}; " \
-               "print(settings.CELERY_BROKER_URL)"
+        code = (
+            f"from django.conf import settings; from jobs.tasks import run_job; {calls}; "
+            "print(settings.CELERY_BROKER_URL)"
+        )
         return self.server.manage("shell", "-c", code).stdout.strip().splitlines()[-1]
 
     def log(self, job_id):
@@ -160,12 +179,19 @@ def states(job):
 
 # The lease in the database, without processes: what the live tests below rely on --------------
 
+
 @pytest.fixture
 def nap(alice, project):
-    return alice.ok("/applet/new", {
-        "project": project, "name": "nap", "inputSpec": [], "outputSpec": [],
-        "runSpec": {"interpreter": "bash", "code": "main() { sleep 1; }"},
-    })["id"]
+    return alice.ok(
+        "/applet/new",
+        {
+            "project": project,
+            "name": "nap",
+            "inputSpec": [],
+            "outputSpec": [],
+            "runSpec": {"interpreter": "bash", "code": "main() { sleep 1; }"},
+        },
+    )["id"]
 
 
 def launch(alice, project, applet):
@@ -225,8 +251,10 @@ def test_the_reaper_takes_a_lease_a_heartbeat_period_after_it_lapsed_and_logs_wh
     retry = LogLine.objects.filter(job_id=job_id).order_by("-seq").first()
     age = (expiry(job, settings) - job.heartbeat) / 1000
     assert (retry.source, retry.level) == ("SYSTEM", "WARNING")
-    assert retry.msg == (f"Retrying: worker host:slow@host stopped renewing this job's lease (last heartbeat "
-                         f"{age:.1f} s ago, the lease is {settings.DXWEB_LEASE_SECONDS} s); try 1 → try 2 (of at most 2)")
+    assert retry.msg == (
+        f"Retrying: worker host:slow@host stopped renewing this job's lease (last heartbeat "
+        f"{age:.1f} s ago, the lease is {settings.DXWEB_LEASE_SECONDS} s); try 1 → try 2 (of at most 2)"
+    )
     # The last try is not retried: its log says so.
     job, _ = actions.claim(job_id, "host:slow@host")
     assert actions.reap(now=expiry(job, settings))["failed"] == [job_id]
@@ -263,7 +291,7 @@ def test_a_worker_that_stalled_during_a_heartbeat_beats_again_at_once(alice, pro
     monkeypatch.setattr(runner, "_beat", beat)
     outcome = runner._supervise(job, Sandbox(), SimpleNamespace(check=lambda allow_ssh: None), tmp_path)
     assert outcome == {"kind": "lost"}
-    after_stall = events[events.index(("beat",)) + 1:]
+    after_stall = events[events.index(("beat",)) + 1 :]
     assert after_stall[-2:] == [("beat",), ("kill",)], events
     assert sum(event[1] for event in after_stall if event[0] == "wait") == 0, events
 
@@ -280,8 +308,7 @@ def test_the_reaper_spares_a_lease_renewed_after_it_looked(alice, project, nap):
 def test_an_unclaimed_job_is_woken_again_with_backoff(alice, project, nap, settings):
     job_id = launch(alice, project, nap)
     born, lease = Job.objects.get(pk=job_id).modified, settings.DXWEB_LEASE_SECONDS * 1000
-    woken = [age for age in range(0, 20 * lease, lease // 4)
-             if job_id in actions.reap(now=born + age + 1)["woken"]]
+    woken = [age for age in range(0, 20 * lease, lease // 4) if job_id in actions.reap(now=born + age + 1)["woken"]]
     # One wake-up after a lease, then each at least twice as old as the last: not one per reaper tick.
     assert woken[0] == lease and 3 <= len(woken) <= 5, woken
     assert all(later >= 2 * earlier for earlier, later in zip(woken, woken[1:])), woken
@@ -393,8 +420,11 @@ def test_a_stalled_worker_that_lost_its_lease_records_nothing(workers):
     # The worker freezes (a paused VM, a long GC); its sandbox, in a session of its own, sleeps on.
     os.killpg(stalled.proc.pid, signal.SIGSTOP)
     fleet.worker("f@%h", beat=True, env=two_tries)
-    wait_for(lambda: (j := fleet.describe(job_id))["state"] == "running" and j["try"] == 1, 30,
-             "the reaper to hand the job to the survivor")
+    wait_for(
+        lambda: (j := fleet.describe(job_id))["state"] == "running" and j["try"] == 1,
+        30,
+        "the reaper to hand the job to the survivor",
+    )
     os.killpg(stalled.proc.pid, signal.SIGCONT)
 
     job = wait_for(lambda: (j := fleet.describe(job_id))["state"] in ("done", "failed") and j, 60, "the job to end")
@@ -407,7 +437,7 @@ def test_a_stalled_worker_that_lost_its_lease_records_nothing(workers):
     log = fleet.log(job_id)
     assert "lost this job's lease (try 1)" in log and "The job was terminated" not in log, log
     # The second try's log goes on after the first's end (its late lines refused, see below).
-    assert "stalled woke up" in log[log.index("f@"):], log
+    assert "stalled woke up" in log[log.index("f@") :], log
     wait_for(lambda: len(sleeping(seconds)) == 0, 10, "no process of either try left")
 
 
@@ -445,10 +475,17 @@ def test_a_stalled_worker_kills_its_stale_copy_at_its_first_heartbeat(workers):
     fleet = workers
     two_tries = {"DXWEB_MAX_TRIES": "2"}
     heartbeat = float(SHORT_LEASE["DXWEB_HEARTBEAT_SECONDS"])
-    applet = fleet.server.api("/applet/new", {
-        "project": fleet.project, "name": "ticker", "inputSpec": [], "outputSpec": [],
-        "runSpec": {"interpreter": "python3", "code": TICKER},
-    }, fleet.token)["id"]
+    applet = fleet.server.api(
+        "/applet/new",
+        {
+            "project": fleet.project,
+            "name": "ticker",
+            "inputSpec": [],
+            "outputSpec": [],
+            "runSpec": {"interpreter": "python3", "code": TICKER},
+        },
+        fleet.token,
+    )["id"]
     stalled = fleet.worker("g@%h", env=two_tries)
     job_id = fleet.server.api(f"/{applet}/run", {"project": fleet.project}, fleet.token)["id"]
     caches = Path(fleet.server.env["DXWEB_DATA_DIR"]) / "pip-cache"  # one per user: the launcher's holds the file
@@ -485,8 +522,11 @@ def test_a_stalled_worker_kills_its_stale_copy_at_its_first_heartbeat(workers):
     assert first_last - resumed < heartbeat * 1000, (first_last - resumed, record)
 
     log = fleet.log(job_id)
-    retry = re.search(r"Retrying: worker (\S+) stopped renewing this job's lease \(last heartbeat ([0-9.]+) s ago"
-                      r"[^\n]*try 1 → try 2", log)
+    retry = re.search(
+        r"Retrying: worker (\S+) stopped renewing this job's lease \(last heartbeat ([0-9.]+) s ago"
+        r"[^\n]*try 1 → try 2",
+        log,
+    )
     assert retry, log
     assert "g@" in retry[1]
     # Re-queued only once the lease had lapsed by more than a heartbeat period.
@@ -509,7 +549,8 @@ def scaled_fleet(tmp_path_factory):
     redis.Redis.from_url(WORKERS_REDIS_URL).flushdb()
     tmp = tmp_path_factory.mktemp("scaled-workers")
     server = LiveServer(
-        tmp, extra_env={"DATABASE_URL": POSTGRES_URL, "REDIS_URL": WORKERS_REDIS_URL},
+        tmp,
+        extra_env={"DATABASE_URL": POSTGRES_URL, "REDIS_URL": WORKERS_REDIS_URL},
         extra_args=["--no-worker"],
     ).start()
     fleet = None

@@ -3,6 +3,7 @@
 Each checks VIEW through the permission module: anonymous gets 4403, an outsider 4404 (the same
 as a missing job), a foreign Origin is refused at the handshake.
 """
+
 import asyncio
 import json
 
@@ -26,14 +27,25 @@ def world(alice, bob, charlie):
     project = project_actions.create_container(alice.user, "watched")
     project_actions.invite(project, "user-bob", "VIEW")
     root = Job.objects.create(
-        id="job-" + "R" * 24, name="root", executable="applet-" + "b" * 24, project=project,
-        launched_by=alice.user, state=State.RUNNABLE,
+        id="job-" + "R" * 24,
+        name="root",
+        executable="applet-" + "b" * 24,
+        project=project,
+        launched_by=alice.user,
+        state=State.RUNNABLE,
     )
     root.origin = root.root = root
     root.save()
     child = Job.objects.create(
-        id="job-" + "C" * 24, name="root:square", executable=root.executable, project=project,
-        launched_by=alice.user, state=State.RUNNABLE, parent=root, origin=root, root=root,
+        id="job-" + "C" * 24,
+        name="root:square",
+        executable=root.executable,
+        project=project,
+        launched_by=alice.user,
+        state=State.RUNNABLE,
+        parent=root,
+        origin=root,
+        root=root,
     )
     return {"project": project, "root": root, "child": child}
 
@@ -126,7 +138,9 @@ def test_a_viewer_sees_the_tree_and_the_merged_log_then_the_end(world, bob):
     assert tree["jobs"][1]["parent"] == root.pk and tree["jobs"][1]["state"] == "terminated"
     lines = [line for f in frames if f.get("type") == "lines" for line in f["lines"]]
     assert sorted((line[0], line[1], line[4]) for line in lines) == [
-        (child.pk, 1, "c1"), (root.pk, 1, "r1"), (root.pk, 2, "r2"),
+        (child.pk, 1, "c1"),
+        (root.pk, 1, "r1"),
+        (root.pk, 2, "r2"),
     ]
 
 
@@ -168,8 +182,12 @@ def test_job_lists_get_state_changes_of_the_watched_jobs_only(world, alice, bob)
     root, child = world["root"], world["child"]
     other = project_actions.create_container(alice.user, "elsewhere")
     hidden = Job.objects.create(
-        id="job-" + "H" * 24, name="hidden", executable=root.executable, project=other,
-        launched_by=alice.user, state=State.RUNNABLE,
+        id="job-" + "H" * 24,
+        name="hidden",
+        executable=root.executable,
+        project=other,
+        launched_by=alice.user,
+        state=State.RUNNABLE,
     )
 
     async def scenario():
@@ -208,11 +226,14 @@ def test_a_socket_that_sends_no_first_frame_is_closed_after_the_auth_timeout(wor
     assert code == 4408 and json.loads(reason)["type"] == "RequestTimeout"
 
 
-@pytest.mark.parametrize("path, first", [
-    ("/ws/jobs/{root}/", '{"cursors": {"\\ud800": 1}}'),
-    ("/ws/projects/{project}/jobs/", '{"watch": ["job-\\udbff"]}'),
-    ("/ws/jobs/mine/", '{"watch": [], "\\udc00": true}'),
-])
+@pytest.mark.parametrize(
+    "path, first",
+    [
+        ("/ws/jobs/{root}/", '{"cursors": {"\\ud800": 1}}'),
+        ("/ws/projects/{project}/jobs/", '{"watch": ["job-\\udbff"]}'),
+        ("/ws/jobs/mine/", '{"watch": [], "\\udc00": true}'),
+    ],
+)
 def test_a_lone_surrogate_in_the_first_frame_is_refused(world, alice, path, first):
     path = path.format(root=world["root"].pk, project=world["project"].pk)
 

@@ -1,4 +1,5 @@
 """Helpers shared by the API tests: cheap actors, a small project world, uploads and error checks."""
+
 import hashlib
 import json
 from types import SimpleNamespace
@@ -48,8 +49,10 @@ def build_world(owner):
         "inside": ("/data", "inside.txt", DataObject.CLOSED),
         "open": ("/", "open.txt", DataObject.OPEN),
     }
-    objects = {key: DataObject(id=new_id("file"), cls="file", state=state, created_by=user)
-               for key, (_, _, state) in files.items()}
+    objects = {
+        key: DataObject(id=new_id("file"), cls="file", state=state, created_by=user)
+        for key, (_, _, state) in files.items()
+    }
     DataObject.objects.bulk_create(objects.values())
     Placement.objects.bulk_create(
         Placement(container=container, obj=objects[key], folder=folder, name=name)

@@ -1,4 +1,5 @@
 """Bad input never gets a 500 or half-written data: every mistake is a clear 4xx JSON error."""
+
 import json
 import time
 
@@ -68,11 +69,13 @@ PATH_CALLS = {
     "removeFolder": lambda w, p: (f"/{w.project}/removeFolder", {"folder": p, "recurse": True}),
     "renameFolder": lambda w, p: (f"/{w.project}/renameFolder", {"folder": p, "name": "x"}),
     "clone destination": lambda w, p: (
-        f"/{w.project}/clone", {"objects": [w.closed], "project": w.project, "destination": p, "parents": True},
+        f"/{w.project}/clone",
+        {"objects": [w.closed], "project": w.project, "destination": p, "parents": True},
     ),
     "findDataObjects scope": lambda w, p: ("/system/findDataObjects", {"scope": {"project": w.project, "folder": p}}),
     "resolveDataObjects folder": lambda w, p: (
-        "/system/resolveDataObjects", {"objects": [{"project": w.project, "folder": p, "name": "closed.txt"}]},
+        "/system/resolveDataObjects",
+        {"objects": [{"project": w.project, "folder": p, "name": "closed.txt"}]},
     ),
 }
 
@@ -194,8 +197,11 @@ def test_a_body_larger_than_the_limit_gets_a_413_json_error(alice, world, settin
 
 
 def test_nul_anywhere_in_a_body_is_refused(alice, world):
-    for body in ({"name": "a\x00"}, {"scope": {"project": world.project}, "name": {"glob": "\x00*"}},
-                 {"objects": ["file-\x00"]}):
+    for body in (
+        {"name": "a\x00"},
+        {"scope": {"project": world.project}, "name": {"glob": "\x00*"}},
+        {"objects": ["file-\x00"]},
+    ):
         status, reply = alice.call("/system/findDataObjects", body)
         assert is_error(status, reply, 422, "InvalidInput"), (status, reply)
     status, reply = alice.call(f"/{world.open}/setDetails", {"details": {"k": "v\x00"}})
@@ -247,7 +253,8 @@ WRONG_TYPES = {
     "findDataObjects scope string": lambda w: ("/system/findDataObjects", {"scope": w.project}),
     "findDataObjects scope project int": lambda w: ("/system/findDataObjects", {"scope": {"project": 5}}),
     "findDataObjects recurse string": lambda w: (
-        "/system/findDataObjects", {"scope": {"project": w.project, "recurse": "yes"}},
+        "/system/findDataObjects",
+        {"scope": {"project": w.project, "recurse": "yes"}},
     ),
     "findDataObjects class int": lambda w: ("/system/findDataObjects", {"class": 5}),
     "findDataObjects state list": lambda w: ("/system/findDataObjects", {"state": ["closed"]}),
@@ -263,7 +270,8 @@ WRONG_TYPES = {
     "resolveDataObjects objects string": lambda w: ("/system/resolveDataObjects", {"objects": "x"}),
     "resolveDataObjects entry int": lambda w: ("/system/resolveDataObjects", {"objects": [5]}),
     "resolveDataObjects name int": lambda w: (
-        "/system/resolveDataObjects", {"objects": [{"project": w.project, "name": 5}]},
+        "/system/resolveDataObjects",
+        {"objects": [{"project": w.project, "name": 5}]},
     ),
     "resolveDataObjects no project": lambda w: ("/system/resolveDataObjects", {"objects": [{"name": "a"}]}),
     "describeDataObjects objects string": lambda w: ("/system/describeDataObjects", {"objects": w.closed}),
@@ -334,6 +342,7 @@ def test_wrong_types_for_common_keys_are_invalid_input(alice, world, call):
 
 # Unknown IDs, IDs of the wrong class, malformed IDs, unknown routes ------------------------
 
+
 def test_unknown_ids_are_resource_not_found(alice, world):
     missing_file, missing_project = f"file-{ZEROS}", f"project-{ZEROS}"
     for route, body in [
@@ -385,33 +394,36 @@ def test_ids_of_the_wrong_class_are_resource_not_found(alice, world):
     assert is_error(status, reply, 422, "InvalidInput")
 
 
-@pytest.mark.parametrize("route", [
-    "/file-abc/describe",
-    f"/file-{ZEROS[:23]}/describe",
-    f"/file-{ZEROS}0/describe",
-    f"/file-{ZEROS[:23]}_/describe",
-    "/file-/describe",
-    "/FILE-000000000000000000000000/describe",
-    "/project-../describe",
-    "/project-%2e%2e/describe",
-    "/user-/describe",
-    "/user-Alice/describe",
-    "/org-/describe",
-    "/org-a b/describe",
-    "/app-foo/describe",
-    "/globalworkflow-foo/describe",
-    "/app-bwa_mem/run",
-    f"/app-{ZEROS}/describe",
-    "/system/noSuchMethod",
-    "/project/describe",
-    "/file/describe",
-    "/system",
-    "/nothing",
-    "/a/b/c",
-    "/project-000000000000000000000000/describe/",
-    "/project-000000000000000000000000/no-such-method",
-    f"/file-{ZEROS}/nonexistentMethod",
-])
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/file-abc/describe",
+        f"/file-{ZEROS[:23]}/describe",
+        f"/file-{ZEROS}0/describe",
+        f"/file-{ZEROS[:23]}_/describe",
+        "/file-/describe",
+        "/FILE-000000000000000000000000/describe",
+        "/project-../describe",
+        "/project-%2e%2e/describe",
+        "/user-/describe",
+        "/user-Alice/describe",
+        "/org-/describe",
+        "/org-a b/describe",
+        "/app-foo/describe",
+        "/globalworkflow-foo/describe",
+        "/app-bwa_mem/run",
+        f"/app-{ZEROS}/describe",
+        "/system/noSuchMethod",
+        "/project/describe",
+        "/file/describe",
+        "/system",
+        "/nothing",
+        "/a/b/c",
+        "/project-000000000000000000000000/describe/",
+        "/project-000000000000000000000000/no-such-method",
+        f"/file-{ZEROS}/nonexistentMethod",
+    ],
+)
 def test_malformed_ids_and_unknown_routes_get_a_json_404(alice, route):
     status, reply = post_json(alice, route, b"{}")
     assert is_error(status, reply, 404, "ResourceNotFound"), (route, status, reply)
@@ -419,9 +431,7 @@ def test_malformed_ids_and_unknown_routes_get_a_json_404(alice, route):
 
 @pytest.mark.parametrize("method", ["get", "put", "delete", "head", "options", "patch"])
 def test_api_calls_are_made_with_post(alice, world, method):
-    response = getattr(alice.client, method)(
-        f"/{world.project}/describe", HTTP_AUTHORIZATION=f"Bearer {alice.token}"
-    )
+    response = getattr(alice.client, method)(f"/{world.project}/describe", HTTP_AUTHORIZATION=f"Bearer {alice.token}")
     assert response.status_code == 405
     if method != "head":
         assert is_error(405, response.json(), 405, "MethodNotAllowed")
@@ -452,6 +462,7 @@ def test_an_unexpected_failure_is_still_a_json_error(alice, monkeypatch):
 
 # Invites --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("invitee", ["user-nobody", "org-nobody", "bob", "user-", "org-", "", "file-" + ZEROS])
 def test_invites_of_unknown_users_or_orgs_are_refused(alice, world, invitee):
     before = alice.ok(f"/{world.project}/describe")["permissions"]
@@ -466,6 +477,7 @@ def test_invites_of_unknown_users_or_orgs_are_refused(alice, world, invitee):
 
 
 # Uploads --------------------------------------------------------------------------------
+
 
 def parts_of(alice, file_id):
     return alice.ok(f"/{file_id}/describe", {"fields": {"parts": True, "state": True}})
@@ -589,23 +601,26 @@ def ten_bytes(alice, world):
     return alice.ok(f"/{world.open}/download")["url"]
 
 
-@pytest.mark.parametrize("header,status,body,content_range", [
-    (None, 200, b"0123456789", None),
-    ("bytes=0-9", 206, b"0123456789", "bytes 0-9/10"),
-    ("bytes=2-5", 206, b"2345", "bytes 2-5/10"),
-    ("bytes=3-3", 206, b"3", "bytes 3-3/10"),
-    ("bytes=7-", 206, b"789", "bytes 7-9/10"),
-    ("bytes=8-100", 206, b"89", "bytes 8-9/10"),
-    ("bytes=-3", 206, b"789", "bytes 7-9/10"),
-    ("bytes=-100", 206, b"0123456789", "bytes 0-9/10"),
-    ("bytes=10-", 416, None, "bytes */10"),
-    ("bytes=10-20", 416, None, "bytes */10"),
-    ("bytes=-0", 416, None, "bytes */10"),
-    ("bytes=5-2", 200, b"0123456789", None),
-    ("bytes=0-1,4-5", 200, b"0123456789", None),
-    ("items=0-1", 200, b"0123456789", None),
-    ("bytes=abc", 200, b"0123456789", None),
-])
+@pytest.mark.parametrize(
+    "header,status,body,content_range",
+    [
+        (None, 200, b"0123456789", None),
+        ("bytes=0-9", 206, b"0123456789", "bytes 0-9/10"),
+        ("bytes=2-5", 206, b"2345", "bytes 2-5/10"),
+        ("bytes=3-3", 206, b"3", "bytes 3-3/10"),
+        ("bytes=7-", 206, b"789", "bytes 7-9/10"),
+        ("bytes=8-100", 206, b"89", "bytes 8-9/10"),
+        ("bytes=-3", 206, b"789", "bytes 7-9/10"),
+        ("bytes=-100", 206, b"0123456789", "bytes 0-9/10"),
+        ("bytes=10-", 416, None, "bytes */10"),
+        ("bytes=10-20", 416, None, "bytes */10"),
+        ("bytes=-0", 416, None, "bytes */10"),
+        ("bytes=5-2", 200, b"0123456789", None),
+        ("bytes=0-1,4-5", 200, b"0123456789", None),
+        ("items=0-1", 200, b"0123456789", None),
+        ("bytes=abc", 200, b"0123456789", None),
+    ],
+)
 def test_downloads_honour_ranges_byte_for_byte(ten_bytes, header, status, body, content_range):
     response = get(ten_bytes, **({"HTTP_RANGE": header} if header else {}))
     assert response.status_code == status
@@ -623,6 +638,7 @@ def test_an_empty_file_downloads_empty_and_refuses_every_range(alice, world):
 
 
 # Nonces ---------------------------------------------------------------------------------
+
 
 def test_a_repeated_nonce_gets_the_same_reply_and_creates_one_object(alice, world):
     body = {"project": world.project, "name": "once.txt", "nonce": "n-1"}
@@ -680,8 +696,10 @@ SURROGATE_CALLS = {
     "rename name": lambda w: (f"/{w.closed}/rename", {"project": w.project, "name": "x" + LONE}),
     "nonce": lambda w: ("/file/new", {"project": w.project, "name": "n", "nonce": LONE}),
     "clone project": lambda w: (f"/{w.project}/clone", {"objects": [w.closed], "project": LONE}),
-    "clone destination": lambda w: (f"/{w.project}/clone", {"objects": [w.closed], "project": w.project,
-                                                             "destination": "/" + LONE}),
+    "clone destination": lambda w: (
+        f"/{w.project}/clone",
+        {"objects": [w.closed], "project": w.project, "destination": "/" + LONE},
+    ),
     "download filename": lambda w: (f"/{w.closed}/download", {"filename": LONE}),
     "user/update": lambda w: ("/user-alice/update", {"first": LONE}),
     "job/update": lambda w: (f"/{JOB_ID}/update", {"name": LONE}),
@@ -692,8 +710,14 @@ SURROGATE_CALLS = {
 
 @pytest.fixture
 def job(alice, world):
-    return Job.objects.create(id=JOB_ID, name="j", executable="applet-" + ZEROS, project=world.container,
-                              launched_by=alice.user, state=State.RUNNING)
+    return Job.objects.create(
+        id=JOB_ID,
+        name="j",
+        executable="applet-" + ZEROS,
+        project=world.container,
+        launched_by=alice.user,
+        state=State.RUNNING,
+    )
 
 
 @pytest.mark.parametrize("call", SURROGATE_CALLS)

@@ -1,4 +1,5 @@
 """Files through the API: create, multi-part upload, close, describe, download with Range, metadata."""
+
 import os
 import time
 
@@ -104,14 +105,36 @@ def test_the_md5_may_be_announced_in_upper_case(alice, project):
 
 
 def test_file_new_records_its_metadata_and_makes_parent_folders_on_request(alice, project):
-    file_id = alice.ok("/file/new", {
-        "project": project, "name": "a.vcf", "folder": "/x/y", "parents": True, "tags": ["t"], "types": ["VCF"],
-        "properties": {"k": "v"}, "details": {"d": [1, 2]}, "media": "text/plain", "hidden": True,
-    })["id"]
+    file_id = alice.ok(
+        "/file/new",
+        {
+            "project": project,
+            "name": "a.vcf",
+            "folder": "/x/y",
+            "parents": True,
+            "tags": ["t"],
+            "types": ["VCF"],
+            "properties": {"k": "v"},
+            "details": {"d": [1, 2]},
+            "media": "text/plain",
+            "hidden": True,
+        },
+    )["id"]
     described = alice.ok(f"/{file_id}/describe")
-    expected = {"class": "file", "project": project, "folder": "/x/y", "name": "a.vcf", "tags": ["t"],
-                "types": ["VCF"], "properties": {"k": "v"}, "details": {"d": [1, 2]}, "media": "text/plain",
-                "hidden": True, "state": "open", "createdBy": {"user": "user-alice"}}
+    expected = {
+        "class": "file",
+        "project": project,
+        "folder": "/x/y",
+        "name": "a.vcf",
+        "tags": ["t"],
+        "types": ["VCF"],
+        "properties": {"k": "v"},
+        "details": {"d": [1, 2]},
+        "media": "text/plain",
+        "hidden": True,
+        "state": "open",
+        "createdBy": {"user": "user-alice"},
+    }
     assert {k: described[k] for k in expected} == expected
     assert "drive" not in described
     assert alice.ok(f"/{project}/describe", {"folders": True})["folders"] == ["/", "/x", "/x/y"]
@@ -126,8 +149,9 @@ def test_metadata_changes_show_in_describe(alice, project):
     alice.ok(f"/{file_id}/setProperties", {"project": project, "properties": {"a": "1", "b": "2"}})
     alice.ok(f"/{file_id}/setProperties", {"project": project, "properties": {"a": None}})
     alice.ok(f"/{file_id}/setVisibility", {"project": project, "hidden": True})
-    described = alice.ok(f"/{file_id}/describe", {"fields": {"name": True, "tags": True, "properties": True,
-                                                             "hidden": True}})
+    described = alice.ok(
+        f"/{file_id}/describe", {"fields": {"name": True, "tags": True, "properties": True, "hidden": True}}
+    )
     assert described == {"id": file_id, "name": "b.txt", "tags": ["y"], "properties": {"b": "2"}, "hidden": True}
 
 
@@ -246,12 +270,14 @@ def test_a_preauthenticated_url_is_good_for_anyone_for_its_duration(alice, proje
     settings.DXWEB_DOWNLOAD_URL_MAX_TTL = 3600  # longer asks are cut to the most a URL may live
     assert expires_in(alice.ok(f"/{file_id}/download", {"preauthenticated": True, "duration": 10**9})) <= 3600
     for bad in (0, -5, "60", 1.5):
-        assert is_error(*alice.call(f"/{file_id}/download", {"preauthenticated": True, "duration": bad}), 422,
-                        "InvalidInput")
+        assert is_error(
+            *alice.call(f"/{file_id}/download", {"preauthenticated": True, "duration": bad}), 422, "InvalidInput"
+        )
     ApiToken.objects.filter(user=alice.user).delete()  # not tied to a token
     assert content(get(reply["url"])) == b"for anyone"
     reply = ApiClient(alice.user, ApiToken.issue(alice.user, "t")[1]).ok(
-        f"/{file_id}/download", {"preauthenticated": True, "duration": 1})
+        f"/{file_id}/download", {"preauthenticated": True, "duration": 1}
+    )
     time.sleep(1.1)
     assert is_error(get(reply["url"]).status_code, get(reply["url"]).json(), 400, "InvalidInput")
 

@@ -3,6 +3,7 @@
 Each case builds its own project (a folder, closed files, an open file), so destructive calls
 never see each other's leftovers. A refused call must leave the project exactly as it was.
 """
+
 import pytest
 
 from projects import actions
@@ -32,7 +33,9 @@ ROUTES = {
     "project describe": ("/{project}/describe", lambda w: {}, "VIEW"),
     "project listFolder": ("/{project}/listFolder", lambda w: {"folder": "/data"}, "VIEW"),
     "project clone": (
-        "/{project}/clone", lambda w: {"objects": [w.closed], "project": w.destination}, "VIEW",
+        "/{project}/clone",
+        lambda w: {"objects": [w.closed], "project": w.destination},
+        "VIEW",
     ),
     "project leave": ("/{project}/leave", lambda w: {}, "VIEW"),
     "project newFolder": ("/{project}/newFolder", lambda w: {"folder": "/new"}, "UPLOAD"),
@@ -41,13 +44,17 @@ ROUTES = {
     "project renameFolder": ("/{project}/renameFolder", lambda w: {"folder": "/data", "name": "d2"}, "CONTRIBUTE"),
     "project removeObjects": ("/{project}/removeObjects", lambda w: {"objects": [w.closed]}, "CONTRIBUTE"),
     "project move": (
-        "/{project}/move", lambda w: {"objects": [w.closed], "destination": "/data"}, "CONTRIBUTE",
+        "/{project}/move",
+        lambda w: {"objects": [w.closed], "destination": "/data"},
+        "CONTRIBUTE",
     ),
     "project addTags": ("/{project}/addTags", lambda w: {"tags": ["t"]}, "CONTRIBUTE"),
     "project removeTags": ("/{project}/removeTags", lambda w: {"tags": ["t"]}, "CONTRIBUTE"),
     "project setProperties": ("/{project}/setProperties", lambda w: {"properties": {"k": "v"}}, "CONTRIBUTE"),
     "project invite": (
-        "/{project}/invite", lambda w: {"invitee": "user-spare", "level": "UPLOAD"}, "ADMINISTER",
+        "/{project}/invite",
+        lambda w: {"invitee": "user-spare", "level": "UPLOAD"},
+        "ADMINISTER",
     ),
     "project decreasePermissions": ("/{project}/decreasePermissions", lambda w: {"user-spare": None}, "ADMINISTER"),
     "project destroy": ("/{project}/destroy", lambda w: {}, "ADMINISTER"),
@@ -107,9 +114,20 @@ def snapshot(project_id):
     return (
         container,
         sorted(Folder.objects.filter(container_id=project_id).values_list("path", flat=True)),
-        list(Placement.objects.filter(container_id=project_id).order_by("obj_id").values_list(
-            "obj_id", "folder", "name", "hidden", "tags", "properties", "obj__state", "obj__details",
-        )),
+        list(
+            Placement.objects.filter(container_id=project_id)
+            .order_by("obj_id")
+            .values_list(
+                "obj_id",
+                "folder",
+                "name",
+                "hidden",
+                "tags",
+                "properties",
+                "obj__state",
+                "obj__details",
+            )
+        ),
         list(Grant.objects.filter(container_id=project_id).order_by("pk").values_list("user_id", "org_id", "level")),
     )
 
@@ -126,7 +144,10 @@ def test_every_route_answers_each_caller_as_their_level_allows(db, route, caller
         assert status == 200, (status, reply)
         return
     expected_type = {
-        401: "InvalidAuthentication", 403: "PermissionDenied", 404: "ResourceNotFound", 422: "InvalidState",
+        401: "InvalidAuthentication",
+        403: "PermissionDenied",
+        404: "ResourceNotFound",
+        422: "InvalidState",
     }[want]
     assert is_error(status, reply, want, expected_type), (status, reply)
     assert snapshot(w.project) == before
@@ -209,12 +230,12 @@ def test_org_methods_answer_by_membership(org_world, method, role):
 
 # Users --------------------------------------------------------------------------
 
+
 def test_users_can_only_update_themselves(db):
     alice, bob = actor("alice"), actor("bob")
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0b alice@laptop\n"
     assert alice.ok("/user-alice/update", {"sshPublicKey": key}) == {"id": "user-alice"}
-    assert is_error(*bob.call("/user-alice/update", {"sshPublicKey": "ssh-ed25519 AAAA bob"}), 403,
-                    "PermissionDenied")
+    assert is_error(*bob.call("/user-alice/update", {"sshPublicKey": "ssh-ed25519 AAAA bob"}), 403, "PermissionDenied")
     assert is_error(*bob.call("/user-alice/update", {"first": "Mallory"}), 403, "PermissionDenied")
     assert is_error(*bob.call("/user-nobody/update", {"first": "x"}), 404, "ResourceNotFound")
     assert is_error(*ApiClient().call("/user-alice/update", {"first": "x"}), 401, "InvalidAuthentication")

@@ -1,4 +1,5 @@
 """Orgs through the API: members, roles, and the project access an org carries."""
+
 import pytest
 
 from .api_helpers import is_error
@@ -24,7 +25,10 @@ def members(client, org="org-lab"):
 def test_a_new_org_has_its_creator_as_admin(alice, lab):
     described = alice.ok("/org-lab/describe")
     assert (described["id"], described["handle"], described["name"], described["level"]) == (
-        "org-lab", "lab", "The Lab", "ADMIN"
+        "org-lab",
+        "lab",
+        "The Lab",
+        "ADMIN",
     )
     assert members(alice) == {"user-alice": "ADMIN", "user-bob": "MEMBER"}
 

@@ -1,4 +1,5 @@
 """Projects, folders, finds and members through the API, as the dx client uses them."""
+
 import pytest
 
 from projects import actions
@@ -28,6 +29,7 @@ def new_file(client, project, name, folder="/", **fields):
 
 
 # findProjects ---------------------------------------------------------------------
+
 
 @pytest.fixture
 def three_projects(alice, bob):
@@ -118,6 +120,7 @@ def test_find_projects_lists_no_job_workspaces(alice):
 
 # Effective level through orgs -------------------------------------------------------
 
+
 def test_the_effective_level_is_the_highest_of_the_direct_and_org_grants(alice, bob):
     project = new_project(alice, "p")
     bob.ok("/org/new", {"handle": "lab"})
@@ -146,13 +149,15 @@ def test_leaving_an_org_takes_away_what_it_granted(alice, bob, charlie):
 
 # describe, update, tags and properties ------------------------------------------------
 
+
 def test_describe_returns_what_the_client_reads(alice, project):
     described = alice.ok(f"/{project}/describe", {"folders": True})
     assert described["class"] == "project" and described["name"] == "alice's project"
     assert described["permissions"] == {"user-alice": "ADMINISTER"} and described["folders"] == ["/"]
     assert described["fileUploadParameters"]["emptyLastPartAllowed"] is True
     assert alice.ok(f"/{project}/describe", {"fields": {"fileUploadParameters": True}}) == {
-        "id": project, "fileUploadParameters": described["fileUploadParameters"],
+        "id": project,
+        "fileUploadParameters": described["fileUploadParameters"],
     }
 
 
@@ -168,6 +173,7 @@ def test_update_tags_and_properties_change_the_project(alice, project):
 
 
 # Folders ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def tree(alice, project):
@@ -198,9 +204,13 @@ def test_list_folder_hides_hidden_objects_unless_asked_and_describes_on_request(
     alice.ok(f"/{tree['z']}/setVisibility", {"hidden": True})
     assert listing(alice, project, "/")[1] == []
     assert listing(alice, project, "/", includeHidden=True)[1] == [tree["z"]]
-    reply = alice.ok(f"/{project}/listFolder", {
-        "folder": "/a", "describe": {"fields": {"id": True, "class": True, "name": True}},
-    })
+    reply = alice.ok(
+        f"/{project}/listFolder",
+        {
+            "folder": "/a",
+            "describe": {"fields": {"id": True, "class": True, "name": True}},
+        },
+    )
     assert reply["objects"] == [{"id": tree["x"], "describe": {"id": tree["x"], "class": "file", "name": "x.txt"}}]
 
 
@@ -263,6 +273,7 @@ def test_remove_objects_removes_them_from_the_project(alice, project, tree):
 
 # findDataObjects and resolveDataObjects ------------------------------------------------------
 
+
 @pytest.fixture
 def objects(alice, project):
     """Files in /, /reads and /reads/raw with tags, properties and states; one hidden; one applet."""
@@ -314,11 +325,21 @@ def test_find_data_objects_by_tags_and_properties(alice, project, objects):
 
 
 def test_find_data_objects_describes_with_the_fields_asked_for(alice, project, objects):
-    reply = alice.ok("/system/findDataObjects", {
-        "scope": {"project": project}, "name": "r1.fq", "describe": {"fields": {"name": True, "folder": True}},
-    })
-    assert reply["results"] == [{"project": project, "id": objects["r1"],
-                                 "describe": {"id": objects["r1"], "name": "r1.fq", "folder": "/reads"}}]
+    reply = alice.ok(
+        "/system/findDataObjects",
+        {
+            "scope": {"project": project},
+            "name": "r1.fq",
+            "describe": {"fields": {"name": True, "folder": True}},
+        },
+    )
+    assert reply["results"] == [
+        {
+            "project": project,
+            "id": objects["r1"],
+            "describe": {"id": objects["r1"], "name": "r1.fq", "folder": "/reads"},
+        }
+    ]
     full = alice.ok("/system/findDataObjects", {"scope": {"project": project}, "name": "r1.fq", "describe": True})
     described = full["results"][0]["describe"]
     assert described["tags"] == ["a", "b"] and described["state"] == "closed" and described["size"] == 0
@@ -328,9 +349,14 @@ def test_find_data_objects_pages_with_limit_next_and_starting(alice, project):
     made = sorted(new_file(alice, project, f"f{i}") for i in range(5))
     seen, starting = [], None
     while True:
-        page = alice.ok("/system/findDataObjects", {
-            "scope": {"project": project}, "limit": 2, **({"starting": starting} if starting is not None else {}),
-        })
+        page = alice.ok(
+            "/system/findDataObjects",
+            {
+                "scope": {"project": project},
+                "limit": 2,
+                **({"starting": starting} if starting is not None else {}),
+            },
+        )
         assert len(page["results"]) <= 2
         seen += ids(page)
         starting = page["next"]
@@ -348,13 +374,19 @@ def test_find_data_objects_without_scope_searches_every_visible_project(alice, b
 
 
 def test_resolve_data_objects_by_folder_and_name_or_id(alice, project, objects):
-    reply = alice.ok("/system/resolveDataObjects", {"project": project, "objects": [
-        {"folder": "/reads", "name": "r1.fq"},
-        {"name": "root.txt"},
-        {"folder": "/reads", "name": "missing"},
-        {"id": objects["r2"]},
-        {"id": "file-" + "0" * 24},
-    ]})
+    reply = alice.ok(
+        "/system/resolveDataObjects",
+        {
+            "project": project,
+            "objects": [
+                {"folder": "/reads", "name": "r1.fq"},
+                {"name": "root.txt"},
+                {"folder": "/reads", "name": "missing"},
+                {"id": objects["r2"]},
+                {"id": "file-" + "0" * 24},
+            ],
+        },
+    )
     assert reply["results"] == [
         [{"project": project, "id": objects["r1"]}],
         [{"project": project, "id": objects["root"]}],
@@ -366,6 +398,7 @@ def test_resolve_data_objects_by_folder_and_name_or_id(alice, project, objects):
 
 # Clone -----------------------------------------------------------------------------------
 
+
 @pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume asynchronous iterators")
 def test_clone_places_the_same_object_in_both_projects_and_bytes_go_only_with_the_last(
     alice, project, settings, django_capture_on_commit_callbacks, blob_dir
@@ -375,8 +408,9 @@ def test_clone_places_the_same_object_in_both_projects_and_bytes_go_only_with_th
     settings.DXWEB_MIN_PART_SIZE = 1
     file_id = upload_file(alice, project, [b"hello ", b"world"], name="greeting.txt")
     other = new_project(alice, "other")
-    reply = alice.ok(f"/{project}/clone", {"objects": [file_id], "project": other, "destination": "/copies",
-                                           "parents": True})
+    reply = alice.ok(
+        f"/{project}/clone", {"objects": [file_id], "project": other, "destination": "/copies", "parents": True}
+    )
     assert reply == {"id": project, "project": other, "exists": []}
     in_other = alice.ok(f"/{file_id}/describe", {"project": other})
     assert (in_other["project"], in_other["folder"], in_other["name"]) == (other, "/copies", "greeting.txt")
@@ -422,6 +456,7 @@ def test_clone_needs_upload_on_the_destination_and_closed_objects(alice, bob, pr
 
 
 # Members -------------------------------------------------------------------------------
+
 
 def test_invite_grants_and_replaces_a_level_and_the_reply_has_a_state(alice, bob, project):
     reply = alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "VIEW", "suppressEmailNotification": True})
@@ -479,17 +514,21 @@ def test_destroy_removes_the_project_and_its_objects(alice, bob, project, tree):
 
 # whoami and users ----------------------------------------------------------------------
 
+
 def test_whoami_returns_the_client_ip_when_asked(alice):
     response = alice.raw("/system/whoami", '{"fields": {"clientIp": true}}', REMOTE_ADDR="203.0.113.7")
     assert response.json() == {"id": "user-alice", "clientIp": "203.0.113.7"}
     assert alice.ok("/system/whoami") == {"id": "user-alice"}
 
 
-@pytest.mark.parametrize("key", [
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8 alice@laptop\n",
-    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 no newline",
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8 two spaces  and a CRLF\r\n",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8 alice@laptop\n",
+        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 no newline",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8 two spaces  and a CRLF\r\n",
+    ],
+)
 def test_the_ssh_public_key_round_trips_byte_for_byte_and_null_revokes_it(alice, key):
     assert alice.ok("/user-alice/update", {"sshPublicKey": key}) == {"id": "user-alice"}
     assert alice.ok("/user-alice/describe")["sshPublicKey"] == key

@@ -1,4 +1,5 @@
 """The unmodified dx CLI (dxpy 0.417.1) against the real server: the platform core's acceptance."""
+
 import hashlib
 import json
 import os

@@ -1,5 +1,6 @@
 """Guessing passwords and API tokens: failed logins lock a handle (and an address) out for a while,
 failed token lookups from one address get its calls refused for a while, and every attempt is logged."""
+
 import asyncio
 import logging
 import time
@@ -44,6 +45,7 @@ def fail(handle, times, address="10.0.0.1", **headers):
 
 
 # Passwords ------------------------------------------------------------------------------------
+
 
 def test_ten_wrong_passwords_lock_the_handle_out_from_that_address(alice):
     assert fail("alice", 9) == [200] * 9  # the form's own error, each time
@@ -160,6 +162,7 @@ def test_behind_a_tls_proxy_the_address_is_the_one_the_proxy_saw(settings, rf, a
 
 
 # API tokens -----------------------------------------------------------------------------------
+
 
 def call_from(address, token):
     client = ApiClient(token=token)

@@ -1,4 +1,5 @@
 """The dashboard and the project page: projects, folders and files as a signed-in user sees them."""
+
 import hashlib
 import re
 from html import unescape
@@ -65,13 +66,16 @@ def make_files(container, count, folder="/", prefix="file"):
         DataObject(id=f"file-{prefix[:4]}{i:020d}", cls="file", state=DataObject.CLOSED, size=i) for i in range(count)
     )
     Placement.objects.bulk_create(
-        (Placement(container=container, obj=obj, folder=folder, name=f"{prefix}-{i:05d}.txt", tags=["raw"])
-         for i, obj in enumerate(objects)),
+        (
+            Placement(container=container, obj=obj, folder=folder, name=f"{prefix}-{i:05d}.txt", tags=["raw"])
+            for i, obj in enumerate(objects)
+        ),
         batch_size=2000,
     )
 
 
 # Logging in and out ------------------------------------------------------------------
+
 
 def test_logging_in_with_a_password_leads_to_the_dashboard(alice):
     client = Client()
@@ -121,6 +125,7 @@ def test_a_too_low_level_gets_a_page_that_says_why(bob, project, container):
 
 # Dashboard -------------------------------------------------------------------------------
 
+
 def test_the_dashboard_lists_the_projects_i_can_see_with_level_and_data_usage(alice, bob, web, project):
     upload_via_api(alice, project, "reads.fq", b"A" * 2048)
     actions.invite(Container.objects.get(pk=project), "user-bob", "VIEW")
@@ -164,6 +169,7 @@ def test_a_summary_with_control_characters_is_a_form_error(web):
 
 
 # Project page ------------------------------------------------------------------------------
+
 
 def test_the_project_page_shows_the_folder_tree_breadcrumbs_and_files(alice, web, project, container):
     actions.new_folder(container, "/data/raw/2026", parents=True)
@@ -226,8 +232,14 @@ def test_each_level_sees_only_the_controls_it_may_use(alice, bob, project, conta
     expectations = {
         "VIEW": {'data-action="download"'},
         "UPLOAD": {'data-action="download"', 'id="upload-input"', 'id="folder-dialog"'},
-        "CONTRIBUTE": {'data-action="download"', 'id="upload-input"', 'id="folder-dialog"', 'data-action="delete"',
-                       'data-rename-object', 'id="move-dialog"'},
+        "CONTRIBUTE": {
+            'data-action="download"',
+            'id="upload-input"',
+            'id="folder-dialog"',
+            'data-action="delete"',
+            "data-rename-object",
+            'id="move-dialog"',
+        },
     }
     everything = set().union(*expectations.values())
     for level, shown in expectations.items():
@@ -238,6 +250,7 @@ def test_each_level_sees_only_the_controls_it_may_use(alice, bob, project, conta
 
 
 # Folders and files ---------------------------------------------------------------------------
+
 
 def test_a_new_folder_is_made_inside_the_current_folder(web, project, container):
     actions.new_folder(container, "/data")
@@ -304,9 +317,15 @@ def test_moving_files_and_folders_into_another_folder(alice, web, project, conta
     actions.new_folder(container, "/inbox/batch1", parents=True)
     actions.new_folder(container, "/archive")
     file_id = upload_via_api(alice, project, "a.txt", b"a", folder="/inbox")
-    response = web.post(f"/projects/{project}/objects/move/", {
-        "folder": "/inbox", "objects": [file_id], "folders": ["/inbox/batch1"], "destination": "/archive",
-    })
+    response = web.post(
+        f"/projects/{project}/objects/move/",
+        {
+            "folder": "/inbox",
+            "objects": [file_id],
+            "folders": ["/inbox/batch1"],
+            "destination": "/archive",
+        },
+    )
     assert flashes(web, response) == ["Moved 2 items to /archive"]
     assert Placement.objects.get(obj_id=file_id).folder == "/archive"
     assert Folder.objects.filter(container=container, path="/archive/batch1").exists()

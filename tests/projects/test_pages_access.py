@@ -3,6 +3,7 @@
 alice administers the project; viewer, uploader and contributor hold those levels directly; orgmate
 reaches it through org-lab (CONTRIBUTE); charlie is an outsider; anonymous is not logged in.
 """
+
 import json
 import re
 from dataclasses import dataclass, field
@@ -81,30 +82,102 @@ CASES = [
     ("files page", Level.VIEW, "get", "", None, None),
     ("members page", Level.VIEW, "get", "members/", None, None),
     ("download", Level.VIEW, "get", "files/{closed}/download/", None, None),
-    ("new folder", Level.UPLOAD, "post", "folders/new/", {"folder": "/", "name": "fresh"},
-     lambda w: "/fresh" in folders(w)),
-    ("rename a file", Level.CONTRIBUTE, "post", "objects/rename/", {"object": "{closed}", "name": "renamed.txt"},
-     lambda w: placement(w, w.closed).name == "renamed.txt"),
-    ("rename a folder", Level.CONTRIBUTE, "post", "folders/rename/", {"path": "/data", "name": "archive"},
-     lambda w: "/archive/old" in folders(w)),
-    ("move", Level.CONTRIBUTE, "post", "objects/move/", {"objects": ["{closed}"], "destination": "/data"},
-     lambda w: placement(w, w.closed).folder == "/data"),
-    ("delete", Level.CONTRIBUTE, "post", "objects/remove/", {"objects": ["{closed}"], "folders": ["/data"]},
-     lambda w: placement(w, w.closed) is None and "/data" not in folders(w)),
-    ("invite", Level.ADMINISTER, "post", "members/", {"invitee": "dana", "level": "VIEW"},
-     lambda w: level_of(w, "dana") == Level.VIEW),
-    ("change a level", Level.ADMINISTER, "post", "members/change/", {"grantee": "user-viewer", "level": "UPLOAD"},
-     lambda w: level_of(w, "viewer") == Level.UPLOAD),
-    ("revoke", Level.ADMINISTER, "post", "members/revoke/", {"grantee": "user-viewer"},
-     lambda w: level_of(w, "viewer") is None),
-    ("delete the project", Level.ADMINISTER, "post", "destroy/", {"confirm": "shared results"},
-     lambda w: not Container.objects.filter(pk=w.project.pk).exists()),
-    ("upload: create a file", Level.UPLOAD, "json", "upload/", {"name": "new.txt", "folder": "/"},
-     lambda w: Placement.objects.filter(container=w.project, name="new.txt").exists()),
-    ("upload: sign a part", Level.UPLOAD, "json", "upload/{open}/part/", {"index": 1, "size": 3, "md5": MD5_OF_ABC},
-     lambda w: DataObject.objects.get(pk=w.open).parts.filter(index=1).exists()),
-    ("upload: close", Level.UPLOAD, "json", "upload/{open}/close/", {},
-     lambda w: DataObject.objects.get(pk=w.open).state == DataObject.CLOSED),
+    (
+        "new folder",
+        Level.UPLOAD,
+        "post",
+        "folders/new/",
+        {"folder": "/", "name": "fresh"},
+        lambda w: "/fresh" in folders(w),
+    ),
+    (
+        "rename a file",
+        Level.CONTRIBUTE,
+        "post",
+        "objects/rename/",
+        {"object": "{closed}", "name": "renamed.txt"},
+        lambda w: placement(w, w.closed).name == "renamed.txt",
+    ),
+    (
+        "rename a folder",
+        Level.CONTRIBUTE,
+        "post",
+        "folders/rename/",
+        {"path": "/data", "name": "archive"},
+        lambda w: "/archive/old" in folders(w),
+    ),
+    (
+        "move",
+        Level.CONTRIBUTE,
+        "post",
+        "objects/move/",
+        {"objects": ["{closed}"], "destination": "/data"},
+        lambda w: placement(w, w.closed).folder == "/data",
+    ),
+    (
+        "delete",
+        Level.CONTRIBUTE,
+        "post",
+        "objects/remove/",
+        {"objects": ["{closed}"], "folders": ["/data"]},
+        lambda w: placement(w, w.closed) is None and "/data" not in folders(w),
+    ),
+    (
+        "invite",
+        Level.ADMINISTER,
+        "post",
+        "members/",
+        {"invitee": "dana", "level": "VIEW"},
+        lambda w: level_of(w, "dana") == Level.VIEW,
+    ),
+    (
+        "change a level",
+        Level.ADMINISTER,
+        "post",
+        "members/change/",
+        {"grantee": "user-viewer", "level": "UPLOAD"},
+        lambda w: level_of(w, "viewer") == Level.UPLOAD,
+    ),
+    (
+        "revoke",
+        Level.ADMINISTER,
+        "post",
+        "members/revoke/",
+        {"grantee": "user-viewer"},
+        lambda w: level_of(w, "viewer") is None,
+    ),
+    (
+        "delete the project",
+        Level.ADMINISTER,
+        "post",
+        "destroy/",
+        {"confirm": "shared results"},
+        lambda w: not Container.objects.filter(pk=w.project.pk).exists(),
+    ),
+    (
+        "upload: create a file",
+        Level.UPLOAD,
+        "json",
+        "upload/",
+        {"name": "new.txt", "folder": "/"},
+        lambda w: Placement.objects.filter(container=w.project, name="new.txt").exists(),
+    ),
+    (
+        "upload: sign a part",
+        Level.UPLOAD,
+        "json",
+        "upload/{open}/part/",
+        {"index": 1, "size": 3, "md5": MD5_OF_ABC},
+        lambda w: DataObject.objects.get(pk=w.open).parts.filter(index=1).exists(),
+    ),
+    (
+        "upload: close",
+        Level.UPLOAD,
+        "json",
+        "upload/{open}/close/",
+        {},
+        lambda w: DataObject.objects.get(pk=w.open).state == DataObject.CLOSED,
+    ),
 ]
 
 
@@ -196,12 +269,24 @@ def test_personal_pages_open_for_any_signed_in_user(world, url):
 
 
 ORG_CASES = [
-    ("add a member", "", {"user": "dana", "role": "MEMBER"},
-     lambda w: OrgMember.objects.filter(org_id="org-lab", user__username="dana").exists()),
-    ("change a role", "members/role/", {"user": "user-orgmate", "role": "ADMIN"},
-     lambda w: OrgMember.objects.get(org_id="org-lab", user__username="orgmate").level == "ADMIN"),
-    ("remove a member", "members/remove/", {"user": "user-orgmate"},
-     lambda w: not OrgMember.objects.filter(org_id="org-lab", user__username="orgmate").exists()),
+    (
+        "add a member",
+        "",
+        {"user": "dana", "role": "MEMBER"},
+        lambda w: OrgMember.objects.filter(org_id="org-lab", user__username="dana").exists(),
+    ),
+    (
+        "change a role",
+        "members/role/",
+        {"user": "user-orgmate", "role": "ADMIN"},
+        lambda w: OrgMember.objects.get(org_id="org-lab", user__username="orgmate").level == "ADMIN",
+    ),
+    (
+        "remove a member",
+        "members/remove/",
+        {"user": "user-orgmate"},
+        lambda w: not OrgMember.objects.filter(org_id="org-lab", user__username="orgmate").exists(),
+    ),
 ]
 
 

@@ -1,4 +1,5 @@
 """The CLI access page's commands, pasted into a shell, make the real dx client talk to the real server."""
+
 import html
 import http.cookiejar
 import os

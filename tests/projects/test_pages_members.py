@@ -1,4 +1,5 @@
 """The Members tab and the org pages: invite, change, revoke; orgs with members and roles."""
+
 import re
 from html import unescape
 
@@ -38,6 +39,7 @@ def level_of(container, grantee):
 
 
 # Members of a project ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("invitee", ["bob", "user-bob", "  bob  "])
 def test_inviting_a_user_by_handle_or_id(web, bob, project, container, invitee):
@@ -161,6 +163,7 @@ def test_deleting_a_project_needs_its_name_typed(web, project):
 
 
 # Orgs ------------------------------------------------------------------------------------------
+
 
 def test_creating_an_org_makes_me_its_admin(web, alice):
     response = web.post("/orgs/", {"handle": "genomics", "name": "Genomics core"})

@@ -1,4 +1,5 @@
 """The profile page (API tokens, SSH public key) and the CLI access page."""
+
 import html
 import json
 import re
@@ -32,6 +33,7 @@ def key_of(user):
 
 
 # API tokens -----------------------------------------------------------------------------------
+
 
 def test_a_new_token_is_shown_once_and_works_on_the_api(web, alice):
     response = web.post("/profile/tokens/", {"name": "laptop"})
@@ -73,12 +75,17 @@ def test_a_revoked_token_no_longer_works(web, alice):
 
 # SSH public key ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key", [
-    KEY,
-    KEY.rstrip("\n"),
-    KEY.replace("\n", "\r\n"),
-    "  " + KEY.replace(" alice", "   alice") + "\n\n",
-], ids=["trailing newline", "no newline", "CRLF", "odd spacing"])
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        KEY,
+        KEY.rstrip("\n"),
+        KEY.replace("\n", "\r\n"),
+        "  " + KEY.replace(" alice", "   alice") + "\n\n",
+    ],
+    ids=["trailing newline", "no newline", "CRLF", "odd spacing"],
+)
 def test_the_ssh_key_is_stored_byte_for_byte(web, alice, key):
     response = web.post("/profile/ssh-key/", {"key": key})
     assert response["Location"] == "/profile/"
@@ -105,6 +112,7 @@ def test_a_bad_ssh_key_is_an_inline_form_error(web, alice, key):
 
 
 # CLI access --------------------------------------------------------------------------------------
+
 
 def commands(page_html):
     return html.unescape(re.sub(r"<[^>]+>", "", re.search(r'<pre id="cmd-env">(.*?)</pre>', page_html, re.S).group(1)))

@@ -1,4 +1,5 @@
 """The project page's upload endpoints (session + CSRF): create a file, sign each part, close it."""
+
 import hashlib
 import json
 
@@ -47,8 +48,11 @@ class Uploader:
         return data["id"]
 
     def sign(self, file_id, index, data, announced_md5=None):
-        return post(self.client, f"{self.base}{file_id}/part/",
-                    {"index": index, "size": len(data), "md5": announced_md5 or md5(data)})
+        return post(
+            self.client,
+            f"{self.base}{file_id}/part/",
+            {"index": index, "size": len(data), "md5": announced_md5 or md5(data)},
+        )
 
     def put(self, url, data):
         return Client().put(url, data, content_type="application/octet-stream")
@@ -175,8 +179,9 @@ def test_the_upload_endpoints_need_the_csrf_token(alice, project):
     assert client.post(f"/projects/{project}/upload/", body, content_type="application/json").status_code == 403
     client.get(f"/projects/{project}/")
     token = client.cookies["csrftoken"].value
-    response = client.post(f"/projects/{project}/upload/", body, content_type="application/json",
-                           headers={"X-CSRFToken": token})
+    response = client.post(
+        f"/projects/{project}/upload/", body, content_type="application/json", headers={"X-CSRFToken": token}
+    )
     assert response.status_code == 200 and response.json()["id"].startswith("file-")
 
 

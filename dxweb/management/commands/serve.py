@@ -6,6 +6,7 @@ Ctrl-C (or SIGTERM) stops every process. The children die with the supervisor ev
 killed outright (SIGKILL): each asks the kernel for that before it starts (PR_SET_PDEATHSIG), so no
 orphan keeps the port or the jobs.
 """
+
 import ctypes
 import errno
 import os
@@ -54,9 +55,11 @@ def port_problem(host, port):
             sock.bind((host, port))
         except OSError as err:
             if err.errno == errno.EADDRINUSE:
-                return (f"port {port} on {host} is already in use: another dxweb, or another program, "
-                        f"listens there (`ss -ltnp 'sport = :{port}'` shows which). Stop it, or choose "
-                        "another port with --port or DXWEB_PORT")
+                return (
+                    f"port {port} on {host} is already in use: another dxweb, or another program, "
+                    f"listens there (`ss -ltnp 'sport = :{port}'` shows which). Stop it, or choose "
+                    "another port with --port or DXWEB_PORT"
+                )
             return f"cannot listen on {host}:{port}: {err.strerror}"
     return None
 
@@ -107,7 +110,10 @@ class Supervisor:
     def _spawn(self, child):
         # Own process groups: the supervisor alone decides when children stop (Ctrl-C reaches it only).
         child.proc = subprocess.Popen(
-            child.argv, cwd=self.cwd, start_new_session=True, preexec_fn=_die_with(os.getpid()),
+            child.argv,
+            cwd=self.cwd,
+            start_new_session=True,
+            preexec_fn=_die_with(os.getpid()),
         )
         child.started = time.monotonic()
 
@@ -130,9 +136,11 @@ class Supervisor:
         child.quick_deaths = child.quick_deaths + 1 if ran < self.quick else 1
         delay = min(self.first_delay * 2 ** (child.quick_deaths - 1), self.max_delay)
         if child.quick_deaths >= self.report_after:
-            self.warn(f"{child.name} keeps dying: {child.quick_deaths} times in a row, each within "
-                      f"{self.quick:g} s of starting (it {status}; its output is above). "
-                      f"Next try in {delay:g} s; Ctrl-C stops everything.")
+            self.warn(
+                f"{child.name} keeps dying: {child.quick_deaths} times in a row, each within "
+                f"{self.quick:g} s of starting (it {status}; its output is above). "
+                f"Next try in {delay:g} s; Ctrl-C stops everything."
+            )
         else:
             self.warn(f"{child.name} {status} after {ran:.1f} s; restarting it in {delay:g} s")
         child.proc = None
@@ -182,8 +190,16 @@ class Command(BaseCommand):
         commands = {"web": [os.path.join(bindir, "daphne"), "-b", host, "-p", str(port), "dxweb.asgi:application"]}
         if not no_worker:
             commands["worker"] = [
-                os.path.join(bindir, "celery"), "-A", "dxweb", "worker", "-l", "INFO",
-                "-c", str(concurrency), "-n", f"dxweb-{os.getpid()}@%h",
+                os.path.join(bindir, "celery"),
+                "-A",
+                "dxweb",
+                "worker",
+                "-l",
+                "INFO",
+                "-c",
+                str(concurrency),
+                "-n",
+                f"dxweb-{os.getpid()}@%h",
                 # The embedded beat runs the reaper; scaled out, run one `celery -A dxweb beat`.
                 "-B",
             ]

@@ -28,6 +28,7 @@ session, the same cgroups/rlimits) for machines without bubblewrap: no isolation
 launch.py starts a sandbox and returns the SandboxProcess that waits for it and kills its tree;
 spec.py says what a sandbox is made of; host.py holds the small helpers they share.
 """
+
 from .disk import DiskWatch, disk_usage
 from .host import SYSTEM_PATH
 from .launch import SandboxProcess, bwrap_program, check_worker, launch
@@ -36,7 +37,20 @@ from .rootfs import ETC_ALLOWED
 from .spec import HOME, Bind, SandboxError, SandboxSpec, instance_limits, instance_types, isolation
 
 __all__ = [
-    "ETC_ALLOWED", "HOME", "SYSTEM_PATH", "Bind", "DiskWatch", "NetworkRefused", "SandboxError", "SandboxProcess",
-    "SandboxSpec", "bwrap_program", "check_worker", "disk_usage", "instance_limits", "instance_types", "isolation",
+    "ETC_ALLOWED",
+    "HOME",
+    "SYSTEM_PATH",
+    "Bind",
+    "DiskWatch",
+    "NetworkRefused",
+    "SandboxError",
+    "SandboxProcess",
+    "SandboxSpec",
+    "bwrap_program",
+    "check_worker",
+    "disk_usage",
+    "instance_limits",
+    "instance_types",
+    "isolation",
     "launch",
 ]

@@ -1,5 +1,6 @@
 """The job's cgroups (v1 or v2, where writable): its memory, CPU and process limits, and killing
 its whole tree; rlimits and taskset where no cgroup can."""
+
 import functools
 import logging
 import os
@@ -91,8 +92,9 @@ class JobCgroup:
                     directory = self._dir(h, name)
                     write(directory, h)
                 except OSError as exc:
-                    host.warn_once(f"cgroup-{controller}", "cgroup %s controller not usable (%s); falling back",
-                               controller, exc)
+                    host.warn_once(
+                        f"cgroup-{controller}", "cgroup %s controller not usable (%s); falling back", controller, exc
+                    )
                     return False
                 self.mechanisms[what] = f"cgroup v{h.version} {files[h.version - 1]}"
                 return True
@@ -114,9 +116,11 @@ class JobCgroup:
                 self.rlimits.append(f"ulimit -v {limit // 1024}")
                 self.mechanisms["memory"] = "RLIMIT_AS"
         if spec.cpus:
+
             def cpuset(d, h):
-                parent = _parse_cpus(host.read(h.own / "cpuset.effective_cpus", "")
-                                     or host.read(h.own / "cpuset.cpus", ""))
+                parent = _parse_cpus(
+                    host.read(h.own / "cpuset.effective_cpus", "") or host.read(h.own / "cpuset.cpus", "")
+                )
                 chosen = _choose_cpus(parent, int(spec.cpus), spec.job_id)
                 if h.version == 1:
                     mems = host.read(h.own / "cpuset.effective_mems", "") or host.read(h.own / "cpuset.mems", "")
@@ -127,13 +131,15 @@ class JobCgroup:
                 taskset = host.which("taskset")
                 chosen = _choose_cpus(sorted(os.sched_getaffinity(0)), int(spec.cpus), spec.job_id)
                 if taskset:
-                    host.warn_once("affinity",
-                                   "no writable cpuset cgroup: limiting CPUs with sched_setaffinity (taskset)")
+                    host.warn_once(
+                        "affinity", "no writable cpuset cgroup: limiting CPUs with sched_setaffinity (taskset)"
+                    )
                     self.exec_prefix = [taskset, "-c", ",".join(map(str, chosen))]
                     self.mechanisms["cpus"] = "sched_setaffinity"
                 else:
                     host.warn_once("no-cpus", "neither a cpuset cgroup nor taskset: CPU counts are not enforced")
         if spec.pids_max:
+
             def pids(d, h):
                 host.write(d / "pids.max", int(spec.pids_max))
 
@@ -240,4 +246,4 @@ def _choose_cpus(available, count, job_id):
     if count >= len(available):
         return list(available)
     start = zlib.crc32(job_id.encode()) % len(available)
-    return sorted((available * 2)[start:start + count])
+    return sorted((available * 2)[start : start + count])

@@ -1,4 +1,5 @@
 """The job's disk limit: a watch on what it wrote, and the host's free space."""
+
 import logging
 import os
 import threading
@@ -38,12 +39,16 @@ class DiskWatch(threading.Thread):
                 free = None
             why = None
             if used > self.limit:
-                why = (f"The job wrote {used // (1024 * 1024)} MiB to disk, more than its limit of "
-                       f"{self.limit // (1024 * 1024)} MiB, and was stopped")
+                why = (
+                    f"The job wrote {used // (1024 * 1024)} MiB to disk, more than its limit of "
+                    f"{self.limit // (1024 * 1024)} MiB, and was stopped"
+                )
             elif free is not None and free < reserve:
-                why = (f"The worker's disk is nearly full ({free // (1024 * 1024)} MiB free, "
-                       f"{reserve // (1024 * 1024)} MiB kept in reserve): the job, using "
-                       f"{used // (1024 * 1024)} MiB, was stopped")
+                why = (
+                    f"The worker's disk is nearly full ({free // (1024 * 1024)} MiB free, "
+                    f"{reserve // (1024 * 1024)} MiB kept in reserve): the job, using "
+                    f"{used // (1024 * 1024)} MiB, was stopped"
+                )
             if why is not None:
                 self.proc.limit_exceeded = why
                 log.warning("%s: %s", self.proc.spec.job_id, why)

@@ -1,4 +1,5 @@
 """Small helpers over the host's files and processes, shared by the sandbox's modules."""
+
 import logging
 import os
 import re

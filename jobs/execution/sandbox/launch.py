@@ -1,4 +1,5 @@
 """Start a job's sandbox and hold it: launch() and the SandboxProcess it returns."""
+
 import logging
 import os
 import signal
@@ -57,18 +58,25 @@ def check_worker():
         command = [bwrap, "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"]
         try:
             result = subprocess.run(command, env={"PATH": host.SYSTEM_PATH}, capture_output=True, timeout=60)
-            problem = result.returncode and (result.stderr.decode(errors="replace").strip() or f"exit {result.returncode}")
+            problem = result.returncode and (
+                result.stderr.decode(errors="replace").strip() or f"exit {result.returncode}"
+            )
         except (OSError, subprocess.SubprocessError) as err:
             problem = str(err)
         if problem:
-            raise SandboxError(f"the bwrap program {bwrap} cannot make a sandbox here: {problem}"
-                               + (" (DXWEB_BWRAP names it)" if getattr(settings, "DXWEB_BWRAP", "") else ""))
+            raise SandboxError(
+                f"the bwrap program {bwrap} cannot make a sandbox here: {problem}"
+                + (" (DXWEB_BWRAP names it)" if getattr(settings, "DXWEB_BWRAP", "") else "")
+            )
         if os.geteuid() != 0:
-            notices.append("the worker is not root: jobs get no private network, cgroup limits or overlays "
-                           "(docs/sandbox.md)")
-    for tool, cost in (("nsenter", "SSH and browser terminals into running jobs are unavailable"),
-                       ("setpriv", "SSH and browser terminals into running jobs are unavailable"),
-                       ("taskset", "without a cpuset cgroup, CPU counts are not enforced")):
+            notices.append(
+                "the worker is not root: jobs get no private network, cgroup limits or overlays (docs/sandbox.md)"
+            )
+    for tool, cost in (
+        ("nsenter", "SSH and browser terminals into running jobs are unavailable"),
+        ("setpriv", "SSH and browser terminals into running jobs are unavailable"),
+        ("taskset", "without a cpuset cgroup, CPU counts are not enforced"),
+    ):
         if host.which(tool) is None:
             notices.append(f"{tool} (util-linux) not found: {cost}")
     return notices
@@ -86,7 +94,8 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
     else:
         log.warning(
             "ISOLATION IS OFF for %s (DXWEB_SANDBOX=none): the job runs as the worker's user and can read "
-            "the data directory, the database, other jobs' files and the server's secrets", spec.job_id
+            "the data directory, the database, other jobs' files and the server's secrets",
+            spec.job_id,
         )
         for bind in spec.binds:
             log.warning("%s: without isolation %s is not mounted at %s", spec.job_id, bind.source, bind.target)
@@ -111,8 +120,15 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
             options += ["--seccomp", str(fds[-1])]
             mechanisms["syscalls"] = "seccomp filter"
             fds.append(host.memfd(b"".join(a.encode() + b"\0" for a in options)))
-            command = [*host.shell(prelude + cgroup.rlimits), *cgroup.exec_prefix,
-                       bwrap, "--args", str(fds[-1]), "--", *argv]
+            command = [
+                *host.shell(prelude + cgroup.rlimits),
+                *cgroup.exec_prefix,
+                bwrap,
+                "--args",
+                str(fds[-1]),
+                "--",
+                *argv,
+            ]
             # The sandbox's pid 1 is bwrap: its environment is readable inside, so give it nothing.
             env, cwd = {"PATH": host.SYSTEM_PATH}, "/"
             mechanisms["kill"] = " + ".join(["pid namespace", *filter(None, [mechanisms.get("kill")])])
@@ -123,10 +139,17 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
             cwd = str(home)
             command = [*host.shell(prelude + cgroup.rlimits), *cgroup.exec_prefix, *argv]
             mechanisms["kill"] = " + ".join(["process group", *filter(None, [mechanisms.get("kill")])])
+
         def start():
             return subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
-                start_new_session=True, pass_fds=fds,
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                pass_fds=fds,
             )
 
         relay = release = None

@@ -13,6 +13,7 @@ a job's connections cost the worker two file descriptors each and no thread. At 
 as soon as it is accepted (the job's client sees "connection reset by peer"), and the relay logs,
 once, that the job hit the cap.
 """
+
 import ctypes
 import dataclasses
 import errno
@@ -142,8 +143,7 @@ class ApiRelay:
                 continue
             except OSError as err:
                 if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.warning("API relay%s: cannot accept (%s); trying again in %s s", self._for(), err,
-                                ACCEPT_PAUSE)
+                    log.warning("API relay%s: cannot accept (%s); trying again in %s s", self._for(), err, ACCEPT_PAUSE)
                     self._selector.unregister(self.listener)
                     self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
                     return
@@ -151,9 +151,12 @@ class ApiRelay:
             if len(self._links) >= self.max_connections:
                 self.refused += 1
                 if self.refused == 1:
-                    log.warning("API relay%s: %s connections open, the most a job may hold "
-                                "(DXWEB_JOB_API_CONNECTIONS); resetting the ones past it", self._for(),
-                                self.max_connections)
+                    log.warning(
+                        "API relay%s: %s connections open, the most a job may hold "
+                        "(DXWEB_JOB_API_CONNECTIONS); resetting the ones past it",
+                        self._for(),
+                        self.max_connections,
+                    )
                 _reset(inside)
                 continue
             link = _Link(self, inside)
@@ -298,8 +301,9 @@ class _Link:
             self._close(reset=False)
             return
         room_up, room_down = len(self.up) < BUFFER, len(self.down) < BUFFER
-        self._register(self.inside, self.on_inside,
-                       (READ if not self.inside_eof and room_up else 0) | (WRITE if self.down else 0))
+        self._register(
+            self.inside, self.on_inside, (READ if not self.inside_eof and room_up else 0) | (WRITE if self.down else 0)
+        )
         if self.outside is not None:
             if not self.connected:
                 mask = WRITE

@@ -1,4 +1,5 @@
 """The job's root filesystem, built from an allowlist of the host, and bubblewrap's options."""
+
 import os
 import shutil
 import subprocess
@@ -12,8 +13,14 @@ from . import host
 from .spec import HOME, job_env
 
 # Host files a root process could read that no job needs (the mount covers hide directories).
-SECRET_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ecdsa_key",
-                "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_dsa_key")
+SECRET_FILES = (
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/ssh/ssh_host_rsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key",
+    "/etc/ssh/ssh_host_ed25519_key",
+    "/etc/ssh/ssh_host_dsa_key",
+)
 
 # The job's root is built from an allowlist, never the host's `/`: the system (`/usr` and the
 # top-level links or directories into it), a minimal `/etc`, the worker's Python, and the job's own
@@ -23,17 +30,48 @@ SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # What of the host's /etc a job sees (read-only): what programs and the C library read, nothing
 # about the host's services, users' secrets or configuration.
 ETC_ALLOWED = (
-    "alternatives", "bash.bashrc", "bindresvport.blacklist", "ca-certificates", "ca-certificates.conf",
-    "debian_version", "environment", "fonts", "gai.conf", "group", "host.conf", "hosts", "inputrc",
-    "issue", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "locale.alias", "localtime", "magic",
-    "magic.mime", "mime.types", "nsswitch.conf", "os-release", "passwd", "profile", "profile.d",
-    "protocols", "python3", "resolv.conf", "rpc", "services", "shells", "skel", "ssl", "terminfo",
-    "timezone", "xattr.conf",
+    "alternatives",
+    "bash.bashrc",
+    "bindresvport.blacklist",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "debian_version",
+    "environment",
+    "fonts",
+    "gai.conf",
+    "group",
+    "host.conf",
+    "hosts",
+    "inputrc",
+    "issue",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "locale.alias",
+    "localtime",
+    "magic",
+    "magic.mime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "passwd",
+    "profile",
+    "profile.d",
+    "protocols",
+    "python3",
+    "resolv.conf",
+    "rpc",
+    "services",
+    "shells",
+    "skel",
+    "ssl",
+    "terminfo",
+    "timezone",
+    "xattr.conf",
 )
 # Parts of the fresh /proc and of /sys a job has no business reading (masked: an empty directory or
 # /dev/null) or writing (read-only), as container runtimes do.
-PROC_MASKED = ("acpi", "asound", "kcore", "keys", "latency_stats", "sched_debug", "scsi", "timer_list",
-               "timer_stats")
+PROC_MASKED = ("acpi", "asound", "kcore", "keys", "latency_stats", "sched_debug", "scsi", "timer_list", "timer_stats")
 PROC_READ_ONLY = ("bus", "fs", "irq", "sys", "sysrq-trigger")
 SYS_MASKED = ("firmware", "kernel/debug", "kernel/security", "devices/virtual/powercap")
 
@@ -53,8 +91,22 @@ def _overlay_works(bwrap, directory):
             for d in (root, upper, work):
                 d.mkdir()
             probe = ".dxweb-overlay-probe"
-            command = [bwrap, "--bind", str(root), "/", *_system_links(), "--overlay-src", "/usr", "--overlay",
-                       str(upper), str(work), "/usr", "--", "/usr/bin/touch", f"/usr/{probe}"]
+            command = [
+                bwrap,
+                "--bind",
+                str(root),
+                "/",
+                *_system_links(),
+                "--overlay-src",
+                "/usr",
+                "--overlay",
+                str(upper),
+                str(work),
+                "/usr",
+                "--",
+                "/usr/bin/touch",
+                f"/usr/{probe}",
+            ]
             try:
                 result = subprocess.run(command, env={"PATH": host.SYSTEM_PATH}, capture_output=True, timeout=30)
                 detail = result.stderr.decode(errors="replace").strip()
@@ -62,8 +114,11 @@ def _overlay_works(bwrap, directory):
             except (OSError, subprocess.SubprocessError) as err:
                 ok, detail = False, str(err)
         if not ok:
-            host.warn_once(f"overlay-{key}", "overlays do not work here (%s): jobs get a read-only /usr and Python, "
-                       "and a writable / of their own", detail)
+            host.warn_once(
+                f"overlay-{key}",
+                "overlays do not work here (%s): jobs get a read-only /usr and Python, and a writable / of their own",
+                detail,
+            )
         _overlay_ok[key] = ok
     return _overlay_ok[key]
 
@@ -152,8 +207,20 @@ def bwrap_options(spec, root):
     a += ["--bind", str(Path(spec.home).resolve()), HOME]
     for bind in spec.binds:
         a += ["--bind" if bind.writable else "--ro-bind", str(Path(bind.source).resolve()), bind.target]
-    a += ["--chdir", HOME, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", spec.job_id[:64],
-          "--unshare-cgroup-try", "--die-with-parent", "--cap-drop", "ALL", "--clearenv"]
+    a += [
+        "--chdir",
+        HOME,
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--hostname",
+        spec.job_id[:64],
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--cap-drop",
+        "ALL",
+        "--clearenv",
+    ]
     for key, value in job_env(spec).items():
         a += ["--setenv", key, value]
     return a
@@ -166,8 +233,13 @@ def _hidden_paths():
         worker_home = Path.home()
     except RuntimeError:
         worker_home = None
-    paths = [settings.DATA_DIR, getattr(settings, "MEDIA_ROOT", None), getattr(settings, "DXWEB_JOBS_DIR", None),
-             worker_home, *getattr(settings, "DXWEB_SANDBOX_HIDE", [])]
+    paths = [
+        settings.DATA_DIR,
+        getattr(settings, "MEDIA_ROOT", None),
+        getattr(settings, "DXWEB_JOBS_DIR", None),
+        worker_home,
+        *getattr(settings, "DXWEB_SANDBOX_HIDE", []),
+    ]
     result = []
     for p in paths:
         if not p:

@@ -12,6 +12,7 @@ another ABI (32-bit x86, x32) is refused outright. bubblewrap installs it (`--se
 before it runs the job, and `exec_prefix()` installs it in processes entered into a running
 sandbox (an SSH session's shell).
 """
+
 import errno
 import platform
 import struct
@@ -33,35 +34,70 @@ X32_SYSCALL_BIT = 0x40000000
 # the low byte is the exit signal.
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x02000000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWTIME = 0x10000000, 0x20000000, 0x40000000, 0x80
-CLONE_NAMESPACES = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID
-                    | CLONE_NEWNET)
+CLONE_NAMESPACES = (
+    CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET
+)
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C  # push input into a terminal; the console's own controls
 
 # name -> (x86_64 number, aarch64 number or None where the call does not exist).
 SYSCALLS = {
     # The kernel keyring (shared by everything on the host that uses it).
-    "add_key": (248, 217), "keyctl": (250, 219), "request_key": (249, 218),
+    "add_key": (248, 217),
+    "keyctl": (250, 219),
+    "request_key": (249, 218),
     # BPF programs, perf events, io_uring, userfaultfd: large kernel surfaces no job needs.
-    "bpf": (321, 280), "perf_event_open": (298, 241), "userfaultfd": (323, 282),
-    "io_uring_setup": (425, 425), "io_uring_enter": (426, 426), "io_uring_register": (427, 427),
+    "bpf": (321, 280),
+    "perf_event_open": (298, 241),
+    "userfaultfd": (323, 282),
+    "io_uring_setup": (425, 425),
+    "io_uring_enter": (426, 426),
+    "io_uring_register": (427, 427),
     # Kernel modules and kexec.
-    "init_module": (175, 105), "finit_module": (313, 273), "delete_module": (176, 106),
-    "kexec_load": (246, 104), "kexec_file_load": (320, 294),
+    "init_module": (175, 105),
+    "finit_module": (313, 273),
+    "delete_module": (176, 106),
+    "kexec_load": (246, 104),
+    "kexec_file_load": (320, 294),
     # Namespaces and mounts.
-    "setns": (308, 268), "mount": (165, 40), "umount2": (166, 39), "pivot_root": (155, 41),
-    "open_tree": (428, 428), "move_mount": (429, 429), "fsopen": (430, 430), "fsconfig": (431, 431),
-    "fsmount": (432, 432), "fspick": (433, 433), "mount_setattr": (442, 442),
+    "setns": (308, 268),
+    "mount": (165, 40),
+    "umount2": (166, 39),
+    "pivot_root": (155, 41),
+    "open_tree": (428, 428),
+    "move_mount": (429, 429),
+    "fsopen": (430, 430),
+    "fsconfig": (431, 431),
+    "fsmount": (432, 432),
+    "fspick": (433, 433),
+    "mount_setattr": (442, 442),
     # File handles (open_by_handle_at reaches files outside the sandbox's root).
-    "name_to_handle_at": (303, 264), "open_by_handle_at": (304, 265),
+    "name_to_handle_at": (303, 264),
+    "open_by_handle_at": (304, 265),
     # The machine's clock, swap, accounting, quotas, kernel log, reboot.
-    "settimeofday": (164, 170), "clock_settime": (227, 112), "clock_adjtime": (305, 266), "adjtimex": (159, 171),
-    "swapon": (167, 224), "swapoff": (168, 225), "acct": (163, 89), "quotactl": (179, 60),
-    "quotactl_fd": (443, 443), "syslog": (103, 116), "reboot": (169, 142), "lookup_dcookie": (212, 18),
-    "fanotify_init": (300, 262), "nfsservctl": (180, 42),
+    "settimeofday": (164, 170),
+    "clock_settime": (227, 112),
+    "clock_adjtime": (305, 266),
+    "adjtimex": (159, 171),
+    "swapon": (167, 224),
+    "swapoff": (168, 225),
+    "acct": (163, 89),
+    "quotactl": (179, 60),
+    "quotactl_fd": (443, 443),
+    "syslog": (103, 116),
+    "reboot": (169, 142),
+    "lookup_dcookie": (212, 18),
+    "fanotify_init": (300, 262),
+    "nfsservctl": (180, 42),
     # x86 only: port I/O, old system calls.
-    "iopl": (172, None), "ioperm": (173, None), "uselib": (134, None), "_sysctl": (156, None),
+    "iopl": (172, None),
+    "ioperm": (173, None),
+    "uselib": (134, None),
+    "_sysctl": (156, None),
     # Inspected below rather than denied by number.
-    "clone": (56, 220), "clone3": (435, 435), "unshare": (272, 97), "ioctl": (16, 29),
+    "clone": (56, 220),
+    "clone3": (435, 435),
+    "unshare": (272, 97),
+    "ioctl": (16, 29),
 }
 INSPECTED = ("clone", "clone3", "unshare", "ioctl")
 DENIED = tuple(name for name in SYSCALLS if name not in INSPECTED)

@@ -1,4 +1,5 @@
 """What a job's sandbox is made of (SandboxSpec, Bind) and the settings that choose it."""
+
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +67,11 @@ def instance_limits(name=None):
     if name not in table:
         raise KeyError(f"Unknown instance type {name!r}; available: {', '.join(sorted(table))}")
     entry = table[name]
-    return {"cpus": int(entry["cpus"]), "memory_mb": int(entry["memory_mb"]),
-            "disk_mb": int(entry.get("disk_mb") or settings.DXWEB_DEFAULT_DISK_MB)}
+    return {
+        "cpus": int(entry["cpus"]),
+        "memory_mb": int(entry["memory_mb"]),
+        "disk_mb": int(entry.get("disk_mb") or settings.DXWEB_DEFAULT_DISK_MB),
+    }
 
 
 def isolation():

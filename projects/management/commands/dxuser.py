@@ -1,4 +1,5 @@
 """manage.py dxuser add HANDLE [--password P] [--token] [--admin]"""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from dxweb.errors import DXError

@@ -4,6 +4,7 @@ job does, upload a report and return it.
 
 The flood runs before dxpy.run(), which opens a connection of its own (it describes the job) and
 keeps it: no other connection of the job to the API is open while the flood counts."""
+
 import json
 import os
 import socket

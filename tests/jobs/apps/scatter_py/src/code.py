@@ -1,4 +1,5 @@
 """The seed's scatter-gather pattern, with a file in place of the retired GTable."""
+
 import re
 
 import dxpy
