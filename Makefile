@@ -33,7 +33,8 @@ test: install-test
 bench: install-test
 	$(BIN)/python -m bench
 
-lint:
+## lint: check the code's style and format (ruff, configured in pyproject.toml)
+lint: install-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
-from bench import api, flood, joblist, jobs, logs, ssh, transfer, watchers
+from bench import api, flood, joblist, jobs, logs, ssh, transfer, watchers  # noqa: E402  (after the path is set)
 
 BENCHMARKS = {
     "api": api,

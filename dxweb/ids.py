@@ -20,7 +20,7 @@ ID_CLASSES = (
 )
 # The 24 characters after `<class>-`; URL patterns match IDs with id_pattern().
 ID_BODY = r"[0-9A-Za-z]{24}"
-ID_RE = re.compile(r"^(%s)-%s$" % ("|".join(ID_CLASSES), ID_BODY))
+ID_RE = re.compile(rf"^({'|'.join(ID_CLASSES)})-{ID_BODY}$")
 HANDLE_RE = re.compile(r"^[a-z0-9][a-z0-9._]{0,62}$")
 
 

@@ -60,7 +60,7 @@ def string_map(body, key, nullable=False, default=_MISSING):
     value = get(body, key, dict, default)
     if value is default:
         return value
-    for k, v in value.items():
+    for v in value.values():
         if not (isinstance(v, str) or (nullable and v is None)):
             raise InvalidInput(
                 f'Expected each value of "{key}" to be a string' + (" or null" if nullable else ""), field=key

@@ -67,7 +67,7 @@ def transition(job_id, new_state, expected=None, only_if=None, **fields):
             if Job.objects.filter(pk=job_id, state=current, **only_if).update(**updates) == 1:
                 JobTransition.objects.create(job_id=job_id, old_state=current, new_state=new_state, set_at=now)
                 # Job lists and job pages re-read states when told; they also poll, for other processes.
-                transaction.on_commit(lambda: notify_state(project_id, launcher_id))
+                transaction.on_commit(lambda p=project_id, u=launcher_id: notify_state(p, u))
                 if new_state in FINAL_STATES:
                     _on_final(job_id)
                 return True

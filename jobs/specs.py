@@ -126,7 +126,7 @@ def _check_fields(kind, spec, output):
                 patterns = patterns.get("name", [])
             if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
                 raise InvalidInput(f'{label}: "patterns" must be an array of glob strings or {{"name": [...]}}')
-            if not klass.removeprefix("array:") in DATA_CLASSES:
+            if klass.removeprefix("array:") not in DATA_CLASSES:
                 raise InvalidInput(f'{label}: "patterns" apply only to file, applet or record inputs')
 
 

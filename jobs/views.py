@@ -4,7 +4,7 @@ Launching goes through jobs.actions.run_applet, the same action as /applet-x/run
 """
 
 import json
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -246,9 +246,9 @@ def filtered_jobs(form, **scope):
         jobs = jobs.launched_by(data["launcher"].strip())
     after = before = None
     if data["after"]:
-        after = int(datetime.combine(data["after"], time.min, timezone.utc).timestamp() * 1000)
+        after = int(datetime.combine(data["after"], time.min, UTC).timestamp() * 1000)
     if data["before"]:
-        before = int(datetime.combine(data["before"], time.max, timezone.utc).timestamp() * 1000)
+        before = int(datetime.combine(data["before"], time.max, UTC).timestamp() * 1000)
     jobs = jobs.created_between(after, before)
     return jobs.origins_only() if data["origin"] else jobs
 
@@ -283,7 +283,7 @@ def keyset_page(request, qs):
     link = reverse("job", args=["JOB"])
     project_link = reverse("project-jobs", args=["PROJECT"])
     for row in rows:
-        moment = datetime.fromtimestamp(row.created / 1000, timezone.utc)
+        moment = datetime.fromtimestamp(row.created / 1000, UTC)
         row.created_iso = moment.isoformat()
         row.created_full = moment.strftime("%Y-%m-%d %H:%M:%S")
         row.created_short = moment.strftime("%Y-%m-%d %H:%M")
@@ -474,7 +474,7 @@ def job_log(request, job_id):
         # Blocks of lines, not single lines: under ASGI each chunk of a sync iterator costs a thread hop.
         block = []
         for line in lines.iterator(chunk_size=2000):
-            stamp = datetime.fromtimestamp(line.timestamp / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            stamp = datetime.fromtimestamp(line.timestamp / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
             who = f"{names[line.job_id]} " if names else ""
             block.append(f"{stamp} {who}{line.level} {line.msg}\n")
             if len(block) == 2000:

@@ -4,9 +4,9 @@ import hashlib
 import logging
 import secrets
 
+from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.functions import Length, Substr

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def threads_serving(path, times=3):
-    """Run `times` GETs of `path` through the ASGI application; return (statuses, the thread names of their sync code)."""
+    """Run `times` GETs of `path` through the ASGI application.
+
+    Return (statuses, the thread names of their sync code)."""
     names, statuses = [], []
 
     def record(**kwargs):

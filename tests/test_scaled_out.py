@@ -58,7 +58,8 @@ for _ in range(30):
     replies = app.control.ping(timeout=1)
     if replies:
         break
-print(connection.vendor, settings.CELERY_BROKER_URL.split(":")[0], settings.CHANNEL_LAYERS["default"]["BACKEND"], len(replies))
+layer = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+print(connection.vendor, settings.CELERY_BROKER_URL.split(":")[0], layer, len(replies))
 """
 
 

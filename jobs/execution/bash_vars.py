@@ -1,7 +1,8 @@
 """The bash variables of a job's input, as `eval "$(dx-print-bash-vars)"` would define them.
 
-Written by the runner, which has the job, its input and its applet at hand, instead of a Python start-up, `import dxpy` and an API call per
-file inside every bash job. dx-print-bash-vars (dxpy 0.417.1) reads $HOME/job_input.json and,
+Written by the runner, which has the job, its input and its applet at hand, instead of a Python
+start-up, `import dxpy` and an API call per file inside every bash job. dx-print-bash-vars
+(dxpy 0.417.1) reads $HOME/job_input.json and,
 in input order, exports for each input that holds no file link its value, and then for each
 input holding file links (alone, or in an array) four bash arrays: the links, `<name>_name`
 (the files' names as the job's token describes them, "/" as "%2F"), `<name>_prefix` (the name

@@ -158,7 +158,7 @@ class SessionConsumer(FirstFrameDeadline, AsyncWebsocketConsumer):
         self.wakeup.clear()
         try:
             await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def log_more(self, event):

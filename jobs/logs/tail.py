@@ -102,7 +102,7 @@ class Tail:
                 if len(entries) < BATCH:
                     try:
                         await asyncio.wait_for(self.wakeup.wait(), timeout=settings.DXWEB_LOG_POLL_SECONDS)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
         except asyncio.CancelledError:
             raise

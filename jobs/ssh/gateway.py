@@ -375,7 +375,7 @@ class Gateway:
             # Read only as fast as the client takes it: drain() waits while the channel's window is full.
             while True:
                 ready = loop.create_future()
-                loop.add_reader(master, lambda: ready.done() or ready.set_result(None))
+                loop.add_reader(master, lambda ready=ready: ready.done() or ready.set_result(None))
                 try:
                     await ready
                 finally:
@@ -420,7 +420,7 @@ class Gateway:
                 _killpg(child.pid, signal.SIGHUP)
                 try:
                     await asyncio.wait_for(reader, 2)
-                except (asyncio.TimeoutError, asyncio.CancelledError):
+                except (TimeoutError, asyncio.CancelledError):
                     reader.cancel()
             os.close(master)
             code = await loop.run_in_executor(None, child.wait)
@@ -480,7 +480,7 @@ async def open_terminal(job, user, client_ip, cols, rows):
         ) from None
     except asyncssh.PermissionDenied:
         raise SSHRefused(f"The SSH gateway of {job.id} refused the session") from None
-    except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncssh.Error) as exc:
         raise SSHRefused(f"Could not reach the SSH gateway of {job.id}: {exc}") from None
     try:
         process = await conn.create_process(term_type="xterm-256color", term_size=(cols, rows), encoding=None)

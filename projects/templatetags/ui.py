@@ -1,12 +1,12 @@
 """Template helpers for the pages: epoch-ms dates, level names and inline icons."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django import template
 from django.utils import timezone as django_timezone
 from django.utils.html import format_html
-from django.utils.timesince import timesince
 from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
 from projects.models import Level
 
@@ -59,7 +59,7 @@ def from_ms(value):
     """Turn epoch milliseconds into an aware datetime."""
     if value in (None, ""):
         return None
-    return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
 
 
 @register.filter

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.test_browser_projects import chromium, log_in, page  # noqa: F401  (fixtures)
+from tests.browser.test_browser_projects import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 APPS = Path(__file__).resolve().parent.parent / "jobs" / "apps"

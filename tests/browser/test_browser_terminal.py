@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.browser.test_browser_jobs import applet_body
-from tests.browser.test_browser_projects import chromium, log_in, page  # noqa: F401  (fixtures)
+from tests.browser.test_browser_projects import log_in
 from tests.jobs.test_debug_hold import need
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]

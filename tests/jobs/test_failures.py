@@ -109,7 +109,8 @@ def test_the_log_cap_keeps_one_marker_and_the_job_goes_on(alice_project, live):
             "shell",
             "-c",
             (
-                "from jobs.models import LogLine; from django.db.models import Sum; from django.db.models.functions import Length;"
+                "from jobs.models import LogLine; from django.db.models import Sum; "
+                "from django.db.models.functions import Length;"
                 f"print(LogLine.objects.filter(job_id='{job_id}').aggregate(s=Sum(Length('msg')))['s'])"
             ),
         )

@@ -7,7 +7,7 @@ import json
 import random
 import re
 import string
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from html import unescape
 from urllib.parse import parse_qs, urlencode
 
@@ -456,7 +456,7 @@ def test_only_the_launcher_or_an_administrator_changes_a_hold(world, held):
 # Job lists: every filter, every page, against a plain Python reading of the same jobs -------------------------
 
 LIST_PAGE = 4
-T0 = int(datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp() * 1000)
+T0 = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp() * 1000)
 HOUR = 3600 * 1000
 LIST_NAMES = ["bwa_mem", "bwa_mem NA12878", "gatk HaplotypeCaller", "fastqc", "salmon_quant", "100%_done", "a_b"]
 LIST_TAGS = [
@@ -512,7 +512,7 @@ def many_jobs(world):
         rows.append(job)
     rows[0].name, rows[1].name = "oldest RareNeedle", "rareneedle too"
     rows[0].state, rows[2].launched_by = State.DEBUG_HOLD, users["viewer"]
-    rows[5].created = int(datetime(2026, 3, 3, tzinfo=timezone.utc).timestamp() * 1000)  # on the `after` boundary
+    rows[5].created = int(datetime(2026, 3, 3, tzinfo=UTC).timestamp() * 1000)  # on the `after` boundary
     Job.objects.bulk_create(rows)
     return {"other": other, "hidden": hidden}
 
@@ -527,9 +527,7 @@ def expected_ids(world, many_jobs, mine, query):
         jobs = [j for j in jobs if j.project_id == world["project"].pk]
 
     def day_ms(day, end):
-        moment = datetime.combine(
-            date.fromisoformat(day), datetime.max.time() if end else datetime.min.time(), timezone.utc
-        )
+        moment = datetime.combine(date.fromisoformat(day), datetime.max.time() if end else datetime.min.time(), UTC)
         return int(moment.timestamp() * 1000)
 
     keep = {

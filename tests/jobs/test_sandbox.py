@@ -785,7 +785,7 @@ def test_the_job_dies_with_a_worker_that_is_killed(bubblewrap, data_dir):
     worker.wait()
     assert eventually(lambda: host_processes(f".{token}") == [])
     for directory in leftover_cgroups("job-orphan"):  # nobody was left to remove them
-        eventually(lambda: host.rmdir(directory))
+        eventually(lambda d=directory: host.rmdir(d))
 
 
 def test_daemons_left_behind_die_when_the_job_exits(mode, data_dir):

@@ -20,8 +20,8 @@ from django.conf import settings
 from django.test import Client
 
 from dxweb.asgi import application
-from jobs.ssh import gateway, terminal
 from jobs.models import Job, SSHSession, State
+from jobs.ssh import gateway, terminal
 from projects import actions as project_actions
 from projects.models import now_ms
 
