@@ -16,6 +16,12 @@ pytest_plugins = ["tests.live"]
 
 
 @pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    """Hash test passwords with MD5: the production hasher is slow by design (see test_deploy_settings)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def blob_dir(settings, tmp_path):
     """Keep test blobs out of the data directory."""
     settings.STORAGES = {

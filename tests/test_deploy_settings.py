@@ -147,3 +147,11 @@ def test_behind_the_tls_proxy_pages_are_https_only_and_the_api_is_not_redirected
     plain = seen["page over http"]
     assert plain["status"] == 301 and plain["headers"]["location"] == "https://dx.example.org/login/"
     assert seen["api over http"]["status"] == 401
+
+
+def test_production_hashes_passwords_with_a_slow_hasher(tmp_path):
+    """Tests hash with MD5 for speed (tests/conftest.py); the server itself must not."""
+    code = "from django.contrib.auth.hashers import make_password; print(make_password('secret').split('$')[0])"
+    result = manage(production(tmp_path), "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] in {"pbkdf2_sha256", "argon2", "bcrypt_sha256", "scrypt"}

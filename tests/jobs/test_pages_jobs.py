@@ -38,11 +38,6 @@ SPEC = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def world(db):
     users = {handle: create_user(handle) for handle in ACTORS if handle != "anonymous"}

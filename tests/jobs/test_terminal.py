@@ -32,11 +32,6 @@ JOB_ID = "job-" + "T" * 24
 PATH = f"/ws/jobs/{JOB_ID}/terminal/"
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def world(alice, bob, charlie):
     project = project_actions.create_container(alice.user, "debugging")

@@ -16,7 +16,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consu
 @pytest.fixture(autouse=True)
 def small_parts(settings):
     """Parts of at least 1 kB, so multi-part files stay small."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.DXWEB_MIN_PART_SIZE = 1024
 
 

@@ -5,11 +5,6 @@ import pytest
 from .api_helpers import is_error
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def lab(alice, bob):
     """org-lab: alice is its ADMIN, bob a MEMBER."""

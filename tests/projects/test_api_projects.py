@@ -8,11 +8,6 @@ from projects.models import Container, DataObject, Placement
 from .api_helpers import actor, is_error
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def ids(reply):
     return [row["id"] for row in reply["results"]]
 

@@ -27,11 +27,6 @@ class CountingHasher(MD5PasswordHasher):
         return super().encode(password, salt)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def log_in(handle, password, address="10.0.0.1", **headers):
     """POST the login form from `address`; return the response."""
     client = Client(REMOTE_ADDR=address)

@@ -22,11 +22,6 @@ BAD_NAMES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def web(alice):
     """alice's browser, logged in."""

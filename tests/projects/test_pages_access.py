@@ -28,11 +28,6 @@ LEVELS = {
 MD5_OF_ABC = "900150983cd24fb0d6963f7d28e17f72"
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @dataclass
 class World:
     project: Container

@@ -9,11 +9,6 @@ from projects import actions
 from projects.models import Container, Grant, Level, Org, OrgMember
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def web(alice):
     alice.client.force_login(alice.user)

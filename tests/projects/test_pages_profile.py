@@ -12,11 +12,6 @@ from projects.models import ApiToken, User
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx1c3RpZ2VyIGtleSBmb3IgdGVzdHM alice@laptop\n"
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def web(alice):
     alice.client.force_login(alice.user)

@@ -11,11 +11,6 @@ from projects.models import Container, DataObject, Placement
 
 
 @pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def small_parts(settings):
     """Parts of at least 8 bytes, so multi-part files stay tiny in tests."""
     settings.DXWEB_MIN_PART_SIZE = 8
