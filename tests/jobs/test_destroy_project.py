@@ -19,7 +19,7 @@ from jobs.models import Job, LogLine, State
 from projects import actions as project_actions
 from projects.models import ApiToken, Container
 from tests.live import Dx, LiveServer
-from tests.projects.api_helpers import is_error
+from tests.projects.api_helpers import assert_error
 
 NAP = Path(__file__).parent / "apps" / "nap"
 
@@ -44,8 +44,8 @@ def launch(alice, project, applet):
 
 def test_destroy_refuses_unfinished_jobs_unless_told_to_terminate_them(alice, project, nap):
     job_id = launch(alice, project, nap)
-    assert is_error(*alice.call(f"/{project}/destroy"), 422, "InvalidState")
-    assert is_error(*alice.call(f"/{project}/destroy", {"terminateJobs": False}), 422, "InvalidState")
+    assert_error(alice.call(f"/{project}/destroy"), 422, "InvalidState")
+    assert_error(alice.call(f"/{project}/destroy", {"terminateJobs": False}), 422, "InvalidState")
     assert alice.ok(f"/{job_id}/describe")["state"] == "runnable"
     assert alice.ok(f"/{project}/describe")["id"] == project
 
@@ -62,8 +62,8 @@ def test_destroy_terminates_a_job_whose_worker_does_not_answer_then_deletes_it(a
     assert time.monotonic() - started < 10
     assert not ApiToken.objects.filter(pk=job.token_id).exists()  # revoked as the job ended
     assert not Container.objects.filter(pk__in=[project, job.workspace_id]).exists()
-    assert is_error(*alice.call(f"/{job_id}/describe"), 404, "ResourceNotFound")
-    assert is_error(*alice.call(f"/{project}/describe"), 404, "ResourceNotFound")
+    assert_error(alice.call(f"/{job_id}/describe"), 404, "ResourceNotFound")
+    assert_error(alice.call(f"/{project}/describe"), 404, "ResourceNotFound")
 
 
 def test_destroy_with_finished_jobs_only_needs_no_flag_and_deletes_their_records(alice, project, nap):
@@ -72,7 +72,7 @@ def test_destroy_with_finished_jobs_only_needs_no_flag_and_deletes_their_records
     actions.finish(job_id, {})
     assert Job.objects.get(pk=job_id).state == State.DONE
     assert alice.ok(f"/{project}/destroy") == {"id": project}
-    assert is_error(*alice.call(f"/{job_id}/describe"), 404, "ResourceNotFound")
+    assert_error(alice.call(f"/{job_id}/describe"), 404, "ResourceNotFound")
 
 
 def test_the_delete_page_terminates_unfinished_jobs(alice, project, nap, settings):

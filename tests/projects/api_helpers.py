@@ -36,6 +36,16 @@ def is_error(status, data, expected_status, expected_type=None):
     )
 
 
+def reply_of(response):
+    """A test client's response as the `(status, data)` pair `ApiClient.call` returns."""
+    return response.status_code, response.json()
+
+
+def assert_error(reply, status, type=None, context=None):
+    """Assert a `(status, data)` reply is the API's error with this status (and type), showing it if not."""
+    assert is_error(*reply, status, type), (context, reply) if context is not None else reply
+
+
 def build_world(owner):
     """A project `owner` administers, with /data, a closed file in / and in /data, and an open file.
 

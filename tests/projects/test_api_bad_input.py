@@ -11,7 +11,7 @@ from projects import transfer
 from projects.models import DataObject, FilePart, Folder, Nonce, Placement
 from tests.conftest import ApiClient
 
-from .api_helpers import actor, build_world, content, get, is_error, md5, post_json, put, upload_part
+from .api_helpers import actor, assert_error, build_world, content, get, md5, post_json, put, reply_of, upload_part
 
 ZEROS = "0" * 24
 
@@ -86,7 +86,7 @@ def test_bad_folder_paths_are_refused_and_change_nothing(alice, world, call, pat
     before = folders(world), names(world)
     route, body = PATH_CALLS[call](world, path)
     status, reply = alice.call(route, body)
-    assert is_error(status, reply, 422, "InvalidInput"), (status, reply)
+    assert_error((status, reply), 422, "InvalidInput")
     assert (folders(world), names(world)) == before
 
 
@@ -119,7 +119,7 @@ def test_bad_names_are_refused_and_change_nothing(alice, world, call, name):
     before = folders(world), names(world), alice.ok(f"/{world.project}/describe")["name"]
     route, body = NAME_CALLS[call](world, name)
     status, reply = alice.call(route, body)
-    assert is_error(status, reply, 422, "InvalidInput"), (status, reply)
+    assert_error((status, reply), 422, "InvalidInput")
     assert (folders(world), names(world), alice.ok(f"/{world.project}/describe")["name"]) == before
 
 
@@ -143,9 +143,9 @@ def test_moves_and_renames_that_would_make_a_path_too_long_are_refused(alice, wo
     alice.ok(f"/{world.project}/newFolder", {"folder": "/" + "z" * 100})
     before = folders(world)
     status, reply = alice.call(f"/{world.project}/move", {"folders": ["/" + "a" * 200], "destination": "/" + "z" * 100})
-    assert is_error(status, reply, 422, "InvalidInput"), (status, reply)
+    assert_error((status, reply), 422, "InvalidInput")
     status, reply = alice.call(f"/{world.project}/renameFolder", {"folder": "/" + "a" * 200, "name": "n" * 255})
-    assert is_error(status, reply, 422, "InvalidInput"), (status, reply)
+    assert_error((status, reply), 422, "InvalidInput")
     assert folders(world) == before
 
 
@@ -174,14 +174,14 @@ BAD_BODIES = {
 @pytest.mark.parametrize("raw", BAD_BODIES.values(), ids=BAD_BODIES.keys())
 def test_a_body_that_is_not_json_gets_a_400_json_error(alice, world, raw):
     status, reply = post_json(alice, f"/{world.project}/describe", raw)
-    assert is_error(status, reply, 400, "InvalidInput"), (status, reply)
+    assert_error((status, reply), 400, "InvalidInput")
 
 
 @pytest.mark.parametrize("raw", [b"[1, 2]", b'"a string"', b"null", b"42", b"true"])
 def test_a_json_body_that_is_not_an_object_is_refused(alice, world, raw):
     before = names(world)
     status, reply = post_json(alice, "/file/new", raw)
-    assert is_error(status, reply, 400, "InvalidInput"), (status, reply)
+    assert_error((status, reply), 400, "InvalidInput")
     assert names(world) == before
 
 
@@ -193,7 +193,7 @@ def test_a_body_larger_than_the_limit_gets_a_413_json_error(alice, world, settin
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
     raw = json.dumps({"project": world.project, "name": "big", "details": {"x": "y" * 4096}}).encode()
     status, reply = post_json(alice, "/file/new", raw)
-    assert is_error(status, reply, 413), (status, reply)
+    assert_error((status, reply), 413)
 
 
 def test_nul_anywhere_in_a_body_is_refused(alice, world):
@@ -203,9 +203,9 @@ def test_nul_anywhere_in_a_body_is_refused(alice, world):
         {"objects": ["file-\x00"]},
     ):
         status, reply = alice.call("/system/findDataObjects", body)
-        assert is_error(status, reply, 422, "InvalidInput"), (status, reply)
+        assert_error((status, reply), 422, "InvalidInput")
     status, reply = alice.call(f"/{world.open}/setDetails", {"details": {"k": "v\x00"}})
-    assert is_error(status, reply, 422, "InvalidInput")
+    assert_error((status, reply), 422, "InvalidInput")
 
 
 def test_the_reply_says_which_key_is_wrong(alice, world):
@@ -336,7 +336,7 @@ def test_wrong_types_for_common_keys_are_invalid_input(alice, world, call):
     before = folders(world), names(world)
     route, body = WRONG_TYPES[call](world)
     status, reply = alice.call(route, body)
-    assert is_error(status, reply, 422, "InvalidInput"), (status, reply)
+    assert_error((status, reply), 422, "InvalidInput")
     assert (folders(world), names(world)) == before
 
 
@@ -361,7 +361,7 @@ def test_unknown_ids_are_resource_not_found(alice, world):
         ("/org-nobody/describe", {}),
     ]:
         status, reply = alice.call(route, body)
-        assert is_error(status, reply, 404, "ResourceNotFound"), (route, status, reply)
+        assert_error((status, reply), 404, "ResourceNotFound", context=route)
     assert alice.ok("/system/describeDataObjects", {"objects": [missing_file]})["results"][0]["error"]["type"] == (
         "ResourceNotFound"
     )
@@ -388,10 +388,10 @@ def test_ids_of_the_wrong_class_are_resource_not_found(alice, world):
         ("/system/findDataObjects", {"scope": {"project": world.closed}}),
     ]:
         status, reply = alice.call(route, body)
-        assert is_error(status, reply, 404, "ResourceNotFound"), (route, status, reply)
+        assert_error((status, reply), 404, "ResourceNotFound", context=route)
     assert "error" in alice.ok("/system/describeDataObjects", {"objects": [world.project]})["results"][0]
     status, reply = alice.call(f"/{world.project}/invite", {"invitee": world.project, "level": "VIEW"})
-    assert is_error(status, reply, 422, "InvalidInput")
+    assert_error((status, reply), 422, "InvalidInput")
 
 
 @pytest.mark.parametrize(
@@ -426,7 +426,7 @@ def test_ids_of_the_wrong_class_are_resource_not_found(alice, world):
 )
 def test_malformed_ids_and_unknown_routes_get_a_json_404(alice, route):
     status, reply = post_json(alice, route, b"{}")
-    assert is_error(status, reply, 404, "ResourceNotFound"), (route, status, reply)
+    assert_error((status, reply), 404, "ResourceNotFound", context=route)
 
 
 @pytest.mark.parametrize("method", ["get", "put", "delete", "head", "options", "patch"])
@@ -434,19 +434,19 @@ def test_api_calls_are_made_with_post(alice, world, method):
     response = getattr(alice.client, method)(f"/{world.project}/describe", HTTP_AUTHORIZATION=f"Bearer {alice.token}")
     assert response.status_code == 405
     if method != "head":
-        assert is_error(405, response.json(), 405, "MethodNotAllowed")
+        assert_error(reply_of(response), 405, "MethodNotAllowed")
     assert response["Content-Type"].startswith("application/json")
 
 
 @pytest.mark.parametrize("header", ["", "Bearer", "Bearer ", "Bearer nope", "Basic YWxpY2U6eA==", "bearer"])
 def test_missing_or_bad_tokens_are_invalid_authentication(world, header):
     response = Client().post("/system/whoami", "{}", content_type="application/json", HTTP_AUTHORIZATION=header)
-    assert is_error(response.status_code, response.json(), 401, "InvalidAuthentication")
+    assert_error(reply_of(response), 401, "InvalidAuthentication")
 
 
 def test_an_unauthenticated_caller_learns_nothing_from_a_broken_body(world):
     status, reply = post_json(ApiClient(), f"/{world.project}/describe", b"{not json")
-    assert is_error(status, reply, 401, "InvalidAuthentication")
+    assert_error((status, reply), 401, "InvalidAuthentication")
 
 
 def test_an_unexpected_failure_is_still_a_json_error(alice, monkeypatch):
@@ -457,7 +457,8 @@ def test_an_unexpected_failure_is_still_a_json_error(alice, monkeypatch):
 
     monkeypatch.setitem(api.HANDLERS, ("system", "findApps"), broken)
     status, reply = alice.call("/system/findApps")
-    assert is_error(status, reply, 500, "InternalError") and "a bug" not in reply["error"]["message"]
+    assert_error((status, reply), 500, "InternalError")
+    assert "a bug" not in reply["error"]["message"]
 
 
 # Invites --------------------------------------------------------------------------------
@@ -467,13 +468,13 @@ def test_an_unexpected_failure_is_still_a_json_error(alice, monkeypatch):
 def test_invites_of_unknown_users_or_orgs_are_refused(alice, world, invitee):
     before = alice.ok(f"/{world.project}/describe")["permissions"]
     status, reply = alice.call(f"/{world.project}/invite", {"invitee": invitee, "level": "VIEW"})
-    assert is_error(status, reply, 422, "InvalidInput"), (status, reply)
+    assert_error((status, reply), 422, "InvalidInput")
     assert alice.ok(f"/{world.project}/describe")["permissions"] == before
     alice.ok("/org/new", {"handle": "lab"})
     status, reply = alice.call("/org-lab/invite", {"invitee": invitee, "level": "MEMBER"})
-    assert is_error(status, reply, 422, "InvalidInput"), (status, reply)
+    assert_error((status, reply), 422, "InvalidInput")
     status, reply = alice.call(f"/{world.project}/decreasePermissions", {invitee: None})
-    assert is_error(status, reply, 422, "InvalidInput"), (status, reply)
+    assert_error((status, reply), 422, "InvalidInput")
 
 
 # Uploads --------------------------------------------------------------------------------
@@ -500,10 +501,10 @@ def test_bytes_past_the_content_length_are_never_read(alice, world):
 
 def test_a_part_over_the_maximum_part_size_is_refused(alice, world):
     status, reply = alice.call(f"/{world.open}/upload", {"index": 1, "size": 65})
-    assert is_error(status, reply, 422, "InvalidInput")
+    assert_error((status, reply), 422, "InvalidInput")
     signed = alice.ok(f"/{world.open}/upload", {"index": 1})
     response = put(signed["url"], b"x" * 65)
-    assert response.status_code == 413 and is_error(413, response.json(), 413)
+    assert_error(reply_of(response), 413)
     assert parts_of(alice, world.open)["parts"]["1"]["state"] == "pending"
     assert put(alice.ok(f"/{world.open}/upload", {"index": 1})["url"], b"x" * 64).status_code == 200
 
@@ -513,7 +514,7 @@ def test_a_part_whose_md5_does_not_match_is_refused_and_not_complete(alice, worl
     response = put(signed["url"], b"evil")
     assert response.status_code == 400 and "md5" in response.json()["error"]["message"]
     assert parts_of(alice, world.open)["parts"]["1"]["state"] == "pending"
-    assert is_error(*alice.call(f"/{world.open}/close"), 422, "InvalidState")
+    assert_error(alice.call(f"/{world.open}/close"), 422, "InvalidState")
 
 
 def test_a_part_whose_size_does_not_match_is_refused_and_not_complete(alice, world):
@@ -527,18 +528,20 @@ def test_closing_with_a_requested_but_missing_part_keeps_the_file_open_and_out_o
     assert upload_part(alice, world.open, 1, b"first").status_code == 200
     alice.ok(f"/{world.open}/upload", {"index": 2, "size": 5, "md5": md5(b"later")})
     status, reply = alice.call(f"/{world.open}/close")
-    assert is_error(status, reply, 422, "InvalidState") and "2" in reply["error"]["message"]
+    assert_error((status, reply), 422, "InvalidState")
+    assert "2" in reply["error"]["message"], reply
     assert parts_of(alice, world.open)["state"] == "open"
     closed = alice.ok("/system/findDataObjects", {"scope": {"project": world.project}, "state": "closed"})
     assert world.open not in [r["id"] for r in closed["results"]]
-    assert is_error(*alice.call(f"/{world.open}/download"), 422, "InvalidState")
+    assert_error(alice.call(f"/{world.open}/download"), 422, "InvalidState")
 
 
 def test_a_non_final_part_smaller_than_the_minimum_is_refused_at_close(alice, world):
     assert upload_part(alice, world.open, 1, b"abc").status_code == 200
     assert upload_part(alice, world.open, 2, b"tail").status_code == 200
     status, reply = alice.call(f"/{world.open}/close")
-    assert is_error(status, reply, 422, "InvalidState") and "at least 4" in reply["error"]["message"]
+    assert_error((status, reply), 422, "InvalidState")
+    assert "at least 4" in reply["error"]["message"], reply
     assert parts_of(alice, world.open)["state"] == "open"
     assert upload_part(alice, world.open, 1, b"abcd").status_code == 200
     assert alice.ok(f"/{world.open}/close") == {"id": world.open}
@@ -650,14 +653,14 @@ def test_a_repeated_nonce_gets_the_same_reply_and_creates_one_object(alice, worl
 def test_a_nonce_reused_with_a_different_input_is_refused(alice, world):
     alice.ok("/file/new", {"project": world.project, "name": "a.txt", "nonce": "n-2"})
     status, reply = alice.call("/file/new", {"project": world.project, "name": "b.txt", "nonce": "n-2"})
-    assert is_error(status, reply, 422, "InvalidInput")
+    assert_error((status, reply), 422, "InvalidInput")
     assert not Placement.objects.filter(name="b.txt").exists()
 
 
 def test_a_nonce_reused_on_a_different_route_is_refused(alice, world):
     alice.ok("/file/new", {"project": world.project, "name": "a.txt", "nonce": "n-3"})
     status, reply = alice.call("/project/new", {"name": "p", "nonce": "n-3"})
-    assert is_error(status, reply, 422, "InvalidInput")
+    assert_error((status, reply), 422, "InvalidInput")
     assert Nonce.objects.filter(nonce="n-3").count() == 1
 
 
@@ -725,7 +728,7 @@ def test_lone_surrogates_are_invalid_input_and_change_nothing(alice, world, job,
     path, body = SURROGATE_CALLS[call](world)
     before = (names(world), list(Nonce.objects.all()), alice.ok("/user-alice/describe"))
     status, reply = alice.call(path, body)
-    assert is_error(status, reply, 400, "InvalidInput"), (status, reply)
+    assert_error((status, reply), 400, "InvalidInput")
     assert "surrogate" in reply["error"]["message"]
     assert (names(world), list(Nonce.objects.all()), alice.ok("/user-alice/describe")) == before
     assert Job.objects.get(pk=job.pk).name == "j"

@@ -8,7 +8,7 @@ import pytest
 from projects.models import ApiToken, FilePart
 from tests.conftest import ApiClient
 
-from .api_helpers import content, get, is_error, md5, put, upload_file, upload_part
+from .api_helpers import assert_error, content, get, md5, put, reply_of, upload_file, upload_part
 
 pytestmark = pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume asynchronous iterators")
 
@@ -137,7 +137,7 @@ def test_file_new_records_its_metadata_and_makes_parent_folders_on_request(alice
     assert {k: described[k] for k in expected} == expected
     assert "drive" not in described
     assert alice.ok(f"/{project}/describe", {"folders": True})["folders"] == ["/", "/x", "/x/y"]
-    assert is_error(*alice.call("/file/new", {"project": project, "folder": "/nope"}), 404, "ResourceNotFound")
+    assert_error(alice.call("/file/new", {"project": project, "folder": "/nope"}), 404, "ResourceNotFound")
 
 
 def test_metadata_changes_show_in_describe(alice, project):
@@ -161,16 +161,16 @@ def test_details_are_set_while_open_and_read_back_as_given(alice, project):
     alice.ok(f"/{file_id}/setDetails", {"details": {"x": None}})
     alice.ok(f"/{file_id}/close")
     assert alice.ok(f"/{file_id}/getDetails") == {"x": None}
-    assert is_error(*alice.call(f"/{file_id}/setDetails", {"details": {}}), 422, "InvalidState")
+    assert_error(alice.call(f"/{file_id}/setDetails", {"details": {}}), 422, "InvalidState")
     assert alice.ok(f"/{file_id}/getDetails") == {"x": None}
 
 
 def test_only_closed_files_are_downloaded_and_closed_files_take_no_parts(alice, project):
     file_id = alice.ok("/file/new", {"project": project, "name": "a"})["id"]
-    assert is_error(*alice.call(f"/{file_id}/download"), 422, "InvalidState")
+    assert_error(alice.call(f"/{file_id}/download"), 422, "InvalidState")
     upload_part(alice, file_id, 1, b"abc")
     alice.ok(f"/{file_id}/close")
-    assert is_error(*alice.call(f"/{file_id}/upload", {"index": 2}), 422, "InvalidState")
+    assert_error(alice.call(f"/{file_id}/upload", {"index": 2}), 422, "InvalidState")
 
 
 def test_a_viewer_downloads_but_cannot_upload(alice, bob, project):
@@ -178,8 +178,8 @@ def test_a_viewer_downloads_but_cannot_upload(alice, bob, project):
     open_id = alice.ok("/file/new", {"project": project, "name": "open"})["id"]
     alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "VIEW"})
     assert content(get(bob.ok(f"/{file_id}/download")["url"])) == b"shared bytes"
-    assert is_error(*bob.call(f"/{open_id}/upload", {"index": 1}), 403, "PermissionDenied")
-    assert is_error(*bob.call("/file/new", {"project": project}), 403, "PermissionDenied")
+    assert_error(bob.call(f"/{open_id}/upload", {"index": 1}), 403, "PermissionDenied")
+    assert_error(bob.call("/file/new", {"project": project}), 403, "PermissionDenied")
 
 
 def test_the_project_hint_picks_which_placement_describe_shows(alice, project):
@@ -201,18 +201,18 @@ def test_a_job_workspace_hint_that_is_not_visible_does_not_hide_the_object(alice
 
 def test_a_file_is_reached_with_the_best_of_direct_and_org_grants_checked_again_on_every_call(alice, bob, project):
     file_id = alice.ok("/file/new", {"project": project, "name": "a.txt"})["id"]
-    assert is_error(*bob.call(f"/{file_id}/describe", {"project": project}), 404, "ResourceNotFound")
+    assert_error(bob.call(f"/{file_id}/describe", {"project": project}), 404, "ResourceNotFound")
     bob.ok("/org/new", {"handle": "lab"})
     alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "VIEW"})
     alice.ok(f"/{project}/invite", {"invitee": "org-lab", "level": "CONTRIBUTE"})
     bob.ok(f"/{file_id}/rename", {"project": project, "name": "b.txt"})
     alice.ok(f"/{project}/decreasePermissions", {"org-lab": "VIEW"})
-    assert is_error(*bob.call(f"/{file_id}/rename", {"name": "c.txt"}), 403, "PermissionDenied")
+    assert_error(bob.call(f"/{file_id}/rename", {"name": "c.txt"}), 403, "PermissionDenied")
     assert bob.ok(f"/{file_id}/describe")["name"] == "b.txt"
     alice.ok(f"/{project}/decreasePermissions", {"user-bob": None, "org-lab": None})
     # Not yours any more: as if it did not exist.
-    assert is_error(*bob.call(f"/{file_id}/describe"), 404, "ResourceNotFound")
-    assert is_error(*bob.call("/file-" + "0" * 24 + "/describe"), 404, "ResourceNotFound")
+    assert_error(bob.call(f"/{file_id}/describe"), 404, "ResourceNotFound")
+    assert_error(bob.call("/file-" + "0" * 24 + "/describe"), 404, "ResourceNotFound")
 
 
 def test_a_scoped_token_reaches_files_with_its_scopes_not_its_users_grants(alice, project):
@@ -222,12 +222,12 @@ def test_a_scoped_token_reaches_files_with_its_scopes_not_its_users_grants(alice
     token.scopes = {project: 1}  # VIEW, although alice administers the project
     token.save()
     assert job.ok(f"/{file_id}/describe")["id"] == file_id
-    assert is_error(*job.call(f"/{file_id}/rename", {"name": "b.txt"}), 403, "PermissionDenied")
+    assert_error(job.call(f"/{file_id}/rename", {"name": "b.txt"}), 403, "PermissionDenied")
     token.scopes = {}
     token.save()
-    assert is_error(*job.call(f"/{file_id}/describe"), 404, "ResourceNotFound")
+    assert_error(job.call(f"/{file_id}/describe"), 404, "ResourceNotFound")
     token.delete()
-    assert is_error(*job.call(f"/{file_id}/describe"), 401, "InvalidAuthentication")
+    assert_error(job.call(f"/{file_id}/describe"), 401, "InvalidAuthentication")
 
 
 def expires_in(reply):
@@ -248,17 +248,17 @@ def test_a_download_url_lives_as_long_as_the_token_that_asked_for_it_and_its_acc
     assert content(get(reply["url"], HTTP_RANGE="bytes=5-12")) == b"download"
     # bob loses access: the URL stops, with the answer an outsider gets
     alice.ok(f"/{project}/decreasePermissions", {"user-bob": None})
-    assert is_error(get(reply["url"]).status_code, get(reply["url"]).json(), 404, "ResourceNotFound")
+    assert_error(reply_of(get(reply["url"])), 404, "ResourceNotFound")
     alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "VIEW"})
     assert content(get(reply["url"])) == b"long download"
     # the token is revoked: the URL stops too
     token.delete()
-    assert is_error(get(reply["url"]).status_code, get(reply["url"]).json(), 401, "InvalidAuthentication")
+    assert_error(reply_of(get(reply["url"])), 401, "InvalidAuthentication")
     # and it never outlives the most a URL may live
     settings.DXWEB_DOWNLOAD_URL_MAX_TTL = 1
     reply = bob.ok(f"/{file_id}/download")
     time.sleep(1.1)
-    assert is_error(get(reply["url"]).status_code, get(reply["url"]).json(), 400, "InvalidInput")
+    assert_error(reply_of(get(reply["url"])), 400, "InvalidInput")
 
 
 def test_a_preauthenticated_url_is_good_for_anyone_for_its_duration(alice, project, settings):
@@ -269,8 +269,8 @@ def test_a_preauthenticated_url_is_good_for_anyone_for_its_duration(alice, proje
     settings.DXWEB_DOWNLOAD_URL_MAX_TTL = 3600  # longer asks are cut to the most a URL may live
     assert expires_in(alice.ok(f"/{file_id}/download", {"preauthenticated": True, "duration": 10**9})) <= 3600
     for bad in (0, -5, "60", 1.5):
-        assert is_error(
-            *alice.call(f"/{file_id}/download", {"preauthenticated": True, "duration": bad}), 422, "InvalidInput"
+        assert_error(
+            alice.call(f"/{file_id}/download", {"preauthenticated": True, "duration": bad}), 422, "InvalidInput"
         )
     ApiToken.objects.filter(user=alice.user).delete()  # not tied to a token
     assert content(get(reply["url"])) == b"for anyone"
@@ -278,7 +278,7 @@ def test_a_preauthenticated_url_is_good_for_anyone_for_its_duration(alice, proje
         f"/{file_id}/download", {"preauthenticated": True, "duration": 1}
     )
     time.sleep(1.1)
-    assert is_error(get(reply["url"]).status_code, get(reply["url"]).json(), 400, "InvalidInput")
+    assert_error(reply_of(get(reply["url"])), 400, "InvalidInput")
 
 
 def test_a_job_tokens_download_url_dies_with_the_token(alice, project):

@@ -10,7 +10,7 @@ from projects import actions
 from projects.models import ApiToken, Container, Folder, Grant, OrgMember, Placement
 from tests.conftest import ApiClient
 
-from .api_helpers import actor, build_world, grant, is_error, md5
+from .api_helpers import actor, assert_error, build_world, grant, md5
 
 LEVELS = ["VIEW", "UPLOAD", "CONTRIBUTE", "ADMINISTER"]
 CALLERS = ["anonymous", "outsider", *LEVELS, "org CONTRIBUTE"]
@@ -149,7 +149,7 @@ def test_every_route_answers_each_caller_as_their_level_allows(db, route, caller
         404: "ResourceNotFound",
         422: "InvalidState",
     }[want]
-    assert is_error(status, reply, want, expected_type), (status, reply)
+    assert_error((status, reply), want, expected_type)
     assert snapshot(w.project) == before
 
 
@@ -180,9 +180,9 @@ def test_a_job_token_cannot_create_projects_or_orgs_or_update_its_user(db):
     token.scopes = {w.project: 3}
     token.save()
     job = ApiClient(alice.user, raw)
-    assert is_error(*job.call("/project/new", {"name": "x"}), 403, "PermissionDenied")
-    assert is_error(*job.call("/org/new", {"handle": "joborg"}), 403, "PermissionDenied")
-    assert is_error(*job.call("/user-alice/update", {"first": "J"}), 403, "PermissionDenied")
+    assert_error(job.call("/project/new", {"name": "x"}), 403, "PermissionDenied")
+    assert_error(job.call("/org/new", {"handle": "joborg"}), 403, "PermissionDenied")
+    assert_error(job.call("/user-alice/update", {"first": "J"}), 403, "PermissionDenied")
     assert job.ok(f"/{w.project}/describe")["level"] == "CONTRIBUTE"
 
 
@@ -216,12 +216,12 @@ def test_org_methods_answer_by_membership(org_world, method, role):
     before = org_members()
     status, reply = org_world[role].call(f"/org-lab/{method}", body)
     if role == "anonymous":
-        assert is_error(status, reply, 401, "InvalidAuthentication")
+        assert_error((status, reply), 401, "InvalidAuthentication")
     elif role == "non-member":
-        assert is_error(status, reply, 404, "ResourceNotFound")
+        assert_error((status, reply), 404, "ResourceNotFound")
         assert org_world[role].call(f"/org-nosuchorg/{method}", body)[0] == 404
     elif role == "MEMBER" and admin_only:
-        assert is_error(status, reply, 403, "PermissionDenied")
+        assert_error((status, reply), 403, "PermissionDenied")
     else:
         assert status == 200, reply
         return
@@ -235,10 +235,10 @@ def test_users_can_only_update_themselves(db):
     alice, bob = actor("alice"), actor("bob")
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0b alice@laptop\n"
     assert alice.ok("/user-alice/update", {"sshPublicKey": key}) == {"id": "user-alice"}
-    assert is_error(*bob.call("/user-alice/update", {"sshPublicKey": "ssh-ed25519 AAAA bob"}), 403, "PermissionDenied")
-    assert is_error(*bob.call("/user-alice/update", {"first": "Mallory"}), 403, "PermissionDenied")
-    assert is_error(*bob.call("/user-nobody/update", {"first": "x"}), 404, "ResourceNotFound")
-    assert is_error(*ApiClient().call("/user-alice/update", {"first": "x"}), 401, "InvalidAuthentication")
+    assert_error(bob.call("/user-alice/update", {"sshPublicKey": "ssh-ed25519 AAAA bob"}), 403, "PermissionDenied")
+    assert_error(bob.call("/user-alice/update", {"first": "Mallory"}), 403, "PermissionDenied")
+    assert_error(bob.call("/user-nobody/update", {"first": "x"}), 404, "ResourceNotFound")
+    assert_error(ApiClient().call("/user-alice/update", {"first": "x"}), 401, "InvalidAuthentication")
     assert alice.ok("/user-alice/describe")["sshPublicKey"] == key
 
 
@@ -247,4 +247,4 @@ def test_other_users_see_only_a_users_public_face(db):
     alice.ok("/user-alice/update", {"sshPublicKey": "ssh-ed25519 AAAA alice", "first": "Alice"})
     seen = bob.ok("/user-alice/describe")
     assert seen == {"id": "user-alice", "class": "user", "handle": "alice"}
-    assert is_error(*ApiClient().call("/user-alice/describe"), 401, "InvalidAuthentication")
+    assert_error(ApiClient().call("/user-alice/describe"), 401, "InvalidAuthentication")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from .api_helpers import is_error
+from .api_helpers import assert_error
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def test_a_new_org_has_its_creator_as_admin(alice, lab):
 
 
 def test_org_handles_are_unique(alice, bob, lab):
-    assert is_error(*bob.call("/org/new", {"handle": "lab"}), 422, "InvalidInput")
+    assert_error(bob.call("/org/new", {"handle": "lab"}), 422, "InvalidInput")
 
 
 def test_members_see_the_org_and_their_role(bob, lab):
@@ -43,7 +43,7 @@ def test_an_admin_promotes_demotes_and_removes_members(alice, bob, charlie, lab)
     bob.ok("/org-lab/setMemberAccess", {"user-alice": {"level": "MEMBER"}})
     assert members(bob) == {"user-alice": "MEMBER", "user-bob": "ADMIN", "user-charlie": "MEMBER"}
     bob.ok("/org-lab/removeMember", {"user": "user-charlie"})
-    assert is_error(*charlie.call("/org-lab/describe"), 404, "ResourceNotFound")
+    assert_error(charlie.call("/org-lab/describe"), 404, "ResourceNotFound")
 
 
 def test_an_org_keeps_at_least_one_admin(alice, bob, lab):
@@ -53,16 +53,16 @@ def test_an_org_keeps_at_least_one_admin(alice, bob, lab):
         ("invite", {"invitee": "user-alice", "level": "MEMBER"}),
     ]:
         status, reply = alice.call(f"/org-lab/{method}", body)
-        assert is_error(status, reply, 422, "InvalidState"), (method, status, reply)
+        assert_error((status, reply), 422, "InvalidState", context=method)
     assert members(alice) == {"user-alice": "ADMIN", "user-bob": "MEMBER"}
 
 
 def test_member_access_changes_only_apply_to_members(alice, charlie, lab):
     status, reply = alice.call("/org-lab/setMemberAccess", {"user-charlie": {"level": "ADMIN"}})
-    assert is_error(status, reply, 422, "InvalidInput")
-    assert is_error(*alice.call("/org-lab/setMemberAccess", {"user-bob": "ADMIN"}), 422, "InvalidInput")
-    assert is_error(*alice.call("/org-lab/setMemberAccess", {"user-bob": {"level": "OWNER"}}), 422, "InvalidInput")
-    assert is_error(*alice.call("/org-lab/removeMember", {"user": "user-charlie"}), 422, "InvalidInput")
+    assert_error((status, reply), 422, "InvalidInput")
+    assert_error(alice.call("/org-lab/setMemberAccess", {"user-bob": "ADMIN"}), 422, "InvalidInput")
+    assert_error(alice.call("/org-lab/setMemberAccess", {"user-bob": {"level": "OWNER"}}), 422, "InvalidInput")
+    assert_error(alice.call("/org-lab/removeMember", {"user": "user-charlie"}), 422, "InvalidInput")
     assert "user-charlie" not in members(alice)
 
 
@@ -70,10 +70,10 @@ def test_an_org_grant_reaches_every_member_and_follows_membership(alice, bob, ch
     alice.ok(f"/{project}/invite", {"invitee": "org-lab", "level": "UPLOAD"})
     assert bob.ok(f"/{project}/describe")["level"] == "UPLOAD"
     assert alice.ok(f"/{project}/describe")["permissions"]["org-lab"] == "UPLOAD"
-    assert is_error(*charlie.call(f"/{project}/describe"), 404, "ResourceNotFound")
+    assert_error(charlie.call(f"/{project}/describe"), 404, "ResourceNotFound")
     alice.ok("/org-lab/invite", {"invitee": "user-charlie", "level": "MEMBER"})
     assert charlie.ok(f"/{project}/describe")["level"] == "UPLOAD"
     row = charlie.ok("/system/findProjects", {})["results"][0]
     assert row["permissionSources"] == ["org-lab"] and row["level"] == "UPLOAD"
     alice.ok(f"/{project}/decreasePermissions", {"org-lab": None})
-    assert is_error(*bob.call(f"/{project}/describe"), 404, "ResourceNotFound")
+    assert_error(bob.call(f"/{project}/describe"), 404, "ResourceNotFound")

@@ -5,7 +5,7 @@ import pytest
 from projects import actions
 from projects.models import Container, DataObject, Placement
 
-from .api_helpers import actor, is_error
+from .api_helpers import actor, assert_error
 
 
 def ids(reply):
@@ -129,7 +129,7 @@ def test_the_effective_level_is_the_highest_of_the_direct_and_org_grants(alice, 
     assert bob.ok(f"/{project}/describe")["level"] == "CONTRIBUTE"
     alice.ok(f"/{project}/decreasePermissions", {"org-lab": "VIEW"})
     assert bob.ok(f"/{project}/describe")["level"] == "VIEW"
-    assert is_error(*bob.call(f"/{project}/newFolder", {"folder": "/again"}), 403, "PermissionDenied")
+    assert_error(bob.call(f"/{project}/newFolder", {"folder": "/again"}), 403, "PermissionDenied")
 
 
 def test_leaving_an_org_takes_away_what_it_granted(alice, bob, charlie):
@@ -139,7 +139,7 @@ def test_leaving_an_org_takes_away_what_it_granted(alice, bob, charlie):
     alice.ok(f"/{project}/invite", {"invitee": "org-lab", "level": "UPLOAD"})
     assert charlie.ok(f"/{project}/describe")["level"] == "UPLOAD"
     alice.ok("/org-lab/removeMember", {"user": "user-charlie"})
-    assert is_error(*charlie.call(f"/{project}/describe"), 404, "ResourceNotFound")
+    assert_error(charlie.call(f"/{project}/describe"), 404, "ResourceNotFound")
 
 
 # describe, update, tags and properties ------------------------------------------------
@@ -210,9 +210,9 @@ def test_list_folder_hides_hidden_objects_unless_asked_and_describes_on_request(
 
 
 def test_new_folder_needs_its_parent_unless_asked_to_make_it(alice, project):
-    assert is_error(*alice.call(f"/{project}/newFolder", {"folder": "/p/q"}), 404, "ResourceNotFound")
+    assert_error(alice.call(f"/{project}/newFolder", {"folder": "/p/q"}), 404, "ResourceNotFound")
     alice.ok(f"/{project}/newFolder", {"folder": "/p/q", "parents": True})
-    assert is_error(*alice.call(f"/{project}/newFolder", {"folder": "/p/q"}), 422, "InvalidInput")
+    assert_error(alice.call(f"/{project}/newFolder", {"folder": "/p/q"}), 422, "InvalidInput")
     alice.ok(f"/{project}/newFolder", {"folder": "/p/q", "parents": True})
     assert alice.ok(f"/{project}/describe", {"folders": True})["folders"] == ["/", "/p", "/p/q"]
 
@@ -222,8 +222,8 @@ def test_rename_folder_carries_its_subfolders_and_objects(alice, project, tree):
     assert listing(alice, project, "/renamed") == (["/renamed/b"], [tree["x"]])
     assert listing(alice, project, "/renamed/b")[1] == [tree["y"]]
     assert alice.ok(f"/{tree['y']}/describe")["folder"] == "/renamed/b"
-    assert is_error(*alice.call(f"/{project}/renameFolder", {"folder": "/renamed", "name": "c"}), 422)
-    assert is_error(*alice.call(f"/{project}/renameFolder", {"folder": "/", "name": "c"}), 422)
+    assert_error(alice.call(f"/{project}/renameFolder", {"folder": "/renamed", "name": "c"}), 422)
+    assert_error(alice.call(f"/{project}/renameFolder", {"folder": "/", "name": "c"}), 422)
 
 
 def test_move_puts_objects_and_folders_with_their_contents_into_the_destination(alice, project, tree):
@@ -231,14 +231,14 @@ def test_move_puts_objects_and_folders_with_their_contents_into_the_destination(
     assert listing(alice, project, "/") == (["/c"], [])
     assert listing(alice, project, "/c") == (["/c/a"], [tree["z"]])
     assert listing(alice, project, "/c/a/b")[1] == [tree["y"]]
-    assert is_error(*alice.call(f"/{project}/move", {"folders": ["/c"], "destination": "/c/a"}), 422, "InvalidInput")
-    assert is_error(*alice.call(f"/{project}/move", {"folders": ["/"], "destination": "/c"}), 422, "InvalidInput")
+    assert_error(alice.call(f"/{project}/move", {"folders": ["/c"], "destination": "/c/a"}), 422, "InvalidInput")
+    assert_error(alice.call(f"/{project}/move", {"folders": ["/"], "destination": "/c"}), 422, "InvalidInput")
     status, reply = alice.call(f"/{project}/move", {"objects": [tree["z"]], "destination": "/nowhere"})
-    assert is_error(status, reply, 404, "ResourceNotFound")
+    assert_error((status, reply), 404, "ResourceNotFound")
 
 
 def test_remove_folder_needs_recurse_when_not_empty(alice, project, tree):
-    assert is_error(*alice.call(f"/{project}/removeFolder", {"folder": "/a"}), 422, "InvalidState")
+    assert_error(alice.call(f"/{project}/removeFolder", {"folder": "/a"}), 422, "InvalidState")
     alice.ok(f"/{project}/removeFolder", {"folder": "/c"})
     reply = alice.ok(f"/{project}/removeFolder", {"folder": "/a", "recurse": True, "force": True, "partial": True})
     assert reply["completed"] is True
@@ -263,7 +263,7 @@ def test_remove_objects_removes_them_from_the_project(alice, project, tree):
     alice.ok(f"/{project}/removeObjects", {"objects": [tree["x"], tree["z"]], "force": True})
     assert listing(alice, project, "/")[1] == [] and listing(alice, project, "/a")[1] == []
     status, reply = alice.call(f"/{project}/removeObjects", {"objects": [tree["x"]]})
-    assert is_error(status, reply, 404, "ResourceNotFound")
+    assert_error((status, reply), 404, "ResourceNotFound")
 
 
 # findDataObjects and resolveDataObjects ------------------------------------------------------
@@ -442,11 +442,11 @@ def test_clone_needs_upload_on_the_destination_and_closed_objects(alice, bob, pr
     alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "VIEW"})
     bob.ok(f"/{theirs}/invite", {"invitee": "user-alice", "level": "VIEW"})
     status, reply = alice.call(f"/{project}/clone", {"objects": [tree["z"]], "project": theirs})
-    assert is_error(status, reply, 403, "PermissionDenied")
+    assert_error((status, reply), 403, "PermissionDenied")
     assert bob.ok(f"/{project}/clone", {"objects": [tree["z"]], "project": theirs})["exists"] == []
     open_file = alice.ok("/file/new", {"project": project, "name": "open"})["id"]
     mine = new_project(alice, "mine")
-    assert is_error(*alice.call(f"/{project}/clone", {"objects": [open_file], "project": mine}), 422, "InvalidState")
+    assert_error(alice.call(f"/{project}/clone", {"objects": [open_file], "project": mine}), 422, "InvalidState")
     assert not Placement.objects.filter(container_id=mine).exists()
 
 
@@ -465,9 +465,9 @@ def test_decrease_permissions_lowers_or_removes_but_never_raises(alice, bob, pro
     alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "CONTRIBUTE"})
     alice.ok(f"/{project}/decreasePermissions", {"user-bob": "VIEW"})
     assert bob.ok(f"/{project}/describe")["level"] == "VIEW"
-    assert is_error(*alice.call(f"/{project}/decreasePermissions", {"user-bob": "ADMINISTER"}), 422)
+    assert_error(alice.call(f"/{project}/decreasePermissions", {"user-bob": "ADMINISTER"}), 422)
     alice.ok(f"/{project}/decreasePermissions", {"user-bob": None})
-    assert is_error(*bob.call(f"/{project}/describe"), 404, "ResourceNotFound")
+    assert_error(bob.call(f"/{project}/describe"), 404, "ResourceNotFound")
 
 
 def test_the_last_administrator_cannot_be_removed_lowered_or_leave(alice, bob, project):
@@ -478,7 +478,7 @@ def test_the_last_administrator_cannot_be_removed_lowered_or_leave(alice, bob, p
         ("leave", {}),
     ]:
         status, reply = alice.call(f"/{project}/{call}", body)
-        assert is_error(status, reply, 422, "InvalidState"), (call, status, reply)
+        assert_error((status, reply), 422, "InvalidState", context=call)
     assert alice.ok(f"/{project}/describe")["permissions"] == {"user-alice": "ADMINISTER"}
     alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "ADMINISTER"})
     alice.ok(f"/{project}/decreasePermissions", {"user-alice": "VIEW"})
@@ -495,14 +495,14 @@ def test_a_failed_decrease_changes_nothing(alice, bob, charlie, project):
 def test_leave_removes_the_callers_own_membership(alice, bob, project):
     alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "UPLOAD"})
     assert bob.ok(f"/{project}/leave") == {"id": project}
-    assert is_error(*bob.call(f"/{project}/describe"), 404, "ResourceNotFound")
+    assert_error(bob.call(f"/{project}/describe"), 404, "ResourceNotFound")
 
 
 def test_destroy_removes_the_project_and_its_objects(alice, bob, project, tree):
     alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "CONTRIBUTE"})
-    assert is_error(*bob.call(f"/{project}/destroy"), 403, "PermissionDenied")
+    assert_error(bob.call(f"/{project}/destroy"), 403, "PermissionDenied")
     alice.ok(f"/{project}/destroy")
-    assert is_error(*alice.call(f"/{project}/describe"), 404, "ResourceNotFound")
+    assert_error(alice.call(f"/{project}/describe"), 404, "ResourceNotFound")
     assert not DataObject.objects.filter(pk__in=tree.values()).exists()
     assert project not in ids(alice.ok("/system/findProjects"))
 
