@@ -15,22 +15,13 @@ import psutil
 import pytest
 from django.conf import settings
 
+from tests.helpers import wait_for
 from tests.live import Dx, LiveServer
 
 pytestmark = pytest.mark.live
 
 APPS = Path(__file__).parent / "apps"
 HOLD_SECONDS = 120
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def need(program, why):

@@ -18,6 +18,7 @@ from jobs.logs.store import LogWriter
 from jobs.models import Job, LogLine, State
 from projects import actions as project_actions
 from projects.models import ApiToken, Container
+from tests.helpers import wait_for
 from tests.live import Dx, LiveServer
 from tests.projects.api_helpers import assert_error
 
@@ -113,16 +114,6 @@ def test_a_log_writer_drops_the_lines_of_a_job_deleted_with_its_project(transact
 
 def sleeping(seconds):
     return [p for p in psutil.process_iter(["cmdline"]) if f"sleep {seconds}" in " ".join(p.info["cmdline"] or [])]
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

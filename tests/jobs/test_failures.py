@@ -2,25 +2,16 @@
 
 import json
 import os
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.helpers import wait_for
+
 pytestmark = pytest.mark.live
 
 APPS = Path(__file__).parent / "apps"
-
-
-def wait_for(predicate, timeout=90, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -14,25 +14,16 @@ import logging
 import os
 import socket
 import threading
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from jobs.execution.sandbox.network import ApiRelay
+from tests.helpers import wait_for
 from tests.live import Dx, LiveServer
 
 APPS = Path(__file__).parent / "apps"
-
-
-def eventually(condition, seconds=30):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 class Server:
@@ -196,9 +187,9 @@ def test_the_servers_half_close_reaches_the_job_which_can_still_send(servers, re
         sock.sendall(after)  # the job's side is still open
         sock.shutdown(socket.SHUT_WR)
         assert read_to_end(sock) == b""
-    assert eventually(lambda: server.open == 0)
+    wait_for(lambda: server.open == 0, 30, interval=0.01)
     assert bytes(server.received[0]) == after
-    assert eventually(lambda: relay.connections == 0)
+    wait_for(lambda: relay.connections == 0, 30, interval=0.01)
 
 
 def test_http_requests_and_replies_pass_through_unchanged(relays):
@@ -229,7 +220,7 @@ def test_http_requests_and_replies_pass_through_unchanged(relays):
             reply = conn.getresponse().read()
             assert reply == hashlib.sha256(sent).hexdigest().encode() + body
         conn.close()
-        assert eventually(lambda: relay.connections == 0)
+        wait_for(lambda: relay.connections == 0, 30, interval=0.01)
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -251,7 +242,7 @@ def test_many_connections_at_once_take_no_thread_each(servers, relays):
     finally:
         for sock in held:
             sock.close()
-    assert eventually(lambda: relay.connections == 0 and server.open == 0)
+    wait_for(lambda: relay.connections == 0 and server.open == 0, 30, interval=0.01)
 
 
 # --- the cap -------------------------------------------------------------------------------
@@ -276,7 +267,7 @@ def test_connections_past_the_cap_are_reset_at_once_and_logged_once(servers, rel
         assert "job-test" in warnings[0].getMessage() and "DXWEB_JOB_API_CONNECTIONS" in warnings[0].getMessage()
         # A connection the job ends frees its place.
         held.pop().close()
-        assert eventually(lambda: relay.connections == 4)
+        wait_for(lambda: relay.connections == 4, 30, interval=0.01)
         with connect(address) as sock:
             assert answered(sock)
     finally:
@@ -301,7 +292,7 @@ def test_a_connection_the_api_does_not_take_is_reset_and_logged_once(relays, cap
         assert not answered(sock)
         if sock is not None:
             sock.close()
-    assert eventually(lambda: relay.connections == 0)
+    wait_for(lambda: relay.connections == 0, 30, interval=0.01)
     warnings = [r.getMessage() for r in caplog.records if r.name == "jobs.execution.sandbox.network"]
     assert len(warnings) == 1 and "cannot reach" in warnings[0], warnings
 
@@ -320,7 +311,7 @@ def test_close_ends_every_connection_both_sides_the_listener_and_the_thread(serv
         with pytest.raises(ConnectionResetError):
             sock.recv(1)
         sock.close()
-    assert eventually(lambda: server.open == 0)  # the API's side
+    wait_for(lambda: server.open == 0, 30, interval=0.01)  # the API's side
     assert relay.connections == 0 and relay_threads() == []
     with pytest.raises(ConnectionRefusedError):
         connect(address)

@@ -24,6 +24,7 @@ from jobs.models import Job, SSHSession, State
 from jobs.ssh import gateway, terminal
 from projects import actions as project_actions
 from projects.models import now_ms
+from tests.helpers import async_wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 HOST = b"127.0.0.1:8000"
@@ -236,13 +237,6 @@ async def refusal(actor, **kwargs):
     return status, closed
 
 
-async def eventually(check, timeout=5):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 # The shell --------------------------------------------------------------------------------------
 
 
@@ -313,13 +307,13 @@ def test_reading_pauses_while_the_browser_is_over_512_kb_behind(world, alice, fa
         assert "pause" not in process.calls
         process.output.put_nowait(chunk)
         await output_until(communicator, chunk)
-        await eventually(lambda: "pause" in process.calls)
+        await async_wait_for(lambda: "pause" in process.calls)
         await send(communicator, type="ack", bytes=6 * 65536)  # 192 kB behind: still paused
         await send(communicator, type="ack", bytes=65536)  # 128 kB behind: still paused
         await asyncio.sleep(0.05)
         assert "resume" not in process.calls
         await send(communicator, type="ack", bytes=1)
-        await eventually(lambda: "resume" in process.calls)
+        await async_wait_for(lambda: "resume" in process.calls)
         await communicator.disconnect()
         return process.calls
 
@@ -357,7 +351,7 @@ def test_malformed_frames_get_an_error_status_and_the_terminal_goes_on(world, al
         await send(communicator, type="resize", cols=90, rows=20)
         assert (await next_status(communicator))["state"] == "open"
         await send(communicator, type="input", data="ls\r")
-        await eventually(lambda: fake_shell[0].written)
+        await async_wait_for(lambda: fake_shell[0].written)
         await communicator.disconnect()
         return errors
 
@@ -379,7 +373,7 @@ def test_a_lone_surrogate_in_a_frame_is_refused_and_nothing_reaches_the_shell(wo
             await communicator.send_to(text_data=text)
             errors.append(await next_status(communicator))
         await send(communicator, type="input", data="ok\r")
-        await eventually(lambda: fake_shell[0].written)
+        await async_wait_for(lambda: fake_shell[0].written)
         await communicator.disconnect()
         return errors
 

@@ -20,6 +20,7 @@ import pytest
 from jobs import actions
 from jobs.execution import runner
 from jobs.models import Job, LogLine, State
+from tests.helpers import wait_for
 from tests.live import BIN, ROOT, Dx, LiveServer
 from tests.test_scaled_out import POSTGRES_URL, REDIS_URL, check_postgres, check_redis, require
 
@@ -29,16 +30,6 @@ LEASE_SECONDS = 3
 SHORT_LEASE = {"DXWEB_LEASE_SECONDS": str(LEASE_SECONDS), "DXWEB_HEARTBEAT_SECONDS": "0.5", "DXWEB_REAP_SECONDS": "1"}
 # A Redis database of its own, flushed at the start, so no other test's messages reach these workers.
 WORKERS_REDIS_URL = urlunparse(urlparse(REDIS_URL)._replace(path="/5"))
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def unique_seconds(base):
