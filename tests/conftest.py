@@ -1,4 +1,8 @@
-"""Shared fixtures: named actors (alice owns, bob is a member, charlie is an outsider) and API helpers."""
+"""Shared fixtures: named actors and API helpers.
+
+alice owns `project`; bob starts as a stranger to it and each test that needs a member invites him at
+the level it tests (VIEW, CONTRIBUTE or ADMINISTER); charlie is never let in.
+"""
 
 import json
 
@@ -100,6 +104,7 @@ def alice(db):
 
 @pytest.fixture
 def bob(db):
+    """A second user, not yet a member of anything: tests invite him at the level they need."""
     return make_actor("bob")
 
 
