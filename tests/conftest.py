@@ -5,6 +5,7 @@ the level it tests (VIEW, CONTRIBUTE or ADMINISTER); charlie is never let in.
 """
 
 import json
+import time
 
 import pytest
 from asgiref.sync import SyncToAsync
@@ -89,6 +90,35 @@ class ApiClient:
         status, data = self.call(path, body)
         assert status == 200, (path, status, data)
         return data
+
+
+class Clock:
+    """The wall clock of the modules it is installed in, moved on by `advance` instead of sleeping."""
+
+    def __init__(self, monkeypatch):
+        self.monkeypatch = monkeypatch
+        self.offset = 0.0
+
+    def install(self, *modules):
+        """Stand for the `time` module these modules imported (they call `time.time()`)."""
+        for module in modules:
+            self.monkeypatch.setattr(module, "time", self)
+        return self
+
+    def time(self):
+        return time.time() + self.offset
+
+    def advance(self, seconds):
+        self.offset += seconds
+
+    def __getattr__(self, name):  # monotonic, sleep...: the real ones
+        return getattr(time, name)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """A clock to move on instead of sleeping: `clock.install(module)`, then `clock.advance(seconds)`."""
+    return Clock(monkeypatch)
 
 
 def make_actor(handle):

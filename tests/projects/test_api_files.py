@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from projects import transfer
 from projects.models import ApiToken, FilePart
 from tests.conftest import ApiClient
 
@@ -234,9 +235,12 @@ def expires_in(reply):
     return reply["expires"] / 1000 - time.time()
 
 
-def test_a_download_url_lives_as_long_as_the_token_that_asked_for_it_and_its_access(alice, bob, project, settings):
+def test_a_download_url_lives_as_long_as_the_token_that_asked_for_it_and_its_access(
+    alice, bob, project, settings, clock
+):
     """dxpy takes a non-preauthenticated URL as good forever (it never asks again): a download that outlasts a
     short TTL must not break part-way. Such a URL lives while its token lives and still reaches the file."""
+    clock.install(transfer)
     settings.DXWEB_TRANSFER_URL_TTL = 1  # what the pages' and the uploads' URLs live: not these
     file_id = upload_file(alice, project, [b"long download"])
     alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "VIEW"})
@@ -244,7 +248,7 @@ def test_a_download_url_lives_as_long_as_the_token_that_asked_for_it_and_its_acc
     laptop = ApiClient(bob.user, raw)
     reply = laptop.ok(f"/{file_id}/download", {"preauthenticated": False, "project": project})
     assert expires_in(reply) > 6 * 24 * 3600
-    time.sleep(1.1)
+    clock.advance(1.1)
     assert content(get(reply["url"], HTTP_RANGE="bytes=5-12")) == b"download"
     # bob loses access: the URL stops, with the answer an outsider gets
     alice.ok(f"/{project}/decreasePermissions", {"user-bob": None})
@@ -257,11 +261,12 @@ def test_a_download_url_lives_as_long_as_the_token_that_asked_for_it_and_its_acc
     # and it never outlives the most a URL may live
     settings.DXWEB_DOWNLOAD_URL_MAX_TTL = 1
     reply = bob.ok(f"/{file_id}/download")
-    time.sleep(1.1)
+    clock.advance(1.1)
     assert_error(reply_of(get(reply["url"])), 400, "InvalidInput")
 
 
-def test_a_preauthenticated_url_is_good_for_anyone_for_its_duration(alice, project, settings):
+def test_a_preauthenticated_url_is_good_for_anyone_for_its_duration(alice, project, settings, clock):
+    clock.install(transfer)
     file_id = upload_file(alice, project, [b"for anyone"])
     reply = alice.ok(f"/{file_id}/download", {"preauthenticated": True})
     assert 24 * 3600 - 60 < expires_in(reply) <= 24 * 3600
@@ -277,7 +282,7 @@ def test_a_preauthenticated_url_is_good_for_anyone_for_its_duration(alice, proje
     reply = ApiClient(alice.user, ApiToken.issue(alice.user, "t")[1]).ok(
         f"/{file_id}/download", {"preauthenticated": True, "duration": 1}
     )
-    time.sleep(1.1)
+    clock.advance(1.1)
     assert_error(reply_of(get(reply["url"])), 400, "InvalidInput")
 
 
