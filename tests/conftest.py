@@ -149,6 +149,13 @@ def anonymous(db):
 
 
 @pytest.fixture
+def web(alice):
+    """alice's browser, logged in."""
+    alice.client.force_login(alice.user)
+    return alice.client
+
+
+@pytest.fixture
 def project(alice):
     """A project alice administers."""
     return alice.ok("/project/new", {"name": "alice's project"})["id"]

@@ -23,13 +23,6 @@ BAD_NAMES = {
 
 
 @pytest.fixture
-def web(alice):
-    """alice's browser, logged in."""
-    alice.client.force_login(alice.user)
-    return alice.client
-
-
-@pytest.fixture
 def container(project):
     return Container.objects.get(pk=project)
 

@@ -10,12 +10,6 @@ from projects.models import Container, Grant, Level, Org, OrgMember
 
 
 @pytest.fixture
-def web(alice):
-    alice.client.force_login(alice.user)
-    return alice.client
-
-
-@pytest.fixture
 def container(project):
     return Container.objects.get(pk=project)
 

@@ -12,12 +12,6 @@ from projects.models import ApiToken, User
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx1c3RpZ2VyIGtleSBmb3IgdGVzdHM alice@laptop\n"
 
 
-@pytest.fixture
-def web(alice):
-    alice.client.force_login(alice.user)
-    return alice.client
-
-
 def shown_token(page_html):
     match = re.search(r'<code class="secret-value" id="new-token-value">([^<]+)</code>', page_html)
     return match and match.group(1)

@@ -16,12 +16,6 @@ def small_parts(settings):
     settings.DXWEB_MIN_PART_SIZE = 8
 
 
-@pytest.fixture
-def web(alice):
-    alice.client.force_login(alice.user)
-    return alice.client
-
-
 def post(client, url, body):
     response = client.post(url, json.dumps(body), content_type="application/json")
     return response.status_code, response.json()
