@@ -122,6 +122,7 @@ def clock(monkeypatch):
 
 
 def make_actor(handle):
+    """A user (password `<handle>-password`) calling the API with a token of their own."""
     user = create_user(handle, password=f"{handle}-password")
     _, raw = ApiToken.issue(user, "test")
     return ApiClient(user, raw)

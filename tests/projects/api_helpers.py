@@ -1,4 +1,4 @@
-"""Helpers shared by the API tests: cheap actors, a small project world, uploads and error checks."""
+"""Helpers shared by the API tests: a small project world, uploads and error checks."""
 
 import hashlib
 import json
@@ -8,16 +8,7 @@ from django.test import Client
 
 from dxweb.ids import new_id
 from projects import actions
-from projects.accounts import create_user
-from projects.models import ApiToken, DataObject, Folder, Grant, Level, Placement
-from tests.conftest import ApiClient
-
-
-def actor(handle):
-    """A user with an API token (no password, so no slow hashing)."""
-    user = create_user(handle)
-    _, raw = ApiToken.issue(user, "test")
-    return ApiClient(user, raw)
+from projects.models import DataObject, Folder, Grant, Level, Placement
 
 
 def md5(data):

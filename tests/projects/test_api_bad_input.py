@@ -9,9 +9,9 @@ from django.test import Client
 from jobs.models import Job, State
 from projects import transfer
 from projects.models import DataObject, FilePart, Folder, Nonce, Placement
-from tests.conftest import ApiClient
+from tests.conftest import ApiClient, make_actor
 
-from .api_helpers import actor, assert_error, build_world, content, get, md5, post_json, put, reply_of, upload_part
+from .api_helpers import assert_error, build_world, content, get, md5, post_json, put, reply_of, upload_part
 
 ZEROS = "0" * 24
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consu
 
 @pytest.fixture
 def alice(db):
-    return actor("alice")
+    return make_actor("alice")
 
 
 @pytest.fixture
@@ -672,7 +672,7 @@ def test_a_failed_call_does_not_use_up_its_nonce(alice, world):
 
 
 def test_nonces_belong_to_their_caller(alice, world):
-    bob = actor("bob")
+    bob = make_actor("bob")
     alice.ok(f"/{world.project}/invite", {"invitee": "user-bob", "level": "UPLOAD"})
     body = {"project": world.project, "name": "mine.txt", "nonce": "shared"}
     assert alice.ok("/file/new", body) != bob.ok("/file/new", body)

@@ -8,9 +8,9 @@ import pytest
 
 from projects import actions
 from projects.models import ApiToken, Container, Folder, Grant, OrgMember, Placement
-from tests.conftest import ApiClient
+from tests.conftest import ApiClient, make_actor
 
-from .api_helpers import actor, assert_error, build_world, grant, md5
+from .api_helpers import assert_error, build_world, grant, md5
 
 LEVELS = ["VIEW", "UPLOAD", "CONTRIBUTE", "ADMINISTER"]
 CALLERS = ["anonymous", "outsider", *LEVELS, "org CONTRIBUTE"]
@@ -90,14 +90,14 @@ def expected_status(caller, needed, route):
 
 def world_for(caller):
     """A fresh project owned by alice, and the caller reaching it as `caller` says."""
-    alice = actor("alice")
+    alice = make_actor("alice")
     w = build_world(alice)
-    grant(w.project, actor("spare").user.dx_id, "VIEW")
+    grant(w.project, make_actor("spare").user.dx_id, "VIEW")
     if caller == "anonymous":
         client = ApiClient()
         w.destination = w.project
         return w, client
-    client = actor("caller")
+    client = make_actor("caller")
     w.destination = actions.create_container(client.user, "destination").pk
     if caller in RANK:
         grant(w.project, client.user.dx_id, caller)
@@ -174,7 +174,7 @@ def test_outsider_sees_only_errors_in_describe_data_objects_and_nothing_in_finds
 
 
 def test_a_job_token_cannot_create_projects_or_orgs_or_update_its_user(db):
-    alice = actor("alice")
+    alice = make_actor("alice")
     w = build_world(alice)
     token, raw = ApiToken.issue(alice.user, "job")
     token.scopes = {w.project: 3}
@@ -198,8 +198,8 @@ ORG_ROUTES = {
 
 @pytest.fixture
 def org_world(db):
-    admin, member, outsider = actor("orgadmin"), actor("member"), actor("nonmember")
-    actor("newcomer")
+    admin, member, outsider = make_actor("orgadmin"), make_actor("member"), make_actor("nonmember")
+    make_actor("newcomer")
     admin.ok("/org/new", {"handle": "lab", "name": "The Lab"})
     admin.ok("/org-lab/invite", {"invitee": "user-member", "level": "MEMBER"})
     return {"ADMIN": admin, "MEMBER": member, "non-member": outsider, "anonymous": ApiClient()}
@@ -232,7 +232,7 @@ def test_org_methods_answer_by_membership(org_world, method, role):
 
 
 def test_users_can_only_update_themselves(db):
-    alice, bob = actor("alice"), actor("bob")
+    alice, bob = make_actor("alice"), make_actor("bob")
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0b alice@laptop\n"
     assert alice.ok("/user-alice/update", {"sshPublicKey": key}) == {"id": "user-alice"}
     assert_error(bob.call("/user-alice/update", {"sshPublicKey": "ssh-ed25519 AAAA bob"}), 403, "PermissionDenied")
@@ -243,7 +243,7 @@ def test_users_can_only_update_themselves(db):
 
 
 def test_other_users_see_only_a_users_public_face(db):
-    alice, bob = actor("alice"), actor("bob")
+    alice, bob = make_actor("alice"), make_actor("bob")
     alice.ok("/user-alice/update", {"sshPublicKey": "ssh-ed25519 AAAA alice", "first": "Alice"})
     seen = bob.ok("/user-alice/describe")
     assert seen == {"id": "user-alice", "class": "user", "handle": "alice"}

@@ -4,8 +4,9 @@ import pytest
 
 from projects import actions
 from projects.models import Container, DataObject, Placement
+from tests.conftest import make_actor
 
-from .api_helpers import actor, assert_error
+from .api_helpers import assert_error
 
 
 def ids(reply):
@@ -542,7 +543,7 @@ def test_a_refused_user_update_changes_nothing(alice):
 def test_describing_the_handle_for_dx_whoami(alice, bob):
     assert alice.ok("/user-alice/describe")["handle"] == "alice"
     assert bob.ok("/user-alice/describe") == {"id": "user-alice", "class": "user", "handle": "alice"}
-    assert actor("dora").ok("/system/whoami") == {"id": "user-dora"}
+    assert make_actor("dora").ok("/system/whoami") == {"id": "user-dora"}
 
 
 def test_describe_reports_the_data_usage_of_the_projects_files(alice, project):
