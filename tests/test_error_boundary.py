@@ -74,14 +74,15 @@ ALL_KINDS = [*KINDS, "TooManyRequests"]
 
 
 @pytest.fixture
-def web(db):
+def visitor(db):
+    """Someone not signed in, whose client answers a server error as the 500 page instead of raising."""
     return Client(raise_request_exception=False)
 
 
 @pytest.mark.urls(__name__)
 @pytest.mark.parametrize("kind", ALL_KINDS)
-def test_a_page_shows_resource_not_found_as_the_404_page_and_any_other_refusal_as_the_403_page(web, kind):
-    response = web.get(f"/test-errors/page/{kind}")
+def test_a_page_shows_resource_not_found_as_the_404_page_and_any_other_refusal_as_the_403_page(visitor, kind):
+    response = visitor.get(f"/test-errors/page/{kind}")
     html = response.content.decode()
     if kind == "ResourceNotFound":
         assert response.status_code == 404
@@ -94,9 +95,9 @@ def test_a_page_shows_resource_not_found_as_the_404_page_and_any_other_refusal_a
 
 @pytest.mark.urls(__name__)
 @pytest.mark.parametrize("kind", ALL_KINDS)
-def test_an_api_view_answers_every_dxerror_as_json_with_its_status(web, kind):
+def test_an_api_view_answers_every_dxerror_as_json_with_its_status(visitor, kind):
     error = error_of(kind)
-    response = web.get(f"/test-errors/api/{kind}")
+    response = visitor.get(f"/test-errors/api/{kind}")
     assert response.status_code == error.status
     assert response["Content-Type"] == "application/json"
     assert json.loads(response.content) == {"error": {"type": error.type, "message": error.message}}
@@ -104,12 +105,12 @@ def test_an_api_view_answers_every_dxerror_as_json_with_its_status(web, kind):
 
 
 @pytest.mark.urls(__name__)
-def test_other_exceptions_are_left_to_django(web):
-    assert web.get("/test-errors/bug").status_code == 500
+def test_other_exceptions_are_left_to_django(visitor):
+    assert visitor.get("/test-errors/bug").status_code == 500
 
 
 @pytest.mark.urls(__name__)
-def test_errors_carry_their_field_without_changing_the_json(web):
+def test_errors_carry_their_field_without_changing_the_json(visitor):
     error = InvalidInput("Bad", field="name")
     assert error.field == "name" and error.to_dict() == {"error": {"type": "InvalidInput", "message": "Bad"}}
     assert DXError("x").field is None
