@@ -9,18 +9,18 @@ import time
 from django.conf import settings
 from django.db import models, transaction
 
-from dxweb.errors import InvalidInput, InvalidState, PermissionDenied, ResourceNotFound
+from dxweb.errors import InvalidInput, InvalidState, PermissionDenied
 from dxweb.ids import id_class, new_id
 from dxweb.validation import get, string_list, string_map
 from projects import actions as project_actions
 from projects.models import ApiToken, Container, DataObject, Level, Placement, now_ms
-from projects.permissions import access_container, access_object, check_level, job_scopes, launch_cap, level_of
+from projects.permissions import access_container, access_object, job_scopes, launch_cap
 
 from . import dispatch, notifications
 from .logs.store import append_line, notify_state
 from .models import DEBUG_REASONS, FINAL_STATES, PRIORITIES, TRANSITIONS, Job, JobDependency, JobTransition, State
+from .permissions import access_hold, access_job
 from .specs import check_applet_specs, check_input, jbor, link_target, timeout_seconds
-from .ssh.gateway import address_allowed
 
 log = logging.getLogger(__name__)
 
@@ -157,28 +157,10 @@ def new_applet(user, container, body):
 # Launching -------------------------------------------------------------------------
 
 
-def access_job(principal, job_id):
-    """Return the job if the principal can VIEW its project (or it is the principal's own job tree)."""
-    job = (
-        Job.objects.select_related("project", "launched_by").filter(pk=job_id).first()
-        if isinstance(job_id, str)
-        else None
-    )
-    if job is None or level_of(principal, job.project_id) < Level.VIEW:
-        raise ResourceNotFound(f"The entity {job_id} could not be found")
-    return job
-
-
-class AddressNotAllowed(PermissionDenied):
-    """The caller may debug the job, but not from this address (allowSSH)."""
-
-
 def allow_ssh_from(principal, job_id):
     """Add the caller's address to the job's allowSSH, as `dx ssh` does (CONTRIBUTE, as /job-x/update)."""
-    job = access_job(principal, job_id)
-    check_level(principal, job.project_id, Level.CONTRIBUTE)
-    if job.is_final:
-        raise InvalidState(f"{job.id} has already finished ({job.state})")
+    job = access_job(principal, job_id, Level.CONTRIBUTE)
+    _check_open(job)
     if not principal.client_ip:
         raise InvalidInput("Your address is not known")
     if principal.client_ip not in job.allow_ssh:
@@ -187,37 +169,30 @@ def allow_ssh_from(principal, job_id):
     return job
 
 
-def access_debug(principal, job_id):
-    """Return the job if the principal may open a shell in it; raise with the reason otherwise.
+def _check_open(job):
+    """Raise unless the job can still be reached: allowSSH means nothing once it has finished."""
+    if job.is_final:
+        raise InvalidState(f"{job.id} has already finished ({job.state})")
 
-    The launcher may debug their job; a project administrator too when DXWEB_DEBUG_BY_ADMINS is
-    set. Job tokens never may. The job must be running or held and allow SSH from the caller's
-    address (held jobs too: `allowSSH` is the firewall, as on DNAnexus).
-    """
-    job = access_job(principal, job_id)
-    allowed = principal.scopes is None and (
-        job.launched_by_id == principal.user.pk
-        or (settings.DXWEB_DEBUG_BY_ADMINS and level_of(principal, job.project_id) >= Level.ADMINISTER)
-    )
-    if not allowed:
-        who = "its launcher or a project administrator" if settings.DXWEB_DEBUG_BY_ADMINS else "its launcher"
-        raise PermissionDenied(f"Only {who} may open a terminal in {job.id}")
-    if job.state not in (State.RUNNING, State.DEBUG_HOLD):
-        raise InvalidState(f"{job.id} is {job.state}: only running or held jobs can be reached by SSH")
-    if not address_allowed(principal.client_ip, job.allow_ssh):
-        raise AddressNotAllowed(
-            f"Your address {principal.client_ip or '(unknown)'} is not in the allowSSH list of {job.id}; "
-            "allow it from the job page (or with `dx ssh`) first"
-        )
+
+def update_job(principal, job, body):
+    """Apply /job-x/update to a job the caller may change (CONTRIBUTE): its name and allowSSH."""
+    fields = {}
+    if "allowSSH" in body:
+        fields["allow_ssh"] = string_list(body, "allowSSH")
+    if "name" in body:
+        fields["name"] = project_actions.clean_name(get(body, "name", str))
+    if "allow_ssh" in fields:
+        _check_open(job)
+    for field, value in fields.items():
+        setattr(job, field, value)
+    job.modified = now_ms()
+    job.save(update_fields=["allow_ssh", "name", "modified"])
     return job
 
 
 def _held(principal, job_id):
-    job = access_job(principal, job_id)
-    if principal.scopes is not None or (
-        job.launched_by_id != principal.user.pk and level_of(principal, job.project_id) < Level.ADMINISTER
-    ):
-        raise PermissionDenied(f"Only the launcher or a project administrator may change the hold of {job.id}")
+    job = access_hold(principal, job_id)
     if job.state != State.DEBUG_HOLD:
         raise InvalidState(f"{job.id} is {job.state}, not held for debugging")
     return job

@@ -4,15 +4,15 @@ from django.db import DatabaseError
 
 from dxweb.api import api_method
 from dxweb.errors import InvalidInput
-from dxweb.validation import get, string_list
-from projects import actions as project_actions
+from dxweb.validation import get
 from projects.api import object_method, tagging_methods
 from projects.find import describe_input, page_limit
 from projects.models import Level, select_fields
-from projects.permissions import access_container, check_level
+from projects.permissions import access_container
 
 from . import actions
 from .models import Job, describe_job
+from .permissions import access_job
 from .querysets import Cursor
 
 
@@ -47,10 +47,7 @@ def job_method(name, needed=Level.VIEW, write=False):
 
     def register(fn):
         def handler(principal, job_id, body):
-            job = actions.access_job(principal, job_id)
-            if needed > Level.VIEW:
-                check_level(principal, job.project_id, needed)
-            return fn(principal, job, body)
+            return fn(principal, access_job(principal, job_id, needed), body)
 
         api_method("job", name, write=write)(handler)
         return fn
@@ -74,12 +71,7 @@ tagging_methods(job_method, lambda job: job.id)
 
 @job_method("update", Level.CONTRIBUTE, write=True)
 def job_update(principal, job, body):
-    if "allowSSH" in body:
-        job.allow_ssh = string_list(body, "allowSSH")
-    if "name" in body:
-        job.name = project_actions.clean_name(get(body, "name", str))
-    job.save(update_fields=["allow_ssh", "name"])
-    return {"id": job.id}
+    return {"id": actions.update_job(principal, job, body).id}
 
 
 def _find_jobs(principal, body):

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, time
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied as Forbidden
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
@@ -25,6 +24,7 @@ from projects.permissions import Principal
 from projects.views import PAGE_SIZE, principal, project_for
 
 from . import actions
+from . import permissions as job_permissions
 from .forms import (
     AppletForm,
     JobFilterForm,
@@ -52,11 +52,7 @@ def applet_in(request, container, applet_id, needed=Level.VIEW):
 
 
 def job_for(request, job_id, needed=Level.VIEW):
-    job = actions.access_job(principal(request), job_id)
-    job.level = permissions.level_of(principal(request), job.project_id)
-    if job.level < needed:
-        raise Forbidden(f"{Level(needed).label} permission is required in {job.project_id}")
-    return job
+    return job_permissions.access_job(principal(request), job_id, needed)
 
 
 # Applets -----------------------------------------------------------------------------
@@ -81,7 +77,7 @@ def applets(request, project_id):
             "tab": "applets",
             "project": container,
             "level": container.level,
-            "can_create": container.level >= Level.UPLOAD,
+            "can_create": permissions.reaches(container.level, Level.UPLOAD),
             "applets": rows,
         },
     )
@@ -111,8 +107,8 @@ def applet(request, project_id, applet_id):
             "run_spec_rest": json.dumps({k: v for k, v in spec.get("runSpec", {}).items() if k != "code"}, indent=2),
             "versions": versions,
             "newest": versions[0].obj_id == placement.obj_id,
-            "can_create": container.level >= Level.UPLOAD,
-            "can_run": container.level >= Level.CONTRIBUTE,
+            "can_create": permissions.reaches(container.level, Level.UPLOAD),
+            "can_run": permissions.reaches(container.level, Level.CONTRIBUTE),
             "recent_jobs": Job.objects.filter(project=container, executable=placement.obj_id).order_by("-created")[:10],
         },
     )
@@ -185,7 +181,7 @@ def launch(request, project_id, applet_id):
             "spec": spec,
             "form": form,
             "source": source,
-            "can_run": container.level >= Level.CONTRIBUTE,
+            "can_run": permissions.reaches(container.level, Level.CONTRIBUTE),
             "client_ip": client_ip,
         },
         status=422 if form.errors else 200,
@@ -436,8 +432,8 @@ def job(request, job_id):
             "job": job,
             "project": job.project,
             "level": job.level,
-            "can_change": job.level >= Level.CONTRIBUTE,
-            "can_terminate": job.level >= Level.CONTRIBUTE
+            "can_change": permissions.reaches(job.level, Level.CONTRIBUTE),
+            "can_terminate": permissions.reaches(job.level, Level.CONTRIBUTE)
             and Job.objects.filter(Q(pk=origin.pk) | Q(origin=origin)).exclude(state__in=FINAL_STATES).exists(),
             "is_final": job.is_final,
             "duration_s": (stopped - job.started_running) // 1000 if stopped and job.started_running else None,
@@ -539,10 +535,10 @@ def debugger(request):
 @login_required
 def job_debug(request, job_id):
     try:
-        job = actions.access_debug(debugger(request), job_id)
-    except actions.AddressNotAllowed as err:
+        job = job_permissions.access_debug(debugger(request), job_id)
+    except job_permissions.AddressNotAllowed as err:
         # The one refusal the user can lift from here: offer to add their address, as `dx ssh` would.
-        job = actions.access_job(debugger(request), job_id)
+        job = job_permissions.access_job(debugger(request), job_id)
         return render(
             request,
             "jobs/debug_allow.html",

@@ -211,7 +211,7 @@ def effective_access(container):
     return rows
 
 
-def _require(held, container_id, needed):
+def require_level(held, container_id, needed):
     """Raise unless `held` reaches `needed` (below VIEW: as if the container did not exist); return it."""
     if held < Level.VIEW:
         raise ResourceNotFound(f"The entity {container_id} could not be found")
@@ -222,9 +222,19 @@ def _require(held, container_id, needed):
     return held
 
 
+def reaches(held, needed):
+    """Return whether a level held is `needed` or more: what a page may offer its viewer."""
+    return Level(held) >= needed
+
+
+def holds(principal, container_id, needed=Level.VIEW):
+    """Return whether the principal holds `needed` on the container (asked again at each call)."""
+    return reaches(level_of(principal, container_id), needed)
+
+
 def check_level(principal, container_id, needed):
     """Raise unless the principal holds `needed` on the container; return the level held."""
-    return _require(level_of(principal, container_id), container_id, needed)
+    return require_level(level_of(principal, container_id), container_id, needed)
 
 
 def access_container(principal, container_id, needed=Level.VIEW, kinds=(Container.PROJECT, Container.WORKSPACE)):
@@ -241,7 +251,7 @@ def access_container(principal, container_id, needed=Level.VIEW, kinds=(Containe
     container = CONTAINER.load(rows[0])
     if container.kind not in kinds:
         raise ResourceNotFound(f"The entity {container_id} could not be found")
-    container.level = _require(_held(principal, container.pk, rows[0][-1]), container.pk, needed)
+    container.level = require_level(_held(principal, container.pk, rows[0][-1]), container.pk, needed)
     return container
 
 

@@ -21,7 +21,17 @@ from dxweb.middleware import answers_json
 from dxweb.validation import get
 
 from . import actions, permissions, transfer
-from .forms import InviteForm, NameForm, NotifyForm, OrgForm, OrgMemberForm, ProjectForm, SshKeyForm, TokenForm
+from .forms import (
+    LEVEL_CHOICES,
+    InviteForm,
+    NameForm,
+    NotifyForm,
+    OrgForm,
+    OrgMemberForm,
+    ProjectForm,
+    SshKeyForm,
+    TokenForm,
+)
 from .models import Container, DataObject, Folder, Level, OrgMember, Placement, upload_parameters
 from .permissions import Principal
 
@@ -217,15 +227,15 @@ def project(request, project_id):
             "tab": "files",
             "project": container,
             "level": container.level,
-            "can_upload": container.level >= Level.UPLOAD,
-            "can_change": container.level >= Level.CONTRIBUTE,
+            "can_upload": permissions.reaches(container.level, Level.UPLOAD),
+            "can_change": permissions.reaches(container.level, Level.CONTRIBUTE),
             "folder": folder,
             "breadcrumbs": breadcrumbs(folder),
             "tree": tree,
             "subfolders": [{"path": p, "name": p.rsplit("/", 1)[1]} for p in subfolders] if page.number == 1 else [],
             "page": page,
             "all_folders": container.folders.order_by("path").values_list("path", flat=True)[:1000]
-            if container.level >= Level.CONTRIBUTE
+            if permissions.reaches(container.level, Level.CONTRIBUTE)
             else [],
             "upload": {
                 "part_size": max(UPLOAD_PART_SIZE, settings.DXWEB_MIN_PART_SIZE),
@@ -356,11 +366,11 @@ def members(request, project_id):
             "tab": "members",
             "project": container,
             "level": container.level,
-            "can_admin": container.level >= Level.ADMINISTER,
+            "can_admin": permissions.reaches(container.level, Level.ADMINISTER),
             "grants": grants,
             "access": permissions.effective_access(container),
             "form": form,
-            "levels": [level.label for level in Level if level != Level.NONE],
+            "levels": [label for label, _ in LEVEL_CHOICES],
             "is_direct_member": any(g.user_id == request.user.pk for g in grants),
         },
     )

@@ -24,7 +24,7 @@ import textwrap
 
 from dxweb.errors import DXError
 from projects.models import ApiToken, Level
-from projects.permissions import Principal, access_object, level_of
+from projects.permissions import Principal, access_object, holds
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _file_name(principal, file_id, hint):
 
 def _input_patterns(principal, job):
     """{input name: its legal `patterns` (with a "*")}, from the applet as the job's token describes it."""
-    if level_of(principal, job.project_id) < Level.VIEW:
+    if not holds(principal, job.project_id, Level.VIEW):
         raise LeftToTheJob("the job's token cannot describe the job")
     if job.function != "main":
         return {}  # subjobs: dx-print-bash-vars ignores the input spec

@@ -17,10 +17,10 @@ from django.conf import settings
 from dxweb.api import principal_for_guarded_token
 from dxweb.errors import BadRequest, DXError, InvalidInput, PermissionDenied, ResourceNotFound
 from dxweb.websockets import SERVER_ERROR, FirstFrameDeadline, client_address, close_with, decode_frame
-from jobs.actions import access_job
 from jobs.models import FINAL_STATES, Job
+from jobs.permissions import access_job, check_job_visible
 from projects.models import Container, Level
-from projects.permissions import Principal, access_container, level_of
+from projects.permissions import Principal, access_container, holds
 
 from .store import LEVELS, LogReader, group_name, states_group
 from .tail import Follower
@@ -219,7 +219,7 @@ class JobStatesConsumer(SessionConsumer):
             jobs = jobs.filter(launched_by=self.principal.user)
         rows = list(jobs.values_list("id", "state", "project_id"))
         # Access may have been revoked since the page was rendered: ask the permission module each time.
-        allowed = {pid for pid in {r[2] for r in rows} if level_of(self.principal, pid) >= Level.VIEW}
+        allowed = {pid for pid in {r[2] for r in rows} if holds(self.principal, pid, Level.VIEW)}
         return {job_id: state for job_id, state, pid in rows if pid in allowed}
 
     async def run(self):
@@ -257,8 +257,7 @@ class JobPageConsumer(SessionConsumer):
 
     def _read(self):
         # Watching is VIEW on the project, checked again at every read: a revoked member stops receiving.
-        if level_of(self.principal, self.job.project_id) < Level.VIEW:
-            raise ResourceNotFound(f"The entity {self.job.id} could not be found")
+        check_job_visible(self.principal, self.job)
         rows = self.reader.jobs()
         lines = self.reader.new_lines(PAGE_BATCH)
         return rows, lines

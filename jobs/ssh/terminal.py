@@ -1,6 +1,6 @@
 """The browser terminal of a job: `/ws/jobs/<id>/terminal/`, xterm.js on one side, the job's SSH gateway on the other.
 
-The consumer only moves bytes. It asks jobs.actions.access_debug whether this user, from this
+The consumer only moves bytes. It asks jobs.permissions.access_debug whether this user, from this
 address, may debug the job, opens a shell through jobs.ssh, then pumps keystrokes in and output
 out. Browser -> server: text frames {"type": "input", "data": str}, {"type": "resize", "cols",
 "rows"} (the first frame; the shell opens at 80x24 if none comes) and {"type": "ack", "bytes": n}
@@ -27,8 +27,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from dxweb.errors import DXError, PermissionDenied, ResourceNotFound
 from dxweb.websockets import GATEWAY_REFUSED, SERVER_ERROR, SESSION_ENDED, close_code, decode_frame
-from jobs import actions
 from jobs.models import State
+from jobs.permissions import access_debug
 from projects.models import now_ms
 from projects.permissions import Principal
 
@@ -88,7 +88,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.principal = Principal(user=user, client_ip=client[0] or "")
         self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
         try:
-            self.job = await database_sync_to_async(actions.access_debug)(self.principal, self.job_id)
+            self.job = await database_sync_to_async(access_debug)(self.principal, self.job_id)
         except DXError as err:
             await self.refuse(close_code(err), err.message)
             return
@@ -240,7 +240,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     def recheck(self):
         """Return (why the session must end or None, the hold's end) from the database as it is now."""
         try:
-            job = actions.access_debug(self.principal, self.job_id)
+            job = access_debug(self.principal, self.job_id)
         except DXError as err:
             if isinstance(err, PermissionDenied | ResourceNotFound):
                 return f"Your access to {self.job_id} was revoked: {err.message}", None

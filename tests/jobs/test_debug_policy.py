@@ -3,7 +3,7 @@
 import pytest
 
 from dxweb.errors import InvalidState, PermissionDenied, ResourceNotFound
-from jobs import actions
+from jobs import actions, permissions
 from jobs.models import Job, State
 from jobs.ssh.gateway import address_allowed
 from projects.models import Level, now_ms
@@ -42,13 +42,13 @@ def as_(actor, ip="10.1.2.3"):
 
 
 def test_only_the_launcher_may_debug_unless_admins_are_allowed(held_job, alice, bob, charlie, settings):
-    assert actions.access_debug(as_(alice), held_job.pk).pk == held_job.pk
+    assert permissions.access_debug(as_(alice), held_job.pk).pk == held_job.pk
     with pytest.raises(PermissionDenied, match="Only its launcher"):
-        actions.access_debug(as_(bob), held_job.pk)
+        permissions.access_debug(as_(bob), held_job.pk)
     with pytest.raises(ResourceNotFound):
-        actions.access_debug(as_(charlie), held_job.pk)
+        permissions.access_debug(as_(charlie), held_job.pk)
     settings.DXWEB_DEBUG_BY_ADMINS = True
-    assert actions.access_debug(as_(bob), held_job.pk).pk == held_job.pk
+    assert permissions.access_debug(as_(bob), held_job.pk).pk == held_job.pk
 
 
 def test_job_tokens_and_outside_addresses_may_not_debug(held_job, alice):
@@ -60,9 +60,9 @@ def test_job_tokens_and_outside_addresses_may_not_debug(held_job, alice):
         client_ip="10.1.2.3",
     )
     with pytest.raises(PermissionDenied):
-        actions.access_debug(job_token, held_job.pk)
+        permissions.access_debug(job_token, held_job.pk)
     with pytest.raises(PermissionDenied, match="192.168.1.9 is not in the allowSSH list"):
-        actions.access_debug(as_(alice, "192.168.1.9"), held_job.pk)
+        permissions.access_debug(as_(alice, "192.168.1.9"), held_job.pk)
 
 
 def test_extend_pushes_the_end_and_release_fails_the_job_with_its_held_failure(held_job, alice, bob, settings):

@@ -1,0 +1,96 @@
+"""Who may reach a job, and who may debug it: the jobs' rules, on top of projects.permissions.
+
+A job is reached through its project: VIEW to see it, CONTRIBUTE to change it. A job the principal
+cannot see and a job that does not exist give the same ResourceNotFound.
+
+The debug policy, in one place. Three things can be done to a job someone can see, by different people:
+- Allow SSH from an address (allowSSH): CONTRIBUTE on the project, as any other change of the job
+  through /job-x/update. The list is a firewall: it opens no shell by itself.
+- Open a shell (`dx ssh`, the browser terminal): the launcher; a project administrator too only
+  when DXWEB_DEBUG_BY_ADMINS is set. A shell runs as the job, with its token, its inputs and the
+  launcher's files; so by default only the launcher gets one, and a site that trusts its project
+  administrators with that much says so. The job must be running or held, and the caller's address
+  in its allowSSH.
+- Extend or release a debug hold: the launcher or a project administrator, always. Neither shows
+  anything of the job: extending keeps its sandbox a while longer, releasing ends the job as it would
+  have ended, and an administrator may terminate the job anyway.
+Job tokens never open a shell or change a hold: a job does not debug itself or another job.
+"""
+
+from django.conf import settings
+
+from dxweb.errors import InvalidState, PermissionDenied, ResourceNotFound
+from projects.models import Level
+from projects.permissions import level_of, reaches, require_level
+
+from .models import Job, State
+from .ssh.gateway import address_allowed
+
+
+class AddressNotAllowed(PermissionDenied):
+    """The caller may debug the job, but not from this address (allowSSH)."""
+
+
+def access_job(principal, job_id, needed=Level.VIEW):
+    """Return the job, with `level` (the principal's on its project), if the principal holds `needed` there."""
+    job = (
+        Job.objects.select_related("project", "launched_by").filter(pk=job_id).first()
+        if isinstance(job_id, str)
+        else None
+    )
+    level = level_of(principal, job.project_id) if job is not None else Level.NONE
+    if not reaches(level, Level.VIEW):
+        raise ResourceNotFound(f"The entity {job_id} could not be found")
+    job.level = require_level(level, job.project_id, needed)
+    return job
+
+
+def check_job_visible(principal, job):
+    """Raise ResourceNotFound unless the principal (still) holds VIEW on the job's project."""
+    if not reaches(level_of(principal, job.project_id), Level.VIEW):
+        raise ResourceNotFound(f"The entity {job.id} could not be found")
+
+
+def _launched(principal, job):
+    """Whether the principal is the job's launcher acting as themselves (no job token)."""
+    return principal.scopes is None and job.launched_by_id == principal.user.pk
+
+
+def may_open_shell(principal, job):
+    """Whether the principal may open a shell in the job, its state and address aside."""
+    return _launched(principal, job) or (
+        principal.scopes is None
+        and settings.DXWEB_DEBUG_BY_ADMINS
+        and reaches(level_of(principal, job.project_id), Level.ADMINISTER)
+    )
+
+
+def may_change_hold(principal, job):
+    """Whether the principal may extend or release the job's debug hold, its state aside."""
+    return _launched(principal, job) or (
+        principal.scopes is None and reaches(level_of(principal, job.project_id), Level.ADMINISTER)
+    )
+
+
+def access_debug(principal, job_id):
+    """Return the job if the principal may open a shell in it now; raise with the reason otherwise."""
+    job = access_job(principal, job_id)
+    if not may_open_shell(principal, job):
+        who = "its launcher or a project administrator" if settings.DXWEB_DEBUG_BY_ADMINS else "its launcher"
+        raise PermissionDenied(f"Only {who} may open a terminal in {job.id}")
+    if job.state not in (State.RUNNING, State.DEBUG_HOLD):
+        raise InvalidState(f"{job.id} is {job.state}: only running or held jobs can be reached by SSH")
+    if not address_allowed(principal.client_ip, job.allow_ssh):
+        raise AddressNotAllowed(
+            f"Your address {principal.client_ip or '(unknown)'} is not in the allowSSH list of {job.id}; "
+            "allow it from the job page (or with `dx ssh`) first"
+        )
+    return job
+
+
+def access_hold(principal, job_id):
+    """Return the job if the principal may extend or release its debug hold, whatever its state."""
+    job = access_job(principal, job_id)
+    if not may_change_hold(principal, job):
+        raise PermissionDenied(f"Only the launcher or a project administrator may change the hold of {job.id}")
+    return job
