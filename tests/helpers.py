@@ -1,4 +1,4 @@
-"""Helpers for tests of any package: waiting for something another thread or process does."""
+"""Helpers for tests of any package: waiting for something another thread or process does, launching."""
 
 import asyncio
 import time
@@ -26,3 +26,8 @@ async def async_wait_for(predicate, timeout=5, what="the condition", interval=0.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def launch(actor, project, applet):
+    """Run `applet` in `project` through the API as `actor` (an ApiClient); return the job's id."""
+    return actor.ok(f"/{applet}/run", {"project": project})["id"]

@@ -18,29 +18,11 @@ from jobs.logs.store import LogWriter
 from jobs.models import Job, LogLine, State
 from projects import actions as project_actions
 from projects.models import ApiToken, Container
-from tests.helpers import wait_for
+from tests.helpers import launch, wait_for
 from tests.live import Dx, LiveServer
 from tests.projects.api_helpers import assert_error
 
 NAP = Path(__file__).parent / "apps" / "nap"
-
-
-@pytest.fixture
-def nap(alice, project):
-    return alice.ok(
-        "/applet/new",
-        {
-            "project": project,
-            "name": "nap",
-            "inputSpec": [],
-            "outputSpec": [],
-            "runSpec": {"interpreter": "bash", "code": "main() { sleep 1; }"},
-        },
-    )["id"]
-
-
-def launch(alice, project, applet):
-    return alice.ok(f"/{applet}/run", {"project": project})["id"]
 
 
 def test_destroy_refuses_unfinished_jobs_unless_told_to_terminate_them(alice, project, nap):

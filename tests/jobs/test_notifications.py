@@ -8,6 +8,7 @@ from jobs import actions, dispatch, notifications
 from jobs.models import Job, Notification, State
 from projects.models import User
 from projects.permissions import Principal
+from tests.helpers import launch
 
 
 @pytest.fixture
@@ -22,10 +23,6 @@ def applet(alice, project):
             "runSpec": {"interpreter": "bash", "code": "main() { true; }"},
         },
     )["id"]
-
-
-def launch(actor, project, applet):
-    return actor.ok(f"/{applet}/run", {"project": project})["id"]
 
 
 def end(job_id, state=State.DONE):

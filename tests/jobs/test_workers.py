@@ -20,7 +20,7 @@ import pytest
 from jobs import actions
 from jobs.execution import runner
 from jobs.models import Job, LogLine, State
-from tests.helpers import wait_for
+from tests.helpers import launch, wait_for
 from tests.live import BIN, ROOT, Dx, LiveServer
 from tests.test_scaled_out import POSTGRES_URL, REDIS_URL, check_postgres, check_redis, require
 
@@ -169,24 +169,6 @@ def states(job):
 
 
 # The lease in the database, without processes: what the live tests below rely on --------------
-
-
-@pytest.fixture
-def nap(alice, project):
-    return alice.ok(
-        "/applet/new",
-        {
-            "project": project,
-            "name": "nap",
-            "inputSpec": [],
-            "outputSpec": [],
-            "runSpec": {"interpreter": "bash", "code": "main() { sleep 1; }"},
-        },
-    )["id"]
-
-
-def launch(alice, project, applet):
-    return alice.ok(f"/{applet}/run", {"project": project})["id"]
 
 
 def test_a_worker_keeps_its_database_connection_from_task_to_task(transactional_db):
