@@ -9,7 +9,7 @@ import pytest
 
 from tests.browser.test_browser_jobs import applet_body
 from tests.browser.test_browser_projects import log_in
-from tests.jobs.test_debug_hold import need
+from tests.jobs.ssh.test_debug_hold import need
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 

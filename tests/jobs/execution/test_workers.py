@@ -20,11 +20,11 @@ import pytest
 from jobs import actions
 from jobs.execution import runner
 from jobs.models import Job, LogLine, State
+from tests.dxweb.test_scaled_out import POSTGRES_URL, REDIS_URL, check_postgres, check_redis, require
 from tests.helpers import launch, wait_for
 from tests.live import BIN, ROOT, Dx, LiveServer
-from tests.test_scaled_out import POSTGRES_URL, REDIS_URL, check_postgres, check_redis, require
 
-APPS = Path(__file__).parent / "apps"
+APPS = Path(__file__).parent.parent / "apps"
 LEASE_SECONDS = 3
 # A short lease, renewed twice a second, checked every second: a vanished worker is noticed in seconds.
 SHORT_LEASE = {"DXWEB_LEASE_SECONDS": str(LEASE_SECONDS), "DXWEB_HEARTBEAT_SECONDS": "0.5", "DXWEB_REAP_SECONDS": "1"}

@@ -23,7 +23,7 @@ from jobs.execution.sandbox.network import ApiRelay
 from tests.helpers import wait_for
 from tests.live import Dx, LiveServer
 
-APPS = Path(__file__).parent / "apps"
+APPS = Path(__file__).parent.parent / "apps"
 
 
 class Server:

@@ -20,7 +20,7 @@ from tests.live import Dx, LiveServer
 
 pytestmark = pytest.mark.live
 
-APPS = Path(__file__).parent / "apps"
+APPS = Path(__file__).parent.parent / "apps"
 HOLD_SECONDS = 120
 
 

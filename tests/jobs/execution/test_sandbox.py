@@ -763,7 +763,7 @@ def test_the_job_dies_with_a_worker_that_is_killed(bubblewrap, data_dir):
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "dxweb.settings",
         "DXWEB_DATA_DIR": str(data_dir),
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[3]),
     }
     script = DAEMONS.format(t=token, last=f"sleep 3000.{token}")
     worker = subprocess.Popen(

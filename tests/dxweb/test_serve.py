@@ -19,7 +19,7 @@ import pytest
 from dxweb.management.commands.serve import Supervisor
 from tests.live import BIN, ROOT, Dx, LiveServer
 
-NAP = Path(__file__).parent / "jobs" / "apps" / "nap"
+NAP = Path(__file__).parent.parent / "jobs" / "apps" / "nap"
 # A short lease, renewed twice a second, reaped every second: a job whose worker died is retried in seconds.
 SHORT_LEASE = {"DXWEB_LEASE_SECONDS": "3", "DXWEB_HEARTBEAT_SECONDS": "0.5", "DXWEB_REAP_SECONDS": "1"}
 
