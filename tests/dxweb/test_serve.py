@@ -17,30 +17,12 @@ import psutil
 import pytest
 
 from dxweb.management.commands.serve import Supervisor
+from tests.helpers import sleeping, unique_seconds, wait_for
 from tests.live import BIN, ROOT, Dx, LiveServer
 
 NAP = Path(__file__).parent.parent / "jobs" / "apps" / "nap"
 # A short lease, renewed twice a second, reaped every second: a job whose worker died is retried in seconds.
 SHORT_LEASE = {"DXWEB_LEASE_SECONDS": "3", "DXWEB_HEARTBEAT_SECONDS": "0.5", "DXWEB_REAP_SECONDS": "1"}
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def sleeping(seconds):
-    """The processes running `sleep <seconds>` (a job's marker), wherever they are."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if f"sleep {seconds}" in " ".join(proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
 
 
 def survivors(procs, timeout=20):
@@ -58,11 +40,6 @@ def survivors(procs, timeout=20):
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.2)
-
-
-def marker(base):
-    """A sleep length no other process has on its command line."""
-    return f"{base}.{int.from_bytes(os.urandom(3), 'big') % 1000000:06d}"
 
 
 def child(server, program):
@@ -105,7 +82,7 @@ def server(tmp_path):
 @pytest.mark.live
 def test_a_killed_worker_is_restarted_and_the_web_stays_up(server, tmp_path):
     naps = Naps(server, tmp_path)
-    seconds = marker(4)
+    seconds = unique_seconds(4)
     interrupted = naps.run(seconds)
     wait_for(lambda: sleeping(seconds), 60, "the job's sandbox to start")
     web, worker = child(server, "daphne"), child(server, "celery")
@@ -122,7 +99,7 @@ def test_a_killed_worker_is_restarted_and_the_web_stays_up(server, tmp_path):
     assert child(server, "daphne").pid == web.pid
     assert server.api("/system/whoami", token=naps.token) == {"id": "user-alice"}
     # The interrupted job is retried once its lease lapses; a new job runs too.
-    job_id = naps.run(marker(1))
+    job_id = naps.run(unique_seconds(1))
     wait_for(lambda: naps.state(job_id) == "done", 90, "a job started after the restart to finish")
     wait_for(lambda: naps.state(interrupted) == "done", 90, "the interrupted job's retry to finish")
 
@@ -136,7 +113,7 @@ def test_a_killed_worker_is_restarted_and_the_web_stays_up(server, tmp_path):
 @pytest.mark.live
 def test_killing_the_supervisor_leaves_no_process_and_frees_the_port(server, tmp_path):
     naps = Naps(server, tmp_path)
-    seconds = marker(60)
+    seconds = unique_seconds(60)
     naps.run(seconds)
     wait_for(lambda: sleeping(seconds), 60, "the job's sandbox to start")
     descendants = psutil.Process(server.proc.pid).children(recursive=True)

@@ -21,7 +21,7 @@ from jobs import actions
 from jobs.execution import runner
 from jobs.models import Job, LogLine, State
 from tests.dxweb.test_scaled_out import POSTGRES_URL, REDIS_URL, check_postgres, check_redis, require
-from tests.helpers import launch, wait_for
+from tests.helpers import launch, sleeping, unique_seconds, wait_for
 from tests.live import BIN, ROOT, Dx, LiveServer
 
 APPS = Path(__file__).parent.parent / "apps"
@@ -30,20 +30,6 @@ LEASE_SECONDS = 3
 SHORT_LEASE = {"DXWEB_LEASE_SECONDS": str(LEASE_SECONDS), "DXWEB_HEARTBEAT_SECONDS": "0.5", "DXWEB_REAP_SECONDS": "1"}
 # A Redis database of its own, flushed at the start, so no other test's messages reach these workers.
 WORKERS_REDIS_URL = urlunparse(urlparse(REDIS_URL)._replace(path="/5"))
-
-
-def unique_seconds(base):
-    """A sleep length that doubles as a marker: no other process has `sleep <it>` on its command line."""
-    return f"{base}.{int.from_bytes(os.urandom(3), 'big') % 1000000:06d}"
-
-
-def sleeping(seconds):
-    """The processes running `sleep <seconds>`, wherever they are."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if f"sleep {seconds}" in " ".join(proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
 
 
 class Worker:

@@ -9,23 +9,10 @@ from channels.testing import WebsocketCommunicator
 
 from dxweb.asgi import application
 from jobs import actions
-from jobs.models import Job, LogLine, State
-from projects import actions as project_actions
+from jobs.models import LogLine, State
+from tests.jobs.logs.conftest import open_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def job(alice):
-    project = project_actions.create_container(alice.user, "logs")
-    return Job.objects.create(
-        id="job-" + "L" * 24,
-        name="logger",
-        executable="applet-" + "b" * 24,
-        project=project,
-        launched_by=alice.user,
-        state=State.RUNNABLE,
-    )
 
 
 def add_lines(job, *lines, start=1):
@@ -33,29 +20,6 @@ def add_lines(job, *lines, start=1):
         LogLine(job=job, seq=start + i, timestamp=1000 + i, level=level, msg=msg)
         for i, (level, msg) in enumerate(lines)
     )
-
-
-async def open_stream(job_id, token, origin="http://127.0.0.1:8000", client=None, **request):
-    communicator = WebsocketCommunicator(
-        application, f"/{job_id}/getLog/websocket", headers=[(b"origin", origin.encode()), (b"host", b"127.0.0.1:8000")]
-    )
-    if client is not None:
-        communicator.scope["client"] = [client, 40000]
-    connected, _ = await communicator.connect()
-    assert connected
-    await communicator.send_to(
-        text_data=json.dumps(
-            {
-                "access_token": token,
-                "token_type": "Bearer",
-                "numRecentMessages": 262144,
-                "recurseJobs": False,
-                "tail": True,
-                **request,
-            }
-        )
-    )
-    return communicator
 
 
 async def collect(communicator, count=None):

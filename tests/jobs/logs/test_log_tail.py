@@ -11,14 +11,13 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from channels.testing import WebsocketCommunicator
 
-from dxweb.asgi import application
 from jobs import actions
 from jobs.logs import tail
 from jobs.logs.store import group_name
 from jobs.models import Job, LogLine, State
 from projects import actions as project_actions
+from tests.jobs.logs.conftest import open_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,19 +28,6 @@ def no_tails():
     tail.tails.clear()
     yield
     tail.tails.clear()
-
-
-@pytest.fixture
-def job(alice):
-    project = project_actions.create_container(alice.user, "tails")
-    return Job.objects.create(
-        id="job-" + "T" * 24,
-        name="ticker",
-        executable="applet-" + "b" * 24,
-        project=project,
-        launched_by=alice.user,
-        state=State.RUNNABLE,
-    )
 
 
 @pytest.fixture
@@ -81,23 +67,8 @@ def stored(*jobs, levels=None):
 
 
 async def watch(job_id, token, **request):
-    communicator = WebsocketCommunicator(
-        application, f"/{job_id}/getLog/websocket", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
-    )
-    connected, _ = await communicator.connect()
-    assert connected
-    await communicator.send_to(
-        text_data=json.dumps(
-            {
-                "access_token": token,
-                "token_type": "Bearer",
-                "numRecentMessages": 262144,
-                "recurseJobs": False,
-                "tail": True,
-                **request,
-            }
-        )
-    )
+    """A log socket whose lines `read` gathers in its `lines`."""
+    communicator = await open_stream(job_id, token, **request)
     communicator.lines = []
     return communicator
 
