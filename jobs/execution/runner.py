@@ -10,7 +10,9 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -215,6 +217,69 @@ def _pump(stream, writer, level):
     stream.close()
 
 
+# How a run ended: what _supervise and _maybe_hold return, and _conclude records.
+
+
+class Failure(NamedTuple):
+    """The failure a job is held for (debug.debugOn), as its `debug` records it."""
+
+    reason: str
+    message: str
+
+    def debug_fields(self):
+        return {"failureReason": self.reason, "failureMessage": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    """The code ended with `code` (under debug.debugOn, the status the wrapper saved before holding)."""
+
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRequested:
+    """Under debug.debugOn, the job created /.dx-hold: it is held whatever its code does next."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """The code ran past the job's timeout and was killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    """The job was terminated (it is terminating): its processes were killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """This claim no longer holds the job (the reaper gave it to another try): its result is discarded."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformFailed:
+    """The runner or the sandbox failed, not the job's code."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """A debug hold was released through the API or the job page, which recorded the job's end."""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldEnded:
+    """A debug hold ended (`why`): the job fails with its held failure, or is terminated if it had none."""
+
+    failure: Failure | None
+    why: str
+
+
+Outcome = Exited | HoldRequested | TimedOut | Terminated | Lost | PlatformFailed | Released | HoldEnded
+
+
 def run(job_id, worker):
     """Claim `job_id` for this worker and run it to the end; return quietly if another worker has it."""
     close_old_connections()
@@ -227,86 +292,7 @@ def run(job_id, worker):
     workdir = job_dir(job.id)
     # What an earlier try left (its worker died) must not leak into this one: outputs, errors, files.
     shutil.rmtree(workdir, ignore_errors=True)
-    sockets = proc = None
-    outcome = {"kind": "exit"}
-    try:
-        home, meta = workdir / "home", workdir / "meta"
-        for path in (home, meta):
-            path.mkdir(parents=True, exist_ok=True)
-        (home / "job_input.json").write_text(json.dumps(job.input))
-        interpreter = job.spec["runSpec"]["interpreter"]
-        code_name = "code.sh" if interpreter == "bash" else "code.py"
-        (meta / code_name).write_text(job.spec["runSpec"]["code"])
-        env = job_environment(job, token)
-        binds = [
-            sandbox.Bind(meta, META, writable=True),
-            sandbox.Bind(workdir / "log", LOG_SOCKETS, writable=True),
-            sandbox.Bind(_pip_cache(job.launched_by_id), PIP_CACHE, writable=True),
-        ]
-        warnings, bash_vars_line = [], MAKE_BASH_VARS
-        if interpreter == "bash":
-            bash_vars_file, warnings = write_bash_vars(job, token, env, meta)
-            if bash_vars_file is not None:
-                binds.append(sandbox.Bind(bash_vars_file, BASH_VARS))  # over the writable meta directory
-                bash_vars_line = SOURCE_BASH_VARS
-        template = BASH_WRAPPER if interpreter == "bash" else PYTHON_WRAPPER
-        script = template.format(
-            prepare=_prepare_commands(job), meta=META, function=shlex.quote(job.function), bash_vars=bash_vars_line
-        )
-        sockets = LogSockets(workdir / "log", writer)
-        limits = sandbox.instance_limits(job.instance_type)
-        # Seed 000: no network unless access.network asks for it (any host named gives the whole
-        # network here); the API server stays reachable.
-        network = bool((job.spec.get("access") or {}).get("network"))
-        spec = sandbox.SandboxSpec(
-            job_id=job.id,
-            home=home,
-            env=env,
-            binds=binds,
-            cpus=limits["cpus"],
-            memory_mb=limits["memory_mb"],
-            disk_mb=limits["disk_mb"],
-            workdir=workdir,
-            network=network,
-            api=(env["DX_APISERVER_HOST"], int(env["DX_APISERVER_PORT"])),
-        )
-        writer.write("INFO", f"Running {job.executable_name} ({job.function}) on {worker}", source="SYSTEM")
-        for line in warnings:  # what dx-print-bash-vars would have written to stderr
-            writer.write("STDERR", line)
-        argv = ["bash", "-c", script]
-        if job.debug.get("debugOn"):
-            argv = ["bash", "-c", DEBUG_WRAPPER.format(meta=META), "dxweb-job", script]
-        proc = sandbox.launch(spec, argv)
-        if not network and proc.mechanisms["network"].startswith("host ("):  # bubblewrap, but no netns
-            writer.write(
-                "WARNING",
-                "The applet asks for no network access, but this worker cannot restrict it "
-                f"({proc.mechanisms['network']}): the job has the host's network",
-                source="SYSTEM",
-            )
-        pumps = [
-            threading.Thread(target=_pump, args=(proc.stdout, writer, "STDOUT"), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, writer, "STDERR"), daemon=True),
-        ]
-        for pump in pumps:
-            pump.start()
-        ssh = SSHControl(job, proc, spec.env)
-        try:
-            outcome = _supervise(job, proc, ssh, meta)
-            if outcome["kind"] in ("exit", "hold-file"):
-                outcome = _maybe_hold(job, proc, ssh, outcome, workdir, writer)
-        finally:
-            ssh.stop()
-        for pump in pumps:
-            pump.join(5)
-    except Exception as exc:  # the platform failed, not the job's code
-        log.exception("job %s failed in the runner", job_id)
-        outcome = {"kind": "platform", "message": f"{type(exc).__name__}: {exc}"}
-        if proc is not None:
-            proc.kill_tree()
-    finally:
-        if sockets is not None:
-            sockets.close()
+    outcome, proc = _execute(job, token, workdir, writer, worker)
     # Watchers end their stream once the job is final and the store has nothing new: store the log first.
     writer.flush(
         every=settings.DXWEB_HEARTBEAT_SECONDS,
@@ -324,6 +310,106 @@ def run(job_id, worker):
     if held:
         _remove_soon(workdir)
     close_old_connections()
+
+
+def _execute(job, token, workdir, writer, worker):
+    """Run the job's code in its sandbox; return its Outcome and its process (None if it never started)."""
+    sockets = proc = None
+    try:
+        env, binds, script, warnings = _prepare(job, token, workdir)
+        sockets = LogSockets(workdir / "log", writer)
+        spec = _sandbox_spec(job, workdir, env, binds)
+        writer.write("INFO", f"Running {job.executable_name} ({job.function}) on {worker}", source="SYSTEM")
+        for line in warnings:  # what dx-print-bash-vars would have written to stderr
+            writer.write("STDERR", line)
+        argv = ["bash", "-c", script]
+        if job.debug.get("debugOn"):
+            argv = ["bash", "-c", DEBUG_WRAPPER.format(meta=META), "dxweb-job", script]
+        proc = sandbox.launch(spec, argv)
+        if not spec.network and proc.mechanisms["network"].startswith("host ("):  # bubblewrap, but no netns
+            writer.write(
+                "WARNING",
+                "The applet asks for no network access, but this worker cannot restrict it "
+                f"({proc.mechanisms['network']}): the job has the host's network",
+                source="SYSTEM",
+            )
+        return _watch(job, proc, spec, workdir, writer), proc
+    except Exception as exc:  # the platform failed, not the job's code
+        log.exception("job %s failed in the runner", job.id)
+        if proc is not None:
+            proc.kill_tree()
+        return PlatformFailed(f"{type(exc).__name__}: {exc}"), proc
+    finally:
+        if sockets is not None:
+            sockets.close()
+
+
+def _prepare(job, token, workdir):
+    """Write the job's input and code under `workdir`; return its environment, binds, script and the
+    warnings to log (dx-print-bash-vars's)."""
+    home, meta = workdir / "home", workdir / "meta"
+    for path in (home, meta):
+        path.mkdir(parents=True, exist_ok=True)
+    (home / "job_input.json").write_text(json.dumps(job.input))
+    interpreter = job.spec["runSpec"]["interpreter"]
+    code_name = "code.sh" if interpreter == "bash" else "code.py"
+    (meta / code_name).write_text(job.spec["runSpec"]["code"])
+    env = job_environment(job, token)
+    binds = [
+        sandbox.Bind(meta, META, writable=True),
+        sandbox.Bind(workdir / "log", LOG_SOCKETS, writable=True),
+        sandbox.Bind(_pip_cache(job.launched_by_id), PIP_CACHE, writable=True),
+    ]
+    warnings, bash_vars_line = [], MAKE_BASH_VARS
+    if interpreter == "bash":
+        bash_vars_file, warnings = write_bash_vars(job, token, env, meta)
+        if bash_vars_file is not None:
+            binds.append(sandbox.Bind(bash_vars_file, BASH_VARS))  # over the writable meta directory
+            bash_vars_line = SOURCE_BASH_VARS
+    template = BASH_WRAPPER if interpreter == "bash" else PYTHON_WRAPPER
+    script = template.format(
+        prepare=_prepare_commands(job), meta=META, function=shlex.quote(job.function), bash_vars=bash_vars_line
+    )
+    return env, binds, script, warnings
+
+
+def _sandbox_spec(job, workdir, env, binds):
+    limits = sandbox.instance_limits(job.instance_type)
+    # Seed 000: no network unless access.network asks for it (any host named gives the whole
+    # network here); the API server stays reachable.
+    network = bool((job.spec.get("access") or {}).get("network"))
+    return sandbox.SandboxSpec(
+        job_id=job.id,
+        home=workdir / "home",
+        env=env,
+        binds=binds,
+        cpus=limits["cpus"],
+        memory_mb=limits["memory_mb"],
+        disk_mb=limits["disk_mb"],
+        workdir=workdir,
+        network=network,
+        api=(env["DX_APISERVER_HOST"], int(env["DX_APISERVER_PORT"])),
+    )
+
+
+def _watch(job, proc, spec, workdir, writer):
+    """Log the code's output and supervise it, through a debug hold if there is one, to its Outcome."""
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, writer, "STDOUT"), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, writer, "STDERR"), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    ssh = SSHControl(job, proc, spec.env)
+    try:
+        outcome = _supervise(job, proc, ssh, workdir / "meta")
+        if isinstance(outcome, Exited | HoldRequested):
+            outcome = _maybe_hold(job, proc, ssh, outcome, workdir, writer)
+    finally:
+        ssh.stop()
+    for pump in pumps:
+        pump.join(5)
+    return outcome
 
 
 def _remove_soon(directory):
@@ -378,8 +464,8 @@ def _beat(job, state):
 def _lost_or_terminated(job, proc):
     proc.kill_tree()  # first: this copy of the job may no longer be the only one
     if Job.objects.filter(pk=job.id, state=State.TERMINATING, tries=job.tries).exists():
-        return {"kind": "terminated"}
-    return {"kind": "lost"}
+        return Terminated()
+    return Lost()
 
 
 def _supervise(job, proc, ssh, meta):
@@ -407,20 +493,20 @@ def _supervise(job, proc, ssh, meta):
             # Counted from the beat's start: a stall inside it leaves the next one due at once.
             next_beat = started + interval
         if proc.wait(timeout=max(0.0, min(tick, next_beat - time.monotonic()))) is not None:
-            return {"kind": "exit", "code": proc.returncode}
+            return Exited(proc.returncode)
         if debugging:
             status = meta / "exit-status"
             if status.exists():
                 try:
-                    return {"kind": "exit", "code": int(status.read_text().strip() or 1)}
+                    return Exited(int(status.read_text().strip() or 1))
                 except ValueError:
-                    return {"kind": "exit", "code": 1}
+                    return Exited(1)
             hold_file = proc.host_path("/.dx-hold")
             if hold_file is not None and hold_file.exists():
-                return {"kind": "hold-file"}
+                return HoldRequested()
         if deadline is not None and time.monotonic() > deadline:
             proc.kill_tree()
-            return {"kind": "timeout"}
+            return TimedOut()
 
 
 def _failure(code, home):
@@ -444,27 +530,37 @@ def _maybe_hold(job, proc, ssh, outcome, workdir, writer):
     gateway. The hold ends with terminate (terminated), release, expiry or the end of the
     sandbox's processes (failed with the held failure; terminated when nothing had failed).
     """
-    debug_on = job.debug.get("debugOn") or []
-    code = outcome.get("code")
-    if outcome["kind"] == "exit":
-        if code == 0 or not debug_on:
+    failure = None
+    if isinstance(outcome, Exited):
+        failure = _held_failure(job, outcome.code, workdir / "home")
+        if failure is None:
             proc.kill_tree()  # the sentinel, if any
             return outcome
-        reason, message = _failure(code, workdir / "home")
-        if reason not in debug_on:
-            proc.kill_tree()
-            return {"kind": "exit", "code": code}
-        failure = {"failureReason": reason, "failureMessage": message}
-        writer.write("ERROR", f"{reason}: {message}", source="SYSTEM")
-    else:
-        failure = {}
+        writer.write("ERROR", f"{failure.reason}: {failure.message}", source="SYSTEM")
+    if not _start_hold(job, failure, writer):
+        return _lost_or_terminated(job, proc)
+    return _wait_out_hold(job, proc, ssh, failure)
+
+
+def _held_failure(job, code, home):
+    """The Failure to hold the job for, or None: the code succeeded, or failed as debug.debugOn does not name."""
+    debug_on = job.debug.get("debugOn") or []
+    if code == 0 or not debug_on:
+        return None
+    failure = Failure(*_failure(code, home))
+    return failure if failure.reason in debug_on else None
+
+
+def _start_hold(job, failure, writer):
+    """Record the job held (DEBUG_HOLD, until when); return False if this claim no longer has it running."""
     hold_s = settings.DXWEB_DEBUG_HOLD_SECONDS
-    debug = {**job.debug, **failure, "holdUntil": now_ms() + hold_s * 1000}
+    failed = failure.debug_fields() if failure else {}
+    debug = {**job.debug, **failed, "holdUntil": now_ms() + hold_s * 1000}
     if not actions.transition(
         job.id, State.DEBUG_HOLD, expected=[State.RUNNING], only_if={"tries": job.tries}, debug=debug
     ):
-        return _lost_or_terminated(job, proc)
-    why = f"after {failure['failureReason']}" if failure else "because the job created /.dx-hold"
+        return False
+    why = f"after {failure.reason}" if failure else "because the job created /.dx-hold"
     writer.write(
         "WARNING",
         f"The job is held for debugging {why}, for up to {hold_s} s; connect with "
@@ -472,21 +568,26 @@ def _maybe_hold(job, proc, ssh, outcome, workdir, writer):
         source="SYSTEM",
     )
     writer.flush()
+    return True
+
+
+def _wait_out_hold(job, proc, ssh, failure):
+    """Keep a held job's lease and SSH gateway until its hold ends; return how it ended."""
     interval = settings.DXWEB_HEARTBEAT_SECONDS
     while True:
         if proc.wait(timeout=interval) is not None:
-            return {"kind": "hold-ended", "failure": failure, "why": "its processes ended"}
+            return HoldEnded(failure, "its processes ended")
         if _beat(job, State.DEBUG_HOLD) is None:
             proc.kill_tree()  # released, terminating, or another try's: first, before looking which
             state = Job.objects.filter(pk=job.id, tries=job.tries).values_list("state", flat=True).first()
             if state in (State.FAILED, State.TERMINATED):  # released through the API or the page
-                return {"kind": "released"}
+                return Released()
             return _lost_or_terminated(job, proc)
         ssh.check(True, held=True)
         until = (Job.objects.filter(pk=job.id).values_list("debug", flat=True).first() or {}).get("holdUntil", 0)
         if now_ms() >= until:
             proc.kill_tree()
-            return {"kind": "hold-ended", "failure": failure, "why": "the hold expired"}
+            return HoldEnded(failure, "the hold expired")
 
 
 def _read_json(path):
@@ -498,62 +599,64 @@ def _read_json(path):
 
 def _conclude(job, proc, outcome, workdir, writer, worker):
     """Record how the run ended; return False if this claim had lost the job to another try."""
-    home = workdir / "home"
     # Every result is recorded only while this claim still holds the job (see _supervise).
     lease = {"tries": job.tries}
-    if outcome["kind"] in ("exit", "hold-ended"):
-        state = Job.objects.filter(pk=job.id, **lease).values_list("state", flat=True).first()
+    match _still_held(job, outcome):
+        case Lost():
+            refused = f" and the {writer.refused} log lines it had not stored by then are" if writer.refused else " is"
+            writer.write(
+                "WARNING",
+                f"{worker} lost this job's lease (try {job.tries}) and stopped its run; its result{refused} discarded",
+                source="SYSTEM",
+            )
+            return False
+        case Terminated():
+            writer.write("INFO", "The job was terminated", source="SYSTEM")
+            actions.transition(job.id, State.TERMINATED, expected=[State.TERMINATING], only_if=lease)
+        case TimedOut():
+            message = f"The job ran longer than its {job.timeout_s} s timeout and was stopped"
+            writer.write("ERROR", message, source="SYSTEM")
+            actions.fail(job, "JobTimeoutExceeded", message, only_if=lease)
+        case PlatformFailed(message=message):
+            writer.write("ERROR", f"The platform failed to run the job: {message}", source="SYSTEM")
+            actions.fail(job, "ExecutionError", message, only_if=lease)
+        case Released():
+            writer.write("INFO", "The debug hold was released", source="SYSTEM")
+        case HoldEnded(failure=Failure() as failure, why=why):
+            message = f"{failure.message} (held for debugging until {why})"
+            writer.write("ERROR", f"{failure.reason}: {message}", source="SYSTEM")
+            actions.fail(job, failure.reason, message, only_if=lease)
+        case HoldEnded(why=why):
+            actions.end_hold(job, f"The debug hold ended: {why}")
+        case Exited(code=code):
+            _conclude_exit(job, proc, code, workdir / "home", writer, lease)
+    return True
+
+
+def _still_held(job, outcome):
+    """The outcome, or Terminated or Lost if the job ended its own way but this claim no longer runs it."""
+    if isinstance(outcome, Exited | HoldEnded):
+        state = Job.objects.filter(pk=job.id, tries=job.tries).values_list("state", flat=True).first()
         if state == State.TERMINATING:
-            outcome = {"kind": "terminated"}
-        elif state not in (State.RUNNING, State.DEBUG_HOLD):
-            outcome = {"kind": "lost"}
-    kind = outcome["kind"]
-    if kind == "lost":
-        refused = f" and the {writer.refused} log lines it had not stored by then are" if writer.refused else " is"
-        writer.write(
-            "WARNING",
-            f"{worker} lost this job's lease (try {job.tries}) and stopped its run; its result{refused} discarded",
-            source="SYSTEM",
-        )
-        return False
-    if kind == "terminated":
-        writer.write("INFO", "The job was terminated", source="SYSTEM")
-        actions.transition(job.id, State.TERMINATED, expected=[State.TERMINATING], only_if=lease)
-        return True
-    if kind == "timeout":
-        message = f"The job ran longer than its {job.timeout_s} s timeout and was stopped"
-        writer.write("ERROR", message, source="SYSTEM")
-        actions.fail(job, "JobTimeoutExceeded", message, only_if=lease)
-        return True
-    if kind == "platform":
-        writer.write("ERROR", f"The platform failed to run the job: {outcome['message']}", source="SYSTEM")
-        actions.fail(job, "ExecutionError", outcome["message"], only_if=lease)
-        return True
-    if kind == "released":
-        writer.write("INFO", "The debug hold was released", source="SYSTEM")
-        return True
-    if kind == "hold-ended":
-        failure = outcome["failure"]
-        if failure:
-            message = f"{failure['failureMessage']} (held for debugging until {outcome['why']})"
-            writer.write("ERROR", f"{failure['failureReason']}: {message}", source="SYSTEM")
-            actions.fail(job, failure["failureReason"], message, only_if=lease)
-        else:
-            actions.end_hold(job, f"The debug hold ended: {outcome['why']}")
-        return True
-    code = outcome.get("code", proc.returncode)
+            return Terminated()
+        if state not in (State.RUNNING, State.DEBUG_HOLD):
+            return Lost()
+    return outcome
+
+
+def _conclude_exit(job, proc, code, home, writer, lease):
+    """Record the end of code that exited with `code`: done with its job_output.json, or failed."""
     if code == 0:
         output = _read_json(home / "job_output.json")
         if output is None:
             output = {}
         if not isinstance(output, dict):
             actions.fail(job, "AppInternalError", "job_output.json must hold a JSON object", only_if=lease)
-            return True
+            return
         actions.finish(job.id, output, only_if=lease)
-        return True
+        return
     reason, message = _failure(code, home)
     if proc is not None and proc.limit_exceeded:
         message = proc.limit_exceeded  # the platform stopped it: say why rather than "killed by signal 9"
     writer.write("ERROR", f"{reason}: {message}", source="SYSTEM")
     actions.fail(job, reason, message, only_if=lease)
-    return True

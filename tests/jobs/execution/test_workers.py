@@ -249,7 +249,7 @@ def test_a_worker_that_stalled_during_a_heartbeat_beats_again_at_once(alice, pro
     monkeypatch.setattr(runner, "time", SimpleNamespace(monotonic=lambda: now[0]))
     monkeypatch.setattr(runner, "_beat", beat)
     outcome = runner._supervise(job, Sandbox(), SimpleNamespace(check=lambda allow_ssh: None), tmp_path)
-    assert outcome == {"kind": "lost"}
+    assert outcome == runner.Lost()
     after_stall = events[events.index(("beat",)) + 1 :]
     assert after_stall[-2:] == [("beat",), ("kill",)], events
     assert sum(event[1] for event in after_stall if event[0] == "wait") == 0, events
