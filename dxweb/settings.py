@@ -7,6 +7,8 @@ from pathlib import Path
 
 import environ
 
+from dxweb.instance_types import INSTANCE_TYPES
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -207,18 +209,10 @@ DXWEB_DOWNLOAD_URL_MAX_TTL = env.int("DXWEB_DOWNLOAD_URL_MAX_TTL", default=7 * 2
 # How long a nonce's reply is kept for replay, in seconds.
 DXWEB_NONCE_TTL = env.int("DXWEB_NONCE_TTL", default=7 * 24 * 3600)
 
-# Instance types -> real limits for a job's sandbox (overridable as JSON in DXWEB_INSTANCE_TYPES).
-DXWEB_INSTANCE_TYPES = env.json(
-    "DXWEB_INSTANCE_TYPES",
-    default={
-        "mem1_ssd1_x2": {"cpus": 1, "memory_mb": 1024},
-        "mem1_ssd1_v2_x2": {"cpus": 1, "memory_mb": 1024},
-        "mem2_ssd1_x2": {"cpus": 1, "memory_mb": 2048},
-        "mem2_hdd2_x2": {"cpus": 1, "memory_mb": 2048},
-        "mem3_ssd1_x2": {"cpus": 1, "memory_mb": 4096},
-        "mem1_ssd1_x4": {"cpus": 2, "memory_mb": 2048},
-    },
-)
+# Instance types -> real limits for a job's sandbox (overridable as JSON in DXWEB_INSTANCE_TYPES): by
+# default DNAnexus's AWS types with their cores and memory (dxweb/instance_types.py), which a worker
+# caps to what its host has.
+DXWEB_INSTANCE_TYPES = env.json("DXWEB_INSTANCE_TYPES", default=INSTANCE_TYPES)
 DXWEB_DEFAULT_INSTANCE_TYPE = env.str("DXWEB_DEFAULT_INSTANCE_TYPE", default="mem1_ssd1_x2")
 # Disk a job may write (its home, /tmp and the rest of its root), for types whose entry names no
 # disk_mb; how often it is measured; and the free space below which a worker stops the job writing.
@@ -241,6 +235,8 @@ DXWEB_BWRAP = env.str("DXWEB_BWRAP", default="")
 # the log cap per job, the lease a running job's worker renews, and platform retries.
 DXWEB_API_URL = env.str("DXWEB_API_URL", default=f"http://127.0.0.1:{env.int('DXWEB_PORT', default=8000)}")
 DXWEB_LOG_CAP_BYTES = env.int("DXWEB_LOG_CAP_BYTES", default=4 * 1024 * 1024)
+# The most lines /job-x/getLog returns: a longer log gives its last lines, with "truncated": true.
+DXWEB_GETLOG_MAX_LINES = env.int("DXWEB_GETLOG_MAX_LINES", default=10000)
 DXWEB_LEASE_SECONDS = env.int("DXWEB_LEASE_SECONDS", default=30)
 DXWEB_HEARTBEAT_SECONDS = env.float("DXWEB_HEARTBEAT_SECONDS", default=2.0)
 DXWEB_MAX_TRIES = env.int("DXWEB_MAX_TRIES", default=2)

@@ -1,5 +1,6 @@
 """API methods for applets and jobs."""
 
+from django.conf import settings
 from django.db import DatabaseError
 
 from dxweb.api import api_method
@@ -11,6 +12,7 @@ from projects.models import Level, select_fields
 from projects.permissions import access_container
 
 from . import actions
+from .logs.store import last_lines
 from .models import Job, describe_job
 from .permissions import access_job
 from .querysets import Cursor
@@ -72,6 +74,13 @@ tagging_methods(job_method, lambda job: job.id)
 @job_method("update", Level.CONTRIBUTE, write=True)
 def job_update(principal, job, body):
     return {"id": actions.update_job(principal, job, body).id}
+
+
+@job_method("getLog")
+def job_get_log(principal, job, body):
+    """The job's log so far, each line a `dx watch` frame; past DXWEB_GETLOG_MAX_LINES, its last lines."""
+    lines, truncated = last_lines(job, settings.DXWEB_GETLOG_MAX_LINES)
+    return {"loglines": [line.to_frame(job.name) for line in lines], "truncated": truncated}
 
 
 def _find_jobs(principal, body):

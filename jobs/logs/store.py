@@ -255,6 +255,14 @@ class LogReader:
         return lines
 
 
+def last_lines(job, count):
+    """Return the job's last `count` stored lines in the order `dx watch` shows them, and whether
+    older lines were left out (/job-x/getLog)."""
+    lines = list(LogLine.objects.filter(job_id=job.id).order_by("-seq")[: count + 1])
+    kept = lines[:count]
+    return sorted(kept, key=lambda line: (line.timestamp, line.seq)), len(lines) > len(kept)
+
+
 # The columns a batch inserts, in the order of each row's parameters.
 COLUMNS = ("job", "seq", "timestamp", "source", "level", "msg")
 

@@ -34,7 +34,7 @@ from .host import SYSTEM_PATH
 from .launch import SandboxProcess, bwrap_program, check_worker, launch
 from .network import NetworkRefused
 from .rootfs import ETC_ALLOWED
-from .spec import HOME, Bind, SandboxError, SandboxSpec, instance_limits, instance_types, isolation
+from .spec import HOME, Bind, SandboxError, SandboxSpec, fit_to_host, instance_limits, instance_types, isolation
 
 __all__ = [
     "ETC_ALLOWED",
@@ -49,6 +49,7 @@ __all__ = [
     "bwrap_program",
     "check_worker",
     "disk_usage",
+    "fit_to_host",
     "instance_limits",
     "instance_types",
     "isolation",

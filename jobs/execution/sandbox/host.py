@@ -23,6 +23,24 @@ def warn_once(key, message, *args):
         log.warning(message, *args)
 
 
+def cpu_count():
+    """Return how many CPUs this worker may run on (its affinity: a cpuset cgroup or taskset shrinks it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def memory_mb():
+    """Return the host's memory in MB (MemTotal of /proc/meminfo, in kB there), or None when unknown."""
+    for line in (read("/proc/meminfo", "") or "").splitlines():
+        name, _, value = line.partition(":")
+        fields = value.split()
+        if name == "MemTotal" and fields and fields[0].isdigit():
+            return int(fields[0]) // 1024
+    return None
+
+
 def which(name):
     return shutil.which(name, path=SYSTEM_PATH)
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from . import cgroups, host, network, rootfs, seccomp
 from .disk import DiskWatch
 from .network import NetworkRefused
-from .spec import HOME, JOB_ID, SandboxError, isolation, job_env
+from .spec import HOME, JOB_ID, SandboxError, fit_to_host, isolation, job_env
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,10 @@ def launch(spec, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
         )
         for bind in spec.binds:
             log.warning("%s: without isolation %s is not mounted at %s", spec.job_id, bind.source, bind.target)
+    # An instance type larger than this worker gets what the worker has (mechanisms["capped"] says so).
+    spec, capped = fit_to_host(spec)
     cgroup = cgroups.JobCgroup.create(spec)
-    mechanisms = {"isolation": mode, **cgroup.mechanisms}
+    mechanisms = {"isolation": mode, **cgroup.mechanisms, **({"capped": capped} if capped else {})}
     if spec.disk_mb:
         # No single file past the limit (RLIMIT_FSIZE, in 512-byte blocks); the total is DiskWatch's.
         cgroup.rlimits.append(f"ulimit -f {int(spec.disk_mb) * 2048}")

@@ -1,10 +1,12 @@
 """What a job's sandbox is made of (SandboxSpec, Bind) and the settings that choose it."""
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from django.conf import settings
+
+from . import host
 
 HOME = "/home/dnanexus"
 MODES = ("bubblewrap", "none")
@@ -72,6 +74,27 @@ def instance_limits(name=None):
         "memory_mb": int(entry["memory_mb"]),
         "disk_mb": int(entry.get("disk_mb") or settings.DXWEB_DEFAULT_DISK_MB),
     }
+
+
+def fit_to_host(spec, host_cpus=None, host_memory_mb=None):
+    """Return the spec with no more CPUs and memory than this worker has, and a sentence saying what
+    was cut (None when nothing was). The host's figures default to this machine's."""
+    host_cpus = host.cpu_count() if host_cpus is None else host_cpus
+    host_memory_mb = host.memory_mb() if host_memory_mb is None else host_memory_mb
+    cpus = min(spec.cpus, host_cpus) if spec.cpus and host_cpus else spec.cpus
+    memory_mb = min(spec.memory_mb, host_memory_mb) if spec.memory_mb and host_memory_mb else spec.memory_mb
+    cut = []  # (asked, given)
+    if cpus != spec.cpus:
+        cut.append((f"{spec.cpus} CPUs", f"{cpus} CPUs"))
+    if memory_mb != spec.memory_mb:
+        cut.append((f"{spec.memory_mb} MB of memory", f"{memory_mb} MB"))
+    if not cut:
+        return spec, None
+    note = (
+        f"The instance type asks for {' and '.join(asked for asked, _ in cut)}; this worker has "
+        f"{' and '.join(given for _, given in cut)}: the job runs with that"
+    )
+    return replace(spec, cpus=cpus, memory_mb=memory_mb), note
 
 
 def isolation():
