@@ -9,7 +9,7 @@ class JobsConfig(AppConfig):
 
     def ready(self):
         # Imported once the app registry is ready, as Django requires of modules that use models.
-        from . import actions
+        from . import ending
 
-        project_destroying.connect(actions.end_project_jobs, dispatch_uid="jobs.end_project_jobs")
-        project_deleting.connect(actions.settle_project_jobs, dispatch_uid="jobs.settle_project_jobs")
+        project_destroying.connect(ending.end_project_jobs, dispatch_uid="jobs.end_project_jobs")
+        project_deleting.connect(ending.settle_project_jobs, dispatch_uid="jobs.settle_project_jobs")

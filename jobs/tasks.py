@@ -9,7 +9,7 @@ import socket
 
 from celery import shared_task, signals
 
-from .actions import reap as do_reap
+from .ending import reap as do_reap
 from .execution.runner import run
 from .execution.sandbox import SandboxError, check_worker
 from .notifications import send_email

@@ -175,7 +175,7 @@ def destroy_project(principal, container, terminate_jobs=False):
 
     Apps with work running in it end it first (project_destroying): unfinished jobs make it
     InvalidState (as on DNAnexus) unless `terminate_jobs`, and are then terminated and waited for
-    (jobs.actions.end_project_jobs). That commits before the wait: call it outside a transaction.
+    (jobs.ending.end_project_jobs). That commits before the wait: call it outside a transaction.
     """
     project_destroying.send(sender=Container, principal=principal, container=container, terminate_jobs=terminate_jobs)
     with transaction.atomic():

@@ -3,7 +3,7 @@
 import pytest
 
 from dxweb.errors import InvalidState, PermissionDenied, ResourceNotFound
-from jobs import actions, permissions
+from jobs import actions, ending, permissions
 from jobs.models import Job, State
 from jobs.ssh.gateway import address_allowed
 from projects.models import Level, now_ms
@@ -78,7 +78,7 @@ def test_extend_pushes_the_end_and_release_fails_the_job_with_its_held_failure(h
 
 def test_the_reaper_fails_a_held_job_whose_worker_vanished(held_job, settings):
     lapsed = now_ms() + settings.DXWEB_LEASE_SECONDS * 1000 + round(settings.DXWEB_HEARTBEAT_SECONDS * 1000) + 1
-    assert actions.reap(now=lapsed)["failed"] == [held_job.pk]
+    assert ending.reap(now=lapsed)["failed"] == [held_job.pk]
     job = Job.objects.get(pk=held_job.pk)
     assert job.state == State.FAILED and job.failure_reason == "AppInternalError"
     assert "stopped renewing its lease" in job.failure_message

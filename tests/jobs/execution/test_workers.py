@@ -17,7 +17,7 @@ from urllib.parse import urlparse, urlunparse
 import psutil
 import pytest
 
-from jobs import actions
+from jobs import actions, ending
 from jobs.execution import runner
 from jobs.models import Job, LogLine, State
 from tests.dxweb.test_scaled_out import POSTGRES_URL, REDIS_URL, check_postgres, check_redis, require
@@ -182,7 +182,7 @@ def test_a_claim_that_lost_its_lease_cannot_record_a_result(alice, project, nap,
     settings.DXWEB_MAX_TRIES = 2
     job_id = launch(alice, project, nap)
     first, _ = actions.claim(job_id, "stalled")
-    assert actions.reap(now=expiry(first, settings))["retried"] == [job_id]
+    assert ending.reap(now=expiry(first, settings))["retried"] == [job_id]
     second, _ = actions.claim(job_id, "survivor")
     assert (first.tries, second.tries) == (1, 2)
     actions.finish(job_id, {"from": "stalled"}, only_if={"tries": first.tries})
@@ -203,10 +203,10 @@ def test_the_reaper_takes_a_lease_a_heartbeat_period_after_it_lapsed_and_logs_wh
     job_id = launch(alice, project, nap)
     job, _ = actions.claim(job_id, "host:slow@host")
     # Lapsed, but a heartbeat from a worker that is merely slow may still be on its way.
-    assert actions.reap(now=job.heartbeat + settings.DXWEB_LEASE_SECONDS * 1000 + 1)["retried"] == []
-    assert actions.reap(now=expiry(job, settings) - 1)["retried"] == []
+    assert ending.reap(now=job.heartbeat + settings.DXWEB_LEASE_SECONDS * 1000 + 1)["retried"] == []
+    assert ending.reap(now=expiry(job, settings) - 1)["retried"] == []
     assert Job.objects.get(pk=job_id).state == State.RUNNING
-    assert actions.reap(now=expiry(job, settings))["retried"] == [job_id]
+    assert ending.reap(now=expiry(job, settings))["retried"] == [job_id]
     retry = LogLine.objects.filter(job_id=job_id).order_by("-seq").first()
     age = (expiry(job, settings) - job.heartbeat) / 1000
     assert (retry.source, retry.level) == ("SYSTEM", "WARNING")
@@ -216,7 +216,7 @@ def test_the_reaper_takes_a_lease_a_heartbeat_period_after_it_lapsed_and_logs_wh
     )
     # The last try is not retried: its log says so.
     job, _ = actions.claim(job_id, "host:slow@host")
-    assert actions.reap(now=expiry(job, settings))["failed"] == [job_id]
+    assert ending.reap(now=expiry(job, settings))["failed"] == [job_id]
     last = LogLine.objects.filter(job_id=job_id).order_by("-seq").first()
     assert last.level == "ERROR" and last.msg.startswith("Not retried: worker host:slow@host stopped renewing")
     assert last.msg.endswith("try 2 was the last of at most 2") and last.seq == retry.seq + 1
@@ -267,7 +267,7 @@ def test_the_reaper_spares_a_lease_renewed_after_it_looked(alice, project, nap):
 def test_an_unclaimed_job_is_woken_again_with_backoff(alice, project, nap, settings):
     job_id = launch(alice, project, nap)
     born, lease = Job.objects.get(pk=job_id).modified, settings.DXWEB_LEASE_SECONDS * 1000
-    woken = [age for age in range(0, 20 * lease, lease // 4) if job_id in actions.reap(now=born + age + 1)["woken"]]
+    woken = [age for age in range(0, 20 * lease, lease // 4) if job_id in ending.reap(now=born + age + 1)["woken"]]
     # One wake-up after a lease, then each at least twice as old as the last: not one per reaper tick.
     assert woken[0] == lease and 3 <= len(woken) <= 5, woken
     assert all(later >= 2 * earlier for earlier, later in zip(woken, woken[1:])), woken

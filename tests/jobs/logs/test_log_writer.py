@@ -23,7 +23,7 @@ from channels.layers import InMemoryChannelLayer
 from django.db import OperationalError
 from django.db.backends.signals import connection_created
 
-from jobs import actions
+from jobs import actions, ending
 from jobs.logs import store
 from jobs.logs.store import LogWriter, Notifier, group_name, notify, notify_state, states_group
 from jobs.models import Job, LogLine, State
@@ -140,7 +140,7 @@ def test_a_runners_writer_refuses_its_lines_once_its_claim_lost_the_job(transact
     writer = LogWriter(job_id, claim=(first.tries, first.worker))
     writer.write("STDOUT", "before")
     writer.flush()
-    assert actions.reap(now=now_ms() + 3_600_000)["retried"] == [job_id]
+    assert ending.reap(now=now_ms() + 3_600_000)["retried"] == [job_id]
     writer.write("STDOUT", "after the reaper took it")  # the job is nobody's
     writer.flush()
     second, _ = actions.claim(job_id, "survivor")
