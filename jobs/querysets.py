@@ -8,7 +8,9 @@ its GIN index answers `@>` (migration 0006). A name contained goes through a tri
 (jobs.namesearch).
 """
 
+import functools
 import json
+import operator
 from typing import NamedTuple
 
 from django.db import connection, models
@@ -100,30 +102,20 @@ def has_property(key, value=None):
 # every job and an empty "$or" for none, as all() and any() answer, which Q() alone cannot say.
 
 
-def _all(conditions):
-    conditions = list(conditions)
-    if any(c is False for c in conditions):
-        return False
-    kept = [c for c in conditions if c is not True]
-    if not kept:
-        return True
-    q = kept[0]
-    for c in kept[1:]:
-        q &= c
-    return q
+def _join(op, conditions):
+    """The conditions joined by a query's "$and" (all of them hold) or "$or" (any of them does).
 
-
-def _any(conditions):
+    True and False are answered as all() and any() answer them: the one that decides (False for "$and",
+    True for "$or") decides the whole; the other is left out, and is the answer when nothing is left.
+    """
+    decides = op == "$or"
     conditions = list(conditions)
-    if any(c is True for c in conditions):
-        return True
-    kept = [c for c in conditions if c is not False]
+    if any(c is decides for c in conditions):
+        return decides
+    kept = [c for c in conditions if c is not (not decides)]
     if not kept:
-        return False
-    q = kept[0]
-    for c in kept[1:]:
-        q |= c
-    return q
+        return not decides
+    return functools.reduce(operator.or_ if decides else operator.and_, kept)
 
 
 def tags_condition(query):
@@ -131,11 +123,11 @@ def tags_condition(query):
     if isinstance(query, str):
         return has_tag(query)
     if isinstance(query, dict) and isinstance(query.get("$and"), list):
-        return _all(tags_condition(q) for q in query["$and"])
+        return _join("$and", (tags_condition(q) for q in query["$and"]))
     if isinstance(query, dict) and isinstance(query.get("$or"), list):
-        return _any(tags_condition(q) for q in query["$or"])
+        return _join("$or", (tags_condition(q) for q in query["$or"]))
     if isinstance(query, list):
-        return _all(tags_condition(q) for q in query)
+        return _join("$and", (tags_condition(q) for q in query))
     raise InvalidInput(TAGS_ERROR)
 
 
@@ -151,7 +143,7 @@ def properties_condition(query):
     for key, want in query.items():
         if key in ("$and", "$or") and isinstance(want, list):
             parts = [properties_condition(q) for q in want]
-            conditions.append(_all(parts) if key == "$and" else _any(parts))
+            conditions.append(_join(key, parts))
         elif want is True:
             conditions.append(has_property(key))
         elif want is False or want is None:
@@ -160,7 +152,7 @@ def properties_condition(query):
             conditions.append(has_property(key, want))
         else:
             conditions.append(False)
-    return _all(conditions)
+    return _join("$and", conditions)
 
 
 class JobQuerySet(models.QuerySet):
