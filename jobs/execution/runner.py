@@ -326,6 +326,8 @@ def _execute(job, token, workdir, writer, worker):
         if job.debug.get("debugOn"):
             argv = ["bash", "-c", DEBUG_WRAPPER.format(meta=META), "dxweb-job", script]
         proc = sandbox.launch(spec, argv)
+        if "capped" in proc.mechanisms:
+            writer.write("INFO", proc.mechanisms["capped"], source="SYSTEM")
         if not spec.network and proc.mechanisms["network"].startswith("host ("):  # bubblewrap, but no netns
             writer.write(
                 "WARNING",
