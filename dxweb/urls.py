@@ -4,6 +4,7 @@ from django.conf import settings
 from django.urls import include, path, re_path
 
 import jobs.api  # noqa: F401  (registers the API methods)
+import jobs.workflows.api  # noqa: F401
 import projects.api  # noqa: F401
 from dxweb import api
 from projects import transfer

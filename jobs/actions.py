@@ -19,6 +19,7 @@ from . import dispatch, notifications
 from .logs.store import notify_state
 from .models import DEBUG_REASONS, FINAL_STATES, PRIORITIES, TRANSITIONS, Job, JobDependency, JobTransition, State
 from .permissions import access_hold, access_job
+from .signals import stage_job_ended
 from .specs import check_applet_specs, check_input, jbor, link_target, timeout_seconds
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ def end_hold(job, why):
     if transition(
         job.pk, State.TERMINATED, expected=[State.DEBUG_HOLD], failure_reason="Terminated", failure_message=why
     ):
-        _end_tree(job.origin or job, "Terminated", f"Terminated because {job.id} ended its debug hold")
+        end_tree(job.origin or job, "Terminated", f"Terminated because {job.id} ended its debug hold")
         return True
     return False
 
@@ -314,11 +315,13 @@ def _link_inputs(principal, workspace, input_value):
 
 
 @transaction.atomic
-def run_applet(principal, placement, body):
-    """/applet-x/run: a new origin job with its own workspace."""
+def run_applet(principal, placement, body, analysis=None, stage=""):
+    """/applet-x/run: a new origin job with its own workspace (or an analysis's job for `stage`)."""
     applet, spec = placement.obj, placement.obj.spec
     caller = calling_job(principal)
-    if caller is None:
+    if analysis is not None:  # a stage's job: at the top of its own tree, in the analysis's project
+        project, parent, root = analysis.project, None, None
+    elif caller is None:
         project = access_container(principal, get(body, "project", str), Level.CONTRIBUTE, kinds=(Container.PROJECT,))
         parent, root = None, None
     else:
@@ -347,6 +350,8 @@ def run_applet(principal, placement, body):
         instance_type=_instance_type(body, function, spec["runSpec"]),
         timeout_s=_timeout(body, applet.pk, function, spec["runSpec"]),
         delay_workspace_destruction=get(body, "delayWorkspaceDestruction", bool, False),
+        analysis=analysis,
+        stage=stage,
         **_common_fields(body),
     )
     job.origin = job
@@ -555,6 +560,9 @@ def _on_final(job_id):
         _publish_outputs(job)
     if job.parent_id is None:  # what a user launched (not the subjobs it made): tell them it ended
         transaction.on_commit(lambda: notifications.job_ended(job_id))
+    if job.analysis_id and job.origin_id == job.pk:  # a stage's job: its analysis follows
+        analysis_id = job.analysis_id
+        transaction.on_commit(lambda: stage_job_ended.send(sender=Job, analysis_id=analysis_id))
     # The last job of a tree to end (the origin, or a child terminated after it) removes the workspace.
     origin = job if job.origin_id in (None, job.pk) else job.origin
     if job.workspace_id and origin.is_final and not origin.delay_workspace_destruction:
@@ -635,7 +643,7 @@ def fail(job, reason, message, failure_from=None, only_if=None):
     if origin.pk != job.pk:
         fail(origin, reason, message, failure_from=failure_from)
         return True
-    _end_tree(origin, "Terminated", f"Terminated because {failure_from.id} failed")
+    end_tree(origin, "Terminated", f"Terminated because {failure_from.id} failed")
     if origin.parent_id:
         fail(origin.parent, reason, message, failure_from=failure_from)
     return True
@@ -647,10 +655,10 @@ def terminate(principal, job):
     if origin.is_final and not origin.origin_tree.exclude(state__in=FINAL_STATES).exists():
         raise InvalidState(f"{job.id} has already finished ({job.state})")
     who = principal.user.dx_id
-    _end_tree(origin, "Terminated", f"Terminated by {who}", include_origin=True)
+    end_tree(origin, "Terminated", f"Terminated by {who}", include_origin=True)
 
 
-def _end_tree(origin, reason, message, include_origin=False):
+def end_tree(origin, reason, message, include_origin=False):
     jobs = Job.objects.filter(origin=origin).exclude(state__in=FINAL_STATES)
     if not include_origin:
         jobs = jobs.exclude(pk=origin.pk)

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import DatabaseError
+from django.db.models import Q
 
 from dxweb.api import api_method
 from dxweb.errors import InvalidInput
@@ -13,9 +14,10 @@ from projects.permissions import access_container
 
 from . import actions
 from .logs.store import last_lines
-from .models import Job, describe_job
+from .models import Analysis, Job, describe_job
 from .permissions import access_job
 from .querysets import Cursor
+from .workflows.analyses import describe_analysis
 
 
 @api_method("applet", "new", write=True)
@@ -83,57 +85,93 @@ def job_get_log(principal, job, body):
     return {"loglines": [line.to_frame(job.name) for line in lines], "truncated": truncated}
 
 
-def _find_jobs(principal, body):
-    if body.get("project") is not None:
-        jobs = Job.objects.within(project_id=access_container(principal, get(body, "project", str)).pk)
-    else:
-        jobs = Job.objects.visible_to(principal)
-    for key, field in (
-        ("originJob", "origin_id"),
-        ("rootExecution", "root_id"),
-        ("parentJob", "parent_id"),
-        ("id", "pk"),
-    ):
-        if key in body:
-            value = body[key]
-            if value is not None and not isinstance(value, (list, str)):
-                raise InvalidInput(f'"{key}" must be a job ID, an array of them, or null')
-            if value is not None or key == "parentJob":  # only parentJob: null means something (no parent)
-                jobs = jobs.related(field, value)
-    if body.get("state") is not None:
-        jobs = jobs.in_state(*(body["state"] if isinstance(body["state"], list) else [body["state"]]))
-    if body.get("launchedBy") is not None:
-        jobs = jobs.launched_by(get(body, "launchedBy", str))
-    if body.get("executable") is not None:
-        jobs = jobs.of_executable(get(body, "executable", str))
-    if "name" in body:
-        jobs = jobs.named(body["name"])
-    created = get(body, "created", dict, {})
-    jobs = jobs.created_between(created.get("after"), created.get("before"))
-    wanted, options = describe_input(body)
-    io = not (isinstance(options.get("fields"), dict) and options["fields"].get("input") is False)
-    limit, cursor = page_limit(body), _starting(body)
-    if body.get("tags") is not None:
-        jobs = jobs.tagged(body["tags"])
-    if body.get("properties") is not None:
-        jobs = jobs.with_properties(body["properties"])
+# How a find's relation keys read on each kind of execution: a job field, or for analyses (which are
+# the root of their tree and have no parent job) ALL when the key asks for none, NONE when for one.
+ALL, NONE = "all", "none"
+RELATIONS = {
+    Job: {"originJob": "origin_id", "parentJob": "parent_id", "parentAnalysis": "analysis_id", "id": "pk"},
+    Analysis: {"originJob": NONE, "parentJob": NONE, "parentAnalysis": NONE, "id": "pk", "rootExecution": "pk"},
+}
 
-    def render(job):
-        row = {"id": job.id}
+
+def _executions(principal, body, model):
+    """The executions of one model (Job or Analysis) a find's filters select; None when none can match."""
+    if body.get("project") is not None:
+        found = model.objects.within(project_id=access_container(principal, get(body, "project", str)).pk)
+    else:
+        found = model.objects.visible_to(principal)
+    for key in ("originJob", "rootExecution", "parentJob", "parentAnalysis", "id"):
+        if key not in body:
+            continue
+        value = body[key]
+        if value is not None and not isinstance(value, (list, str)):
+            raise InvalidInput(f'"{key}" must be an execution ID, an array of them, or null')
+        if value is None and key not in ("parentJob", "parentAnalysis"):
+            continue  # only parentJob and parentAnalysis: null means something (none)
+        if key == "rootExecution" and model is Job:
+            ids = value if isinstance(value, list) else [value]
+            # A stage job's tree has its analysis at the root.
+            found = found.filter(Q(root_id__in=ids) | Q(root__analysis_id__in=ids))
+            continue
+        field = RELATIONS[model][key]
+        if field == NONE:
+            if value is not None:
+                return None
+            continue
+        found = found.related(field, value)
+    if body.get("state") is not None:
+        found = found.in_state(*(body["state"] if isinstance(body["state"], list) else [body["state"]]))
+    if body.get("launchedBy") is not None:
+        found = found.launched_by(get(body, "launchedBy", str))
+    if body.get("executable") is not None:
+        found = found.of_executable(get(body, "executable", str))
+    if "name" in body:
+        found = found.named(body["name"])
+    created = get(body, "created", dict, {})
+    found = found.created_between(created.get("after"), created.get("before"))
+    if body.get("tags") is not None:
+        found = found.tagged(body["tags"])
+    if body.get("properties") is not None:
+        found = found.with_properties(body["properties"])
+    return found
+
+
+def _find_executions(principal, body, models):
+    """A find over jobs and/or analyses, newest first, paged by [created, id] across both."""
+    wanted, options = describe_input(body)
+    io = options.get("io") is not False and not (
+        isinstance(options.get("fields"), dict) and options["fields"].get("input") is False
+    )
+    limit, cursor = page_limit(body), _starting(body)
+    rows = []
+    try:
+        for model in models:
+            found = _executions(principal, body, model)
+            if found is None:
+                continue
+            # `starting` is the first execution of its page (the `next` of the page before): inclusive.
+            page = found.page(limit, cursor, inclusive=True)
+            if model is Job:
+                page = page.select_related("project", "launched_by", "failure_from", "root")
+            else:
+                page = page.select_related("project", "launched_by", "failure_from")
+            rows.extend(page)
+    except DatabaseError:
+        raise InvalidInput("The query could not be evaluated (check name patterns)") from None
+    rows.sort(key=lambda row: (row.created, row.pk), reverse=True)
+
+    def render(execution):
+        row = {"id": execution.pk}
         if wanted:
-            data = describe_job(job, io=io)
+            describe = describe_job if isinstance(execution, Job) else describe_analysis
+            data = describe(execution, io=io)
             row["describe"] = (
                 data if options.get("defaultFields") or "fields" not in options else select_fields(data, options)
             )
         return row
 
-    try:
-        # `starting` is the first job of its page (the `next` of the page before): inclusive.
-        rows = list(jobs.page(limit, cursor, inclusive=True).select_related("project", "launched_by", "failure_from"))
-    except DatabaseError:
-        raise InvalidInput("The query could not be evaluated (check name patterns)") from None
     return {
-        "results": [render(job) for job in rows[:limit]],
+        "results": [render(row) for row in rows[:limit]],
         "next": [rows[limit].created, rows[limit].pk] if len(rows) > limit else None,
     }
 
@@ -155,11 +193,17 @@ def _starting(body):
 
 @api_method("system", "findExecutions")
 def find_executions(principal, body):
-    if body.get("class") not in (None, "job"):
+    kinds = {None: (Job, Analysis), "job": (Job,), "analysis": (Analysis,)}
+    if body.get("class") not in kinds:
         return {"results": [], "next": None}
-    return _find_jobs(principal, body)
+    return _find_executions(principal, body, kinds[body.get("class")])
 
 
 @api_method("system", "findJobs")
 def find_jobs(principal, body):
-    return _find_jobs(principal, body)
+    return _find_executions(principal, body, (Job,))
+
+
+@api_method("system", "findAnalyses")
+def find_analyses(principal, body):
+    return _find_executions(principal, body, (Analysis,))

@@ -2,6 +2,8 @@ from django.apps import AppConfig
 
 from projects.signals import project_deleting, project_destroying
 
+from .signals import stage_job_ended
+
 
 class JobsConfig(AppConfig):
     name = "jobs"
@@ -9,7 +11,12 @@ class JobsConfig(AppConfig):
 
     def ready(self):
         # Imported once the app registry is ready, as Django requires of modules that use models.
+        from projects.models import DESCRIBERS
+
         from . import ending
+        from .workflows import analyses, stages
 
         project_destroying.connect(ending.end_project_jobs, dispatch_uid="jobs.end_project_jobs")
         project_deleting.connect(ending.settle_project_jobs, dispatch_uid="jobs.settle_project_jobs")
+        stage_job_ended.connect(analyses.stage_ended, dispatch_uid="jobs.stage_ended")
+        DESCRIBERS["workflow"] = stages.describe_workflow

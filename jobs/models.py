@@ -5,6 +5,7 @@ from django.db import models
 from projects.models import ApiToken, Container, DataObject, User, now_ms
 
 from .querysets import JobQuerySet
+from .workflows.querysets import AnalysisQuerySet
 
 
 class State(models.TextChoices):
@@ -99,6 +100,9 @@ class Job(models.Model):
     heartbeat = models.BigIntegerField(null=True)
     tries = models.PositiveSmallIntegerField(default=0)
     token = models.ForeignKey(ApiToken, null=True, on_delete=models.SET_NULL, related_name="+")
+    # A stage's job: the analysis it runs in, and the workflow stage it runs.
+    analysis = models.ForeignKey("Analysis", null=True, on_delete=models.CASCADE, related_name="stage_jobs")
+    stage = models.CharField(max_length=128, blank=True, default="")
 
     objects = JobQuerySet.as_manager()
 
@@ -152,6 +156,92 @@ class JobDependency(models.Model):
         constraints = [models.UniqueConstraint(fields=["job", "on", "stage"], name="one_dependency_per_pair")]
 
 
+class AnalysisState(models.TextChoices):
+    IN_PROGRESS = "in_progress"
+    PARTIALLY_FAILED = "partially_failed"
+    DONE = "done"
+    FAILED = "failed"
+    TERMINATING = "terminating"
+    TERMINATED = "terminated"
+
+
+ANALYSIS_FINAL_STATES = frozenset({AnalysisState.DONE, AnalysisState.FAILED, AnalysisState.TERMINATED})
+# Every analysis state change goes through jobs.workflows.analyses.move(), which allows only these.
+ANALYSIS_TRANSITIONS = {
+    AnalysisState.IN_PROGRESS: {
+        AnalysisState.PARTIALLY_FAILED,
+        AnalysisState.DONE,
+        AnalysisState.FAILED,
+        AnalysisState.TERMINATING,
+        AnalysisState.TERMINATED,
+    },
+    AnalysisState.PARTIALLY_FAILED: {AnalysisState.FAILED, AnalysisState.TERMINATING, AnalysisState.TERMINATED},
+    AnalysisState.TERMINATING: {AnalysisState.TERMINATED},
+    AnalysisState.DONE: set(),
+    AnalysisState.FAILED: set(),
+    AnalysisState.TERMINATED: set(),
+}
+
+
+class Analysis(models.Model):
+    """A run of a workflow: one job per stage (Job.analysis), started in the order their links ask."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    name = models.CharField(max_length=255)
+    workflow = models.ForeignKey(DataObject, null=True, on_delete=models.SET_NULL, related_name="+")
+    # The workflow's ID, name and stages at launch (each stage with its "execution": the job's ID).
+    executable = models.CharField(max_length=40)
+    executable_name = models.CharField(max_length=255, blank=True, default="")
+    stages = models.JSONField(default=list)
+    project = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="analyses")
+    folder = models.CharField(max_length=1024, default="/")
+    launched_by = models.ForeignKey(User, on_delete=models.CASCADE, related_name="launched_analyses")
+    state = models.CharField(max_length=20, choices=AnalysisState.choices, default=AnalysisState.IN_PROGRESS)
+    # Keyed "<stage ID>.<field>": every stage's input (bound and given), what the run named, and the
+    # outputs of the stages done so far (None until the first).
+    input = models.JSONField(default=dict)
+    original_input = models.JSONField(default=dict)
+    run_input = models.JSONField(default=dict)
+    output = models.JSONField(null=True)
+    depends_on = models.JSONField(default=list)
+    failure_reason = models.CharField(max_length=64, blank=True, default="")
+    failure_message = models.TextField(blank=True, default="")
+    failure_from = models.ForeignKey(Job, null=True, on_delete=models.SET_NULL, related_name="+")
+    priority = models.CharField(max_length=10, default="normal")
+    tags = models.JSONField(default=list)
+    properties = models.JSONField(default=dict)
+    details = models.JSONField(default=dict)
+    # [{"newState", "setAt"}], the analysis's stateTransitions.
+    transitions = models.JSONField(default=list)
+    created = models.BigIntegerField(default=now_ms)
+    modified = models.BigIntegerField(default=now_ms)
+
+    objects = AnalysisQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "-created", "-id"], name="jobs_analysis_project_idx"),
+            models.Index(fields=["launched_by", "-created", "-id"], name="jobs_analysis_launcher_idx"),
+        ]
+
+    def __str__(self):
+        return self.id
+
+    @property
+    def is_final(self):
+        return self.state in ANALYSIS_FINAL_STATES
+
+
+def root_execution(job):
+    """The ID of the execution at the root of the job's tree: its analysis for a stage's job and
+    the jobs that job launched, else the root job."""
+    if job.analysis_id:
+        return job.analysis_id
+    if job.root_id and job.root_id != job.pk:
+        return job.root.analysis_id or job.root_id
+    return job.pk
+
+
 def describe_job(job, io=True):
     """The fields /job-x/describe returns (reference §5)."""
     data = {
@@ -168,9 +258,9 @@ def describe_job(job, io=True):
         "folder": job.folder,
         "parentJob": job.parent_id,
         "originJob": job.origin_id or job.id,
-        "rootExecution": job.root_id or job.id,
-        "parentAnalysis": None,
-        "analysis": None,
+        "rootExecution": root_execution(job),
+        "parentAnalysis": job.analysis_id,
+        "analysis": job.analysis_id,
         "launchedBy": job.launched_by.dx_id,
         "created": job.created,
         "modified": job.modified,
@@ -194,6 +284,8 @@ def describe_job(job, io=True):
         "billTo": job.project.bill_to,
         "isFree": True,
     }
+    if job.analysis_id:
+        data["stage"] = job.stage
     if io:
         data.update(input=job.input, originalInput=job.original_input, runInput=job.run_input, output=job.output)
     if job.started_running is not None:

@@ -23,7 +23,7 @@ from dxweb.errors import InvalidState, PermissionDenied, ResourceNotFound
 from projects.models import Level
 from projects.permissions import level_of, reaches, require_level
 
-from .models import Job, State
+from .models import Analysis, Job, State
 from .ssh.gateway import address_allowed
 
 
@@ -94,3 +94,17 @@ def access_hold(principal, job_id):
     if not may_change_hold(principal, job):
         raise PermissionDenied(f"Only the launcher or a project administrator may change the hold of {job.id}")
     return job
+
+
+def access_analysis(principal, analysis_id, needed=Level.VIEW):
+    """Return the analysis, as access_job returns a job: through its project, missing and hidden alike."""
+    analysis = (
+        Analysis.objects.select_related("project", "launched_by").filter(pk=analysis_id).first()
+        if isinstance(analysis_id, str)
+        else None
+    )
+    level = level_of(principal, analysis.project_id) if analysis is not None else Level.NONE
+    if not reaches(level, Level.VIEW):
+        raise ResourceNotFound(f"The entity {analysis_id} could not be found")
+    analysis.level = require_level(level, analysis.project_id, needed)
+    return analysis

@@ -338,6 +338,11 @@ def describe_container(container, level, folders=False, permissions=True):
     return data
 
 
+# Classes whose describe adds fields worked out from other objects, {class: fn(placement, data)}: the
+# jobs app registers "workflow" (a workflow's inputSpec comes from its stages' applets).
+DESCRIBERS = {}
+
+
 def describe_placement(placement, parts=False):
     """The fields /<object>/describe returns for an object as seen in one container."""
     obj = placement.obj
@@ -366,4 +371,6 @@ def describe_placement(placement, parts=False):
         if parts:
             data["parts"] = {str(p.index): {"size": p.size, "md5": p.md5, "state": p.state} for p in obj.parts.all()}
     data.update(obj.spec)
+    if obj.cls in DESCRIBERS:
+        DESCRIBERS[obj.cls](placement, data)
     return data
