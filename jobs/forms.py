@@ -269,6 +269,22 @@ def _parse_scalar(klass, text):
     return text
 
 
+def parse_input(spec, text):
+    """An input value as a form field writes it (one value per line for arrays); ValueError if it is not."""
+    klass = spec["class"]
+    base = klass.removeprefix("array:")
+    if klass.startswith("array:"):
+        if base == "hash" or text.lstrip().startswith("["):
+            value = _loads(text)
+            if not isinstance(value, list):
+                raise ValueError("write a JSON array")
+            return value
+        return [_parse_scalar(base, line.strip()) for line in text.splitlines() if line.strip()]
+    if "choices" in spec:
+        return _loads(text)
+    return _parse_scalar(klass, text.strip() if klass != "string" else text)
+
+
 class LaunchForm(forms.Form):
     """A run of one applet: a field per inputSpec entry, then the advanced options of /applet-x/run."""
 
@@ -356,18 +372,7 @@ class LaunchForm(forms.Form):
         return data
 
     def _parse(self, spec, text):
-        klass = spec["class"]
-        base = klass.removeprefix("array:")
-        if klass.startswith("array:"):
-            if base == "hash" or text.lstrip().startswith("["):
-                value = _loads(text)
-                if not isinstance(value, list):
-                    raise ValueError("write a JSON array")
-                return value
-            return [_parse_scalar(base, line.strip()) for line in text.splitlines() if line.strip()]
-        if "choices" in spec:
-            return _loads(text)
-        return _parse_scalar(klass, text.strip() if klass != "string" else text)
+        return parse_input(spec, text)
 
     def body(self, project_id, applet_id):
         """The /applet-x/run body these fields describe."""

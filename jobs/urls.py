@@ -3,6 +3,7 @@
 from django.urls import path
 
 from . import views
+from .workflows import views as workflow_views
 
 project = "projects/<str:project_id>/"
 job = "jobs/<str:job_id>/"
@@ -12,6 +13,12 @@ urlpatterns = [
     path(project + "applets/new/", views.applet_new, name="applet-new"),
     path(project + "applets/<str:applet_id>/", views.applet, name="applet"),
     path(project + "applets/<str:applet_id>/run/", views.launch, name="launch"),
+    path(project + "workflows/", workflow_views.workflows, name="workflows"),
+    path(project + "workflows/<str:workflow_id>/", workflow_views.workflow, name="workflow"),
+    path(project + "workflows/<str:workflow_id>/run/", workflow_views.workflow_launch, name="workflow-launch"),
+    path(project + "workflows/<str:workflow_id>/<str:action>/", workflow_views.workflow_edit, name="workflow-edit"),
+    path("analyses/<str:analysis_id>/", workflow_views.analysis, name="analysis"),
+    path("analyses/<str:analysis_id>/terminate/", workflow_views.analysis_terminate, name="analysis-terminate"),
     path(project + "jobs/", views.project_jobs, name="project-jobs"),
     path("jobs/", views.my_jobs, name="my-jobs"),
     path(job, views.job, name="job"),

@@ -17,7 +17,7 @@ from django.conf import settings
 from dxweb.api import principal_for_guarded_token
 from dxweb.errors import BadRequest, DXError, InvalidInput, PermissionDenied, ResourceNotFound
 from dxweb.websockets import SERVER_ERROR, FirstFrameDeadline, client_address, close_with, decode_frame
-from jobs.models import FINAL_STATES, Job
+from jobs.models import FINAL_STATES, Analysis, Job
 from jobs.permissions import access_job, check_job_visible
 from projects.models import Container, Level
 from projects.permissions import Principal, access_container, holds
@@ -212,12 +212,14 @@ class JobStatesConsumer(SessionConsumer):
         return {"watch": watch}
 
     def _states(self):
-        jobs = Job.objects.filter(pk__in=self.request["watch"])
-        if self.project is not None:
-            jobs = jobs.filter(project=self.project)
-        else:
-            jobs = jobs.filter(launched_by=self.principal.user)
-        rows = list(jobs.values_list("id", "state", "project_id"))
+        rows = []
+        for model in (Job, Analysis):  # analyses' states ride along (the analysis page, analyses in lists)
+            found = model.objects.filter(pk__in=self.request["watch"])
+            if self.project is not None:
+                found = found.filter(project=self.project)
+            else:
+                found = found.filter(launched_by=self.principal.user)
+            rows += found.values_list("id", "state", "project_id")
         # Access may have been revoked since the page was rendered: ask the permission module each time.
         allowed = {pid for pid in {r[2] for r in rows} if holds(self.principal, pid, Level.VIEW)}
         return {job_id: state for job_id, state, pid in rows if pid in allowed}

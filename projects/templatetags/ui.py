@@ -18,6 +18,7 @@ ICONS = {
     "folder": '<path d="M3 6.5A1.5 1.5 0 0 1 4.5 5h4.2l2 2h8.8A1.5 1.5 0 0 1 21 8.5v9a1.5 1.5 0 0 1-1.5 1.5h-15A1.5 1.5 0 0 1 3 17.5z"/>',
     "folder-open": '<path d="M3 17.5V6.5A1.5 1.5 0 0 1 4.5 5h4.2l2 2h7.8A1.5 1.5 0 0 1 20 8.5V10"/><path d="M3 17.5 5.6 11h16.4l-2.6 6.5a1.5 1.5 0 0 1-1.4 1H4.4A1.4 1.4 0 0 1 3 17.5z"/>',
     "file": '<path d="M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8z"/><path d="M14 3v5h5"/>',
+    "workflow": '<rect x="3" y="4" width="6" height="5" rx="1"/><rect x="15" y="4" width="6" height="5" rx="1"/><rect x="9" y="15" width="6" height="5" rx="1"/><path d="M6 9v2.5a1.5 1.5 0 0 0 1.5 1.5h9a1.5 1.5 0 0 0 1.5-1.5V9M12 13v2"/>',
     "applet": '<path d="m8 8-4 4 4 4"/><path d="m16 8 4 4-4 4"/><path d="m13.5 5-3 14"/>',
     "record": '<rect x="4" y="4" width="16" height="16" rx="2"/><path d="M8 9h8M8 13h8M8 17h5"/>',
     "upload": '<path d="M12 16V4"/><path d="m7 9 5-5 5 5"/><path d="M4 16v3a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2v-3"/>',
@@ -81,3 +82,9 @@ def ago(value):
     if (django_timezone.now() - value).total_seconds() < 60:
         return "just now"
     return f"{timesince(value, depth=1)} ago"
+
+
+@register.filter
+def get_item(mapping, key):
+    """`mapping[key]` in a template, or nothing when it is not there."""
+    return mapping.get(key, ()) if hasattr(mapping, "get") else ()

@@ -36,7 +36,7 @@
     field("properties").value.split("\n").map((l) => l.trim()).filter(Boolean).forEach((l) => parts.push("--property", quote(l)));
     form.querySelectorAll("input[name=debug_on]:checked").forEach((box) => parts.push("--debug-on", box.value));
     if (field("allow_ssh").checked) parts.push("--allow-ssh");
-    const timeout = field("timeout").value.trim().match(/^(\d+(?:\.\d+)?)\s*([dhm])$/);
+    const timeout = field("timeout") && field("timeout").value.trim().match(/^(\d+(?:\.\d+)?)\s*([dhm])$/);
     if (timeout) {
       const unit = { d: "days", h: "hours", m: "minutes" }[timeout[2]];
       const policy = { timeoutPolicyByExecutable: { [form.dataset.applet]: { "*": { [unit]: Number(timeout[1]) } } } };
