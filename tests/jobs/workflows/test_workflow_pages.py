@@ -143,3 +143,26 @@ def test_outsiders_get_not_found_and_viewers_cannot_change(alice, bob, project, 
     anonymous = Client()
     for url in pages:
         assert anonymous.get(url).status_code == 302, url  # to the login page
+
+
+def test_job_lists_show_an_analysis_with_its_stage_jobs_under_it(alice, web, project, pieces, no_dispatch):
+    qc, align, reads = pieces
+    lone = alice.ok(f"/{qc}/run", {"project": project, "input": {"reads": {"$dnanexus_link": reads}}})["id"]
+    workflow = alice.ok("/workflow/new", {"project": project, "name": "pipeline"})["id"]
+    first = alice.ok(
+        f"/{workflow}/addStage", {"executable": qc, "editVersion": 0, "input": {"reads": {"$dnanexus_link": reads}}}
+    )["stage"]
+    alice.ok(
+        f"/{workflow}/addStage",
+        {"executable": align, "editVersion": 1, "input": {"reads": link(first, "filtered_reads")}},
+    )
+    alice.ok(f"/{workflow}/close")
+    analysis = alice.ok(f"/{workflow}/run", {"project": project, "name": "nightly"})["id"]
+    stage_jobs = [j.pk for j in Analysis.objects.get(pk=analysis).stage_jobs.order_by("created")]
+    for url in (f"/projects/{project}/jobs/", "/jobs/"):
+        page = web.get(url).content.decode()
+        rows = [chunk.split('"', 1)[0] for chunk in page.split('<tr data-job="')[1:]]
+        assert rows == [analysis, *stage_jobs, lone], url  # each stage job once, under its analysis
+        assert f'href="/analyses/{analysis}/"' in page and 'class="stage-row"' in page
+    filtered = web.get(f"/projects/{project}/jobs/?name=nightly").content.decode()
+    assert analysis in filtered and lone not in filtered
