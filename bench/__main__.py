@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
-from bench import api, flood, joblist, jobs, logs, ssh, transfer, watchers  # noqa: E402  (after the path is set)
+from bench import api, flood, joblist, jobs, logs, ssh, transfer, watchers, workflows  # noqa: E402  (after the path is set)
 
 BENCHMARKS = {
     "api": api,
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "watchers": watchers,
     "flood": flood,
     "joblist": joblist,
+    "workflows": workflows,
 }
 
 
@@ -46,7 +47,7 @@ def main(argv=None):
     job_opts.add_argument(
         "--redis",
         action="store_true",
-        help="jobs, watchers, flood, joblist: run against Redis + a fresh PostgreSQL database "
+        help="jobs, watchers, flood, joblist, workflows: run against Redis + a fresh PostgreSQL database "
         "instead of the embedded mode",
     )
     job_opts.add_argument(
@@ -54,7 +55,8 @@ def main(argv=None):
         nargs="+",
         default=(),
         metavar="KEY=VALUE",
-        help="jobs, watchers, flood, joblist: extra environment for the server (experiments, e.g. a settings module)",
+        help="jobs, watchers, flood, joblist, workflows: extra environment for the server "
+        "(experiments, e.g. a settings module)",
     )
     log_opts = parser.add_argument_group("logs")
     log_opts.add_argument("--lines", type=int, help="lines the logging job prints, one per 50 ms (default 200)")
@@ -81,6 +83,14 @@ def main(argv=None):
     list_opts.add_argument("--joblist-jobs", type=int, help="jobs in the project (default 100000, quick 10000)")
     list_opts.add_argument("--joblist-rounds", type=int, help="rounds over every page variant (default 8, quick 3)")
     list_opts.add_argument("--joblist-reps", type=int, help="requests per variant per round (default 8, quick 4)")
+    wf_opts = parser.add_argument_group("workflows")
+    wf_opts.add_argument(
+        "--analyses",
+        dest="wf_analyses",
+        type=int,
+        help="3-stage analyses, and as many baseline jobs (default 20, quick 5)",
+    )
+    wf_opts.add_argument("--wf-poll", dest="wf_poll", type=float, help="seconds between the client's describes (0.1)")
     args = parser.parse_args(argv)
     unknown = [w for w in args.which if w not in BENCHMARKS]
     if unknown:
