@@ -24,6 +24,8 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 @contextlib.contextmanager
 def live_server(**extra_env):
     """Start the whole stack (daphne + Celery worker) in a temp dir with /bench/ views; stop it after."""
+    # tests.live.LiveServer reads the instance types from the settings.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dxweb.settings")
     tmp = Path(tempfile.mkdtemp(prefix="dxweb-bench-"))
     env = {"DXWEB_BENCH_VIEWS": "1", "DXWEB_LOG_LEVEL": "WARNING", **extra_env}
     server = LiveServer(tmp, extra_env=env)

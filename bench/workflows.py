@@ -189,8 +189,6 @@ def mode_of(env):
 def run(quick=False, wf_analyses=None, wf_poll=None, redis=False, server_env=(), **_):
     n = wf_analyses or (5 if quick else 20)
     poll = wf_poll or 0.1
-    # tests.live.LiveServer reads the instance types from the settings.
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dxweb.settings")
     extra = dict(REDIS_ENV) if redis else {}
     extra.update(dict(item.split("=", 1) for item in server_env))
     results = {"params": {"analyses": n, "baseline_jobs": n, "stages": STAGES, "poll_s": poll}}
