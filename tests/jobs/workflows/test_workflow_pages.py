@@ -166,3 +166,16 @@ def test_job_lists_show_an_analysis_with_its_stage_jobs_under_it(alice, web, pro
         assert f'href="/analyses/{analysis}/"' in page and 'class="stage-row"' in page
     filtered = web.get(f"/projects/{project}/jobs/?name=nightly").content.decode()
     assert analysis in filtered and lone not in filtered
+
+
+def test_a_stage_jobs_page_links_its_analysis(alice, web, project, pieces, no_dispatch):
+    qc, align, reads = pieces
+    workflow = alice.ok("/workflow/new", {"project": project, "name": "p"})["id"]
+    alice.ok(
+        f"/{workflow}/addStage", {"executable": qc, "editVersion": 0, "input": {"reads": {"$dnanexus_link": reads}}}
+    )
+    alice.ok(f"/{workflow}/close")
+    analysis = alice.ok(f"/{workflow}/run", {"project": project})["id"]
+    job = Analysis.objects.get(pk=analysis).stage_jobs.get()
+    page = web.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'href="/analyses/{analysis}/"' in page and job.stage in page
