@@ -254,7 +254,6 @@ def describe_job(job, io=True):
         "function": job.function,
         "state": job.state,
         "project": job.project_id,
-        "workspace": job.workspace_id,
         "folder": job.folder,
         "parentJob": job.parent_id,
         "originJob": job.origin_id or job.id,
@@ -284,6 +283,8 @@ def describe_job(job, io=True):
         "billTo": job.project.bill_to,
         "isFree": True,
     }
+    if job.workspace_id:  # absent once destroyed: `dx describe` prints it and cannot print a null
+        data["workspace"] = job.workspace_id
     if job.analysis_id:
         data["stage"] = job.stage
     if io:

@@ -291,7 +291,6 @@ def describe_analysis(analysis, io=True):
         "state": analysis.state,
         "project": analysis.project_id,
         "folder": analysis.folder,
-        "workspace": None,
         "launchedBy": analysis.launched_by.dx_id,
         "created": analysis.created,
         "modified": analysis.modified,

@@ -208,10 +208,13 @@ def test_the_workspace_goes_when_the_origin_is_done_unless_destruction_is_delaye
     job, _ = actions.claim(job_id, "test-worker")
     with django_capture_on_commit_callbacks(execute=True):
         actions.finish(job_id, {"total": 1})
-    assert alice.ok(f"/{job_id}/describe")["state"] == "done"
+    described = alice.ok(f"/{job_id}/describe")
+    assert described["state"] == "done"
     from projects.models import Container
 
     assert Container.objects.filter(pk=job.workspace_id).exists() is delay
+    # A destroyed workspace is absent from the describe, never null: `dx describe` prints it as text.
+    assert described.get("workspace", "absent") == (job.workspace_id if delay else "absent")
 
 
 def test_a_job_token_dies_with_its_job(alice, project, applet):

@@ -296,6 +296,8 @@ def test_running_a_workflow_makes_an_analysis_with_one_job_per_stage(
     data = alice.ok(f"/{analysis}/describe")
     assert data["state"] == "done" and data["output"][f"{second}.bam"] == {"$dnanexus_link": reads}
     assert [t["newState"] for t in data["stateTransitions"]] == ["in_progress", "done"]
+    # No null for `dx describe` to print: the analysis has no workspace, its done stage jobs no longer do.
+    assert "workspace" not in data and not any("workspace" in s["execution"] for s in data["stages"])
 
 
 def test_a_failed_stage_fails_the_analysis_and_names_itself(
