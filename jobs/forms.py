@@ -6,12 +6,18 @@ and put the actions' errors next to the field each names (DXError.field).
 
 import json
 import re
+from dataclasses import dataclass
 
 from django import forms
 from django.conf import settings
 
+from dxweb.errors import DXError
+from dxweb.ids import ID_BODY, id_class
+from projects import permissions
+from projects.models import Placement
+
 from .models import DEBUG_REASONS, PRIORITIES, State
-from .specs import INTERPRETERS, input_field
+from .specs import DATA_CLASSES, INTERPRETERS, input_field
 
 DEBUG_CHOICES = [(r, r) for r in DEBUG_REASONS]
 PRIORITY_CHOICES = [(p, p) for p in PRIORITIES]
@@ -199,26 +205,34 @@ def _input_field(spec):
     label = spec.get("label") or spec["name"]
     attrs = {"data-input": spec["name"], "data-class": klass}
     common = {"label": label, "required": False, "help_text": spec.get("help", "")}
+    picker = base in DATA_CLASSES and "choices" not in spec
+    if picker:
+        # The page's picker (static/jobs/picker.js) turns this into a searchable list; without it, a name,
+        # a path or an ID typed here is resolved when the form is sent.
+        attrs.update(autocomplete="off", spellcheck="false", placeholder=f"Name, /path or {base}-ID")
+        attrs["data-picker"] = base
     if klass.startswith("array:"):
-        help_text = "A JSON array" if base == "hash" else "One value per line"
+        help_text = "A JSON array" if base == "hash" else f"One {base} per line" if picker else "One value per line"
         common["help_text"] = " — ".join(filter(None, [spec.get("help", ""), help_text]))
-        return forms.CharField(widget=forms.Textarea(attrs={**attrs, **TEXTAREA}), strip=False, **common)
-    if "choices" in spec:
+        field = forms.CharField(widget=forms.Textarea(attrs={**attrs, **TEXTAREA}), strip=False, **common)
+    elif "choices" in spec:
         choices = [("", "—")] + [(json.dumps(c), str(c)) for c in spec["choices"]]
-        return forms.ChoiceField(choices=choices, widget=forms.Select(attrs=attrs), **common)
-    if klass == "boolean":
-        return forms.ChoiceField(
+        field = forms.ChoiceField(choices=choices, widget=forms.Select(attrs=attrs), **common)
+    elif klass == "boolean":
+        field = forms.ChoiceField(
             choices=[("", "—"), ("true", "true"), ("false", "false")], widget=forms.Select(attrs=attrs), **common
         )
-    if klass == "hash":
-        return forms.CharField(widget=forms.Textarea(attrs={**attrs, **TEXTAREA}), strip=False, **common)
-    if klass in ("int", "float"):
+    elif klass == "hash":
+        field = forms.CharField(widget=forms.Textarea(attrs={**attrs, **TEXTAREA}), strip=False, **common)
+    elif klass in ("int", "float"):
         attrs.update(type="number", step="1" if klass == "int" else "any")
-        return forms.CharField(widget=forms.TextInput(attrs=attrs), **common)
-    if klass in ("file", "applet", "record"):
-        attrs.update(placeholder=f"{klass}-…", autocomplete="off", **{"data-picker": klass})
-        return forms.CharField(widget=forms.TextInput(attrs=attrs), **common)
-    return forms.CharField(widget=forms.TextInput(attrs=attrs), strip=False, **common)
+        field = forms.CharField(widget=forms.TextInput(attrs=attrs), **common)
+    elif picker:
+        field = forms.CharField(widget=forms.TextInput(attrs=attrs), **common)
+    else:
+        field = forms.CharField(widget=forms.TextInput(attrs=attrs), strip=False, **common)
+    field.picker = base if picker else ""
+    return field
 
 
 def _initial_text(spec, value):
@@ -248,41 +262,163 @@ def _scalar_text(value):
     return str(value)
 
 
-def _parse_scalar(klass, text):
+def _json(text):
+    """A JSON value written in a field; ValueError in words (where it goes wrong), not the parser's."""
+    try:
+        return _loads(text)
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno}, column {err.colno}"
+        raise ValueError(f"This is not valid JSON ({err.msg.lower()} at {where})") from None
+
+
+def _parse_scalar(klass, text, resolve):
     if klass == "int":
+        if not re.fullmatch(r"[+-]?\d+", text):
+            raise ValueError(f"'{text}' is not a whole number")
         return int(text)
     if klass == "float":
-        return float(text)
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"'{text}' is not a number")
+        return value
     if klass == "boolean":
         if text not in ("true", "false"):
-            raise ValueError("write true or false")
+            raise ValueError(f"'{text}' is neither true nor false")
         return text == "true"
     if klass == "hash":
-        value = _loads(text)
+        value = _json(text)
         if not isinstance(value, dict):
-            raise ValueError("write a JSON object")
+            raise ValueError('Write a JSON object, e.g. {"key": "value"}')
         return value
-    if klass in ("file", "applet", "record"):
-        if text.startswith("{"):
-            return _loads(text)
-        return {"$dnanexus_link": text}
+    if klass in DATA_CLASSES:
+        return resolve(klass, text)
     return text
 
 
-def parse_input(spec, text):
-    """An input value as a form field writes it (one value per line for arrays); ValueError if it is not."""
+def parse_input(spec, text, resolve=None):
+    """An input value as a form field writes it (one value per line for arrays); ValueError, in plain
+    words, if it is not. `resolve(klass, text)` turns a typed file (applet, record) into its link
+    (resolve_data); without it, only IDs and written-out links are taken."""
+    resolve = resolve or (lambda klass, text: resolve_data(None, klass, text))
     klass = spec["class"]
     base = klass.removeprefix("array:")
     if klass.startswith("array:"):
         if base == "hash" or text.lstrip().startswith("["):
-            value = _loads(text)
+            value = _json(text)
             if not isinstance(value, list):
-                raise ValueError("write a JSON array")
+                raise ValueError("Write a JSON array, e.g. [1, 2]")
             return value
-        return [_parse_scalar(base, line.strip()) for line in text.splitlines() if line.strip()]
+        values = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    values.append(_parse_scalar(base, line.strip(), resolve))
+                except ValueError as err:
+                    raise ValueError(f"Line {number}: {err}") from None
+        return values
     if "choices" in spec:
-        return _loads(text)
-    return _parse_scalar(klass, text.strip() if klass != "string" else text)
+        return _json(text)
+    return _parse_scalar(klass, text.strip() if klass != "string" else text, resolve)
+
+
+# Data references: what a person writes for a file (applet, record) --------------------------------
+
+_IN_PROJECT = re.compile(rf"^(project-{ID_BODY}):(.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """A file (applet, record) as written: `file-xxxx`, `project-xxxx:/path/to/name`, `/path/name`, `name`.
+
+    `project`: the project written before a colon (else None: the launching project); `object_id`: an ID;
+    `folder`: the folder of a path ("/" for "/name"; None when only a name is written, any folder);
+    `name`: the name, or the part of it typed so far.
+    """
+
+    project: str | None
+    object_id: str | None
+    folder: str | None
+    name: str
+
+
+def parse_data_ref(text):
+    text = (text or "").strip()
+    project = None
+    if match := _IN_PROJECT.match(text):
+        project, text = match.group(1), match.group(2).strip()
+    if id_class(text):
+        return DataRef(project, text, None, "")
+    if "/" in text:
+        folder, _, name = text.rpartition("/")
+        return DataRef(project, None, "/" + "/".join(p for p in folder.split("/") if p), name)
+    return DataRef(project, None, None, text)
+
+
+def _where(folder, place):
+    return f"in {folder} of {place}" if folder not in (None, "/") else f"in {place}"
+
+
+def resolve_data(principal, klass, text, project_id=None):
+    """The link a typed file (applet, record) stands for, looked up as `principal` may see it.
+
+    An ID (or `project-x:file-y`) and a written-out link are kept as they are: the run checks them. A
+    name or a path must name exactly one object of `klass` in its project (the launching `project_id`
+    unless written `project-x:...`); otherwise ValueError says so in plain words.
+    """
+    text = text.strip()
+    if text.startswith("{"):
+        return _json(text)
+    ref = parse_data_ref(text)
+    if ref.object_id:
+        if ref.project:
+            return {"$dnanexus_link": {"project": ref.project, "id": ref.object_id}}
+        return {"$dnanexus_link": ref.object_id}
+    if not ref.name:
+        raise ValueError(f"Write the {klass}'s name after the folder, or pick one from the list")
+    project_id = ref.project or project_id
+    if principal is None or not project_id:
+        raise ValueError(f"No {klass} picked for “{text}”: choose one from the list, or write its ID ({klass}-…)")
+    try:
+        container = permissions.access_container(principal, project_id)
+    except DXError:
+        raise ValueError(f"No project {project_id} that you can see") from None
+    place = f"project {container.name}" if ref.project else "this project"
+    found = Placement.objects.filter(container=container, obj__cls=klass, name=ref.name, hidden=False)
+    if ref.folder is not None:
+        found = found.filter(folder=ref.folder)
+    found = list(found.order_by("folder")[:6])
+    if not found:
+        raise ValueError(f"No {klass} named {ref.name} {_where(ref.folder, place)}")
+    if len(found) > 1:
+        folders = ", ".join(p.folder for p in found[:5]) + (", …" if len(found) > 5 else "")
+        example = f"{found[0].folder.rstrip('/')}/{ref.name}"
+        raise ValueError(
+            f"{'Several' if len(found) > 5 else len(found)} {klass}s are named {ref.name} {_where(ref.folder, place)}"
+            f" (in {folders}): write the path, e.g. {example}, or pick one from the list"
+        )
+    return {"$dnanexus_link": {"project": container.pk, "id": found[0].obj_id}}
+
+
+def instance_type_label(name, limits):
+    """ "mem1_ssd1_v2_x4 — 4 cores, 7.6 GB" for the instance type select."""
+    cpus, memory = limits.get("cpus"), limits.get("memory_mb")
+    parts = []
+    if isinstance(cpus, (int, float)):
+        parts.append(f"{cpus:g} core{'s' if cpus != 1 else ''}")
+    if isinstance(memory, (int, float)):
+        parts.append(f"{memory / 1000:g} GB")
+    return f"{name} — {', '.join(parts)}" if parts else name
+
+
+def input_error(spec, err):
+    """The message of a value that parse_input refused: a scalar's says which class was expected."""
+    klass = spec["class"]
+    if klass in ("int", "float", "boolean") and "choices" not in spec:
+        return f"Expected {klass}: {err}"
+    return str(err)
 
 
 class LaunchForm(forms.Form):
@@ -312,11 +448,17 @@ class LaunchForm(forms.Form):
     # The form field that shows a run error about each option of the /applet-x/run body (inputs: their own).
     ERROR_FIELDS = {"systemRequirements": "instance_type", "folder": "folder", "timeoutPolicy": "timeout"}
 
-    def __init__(self, input_spec, *args, client_ip="", **kwargs):
+    def __init__(self, input_spec, *args, client_ip="", principal=None, project=None, **kwargs):
+        """`principal` and `project` (the launching project's ID) let a typed file name or path be
+        resolved to its file; without them, file inputs take IDs only."""
         super().__init__(*args, **kwargs)
         self.input_spec = input_spec or []
         self.client_ip = client_ip
-        self.fields["instance_type"].choices = [(t, t) for t in sorted(settings.DXWEB_INSTANCE_TYPES)]
+        self.principal = principal
+        self.project = project
+        self.fields["instance_type"].choices = [
+            (name, instance_type_label(name, limits)) for name, limits in sorted(settings.DXWEB_INSTANCE_TYPES.items())
+        ]
         self.fields["instance_type"].initial = settings.DXWEB_DEFAULT_INSTANCE_TYPE
         self.fields["allow_ssh"].label = f"Allow SSH from my address ({client_ip})"
         for spec in self.input_spec:
@@ -362,7 +504,7 @@ class LaunchForm(forms.Form):
             try:
                 values[spec["name"]] = self._parse(spec, text)
             except (ValueError, TypeError) as err:
-                self.add_error(name, f"Expected {spec['class']}: {err}")
+                self.add_error(name, input_error(spec, err))
         properties, errors = parse_properties(data.get("properties"))
         for error in errors:
             self.add_error("properties", error)
@@ -372,7 +514,10 @@ class LaunchForm(forms.Form):
         return data
 
     def _parse(self, spec, text):
-        return parse_input(spec, text)
+        return parse_input(spec, text, self._resolve)
+
+    def _resolve(self, klass, text):
+        return resolve_data(self.principal, klass, text, self.project)
 
     def body(self, project_id, applet_id):
         """The /applet-x/run body these fields describe."""

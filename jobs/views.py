@@ -32,6 +32,7 @@ from .forms import (
     PropertiesForm,
     TagsForm,
     applet_initial,
+    parse_data_ref,
     parse_properties,
     parse_tags,
     properties_text,
@@ -39,7 +40,7 @@ from .forms import (
 )
 from .models import FINAL_STATES, Analysis, Job, JobDependency, LogLine, Notification, State
 from .querysets import Cursor
-from .specs import jbor, link_target
+from .specs import DATA_CLASSES, jbor, link_target
 from .ssh.terminal import hold_until
 
 
@@ -190,38 +191,61 @@ def launch(request, project_id, applet_id):
 
 @login_required
 def file_search(request):
-    """Files (or applets, records) the user can VIEW whose name contains ?q, for the launch form's picker."""
+    """Files (or applets, records) the user can VIEW, for the launch forms' picker, at most 20, the
+    launching ?project's first, then newest first. ?q is a part of a name; a path (`/folder/na`, in
+    ?project), also matching the folders under it; `project-x:` and either of those, in that project;
+    or an ID (`file-x`, `project-x:file-x`). With no result, `message` says so in words."""
     klass = request.GET.get("class", "file")
-    if klass not in ("file", "applet", "record"):
-        return JsonResponse({"results": []})
-    visible = permissions.visible_projects(principal(request)).values("pk")
-    found = Placement.objects.filter(
-        container_id__in=visible,
-        obj__cls=klass,
-        obj__state=DataObject.CLOSED,
-        hidden=False,
-        name__icontains=request.GET.get("q", "").strip(),
-    ).select_related("obj", "container")
+    if klass not in DATA_CLASSES:
+        return JsonResponse({"results": [], "message": f"Nothing to pick for {klass}"})
+    who = principal(request)
     project = request.GET.get("project", "")
-    # The launching project's files first, then the rest, newest first.
-    rows = list(found.filter(container_id=project).order_by("-obj__created")[:20]) if project else []
-    if len(rows) < 20:
-        rows += list(found.exclude(container_id=project).order_by("-obj__created")[: 20 - len(rows)])
-    return JsonResponse(
+    query = request.GET.get("q", "").strip()
+    ref = parse_data_ref(query)
+    if ref.object_id:
+        try:
+            rows = [permissions.access_object(who, ref.object_id, project=ref.project or project, cls=klass)]
+        except DXError:
+            rows = []
+        rows = [p for p in rows if p.obj.state == DataObject.CLOSED and p.obj.cls == klass]
+        message = f"No {klass} {ref.object_id} that you can see"
+    else:
+        found = Placement.objects.filter(
+            container_id__in=permissions.visible_projects(who).values("pk"),
+            obj__cls=klass,
+            obj__state=DataObject.CLOSED,
+            hidden=False,
+        ).select_related("obj", "container")
+        scope = ref.project or (project if ref.folder is not None else "")
+        if scope:
+            found = found.filter(container_id=scope)
+        if ref.folder is None:
+            found = found.filter(name__icontains=ref.name)
+        else:
+            # A path being typed: its last part is a name or the start of a folder under the path.
+            top = ref.folder.rstrip("/")
+            found = found.filter(Q(folder=ref.folder) | Q(folder__startswith=top + "/"))
+            found = found.filter(Q(name__icontains=ref.name) | Q(folder__istartswith=f"{top}/{ref.name}"))
+        # The launching project's files first, then the rest, newest first.
+        rows = list(found.filter(container_id=project).order_by("-obj__created")[:20]) if project else []
+        if len(rows) < 20 and not (scope and scope == project):
+            rows += list(found.exclude(container_id=project).order_by("-obj__created")[: 20 - len(rows)])
+        place = " in this project" if scope and scope == project else f" in {scope}" if scope else ""
+        message = f"No {klass}{place} matches “{query}”" if query else f"No {klass}{place} to pick"
+    results = [
         {
-            "results": [
-                {
-                    "id": p.obj_id,
-                    "name": p.name,
-                    "folder": p.folder,
-                    "project": p.container_id,
-                    "projectName": p.container.name,
-                    "size": p.obj.size if klass == "file" else None,
-                }
-                for p in rows
-            ]
+            "id": p.obj_id,
+            "name": p.name,
+            "folder": p.folder,
+            "path": f"{p.folder.rstrip('/')}/{p.name}",
+            "project": p.container_id,
+            "projectName": p.container.name,
+            "here": p.container_id == project,
+            "size": p.obj.size if klass == "file" else None,
         }
-    )
+        for p in rows
+    ]
+    return JsonResponse({"results": results, **({} if results else {"message": message})})
 
 
 # Job lists --------------------------------------------------------------------------------

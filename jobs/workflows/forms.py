@@ -3,7 +3,7 @@ of the API call it stands for (jobs.workflows.editing, analyses); the checks sta
 
 from django import forms
 
-from ..forms import LaunchForm, parse_input
+from ..forms import LaunchForm, input_error, parse_input
 
 TEXT = {"autocomplete": "off"}
 
@@ -95,7 +95,7 @@ class BindForm(StageForm):
                 try:
                     data["bound"] = parse_input(spec, text)
                 except (ValueError, TypeError) as err:
-                    self.add_error("value", f"Expected {spec['class']}: {err}")
+                    self.add_error("value", input_error(spec, err))
         elif data.get("kind") == "output":
             source, dot, output = (data.get("output") or "").partition(".")
             if not dot:
