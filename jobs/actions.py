@@ -20,7 +20,7 @@ from .logs.store import notify_state
 from .models import DEBUG_REASONS, FINAL_STATES, PRIORITIES, TRANSITIONS, Job, JobDependency, JobTransition, State
 from .permissions import access_hold, access_job
 from .signals import stage_job_ended
-from .specs import check_applet_specs, check_input, jbor, link_target, timeout_seconds
+from .specs import check_applet_specs, check_input, is_link, jbor, link_target, timeout_seconds
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,35 @@ def substitute(value, outputs):
         return {k: substitute(v, outputs) for k, v in value.items()}
     if isinstance(value, list):
         return [substitute(v, outputs) for v in value]
+    return value
+
+
+def analysis_refs_to_jbors(value):
+    """Replace each analysis output reference ({"$dnanexus_link": {"analysis", "field": "<stage>.<f>"}},
+    what dxpy's DXAnalysis.get_output_ref makes) with a JBOR to that stage's job."""
+    if is_link(value) and isinstance(value["$dnanexus_link"], dict) and "analysis" in value["$dnanexus_link"]:
+        target = value["$dnanexus_link"]
+        stage, dot, field = str(target.get("field", "")).partition(".")
+        job_id = (
+            Job.objects.filter(analysis_id=target["analysis"], stage=stage, origin_id=models.F("pk"))
+            .values_list("pk", flat=True)
+            .first()
+            if isinstance(target["analysis"], str) and dot
+            else None
+        )
+        if job_id is None:
+            raise InvalidInput(
+                f"{target.get('analysis')!r} has no stage output {target.get('field')!r} "
+                '(an analysis output reference names "<stage ID>.<output field>")'
+            )
+        ref = {"job": job_id, "field": field}
+        if "index" in target:
+            ref["index"] = target["index"]
+        return {"$dnanexus_link": ref}
+    if isinstance(value, dict) and not is_link(value):
+        return {k: analysis_refs_to_jbors(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [analysis_refs_to_jbors(v) for v in value]
     return value
 
 
@@ -326,7 +355,7 @@ def run_applet(principal, placement, body, analysis=None, stage=""):
         parent, root = None, None
     else:
         project, parent, root = caller.project, caller, caller.root or caller
-    run_input = get(body, "input", dict, {})
+    run_input = analysis_refs_to_jbors(get(body, "input", dict, {}))
     resolved = check_input(spec.get("inputSpec"), run_input)
     function = "main"
     job = Job.objects.create(
@@ -378,7 +407,7 @@ def new_subjob(principal, body):
     function = get(body, "function", str)
     if not function:
         raise InvalidInput('"function" must name an entry point')
-    run_input = get(body, "input", dict, {})
+    run_input = analysis_refs_to_jbors(get(body, "input", dict, {}))
     job = Job.objects.create(
         id=new_id("job"),
         name=project_actions.clean_name(get(body, "name", str, f"{caller.name}:{function}")),

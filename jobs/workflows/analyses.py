@@ -153,9 +153,9 @@ def run_workflow(principal, placement, body, check_only=False):
     else:
         project = caller.project
     folder = project_actions.clean_folder(get(body, "folder", str, spec.get("outputFolder") or "/"))
-    given = get(body, "input", dict, {})
+    given = actions.analysis_refs_to_jbors(get(body, "input", dict, {}))
     per_stage = stage_inputs(spec["stages"], given)
-    st.check_stages([{**stage, "input": per_stage[stage["id"]]} for stage in spec["stages"]])
+    st.check_stages([{**stage, "input": per_stage[stage["id"]]} for stage in spec["stages"]], allow_refs=True)
     priority = get(body, "priority", str, "normal")
     analysis = Analysis(
         id=new_id("analysis"),

@@ -64,7 +64,11 @@ def new_workflow(principal, container, body):
         principal.user,
         container,
         "workflow",
-        **project_actions.new_object_fields(body, "untitled-workflow"),
+        **{
+            **project_actions.new_object_fields(body, "untitled-workflow"),
+            # `dx run --clone` makes one per run: kept out of listings, as DNAnexus hides them.
+            **({"hidden": True} if temporary else {}),
+        },
         state=DataObject.CLOSED if temporary else DataObject.OPEN,
         spec=spec,
     )

@@ -91,7 +91,7 @@ def check_instance_types(requirements, where):
             )
 
 
-def check_stage(stages, index, specs):
+def check_stage(stages, index, specs, allow_refs=False):
     """Check the stage at `index` of `stages`: its input against its executable's inputSpec, and that each
     of its links names an earlier stage and a field that stage's executable has."""
     stage = stages[index]
@@ -115,7 +115,7 @@ def check_stage(stages, index, specs):
         for target, kind, field in links:
             _check_link(where, sid, earlier, stages, specs, target, kind, field)
         if inputs is not None and not links:
-            check_value(where, inputs[name]["class"], value, allow_refs=False)
+            check_value(where, inputs[name]["class"], value, allow_refs=allow_refs)
         elif inputs is not None and stage_link(value) and stage_link(value)[1] == "outputField":
             _check_link_class(where, inputs[name]["class"], stages, specs, stage_link(value))
     check_instance_types(stage["systemRequirements"], f"stage {sid} systemRequirements")
@@ -150,14 +150,14 @@ def _check_link_class(where, klass, stages, specs, link):
         raise InvalidInput(f"{where} is of class {klass}, but {target}'s output {field!r} is of class {given}")
 
 
-def check_stages(stages):
-    """Check every stage of a workflow, in order."""
+def check_stages(stages, allow_refs=False):
+    """Check every stage of a workflow, in order (`allow_refs`: a run's input may hold JBORs)."""
     specs = executables(stages)
     ids = [s["id"] for s in stages]
     if len(set(ids)) != len(ids):
         raise InvalidInput("Stage IDs must be unique within a workflow")
     for index in range(len(stages)):
-        check_stage(stages, index, specs)
+        check_stage(stages, index, specs, allow_refs)
     return specs
 
 

@@ -449,3 +449,31 @@ def test_view_sees_and_contribute_edits_and_runs(alice, bob, project, qc, reads,
     alice.ok(f"/{project}/invite", {"invitee": bob.user.dx_id, "level": "CONTRIBUTE"})
     assert bob.ok(f"/{workflow}/run", {"project": project})["id"].startswith("analysis-")
     assert DataObject.objects.filter(cls="workflow").count() == 1
+
+
+def test_an_analysis_output_reference_waits_on_that_stages_job(
+    alice, project, two_stages, reads, qc, no_dispatch, django_capture_on_commit_callbacks
+):
+    workflow, first, second = two_stages
+    alice.ok(f"/{workflow}/close")
+    analysis = run(alice, workflow, project, input={f"{first}.reads": {"$dnanexus_link": reads}, "1.genome": "g"})["id"]
+    qc_job = Job.objects.get(analysis_id=analysis, stage=first).pk
+    ref = {"$dnanexus_link": {"analysis": analysis, "field": f"{first}.filtered_reads"}}  # DXAnalysis.get_output_ref
+    job = alice.ok(f"/{qc}/run", {"project": project, "input": {"reads": ref}})["id"]
+    described = alice.ok(f"/{job}/describe")
+    assert described["state"] == "waiting_on_input"
+    assert described["input"]["reads"] == {"$dnanexus_link": {"job": qc_job, "field": "filtered_reads"}}
+    again = run(alice, workflow, project, input={f"{first}.reads": ref, "1.genome": "g"})["id"]
+    assert Job.objects.get(analysis_id=again, stage=first).state == "waiting_on_input"
+    bad = {"$dnanexus_link": {"analysis": analysis, "field": "nostage.x"}}
+    reply = alice.call(f"/{qc}/run", {"project": project, "input": {"reads": bad}})
+    assert_error(reply, 422, "InvalidInput")
+    assert "has no stage output" in reply[1]["error"]["message"]
+
+
+def test_a_temporary_workflow_is_hidden(alice, project, two_stages):
+    workflow, first, second = two_stages
+    copy = new_workflow(alice, project, initializeFrom={"id": workflow}, temporary=True)
+    assert describe(alice, copy)["hidden"] is True
+    listed = alice.ok(f"/{project}/listFolder", {"folder": "/"})["objects"]
+    assert copy not in [o["id"] for o in listed]
