@@ -567,6 +567,7 @@ def file_new(principal, body):
         container,
         "file",
         **actions.new_object_fields(body, "Untitled file"),
+        created_by_job=principal.job_id,
         media=actions._check_text(get(body, "media", str, ""), '"media"', 255),
     )
     return {"id": placement.obj_id}

@@ -201,6 +201,8 @@ class DataObject(models.Model):
     media = models.CharField(max_length=255, blank=True, default="")
     created = models.BigIntegerField(default=now_ms)
     created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    # The job whose token created the object ("" when a user's own token or a page did).
+    created_by_job = models.CharField(max_length=40, blank=True, default="")
 
     def __str__(self):
         return self.id
@@ -365,6 +367,8 @@ def describe_placement(placement, parts=False):
         "modified": max(placement.modified, obj.created),
         "createdBy": {"user": obj.created_by.dx_id if obj.created_by else None},
     }
+    if obj.created_by_job:
+        data["createdBy"]["job"] = obj.created_by_job
     if obj.cls == "file":
         data["size"] = obj.size
         data["media"] = obj.media or "application/octet-stream"
