@@ -1,4 +1,5 @@
-/* The launch form: the equivalent `dx run` command, kept up to date, and the searchable data picker. */
+/* The launch forms: the equivalent `dx run` command, kept up to date, and each field's error cleared when
+   its value changes. The data picker is static/jobs/picker.js (loaded first). */
 (function () {
   "use strict";
 
@@ -50,43 +51,15 @@
   form.addEventListener("change", command);
   command();
 
-  // The picker: search files (applets, records) the user can see, newest first, this project's first.
-  form.querySelectorAll("[data-picker]").forEach((input) => {
-    const results = input.parentElement.querySelector(".picker-results");
-    let timer = null;
-    let serial = 0;
+  // A field's error goes as soon as its value changes: the message, the red border, aria-invalid.
+  function clearError(event) {
+    const field = event.target.closest && event.target.closest(".field");
+    if (!field || !field.classList.contains("has-error")) return;
+    field.classList.remove("has-error");
+    field.querySelectorAll(".field-error").forEach((error) => error.remove());
+    field.querySelectorAll("[aria-invalid]").forEach((control) => control.setAttribute("aria-invalid", "false"));
+  }
 
-    async function search() {
-      const mine = ++serial;
-      const params = new URLSearchParams({ q: input.value.startsWith(input.dataset.picker + "-") ? "" : input.value,
-                                           class: input.dataset.picker, project: form.dataset.project });
-      const response = await fetch(`${form.dataset.searchUrl}?${params}`, { credentials: "same-origin" });
-      if (!response.ok || mine !== serial) return;
-      const found = (await response.json()).results;
-      results.replaceChildren(...found.map((item) => {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.dataset.id = item.id;
-        button.innerHTML = "<span></span><span class='muted'></span>";
-        button.firstChild.textContent = item.name;
-        button.lastChild.textContent = `${item.projectName}:${item.folder} · ${item.id}`;
-        return button;
-      }));
-      if (!found.length) results.innerHTML = "<div class='muted pad'>Nothing found</div>";
-      results.hidden = false;
-    }
-
-    input.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(search, 200); });
-    input.addEventListener("focus", () => { if (!input.value) search(); });
-    input.addEventListener("blur", () => setTimeout(() => { results.hidden = true; }, 200));
-    results.addEventListener("mousedown", (event) => {
-      const choice = event.target.closest("button[data-id]");
-      if (!choice) return;
-      event.preventDefault();
-      input.value = choice.dataset.id;
-      input.title = choice.firstChild.textContent;
-      results.hidden = true;
-      command();
-    });
-  });
+  form.addEventListener("input", clearError);
+  form.addEventListener("change", clearError);
 })();

@@ -66,8 +66,8 @@ def test_alice_launches_an_applet_with_a_file_picked_from_the_form(page, live, s
     page.click(f'tr[data-applet="{applet}"] >> text=Run')
     page.wait_for_selector("#launch-form")
     page.fill("#id_in_reads", "reads")
-    page.click(f'.picker-results button[data-id="{file_id}"]')
-    assert page.input_value("#id_in_reads") == file_id
+    page.click(f'.picker-results [role=option][data-id="{file_id}"]')
+    assert page.input_value("#id_in_reads") == "reads.txt" and page.input_value("input[name=in_reads]") == file_id
     page.click("#advanced summary")
     page.fill("#id_tags", "from-browser")
     assert f"-ireads={file_id}" in page.inner_text("#dx-command") and "--tag from-browser" in page.inner_text(

@@ -65,7 +65,7 @@ def test_alice_builds_a_two_stage_workflow_runs_it_and_watches_it_finish(page, l
     assert page.locator(".stage-inputs").count() == 1
     field = f'[id="id_in_{first}.reads"]'
     page.fill(field, "sample")
-    page.click(f'.picker-results button[data-id="{file_id}"]')
+    page.click(f'.picker-results [role=option][data-id="{file_id}"]')
     assert f"-i{first}.reads={file_id}" in page.inner_text("#dx-command")
     page.screenshot(path="/tmp/ui-workflow-launch.png", full_page=True)
     page.click("#launch")
