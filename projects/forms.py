@@ -94,3 +94,132 @@ class SshKeyForm(forms.Form):
         strip=False,
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": "ssh-ed25519 AAAA… you@laptop"}),
     )
+
+
+# Data pages ------------------------------------------------------------------------
+
+
+class TagsForm(forms.Form):
+    """An object's tags, written comma-separated; the action's own checks apply to each."""
+
+    tags = forms.CharField(
+        label="Tags", required=False, help_text="Comma-separated, e.g. raw, sample_A", widget=forms.TextInput()
+    )
+
+    def clean_tags(self):
+        tags = list(dict.fromkeys(t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()))
+        return checked_by(actions.clean_tags, tags)
+
+
+class PropertiesForm(forms.Form):
+    """An object's properties, one key=value a line; a key left out is removed."""
+
+    properties = forms.CharField(
+        label="Properties",
+        required=False,
+        strip=False,
+        help_text="One key=value a line",
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+    )
+
+    def clean_properties(self):
+        properties = {}
+        for line in self.cleaned_data["properties"].splitlines():
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise forms.ValidationError(f"Write each property as key=value: {line.strip()[:80]!r}")
+            properties[key.strip()] = value.strip()
+        return checked_by(actions.clean_properties, properties)
+
+
+def properties_text(properties):
+    return "\n".join(f"{key}={value}" for key, value in properties.items())
+
+
+CLASS_CHOICES = [
+    ("", "Any class"),
+    ("file", "Files"),
+    ("applet", "Applets"),
+    ("workflow", "Workflows"),
+    ("record", "Records"),
+]
+
+
+class SearchForm(forms.Form):
+    """A project's data search (GET): every field optional, matched as /system/findDataObjects matches."""
+
+    name = forms.CharField(
+        label="Name", required=False, max_length=255, help_text="* matches any characters, ? one; e.g. *.fastq"
+    )
+    cls = forms.ChoiceField(label="Class", required=False, choices=CLASS_CHOICES)
+    tag = forms.CharField(label="Tag", required=False, max_length=256)
+    property = forms.CharField(label="Property", required=False, max_length=8192, help_text="key, or key=value")
+    folder = forms.CharField(label="In folder", required=False, help_text="With its subfolders; empty: everywhere")
+
+    def __init__(self, data=None, **kwargs):
+        # The query string says `class`, which a form field cannot be called.
+        if data is not None and "class" in data:
+            data = data.copy()
+            data["cls"] = data["class"]
+        super().__init__(data, **kwargs)
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        return checked_by(lambda v: actions._check_text(v, "The name", actions.MAX_NAME), name) if name else name
+
+    def clean_tag(self):
+        tag = self.cleaned_data["tag"]
+        return checked_by(lambda v: actions.clean_tags([v])[0], tag) if tag else tag
+
+    def clean_property(self):
+        text = self.cleaned_data["property"]
+        if not text:
+            return None
+        key, sep, value = text.partition("=")
+        if not key.strip():
+            raise forms.ValidationError("Write key, or key=value")
+        key = checked_by(lambda k: actions._check_text(k, "A property key", actions.MAX_TAG), key.strip())
+        if sep:
+            checked_by(lambda v: actions._check_text(v, "A property value", 8192), value)
+        # A key alone asks for objects that have it (findDataObjects' `{key: true}`).
+        return {key: value if sep else True}
+
+    def clean_folder(self):
+        folder = self.cleaned_data["folder"]
+        return checked_by(actions.clean_folder, folder) if folder else ""
+
+    def body(self, project_id):
+        """The /system/findDataObjects input these fields stand for."""
+        data = self.cleaned_data
+        scope = {"project": project_id}
+        if data["folder"]:
+            scope["folder"] = data["folder"]
+        body = {"scope": scope, "describe": True}
+        if data["name"]:
+            body["name"] = {"glob": data["name"]}
+        if data["cls"]:
+            body["class"] = data["cls"]
+        if data["tag"]:
+            body["tags"] = data["tag"]
+        if data["property"]:
+            body["properties"] = data["property"]
+        return body
+
+
+class CopyForm(forms.Form):
+    """Where a selection is copied: another project the user may upload to, and a folder there."""
+
+    # The permission module decides on the project chosen: the list only offers the likely ones.
+    project = forms.CharField(label="Project", widget=forms.Select())
+    destination = forms.CharField(label="Folder", initial="/", help_text="e.g. /data/raw")
+    parents = forms.BooleanField(label="Create the folder if it is missing", required=False, initial=True)
+
+    def __init__(self, *args, projects=(), **kwargs):
+        # Prefixed: on the Files page its fields share the selection's form with Move's.
+        super().__init__(*args, prefix="copy", **kwargs)
+        self.fields["project"].widget.choices = [(p.pk, f"{p.name} ({p.pk})") for p in projects]
+
+    def clean_destination(self):
+        return checked_by(actions.clean_folder, self.cleaned_data["destination"])
