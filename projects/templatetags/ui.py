@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
+from projects import permissions
 from projects.models import Level
 
 register = template.Library()
@@ -88,3 +89,10 @@ def ago(value):
 def get_item(mapping, key):
     """`mapping[key]` in a template, or nothing when it is not there."""
     return mapping.get(key, ()) if hasattr(mapping, "get") else ()
+
+
+@register.filter
+def reaches(level, needed):
+    """`{% if level|reaches:"CONTRIBUTE" %}`: whether a page may offer its viewer what `needed` allows
+    (the decision is projects.permissions.reaches)."""
+    return permissions.reaches(level or Level.NONE, Level[needed])

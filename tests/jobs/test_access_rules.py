@@ -76,3 +76,14 @@ def test_no_level_is_compared_outside_the_permission_modules(path):
 def test_the_guard_sees_a_level_comparison():
     source = "if level_of(principal, pid) < Level.VIEW or container.level >= Level.UPLOAD:\n    pass\n"
     assert [line for line, _ in level_decisions(source)] == [1, 1, 1]
+
+
+def test_no_template_compares_levels():
+    """Templates ask `level|reaches:"CONTRIBUTE"` (projects.permissions.reaches) rather than compare numbers."""
+    import re
+
+    compare = re.compile(r"level\s*(>=|<=|>|<|==|!=)\s*\d")
+    found = [
+        str(path.relative_to(ROOT)) for path in (ROOT / "templates").rglob("*.html") if compare.search(path.read_text())
+    ]
+    assert found == []
