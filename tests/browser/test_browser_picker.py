@@ -122,6 +122,12 @@ def test_keyboard_only_pick_close_clear_tab_chips_and_launch(page, live, setup):
     job = live.api(f"/{job_id}/describe", token=setup["token"])
     assert job["name"] == "picked by keyboard"
     assert job["originalInput"] == {"reads": {"$dnanexus_link": reads}, "more": [{"$dnanexus_link": notes}]}
+    # Rerun: the form starts from the job's input, shown by name, the IDs kept.
+    page.goto(f"{live.url}/projects/{setup['project']}/applets/{setup['applet']}/run/?from={job_id}")
+    page.wait_for_function("document.querySelector('#id_in_reads').value === 'sample_A_R1.txt'")
+    assert page.input_value('input[type=hidden][name="in_reads"]') == reads
+    page.wait_for_selector(".picker-chip:has-text('notes.txt')")
+    assert page.input_value('textarea[name="in_more"]') == notes
 
 
 def test_a_typed_unknown_name_is_refused_in_words_and_the_error_clears_on_a_valid_pick(page, live, setup):
