@@ -474,6 +474,13 @@ class LaunchForm(forms.Form):
     def advanced_fields(self):
         return [self[name] for name in ("instance_type", "priority", "timeout", "tags", "properties")]
 
+    def prefill_query(self, query):
+        """Start from a link's query string: `?in_<input>=<value>` (a file page's "Use as input")."""
+        for spec in self.input_spec:
+            name = field_name(spec["name"])
+            if query.get(name):
+                self.initial[name] = query[name]
+
     def prefill(self, job):
         """Start from a job's launch: its original input and options (rerun, clone with edits)."""
         specs = {spec["name"]: spec for spec in self.input_spec}

@@ -158,10 +158,18 @@ def launch(request, project_id, applet_id):
     placement = applet_in(request, container, applet_id)
     client_ip = request.META.get("REMOTE_ADDR", "")
     spec = placement.obj.spec
-    form = LaunchForm(spec.get("inputSpec"), request.POST or None, client_ip=client_ip)
+    form = LaunchForm(
+        spec.get("inputSpec"),
+        request.POST or None,
+        client_ip=client_ip,
+        principal=principal(request),
+        project=container.pk,
+    )
     source = job_for(request, request.GET["from"]) if request.GET.get("from") else None
     if source is not None and request.method != "POST":
         form.prefill(source)
+    elif request.method != "POST":
+        form.prefill_query(request.GET)
     if request.method == "POST" and form.is_valid():
         try:
             job = actions.run_applet(principal(request), placement, form.body(container.pk, placement.obj_id))

@@ -223,8 +223,16 @@ def workflow_launch(request, project_id, workflow_id):
     container = project_for(request, project_id, Level.CONTRIBUTE if request.method == "POST" else Level.VIEW)
     placement = workflow_in(request, container, workflow_id)
     client_ip = request.META.get("REMOTE_ADDR", "")
-    form = WorkflowLaunchForm(_unbound_inputs(placement), request.POST or None, client_ip=client_ip)
+    form = WorkflowLaunchForm(
+        _unbound_inputs(placement),
+        request.POST or None,
+        client_ip=client_ip,
+        principal=principal(request),
+        project=container.pk,
+    )
     form.fields["folder"].initial = placement.obj.spec.get("outputFolder") or "/"
+    if request.method != "POST":
+        form.prefill_query(request.GET)
     if request.method == "POST" and form.is_valid():
         try:
             analysis = analyses.run_workflow(principal(request), placement, form.body(container.pk, placement.obj_id))

@@ -278,3 +278,30 @@ def test_the_launch_page_loads_the_picker_and_ties_errors_to_their_field(world):
     )
     assert '<div id="id_in_counts_error"><div class="field-error">' in html
     assert not Job.objects.exists()
+
+
+def test_the_launch_page_resolves_a_typed_path_and_says_plainly_when_it_cannot(world, monkeypatch):
+    from jobs import dispatch
+
+    monkeypatch.setattr(dispatch, "run_job", lambda job_id: None)
+    client = Client()
+    client.force_login(world["alice"])
+    url = f"/projects/{world['home'].pk}/applets/{world['applet'].obj_id}/run/"
+    missing = client.post(url, {"in_reads": "/reads/nothing_here.fastq", **OPTIONS})
+    assert missing.status_code == 422
+    page = unescape(missing.content.decode())
+    assert "nothing_here.fastq" in page and "Traceback" not in page and "$dnanexus_link" not in page
+    launched = client.post(url, {"in_reads": "/reads/sample_A_R1.fastq", **OPTIONS})
+    assert launched.status_code == 302
+    job = Job.objects.get()
+    assert job.input["reads"]["$dnanexus_link"]["id"] == world["files"]["a_r1"].obj_id
+
+
+def test_a_use_as_input_link_prefills_the_launch_form(world):
+    client = Client()
+    client.force_login(world["alice"])
+    file_id = world["files"]["notes"].obj_id
+    page = client.get(
+        f"/projects/{world['home'].pk}/applets/{world['applet'].obj_id}/run/", {"in_reads": file_id}
+    ).content.decode()
+    assert re.search(rf'name="in_reads"[^>]*value="{file_id}"|value="{file_id}"[^>]*name="in_reads"', page)
