@@ -219,6 +219,9 @@ DXWEB_DEFAULT_INSTANCE_TYPE = env.str("DXWEB_DEFAULT_INSTANCE_TYPE", default="me
 DXWEB_DEFAULT_DISK_MB = env.int("DXWEB_DEFAULT_DISK_MB", default=16 * 1024)
 DXWEB_DISK_CHECK_SECONDS = env.float("DXWEB_DISK_CHECK_SECONDS", default=1.0)
 DXWEB_DISK_RESERVE_MB = env.int("DXWEB_DISK_RESERVE_MB", default=1024)
+# Seconds between two samples of a running job's CPU, memory and disk (its page's resource chart;
+# jobs/execution/sampler.py); 0 takes none.
+DXWEB_SAMPLE_SECONDS = env.float("DXWEB_SAMPLE_SECONDS", default=0.5)
 DXWEB_JOBS_DIR = Path(env.str("DXWEB_JOBS_DIR", default=str(DATA_DIR / "jobs")))
 # pip's cache for execDepends, shared by the jobs on a worker host.
 DXWEB_PIP_CACHE_DIR = Path(env.str("DXWEB_PIP_CACHE_DIR", default=str(DATA_DIR / "pip-cache")))

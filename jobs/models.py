@@ -363,3 +363,20 @@ class Notification(models.Model):
     class Meta:
         ordering = ["-created", "-pk"]
         indexes = [models.Index(fields=["user", "read", "-created"])]
+
+
+class ResourceSample(models.Model):
+    """What a running job used at one moment, from its cgroup (jobs/execution/sampler.py): the CPU
+    cores it kept busy since the sample before, its memory and its disk. None where the worker could
+    not measure it."""
+
+    # Indexed by (job, at) below, which serves the job's own lookups too.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="resource_samples", db_index=False)
+    at = models.BigIntegerField()  # ms since the epoch
+    cpu = models.FloatField(null=True)  # cores used
+    memory_mb = models.FloatField(null=True)
+    disk_mb = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["job", "at"]
+        indexes = [models.Index(fields=["job", "at"], name="jobs_resource_job_at_idx")]

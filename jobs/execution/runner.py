@@ -26,6 +26,7 @@ from projects.models import now_ms
 
 from . import sandbox
 from .bash_vars import write_bash_vars
+from .sampler import Sampler
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +315,7 @@ def run(job_id, worker):
 
 def _execute(job, token, workdir, writer, worker):
     """Run the job's code in its sandbox; return its Outcome and its process (None if it never started)."""
-    sockets = proc = None
+    sockets = proc = sampler = None
     try:
         env, binds, script, warnings = _prepare(job, token, workdir)
         sockets = LogSockets(workdir / "log", writer)
@@ -326,6 +327,7 @@ def _execute(job, token, workdir, writer, worker):
         if job.debug.get("debugOn"):
             argv = ["bash", "-c", DEBUG_WRAPPER.format(meta=META), "dxweb-job", script]
         proc = sandbox.launch(spec, argv)
+        sampler = Sampler.start_for(job, proc)  # CPU, memory and disk for the job page's chart
         if "capped" in proc.mechanisms:
             writer.write("INFO", proc.mechanisms["capped"], source="SYSTEM")
         if not spec.network and proc.mechanisms["network"].startswith("host ("):  # bubblewrap, but no netns
@@ -342,6 +344,8 @@ def _execute(job, token, workdir, writer, worker):
             proc.kill_tree()
         return PlatformFailed(f"{type(exc).__name__}: {exc}"), proc
     finally:
+        if sampler is not None:
+            sampler.stop()  # stores its last samples before the job's end is recorded
         if sockets is not None:
             sockets.close()
 

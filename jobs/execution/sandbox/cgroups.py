@@ -1,5 +1,5 @@
-"""The job's cgroups (v1 or v2, where writable): its memory, CPU and process limits, and killing
-its whole tree; rlimits and taskset where no cgroup can."""
+"""The job's cgroups (v1 or v2, where writable): its memory, CPU and process limits, killing its
+whole tree, and its counters (CPU time, memory in use); rlimits and taskset where no cgroup can."""
 
 import functools
 import logging
@@ -73,6 +73,8 @@ class JobCgroup:
         self.exec_prefix = []  # a command the job is started through (taskset)
         self.kill_dir = None
         self.freezer_dir = None
+        self.cpu_counter = None  # (file, key in it or None): the CPU time the job's processes used
+        self.memory_counter = None  # the file holding the bytes of memory they use now
 
     @classmethod
     def create(cls, spec):
@@ -107,9 +109,11 @@ class JobCgroup:
                 if h.version == 1:
                     host.write(d / "memory.limit_in_bytes", limit)
                     host.write_try(d / "memory.memsw.limit_in_bytes", limit)  # no swapping past the limit
+                    self.memory_counter = d / "memory.usage_in_bytes"
                 else:
                     host.write(d / "memory.max", limit)
                     host.write_try(d / "memory.swap.max", 0)
+                    self.memory_counter = d / "memory.current"
 
             if not setup("memory", "memory", memory, ("memory.limit_in_bytes", "memory.max")):
                 host.warn_once("rlimit-memory", "no writable memory cgroup: limiting memory with RLIMIT_AS instead")
@@ -168,7 +172,43 @@ class JobCgroup:
                         host.warn_once("cgroup-freezer", "cgroup freezer not usable for killing jobs (%s)", exc)
         if self.dirs and "kill" not in self.mechanisms:
             self.mechanisms["kill"] = "cgroup.procs"
+        self._count_cpu(hierarchies, name)
         return self
+
+    def _count_cpu(self, hierarchies, name):
+        """Find where the job's CPU time is counted: cpu.stat's usage_usec in its v2 cgroup (every v2
+        cgroup has it, with or without the cpu controller), else cpuacct.usage in a v1 cpuacct
+        cgroup made for it (nanoseconds)."""
+        for h, directory in self.dirs.items():
+            if h.version == 2 and (directory / "cpu.stat").exists():
+                self.cpu_counter = (directory / "cpu.stat", "usage_usec")
+                return
+        for h in hierarchies:
+            if h.version == 1 and "cpuacct" in h.controllers:
+                try:
+                    self.cpu_counter = (self._dir(h, name) / "cpuacct.usage", None)
+                except OSError as exc:
+                    host.warn_once("cgroup-cpuacct", "cgroup cpuacct not usable for counting CPU time (%s)", exc)
+                return
+
+    def usage(self):
+        """Return (CPU seconds the job has used, bytes of memory it uses now); each None where no
+        cgroup of the job counts it (or once the cgroup is gone)."""
+        cpu = memory = None
+        if self.cpu_counter is not None:
+            path, key = self.cpu_counter
+            text = host.read(path)
+            try:
+                if key is None:
+                    cpu = int(text) / 1e9
+                elif text is not None:
+                    cpu = next(int(v) for k, v in (line.split() for line in text.splitlines()) if k == key) / 1e6
+            except (TypeError, ValueError, StopIteration):
+                cpu = None
+        if self.memory_counter is not None:
+            text = host.read(self.memory_counter)
+            memory = int(text) if text and text.isdigit() else None
+        return cpu, memory
 
     def _dir(self, hierarchy, name):
         if hierarchy not in self.dirs:

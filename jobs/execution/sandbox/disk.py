@@ -18,6 +18,7 @@ class DiskWatch(threading.Thread):
     Between two looks a job can write past its limit by what it writes in DXWEB_DISK_CHECK_SECONDS
     (a single file cannot: RLIMIT_FSIZE stops it at the limit). A look that takes long (a great
     many files) makes the next wait longer, so the watch never costs more than a tenth of a core.
+    Its latest look is left in the job's `disk_now_mb` (MiB), which the resource samples reuse.
     """
 
     def __init__(self, proc, paths):
@@ -32,6 +33,7 @@ class DiskWatch(threading.Thread):
             started = time.monotonic()
             used = disk_usage(self.paths)
             self.proc.disk_used_mb = max(self.proc.disk_used_mb or 0, used // (1024 * 1024))
+            self.proc.disk_now_mb = used / (1024 * 1024)  # the latest look, for the resource samples
             try:
                 stat = os.statvfs(self.paths[0])
                 free = stat.f_bavail * stat.f_frsize
