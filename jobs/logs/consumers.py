@@ -9,6 +9,7 @@ job per process, however many sockets watch it).
 import asyncio
 import json
 import logging
+import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -17,9 +18,9 @@ from django.conf import settings
 from dxweb.api import principal_for_guarded_token
 from dxweb.errors import BadRequest, DXError, InvalidInput, PermissionDenied, ResourceNotFound
 from dxweb.websockets import SERVER_ERROR, FirstFrameDeadline, client_address, close_with, decode_frame
-from jobs.models import FINAL_STATES, Analysis, Job
+from jobs.models import FINAL_STATES, Analysis, Job, ResourceSample
 from jobs.permissions import access_job, check_job_visible
-from projects.models import Container, Level
+from projects.models import Container, Level, now_ms
 from projects.permissions import Principal, access_container, holds
 
 from .store import LEVELS, LogReader, group_name, states_group
@@ -116,6 +117,11 @@ STATE_POLL_SECONDS = 1.0
 PAGE_BATCH = 2000
 FRAME_BYTES = 256 * 1024
 FINAL_GRACE_SECONDS = 0.5
+# The job page's resource samples are read at most this often (a worker stores them every 2 s).
+SAMPLES_READ_SECONDS = 1.0
+SAMPLES_BATCH = 5000
+# A job that ran this long without a sample ran where nothing samples it (no cgroups).
+NO_SAMPLES_AFTER_MS = 3000
 
 
 class SessionConsumer(FirstFrameDeadline, AsyncWebsocketConsumer):
@@ -241,7 +247,10 @@ class JobPageConsumer(SessionConsumer):
 
     First frame: {"cursors": {job id: last seq seen}} (empty on a first connect). Frames out:
     {"type": "tree", "jobs": [...]} when a state changes, {"type": "lines", "lines": [...]} in
-    store order per job, and {"type": "end"} once the tree is final and the log is read to its end.
+    store order per job, {"type": "samples", "samples": [[at, cpu, memory_mb, disk_mb], ...]} with
+    the page's job's resource samples (all of them first, with its instance type's "limits", then
+    the new ones; a "note" says why there are none), and {"type": "end"} once the tree is final and
+    the log is read to its end.
     """
 
     def authorize(self, principal):
@@ -276,8 +285,53 @@ class JobPageConsumer(SessionConsumer):
         if frame:
             await self.send(text_data=json.dumps({"type": "lines", "lines": frame}))
 
+    def _samples(self):
+        """The samples frame to send next, or None: the page's job's samples past the cursor (on the
+        first read all of them, with the limits and, while there are none, a note saying why)."""
+        first = self.samples_after is None
+        rows = list(
+            ResourceSample.objects.filter(job_id=self.job.pk, at__gt=self.samples_after or 0)
+            .order_by("at")
+            .values_list("at", "cpu", "memory_mb", "disk_mb")[:SAMPLES_BATCH]
+        )
+        if rows:
+            self.samples_after = rows[-1][0]
+        frame = {"type": "samples", "samples": [list(r) for r in rows]}
+        if first:
+            self.samples_after = self.samples_after or 0
+            frame["limits"] = instance_limits(self.job.instance_type)
+        if self.samples_after == 0:
+            note = self._no_samples_note()
+            if note != self.samples_note:
+                self.samples_note = frame["note"] = note
+        return frame if rows or len(frame) > 2 else None
+
+    def _no_samples_note(self):
+        """Why the job has no samples (yet), or None while they may still come."""
+        state, started, stopped = Job.objects.filter(pk=self.job.pk).values_list(
+            "state", "started_running", "stopped_running"
+        )[0]
+        if started is None:
+            return "The job has not run" if state in FINAL_STATES else None
+        if settings.DXWEB_SAMPLE_SECONDS <= 0:
+            return "No resource figures: sampling is off (DXWEB_SAMPLE_SECONDS=0)"
+        ran = (stopped or now_ms()) - started
+        if ran >= NO_SAMPLES_AFTER_MS:
+            return "No resource figures: this worker runs jobs without cgroups"
+        return "The job ended before its first sample" if state in FINAL_STATES else None
+
+    async def send_samples(self, final=False):
+        if not final and time.monotonic() < self.samples_due:
+            return
+        self.samples_due = time.monotonic() + SAMPLES_READ_SECONDS
+        while (frame := await database_sync_to_async(self._samples)()) is not None:
+            await self.send(text_data=json.dumps(frame))
+            if len(frame["samples"]) < SAMPLES_BATCH:
+                return
+
     async def run(self):
         self.reader = LogReader(self.origin, tree=True, cursors=self.request["cursors"])
+        self.samples_after, self.samples_note, self.samples_due = None, None, 0.0
         await self.join(states_group(project_id=self.job.project_id))
         last_tree, final_seen = None, False
         while True:
@@ -292,11 +346,13 @@ class JobPageConsumer(SessionConsumer):
             if tree != last_tree:
                 await self.send(text_data=json.dumps({"type": "tree", "jobs": tree}))
                 last_tree = tree
+            await self.send_samples()
             if lines:
                 await self.send_lines(lines)
                 continue
             if all(r[2] in FINAL_STATES for r in rows):
                 if final_seen:
+                    await self.send_samples(final=True)
                     await self.send(text_data=json.dumps({"type": "end"}))
                     return
                 # The runner may store its closing line (the failure, say) just after the final state.
@@ -304,3 +360,15 @@ class JobPageConsumer(SessionConsumer):
                 await asyncio.sleep(FINAL_GRACE_SECONDS)
                 continue
             await self.wait_for_news(settings.DXWEB_LOG_POLL_SECONDS)
+
+
+def instance_limits(name):
+    """The CPUs, memory and disk (MiB) of an instance type, as the sandbox applies them; None if unknown."""
+    entry = settings.DXWEB_INSTANCE_TYPES.get(name or settings.DXWEB_DEFAULT_INSTANCE_TYPE)
+    if not entry:
+        return None
+    return {
+        "cpus": entry.get("cpus"),
+        "memory_mb": entry.get("memory_mb"),
+        "disk_mb": entry.get("disk_mb") or settings.DXWEB_DEFAULT_DISK_MB,
+    }
