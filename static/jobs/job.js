@@ -207,6 +207,7 @@ number seen per job: the server sends what follows, and lines already held are s
       const frame = JSON.parse(event.data);
       if (frame.type === "tree") showTree(frame.jobs);
       else if (frame.type === "lines") addLines(frame.lines);
+      else if (frame.type === "samples") document.dispatchEvent(new CustomEvent("dx:samples", { detail: frame }));
       else if (frame.type === "end") {
         ended = true;
         window.logStreamEnded = true;
