@@ -12,10 +12,11 @@ import re
 from datetime import timedelta
 from functools import cache, wraps
 
+from django import urls
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, connection, transaction
-from django.http import JsonResponse
+from django.http import HttpResponseRedirect, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -34,7 +35,7 @@ from .errors import (
     ResourceNotFound,
 )
 from .ids import ID_RE
-from .middleware import answers_json
+from .middleware import answers_json, wants_page
 
 log = logging.getLogger(__name__)
 
@@ -254,4 +255,11 @@ def dispatch(request, resource, method):
 @csrf_exempt
 @answers_json
 def not_found(request, path=""):
+    """No such route: the API's JSON 404, or the 404 page for a browser (dxweb/middleware.py). An address
+    typed without its final slash (APPEND_SLASH is off: dx never expects a redirect) leads a browser to
+    the page it meant."""
+    if wants_page(request) and path and not path.startswith("/") and not path.endswith("/"):
+        if urls.resolve(f"/{path}/").func is not not_found:
+            query = request.META.get("QUERY_STRING", "")
+            return HttpResponseRedirect(f"/{path}/" + (f"?{query}" if query else ""))
     raise ResourceNotFound(f"The route /{path} was not found")
