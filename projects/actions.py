@@ -5,8 +5,10 @@ import logging
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.base import File
 from django.core.files.storage import default_storage
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.functions import Length, Substr
@@ -711,6 +713,27 @@ def change_member_level(container, grantee, level):
 def issue_token(user, name):
     """Create an API token named `name` for `user`; return (token row, the raw secret shown once)."""
     return ApiToken.issue(user, clean_name(name.strip(), "name"))
+
+
+def clean_email(user, email):
+    """Return `email` normalised as `user`'s new address ("" for none), or raise InvalidInput."""
+    email = _check_text(email, '"email"', 254, field="email").strip()
+    if not email:
+        return ""
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise InvalidInput("Enter an email address such as name@example.org", field="email") from None
+    email = User.objects.normalize_email(email)
+    if User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+        raise InvalidInput("Another account uses this email address", field="email")
+    return email
+
+
+def set_email(user, email):
+    """Set (or, with "", remove) the user's email address, where job notices are sent."""
+    user.email = clean_email(user, email)
+    user.save(update_fields=["email"])
 
 
 def set_notifications(user, notify_in_app, notify_by_email):

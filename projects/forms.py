@@ -81,6 +81,22 @@ class TokenForm(forms.Form):
         return checked_by(actions.clean_name, self.cleaned_data["name"])
 
 
+class EmailForm(forms.Form):
+    email = forms.CharField(
+        label="Email address",
+        required=False,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "placeholder": "name@example.org"}),
+        help_text="Where job notices are emailed; leave it empty to remove it.",
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_email(self):
+        return checked_by(lambda value: actions.clean_email(self.user, value), self.cleaned_data["email"])
+
+
 class NotifyForm(forms.Form):
     notify_in_app = forms.BooleanField(label="Show a notice here when a job I launched ends", required=False)
     notify_by_email = forms.BooleanField(label="Email me when a job I launched ends", required=False)

@@ -1,7 +1,7 @@
 """Page URLs. Each ends with a slash so that none can collide with an API route (/<id>/<method>)."""
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, reverse_lazy
 
 from . import views
 
@@ -44,6 +44,15 @@ urlpatterns = [
     path("profile/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
     path("profile/ssh-key/", views.ssh_key, name="ssh-key"),
     path("profile/notifications/", views.notify_settings, name="notify-settings"),
+    path("profile/email/", views.email_address, name="email-address"),
+    path("profile/email/confirm/<str:token>/", views.email_confirm, name="email-confirm"),
+    # Django's own views: the old password is checked, the session stays signed in, others are signed out.
+    path(
+        "profile/password/",
+        auth_views.PasswordChangeView.as_view(success_url=reverse_lazy("password-change-done")),
+        name="password-change",
+    ),
+    path("profile/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password-change-done"),
     path("cli/", views.cli, name="cli"),
     path("cli/token/", views.cli_token, name="cli-token"),
 ]

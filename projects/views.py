@@ -1,5 +1,6 @@
 """Pages: each view checks access through permissions.py, calls an action and renders or redirects."""
 
+import logging
 from contextlib import nullcontext
 from functools import wraps
 from urllib.parse import urlencode
@@ -21,11 +22,12 @@ from dxweb.errors import DXError, InvalidInput, InvalidState, ResourceNotFound
 from dxweb.middleware import answers_json
 from dxweb.validation import get
 
-from . import actions, permissions, transfer
+from . import accounts, actions, permissions, transfer
 from .api import find_data_objects
 from .forms import (
     LEVEL_CHOICES,
     CopyForm,
+    EmailForm,
     InviteForm,
     NameForm,
     NotifyForm,
@@ -48,6 +50,10 @@ UPLOAD_PART_SIZE = 16 * 1024 * 1024
 # Session keys for secrets shown once, on the next render of the page that asked for them.
 NEW_TOKEN = "dxweb.new_token"
 CLI_TOKEN = "dxweb.cli_token"
+# The address a user asked for, until they follow the link mailed to it (shown as pending).
+PENDING_EMAIL = "dxweb.pending_email"
+
+log = logging.getLogger(__name__)
 
 
 # Reaching objects ----------------------------------------------------------------
@@ -792,21 +798,37 @@ def org_remove(request, org, user):
 # Profile and CLI access ------------------------------------------------------------------
 
 
-def render_profile(request, token_form=None, key_form=None):
+def render_profile(request, token_form=None, key_form=None, email_form=None, status=200):
+    user = request.user
+    pending = request.session.get(PENDING_EMAIL)
+    if pending and pending == user.email:
+        del request.session[PENDING_EMAIL]
+        pending = None
     return render(
         request,
         "projects/profile.html",
         {
             "section": "profile",
-            "tokens": request.user.tokens.filter(job_id=""),
+            "tokens": user.tokens.filter(job_id=""),
             "new_token": request.session.pop(NEW_TOKEN, None),
             "token_form": token_form or TokenForm(),
-            "key_form": key_form or SshKeyForm(initial={"key": request.user.ssh_public_key}),
+            "key_form": key_form or SshKeyForm(initial={"key": user.ssh_public_key}),
+            "email_form": email_form or EmailForm(user=user, initial={"email": pending or user.email}),
+            "pending_email": pending,
+            "sends_mail": accounts.sends_mail(),
+            "email_link_days": accounts.EMAIL_LINK_SECONDS // 86400,
+            "can_email": can_email(user),
             "notify_form": NotifyForm(
-                initial={"notify_in_app": request.user.notify_in_app, "notify_by_email": request.user.notify_by_email}
+                initial={"notify_in_app": user.notify_in_app, "notify_by_email": user.notify_by_email}
             ),
         },
+        status=status,
     )
+
+
+def can_email(user):
+    """Whether job notices can be emailed to the user: this site sends mail and they have an address."""
+    return accounts.sends_mail() and bool(user.email)
 
 
 @login_required
@@ -814,7 +836,9 @@ def render_profile(request, token_form=None, key_form=None):
 def notify_settings(request):
     form = NotifyForm(request.POST)
     form.is_valid()  # two checkboxes: always valid
-    actions.set_notifications(request.user, **form.cleaned_data)
+    # Without a confirmed address (or mail) the box is disabled, and so off, as the page shows it.
+    by_email = form.cleaned_data["notify_by_email"] and can_email(request.user)
+    actions.set_notifications(request.user, form.cleaned_data["notify_in_app"], by_email)
     messages.success(request, "Saved your notification settings")
     return redirect("profile")
 
@@ -822,6 +846,57 @@ def notify_settings(request):
 @login_required
 def profile(request):
     return render_profile(request)
+
+
+@login_required
+@require_POST
+def email_address(request):
+    """Set the user's email address: at once without mail, else once they follow the link mailed to it."""
+    user = request.user
+    form = EmailForm(request.POST, user=user)
+    if not form.is_valid():
+        return render_profile(request, email_form=form, status=422)
+    email = form.cleaned_data["email"]
+    if email == user.email:
+        request.session.pop(PENDING_EMAIL, None)
+        messages.info(request, "Your email address is unchanged")
+    elif not email or not accounts.sends_mail():
+        actions.set_email(user, email)
+        request.session.pop(PENDING_EMAIL, None)
+        if not email:
+            messages.success(request, "Removed your email address")
+        else:
+            messages.success(
+                request, "Saved your email address. This site sends no mail, so notices will not be emailed."
+            )
+    else:
+        try:
+            accounts.send_email_link(user, email)
+        except Exception:  # noqa: BLE001 - SMTP refused or unreachable: say so, change nothing
+            log.warning("could not send the confirmation link to %s", email, exc_info=True)
+            form.add_error("email", "The confirmation email could not be sent; try again later.")
+            return render_profile(request, email_form=form, status=503)
+        request.session[PENDING_EMAIL] = email
+        messages.success(request, f"We sent a link to {email}: open it to confirm the address.")
+    return redirect("profile")
+
+
+@login_required
+def email_confirm(request, token):
+    """The page of a link mailed to a new address: GET asks (mail scanners open links), POST sets it."""
+    try:
+        email = accounts.email_link_address(request.user, token)
+        if request.method == "POST":
+            actions.set_email(request.user, email)
+    except DXError as err:
+        return render(
+            request, "projects/profile_email.html", {"section": "profile", "error": err.message}, status=err.status
+        )
+    if request.method == "POST":
+        request.session.pop(PENDING_EMAIL, None)
+        messages.success(request, f"Your email address is now {email}")
+        return redirect("profile")
+    return render(request, "projects/profile_email.html", {"section": "profile", "email": email})
 
 
 @login_required
