@@ -715,6 +715,23 @@ def issue_token(user, name):
     return ApiToken.issue(user, clean_name(name.strip(), "name"))
 
 
+def issue_token_once(user, name, after):
+    """Create a token named `name` unless `user` already has one made after token `after`; return (token, raw).
+
+    What a page asks for when it showed the user their tokens named `name` up to `after` (0: none): a
+    form sent twice (a double click, a reload, Back) finds the token the first sending made, and gets
+    (that token, None) instead of another one. The user's row is locked meanwhile (SQLite: the
+    transaction's write lock), so two sendings at once make one token between them.
+    """
+    name = clean_name(name.strip(), "name")
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        newest = ApiToken.objects.filter(user=user, job_id="", name=name).order_by("-pk").first()
+        if newest is not None and newest.pk > after:
+            return newest, None
+        return ApiToken.issue(user, name)
+
+
 def clean_email(user, email):
     """Return `email` normalised as `user`'s new address ("" for none), or raise InvalidInput."""
     email = _check_text(email, '"email"', 254, field="email").strip()

@@ -1,6 +1,7 @@
 """Pages: each view checks access through permissions.py, calls an action and renders or redirects."""
 
 import logging
+import time
 from contextlib import nullcontext
 from functools import wraps
 from urllib.parse import urlencode
@@ -950,9 +951,36 @@ def server_address(request):
     return ("https" if secure else "http"), name, port or ("443" if secure else "80")
 
 
+# "Create a token for the CLI" must not make a token per click. The page lists the user's CLI
+# tokens by hint and date, and its form says which was the newest it showed ("after");
+# actions.issue_token_once makes a token only while that is still the newest, under a lock. So a
+# double click, a reload of the POST or Back-and-send-again make one token: the repeats find it made
+# and redirect (POST-redirect-GET) to the page as the first sending left it. Its secret is kept in
+# the session for CLI_TOKEN_REPEAT_SECONDS so that a repeat within that time shows the same token
+# again; after that, or once shown, the page lists it by its hint only. "Use a new token" (after a
+# confirmation) sends the form with the newest token's id, which makes one more.
+CLI_TOKEN_NAME = "CLI access"
+CLI_TOKEN_REPEAT_SECONDS = 120
+
+
+def cli_token_record(request):
+    """The session's record of the CLI token made last ({"id", "raw", "at", "shown"}), while it is fresh."""
+    record = request.session.get(CLI_TOKEN)
+    if not isinstance(record, dict) or time.time() - record.get("at", 0) > CLI_TOKEN_REPEAT_SECONDS:
+        request.session.pop(CLI_TOKEN, None)
+        return None
+    return record
+
+
 @login_required
 def cli(request):
     protocol, host, port = server_address(request)
+    token = None
+    record = cli_token_record(request)
+    if record and not record["shown"]:
+        token = record["raw"]
+        request.session[CLI_TOKEN] = {**record, "shown": True}
+    cli_tokens = list(request.user.tokens.filter(job_id="", name=CLI_TOKEN_NAME).order_by("-pk"))
     return render(
         request,
         "projects/cli.html",
@@ -961,7 +989,9 @@ def cli(request):
             "protocol": protocol,
             "host": host,
             "port": port,
-            "token": request.session.pop(CLI_TOKEN, None),
+            "token": token,
+            "cli_tokens": cli_tokens,
+            "newest_cli_token": cli_tokens[0].pk if cli_tokens else 0,
             "projects": permissions.visible_projects(principal(request)).order_by("-modified")[:50],
         },
     )
@@ -970,6 +1000,13 @@ def cli(request):
 @login_required
 @require_POST
 def cli_token(request):
-    _, raw = actions.issue_token(request.user, "CLI access")
-    request.session[CLI_TOKEN] = raw
+    after = request.POST.get("after", "")
+    token, raw = actions.issue_token_once(request.user, CLI_TOKEN_NAME, int(after) if after.isdigit() else 0)
+    if raw is not None:
+        request.session[CLI_TOKEN] = {"id": token.pk, "raw": raw, "at": time.time(), "shown": False}
+    else:
+        record = cli_token_record(request)
+        if record and record["id"] == token.pk:
+            request.session[CLI_TOKEN] = {**record, "shown": False}
+        messages.info(request, "This form was sent more than once: only one token was made.")
     return redirect("cli")

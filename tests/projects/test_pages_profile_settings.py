@@ -1,6 +1,8 @@
-"""Profile settings: the email address (confirmed through a signed link when the site sends mail) and the
-password (Django's own views)."""
+"""Profile settings: the email address (confirmed through a signed link when the site sends mail), the
+password (Django's own views), and the CLI page's token button, which never makes a token per click."""
 
+import html
+import json
 import re
 
 import pytest
@@ -8,7 +10,8 @@ from django.core import mail, signing
 from django.test import Client
 
 from projects import accounts, actions
-from projects.models import User
+from projects.models import ApiToken, User
+from projects.views import CLI_TOKEN_REPEAT_SECONDS
 
 CONSOLE = "django.core.mail.backends.console.EmailBackend"
 
@@ -200,7 +203,7 @@ def test_without_mail_a_bad_address_is_still_a_form_error(web, alice, bob, no_ma
 # Who may reach these pages -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["/profile/email/", "/profile/password/", "/profile/password/done/"])
+@pytest.mark.parametrize("url", ["/profile/email/", "/profile/password/", "/profile/password/done/", "/cli/token/"])
 def test_anonymous_visitors_are_sent_to_log_in(db, url):
     for response in (Client().get(url), Client().post(url, {"email": "x@example.org"})):
         assert response.status_code in (302, 405)
@@ -226,6 +229,8 @@ def test_settings_change_only_the_signed_in_users_own(web, alice, bob):
         },
     )
     assert User.objects.get(pk=bob.user.pk).check_password("bob-password")
+    web.post("/cli/token/", {"after": "0", "user": bob.user.pk})
+    assert not ApiToken.objects.filter(user=bob.user, name="CLI access").exists()
 
 
 def test_email_and_password_refuse_get(web):
@@ -297,3 +302,70 @@ def test_the_login_throttle_does_not_stop_a_password_change(alice, settings):
         {"old_password": "alice-password", "new_password1": "a-new-secret-9", "new_password2": "a-new-secret-9"},
     )
     assert response["Location"] == "/profile/password/done/"
+
+
+# The CLI page's token ------------------------------------------------------------------------------
+
+
+def env_token(page_html):
+    text = html.unescape(re.sub(r"<[^>]+>", "", re.search(r'<pre id="cmd-env">(.*?)</pre>', page_html, re.S).group(1)))
+    return json.loads(re.search(r"DX_SECURITY_CONTEXT='(.*?)'", text).group(1))["auth_token"]
+
+
+def after_of(page_html):
+    return re.search(r'<input type="hidden" name="after" value="(\d+)">', page_html).group(1)
+
+
+def cli_tokens(user):
+    return list(ApiToken.objects.filter(user=user, name="CLI access").order_by("pk"))
+
+
+def test_the_cli_page_lists_existing_cli_tokens_and_asks_before_a_new_one(web, alice):
+    token, _ = actions.issue_token(alice.user, "CLI access")
+    cli = page(web, "/cli/")
+    row = re.search(r'<tr data-token="%d">.*?</tr>' % token.pk, cli, re.S).group(0)
+    assert f"<code>{token.hint}…</code>" in row and token.created.strftime("%Y-%m-%d") in row
+    assert "Use a new token" in cli and 'data-confirm="Make another token for the CLI?' in cli
+    assert "Create a token for the CLI" not in cli and after_of(cli) == str(token.pk)
+
+
+def test_a_double_click_makes_one_token_and_both_show_it(web, alice):
+    after = after_of(page(web, "/cli/"))
+    first = web.post("/cli/token/", {"after": after})
+    second = web.post("/cli/token/", {"after": after})
+    assert first["Location"] == second["Location"] == "/cli/"
+    [token] = cli_tokens(alice.user)
+    raw = env_token(page(web, "/cli/"))
+    assert ApiToken.digest_of(raw) == token.digest
+    assert env_token(page(web, "/cli/")) == "<TOKEN>"  # shown once
+
+
+def test_sending_the_form_again_soon_shows_the_same_token(web, alice):
+    after = after_of(page(web, "/cli/"))
+    web.post("/cli/token/", {"after": after})
+    raw = env_token(page(web, "/cli/"))
+    web.post("/cli/token/", {"after": after})  # Back, then the button again
+    assert env_token(page(web, "/cli/")) == raw and len(cli_tokens(alice.user)) == 1
+
+
+def test_sending_the_form_again_later_makes_no_token_and_shows_none(web, alice, clock):
+    from projects import views
+
+    clock.install(views)
+    after = after_of(page(web, "/cli/"))
+    web.post("/cli/token/", {"after": after})
+    page(web, "/cli/")
+    clock.advance(CLI_TOKEN_REPEAT_SECONDS + 1)
+    response = web.post("/cli/token/", {"after": after})
+    cli = page(web, response["Location"])
+    assert env_token(cli) == "<TOKEN>" and "only one token was made" in cli
+    assert len(cli_tokens(alice.user)) == 1
+
+
+def test_use_a_new_token_makes_one_more(web, alice):
+    web.post("/cli/token/", {"after": after_of(page(web, "/cli/"))})
+    first = env_token(page(web, "/cli/"))
+    cli = page(web, "/cli/")
+    web.post("/cli/token/", {"after": after_of(cli)})
+    second = env_token(page(web, "/cli/"))
+    assert second not in ("<TOKEN>", first) and len(cli_tokens(alice.user)) == 2
