@@ -49,10 +49,16 @@ urlpatterns = [
     # Django's own views: the old password is checked, the session stays signed in, others are signed out.
     path(
         "profile/password/",
-        auth_views.PasswordChangeView.as_view(success_url=reverse_lazy("password-change-done")),
+        auth_views.PasswordChangeView.as_view(
+            success_url=reverse_lazy("password-change-done"), extra_context={"section": "profile"}
+        ),
         name="password-change",
     ),
-    path("profile/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password-change-done"),
+    path(
+        "profile/password/done/",
+        auth_views.PasswordChangeDoneView.as_view(extra_context={"section": "profile"}),
+        name="password-change-done",
+    ),
     path("cli/", views.cli, name="cli"),
     path("cli/token/", views.cli_token, name="cli-token"),
 ]

@@ -187,7 +187,8 @@ def test_without_mail_an_address_is_set_at_once_and_the_page_says_none_is_sent(w
     response = web.post("/profile/email/", {"email": "alice@example.org"})
     assert response["Location"] == "/profile/" and email_of(alice.user) == "alice@example.org"
     profile = page(web)
-    assert "this site sends no mail, so notices will not be emailed" in profile
+    current = re.search(r'<p class="small" id="email-current">(.*?)</p>', profile, re.S).group(1)
+    assert "alice@example.org" in current and "This site sends no mail, so notices will not be emailed." in current
     assert "This site sends no mail, so notices cannot be emailed." in profile
     box = re.search(r'<input type="checkbox" name="notify_by_email"[^>]*>', profile).group(0)
     assert "disabled" in box and "pending" not in profile
