@@ -255,6 +255,8 @@ DXWEB_JOB_API_CONNECTIONS = env.int("DXWEB_JOB_API_CONNECTIONS", default=64)
 # Email (job notifications): the console in the embedded default; e.g. smtp+tls://user:pass@host:587.
 vars().update(env.email_url("DXWEB_EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DXWEB_EMAIL_FROM", default="dxweb <dxweb@localhost>")
+# A slow mail server must not hold a page (the profile's confirmation mail is sent in the request).
+EMAIL_TIMEOUT = env.int("DXWEB_EMAIL_TIMEOUT", default=10)
 # How links in emails start (the dashboard's address as users reach it).
 DXWEB_PUBLIC_URL = env.str("DXWEB_PUBLIC_URL", default=f"http://127.0.0.1:{env.int('DXWEB_PORT', default=8000)}")
 
