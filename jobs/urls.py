@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import notices, views
 from .workflows import views as workflow_views
 
 project = "projects/<str:project_id>/"
@@ -24,6 +24,7 @@ urlpatterns = [
     path(job, views.job, name="job"),
     path(job + "log/", views.job_log, name="job-log"),
     path(job + "terminate/", views.job_terminate, name="job-terminate"),
+    path(job + "rerun/", views.job_rerun, name="job-rerun"),
     path(job + "tags/", views.job_tags, name="job-tags"),
     path(job + "properties/", views.job_properties, name="job-properties"),
     path(job + "debug/", views.job_debug, name="job-debug"),
@@ -32,4 +33,6 @@ urlpatterns = [
     path(job + "hold/release/", views.job_hold_release, name="job-hold-release"),
     path("files/search/", views.file_search, name="file-search"),
     path("notifications/", views.notifications, name="notifications"),
+    path("notifications/read/", notices.read_many, name="notifications-read"),
+    path("notifications/<int:notice_id>/read/", notices.read_one, name="notification-read"),
 ]

@@ -24,6 +24,7 @@ from projects.permissions import Principal
 from projects.views import PAGE_SIZE, principal, project_for
 
 from . import actions
+from . import notifications as job_notifications
 from . import permissions as job_permissions
 from .forms import (
     AppletForm,
@@ -317,6 +318,8 @@ LIST_FIELDS = (
     "tags",
     "analysis_id",
     "stage",
+    "started_running",
+    "stopped_running",
 )
 ANALYSIS_LIST_FIELDS = (
     "id",
@@ -362,6 +365,7 @@ def keyset_page(request, qs, analyses=None):
         row.created_short = moment.strftime("%Y-%m-%d %H:%M")
         row.url = analysis_link.replace("ANALYSIS", row.pk) if row.is_analysis else link.replace("JOB", row.pk)
         row.project_url = project_link.replace("PROJECT", row.project_id)
+        row.duration = None if row.is_analysis else run_time(row)
     params = request.GET.copy()
     params.pop("cursor", None)
     next_url = None
@@ -505,7 +509,28 @@ def job_tree(origin):
             walk(j.pk, depth + 1)
 
     walk(None, 0)
+    for j in rows:
+        j.ran = run_time(j)
     return rows
+
+
+def duration_text(ms):
+    """A duration for people: "45 s", "3 min 05 s", "2 h 03 min", "1 d 4 h" (job.js says it the same way)."""
+    s = max(0, ms) // 1000
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def run_time(job):
+    """How long the job ran ("3 min 05 s"), or None while it has not stopped (the page ticks that one)."""
+    if job.started_running is None or job.stopped_running is None:
+        return None
+    return duration_text(job.stopped_running - job.started_running)
 
 
 def launch_url(request, job):
@@ -519,11 +544,40 @@ def launch_url(request, job):
     return reverse("launch", args=[placement.container_id, placement.obj_id]) + f"?from={job.pk}"
 
 
+def rerun_body(job):
+    """The /applet-x/run body that launches the job again: its original input and its options."""
+    body = {
+        "project": job.project_id,
+        "name": job.name,
+        "input": job.original_input,
+        "folder": job.folder,
+        "priority": job.priority,
+        "tags": list(job.tags),
+        "properties": dict(job.properties),
+        "details": job.details,
+        "delayWorkspaceDestruction": job.delay_workspace_destruction,
+    }
+    if job.instance_type:
+        body["systemRequirements"] = {"*": {"instanceType": job.instance_type}}
+    if job.timeout_s:
+        minutes = job.timeout_s / 60
+        body["timeoutPolicyByExecutable"] = {
+            job.executable: {"*": {"minutes": int(minutes) if minutes.is_integer() else minutes}}
+        }
+    if job.debug.get("debugOn"):
+        body["debug"] = {"debugOn": job.debug["debugOn"]}
+    if job.allow_ssh:
+        body["allowSSH"] = list(job.allow_ssh)
+    return body
+
+
 @login_required
 def job(request, job_id):
     job = job_for(request, job_id)
     origin = job.origin or job
-    stopped = job.stopped_running
+    who = debugger(request)
+    held = job.state == State.DEBUG_HOLD
+    relaunch = launch_url(request, origin) if job.pk == origin.pk and not job.parent_id else None
     return render(
         request,
         "jobs/job.html",
@@ -536,16 +590,23 @@ def job(request, job_id):
             "can_terminate": permissions.reaches(job.level, Level.CONTRIBUTE)
             and Job.objects.filter(Q(pk=origin.pk) | Q(origin=origin)).exclude(state__in=FINAL_STATES).exists(),
             "is_final": job.is_final,
-            "duration_s": (stopped - job.started_running) // 1000 if stopped and job.started_running else None,
+            "ran": run_time(job),
             "inputs": io_rows(request, job, job.original_input, job.spec.get("inputSpec")),
             "outputs": io_rows(request, job, job.output, job.spec.get("outputSpec")) if job.output else [],
             "waiting": waiting_reason(job),
             "tree": job_tree(origin),
-            "relaunch": launch_url(request, origin) if job.pk == origin.pk and not job.parent_id else None,
+            "relaunch": relaunch,
+            "rerun_url": reverse("job-rerun", args=[job.pk]) if relaunch else None,
             "applet_url": reverse("applet", args=[job.project_id, job.executable])
             if Placement.objects.filter(container=job.project_id, obj_id=job.executable).exists()
             else None,
-            "can_debug": job.state == State.DEBUG_HOLD or (job.state == State.RUNNING and bool(job.allow_ssh)),
+            # Debug and the hold's buttons only for those the debug policy lets use them (jobs.permissions).
+            "can_debug": (held or (job.state == State.RUNNING and bool(job.allow_ssh)))
+            and job_permissions.may_open_shell(who, job),
+            "held": held,
+            "hold_until": hold_until(job),
+            "may_open_shell": held and job_permissions.may_open_shell(who, job),
+            "may_change_hold": held and job_permissions.may_change_hold(who, job),
             "tags_form": TagsForm(initial={"tags": tags_text(job.tags)}),
             "properties_form": PropertiesForm(initial={"properties": properties_text(job.properties)}),
             "levels": ["STDOUT", "STDERR", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
@@ -624,6 +685,34 @@ def job_properties(request, job):
     return "Saved the properties"
 
 
+@login_required
+@require_POST
+def job_rerun(request, job_id):
+    """Run an origin job's applet again with the same input and options; land on the new job's page."""
+    job = job_for(request, job_id, Level.CONTRIBUTE)
+    if job.parent_id or (job.origin_id and job.origin_id != job.pk):
+        messages.error(request, "Only a job launched from an applet can be rerun; rerun its origin job")
+        return redirect("job", job.pk)
+    try:
+        placement = permissions.access_object(principal(request), job.executable, project=job.project_id, cls="applet")
+        if placement.container.kind != Container.PROJECT:
+            raise ResourceNotFound(f"The applet {job.executable} is in no project you can see")
+    except ResourceNotFound:
+        messages.error(request, f"Cannot rerun {job.name}: its applet {job.executable} is gone")
+        return redirect("job", job.pk)
+    except DXError as err:
+        messages.error(request, f"Cannot rerun {job.name}: {err.message}")
+        return redirect("job", job.pk)
+    try:
+        with transaction.atomic():
+            new = actions.run_applet(principal(request), placement, rerun_body(job))
+    except DXError as err:
+        messages.error(request, f"Cannot rerun {job.name}: {err.message}")
+        return redirect("job", job.pk)
+    messages.success(request, f"Launched {new.name} ({new.id}) again with the input of {job.pk}")
+    return redirect("job", new.pk)
+
+
 # The debug terminal ----------------------------------------------------------------------------
 
 
@@ -686,6 +775,11 @@ def job_allow_ssh(request, job_id):
     return redirect("job-debug", job_id)
 
 
+def back_from_hold(request):
+    """Where a hold's button leads back to: the job page's banner posts back=job, the terminal nothing."""
+    return "job" if request.POST.get("back") == "job" else "job-debug"
+
+
 @login_required
 @require_POST
 def job_hold_extend(request, job_id):
@@ -693,7 +787,7 @@ def job_hold_extend(request, job_id):
     if job is not None:
         left = max(0, (hold_until(job) or 0) - now_ms()) // 60000
         messages.success(request, f"Extended the hold of {job.name}: {left // 60} h {left % 60:02d} min left")
-    return redirect("job-debug", job_id)
+    return redirect(back_from_hold(request), job_id)
 
 
 @login_required
@@ -701,7 +795,7 @@ def job_hold_extend(request, job_id):
 def job_hold_release(request, job_id):
     job = attempted(request, actions.release_hold, job_id)
     if job is None:
-        return redirect("job-debug", job_id)
+        return redirect(back_from_hold(request), job_id)
     messages.success(request, f"Released the hold of {job.name}: it is now {job.state}")
     return redirect("job", job.pk)
 
@@ -711,19 +805,16 @@ def job_hold_release(request, job_id):
 
 @login_required
 def notifications(request):
-    """The user's notices (their own only), newest first; opening the page or posting marks them read."""
-    notices = Notification.objects.filter(user=request.user).select_related("job")
+    """The user's notices (their own only), newest first, a batch's notices as one line; they stay unread
+    until marked read (jobs/notices.py), one, a batch or all at once."""
+    notices = Notification.objects.filter(user=request.user).select_related("job", "job__analysis")
     page = Paginator(notices, PAGE_SIZE).get_page(request.GET.get("page"))
-    unread = [n.pk for n in page if not n.read]
-    if request.method == "POST" or unread:
-        Notification.objects.filter(user=request.user, read=False).update(read=True)
     return render(
         request,
         "jobs/notifications.html",
         {
             "section": "notifications",
             "page": page,
-            "unread_ids": set(unread),
-            "unread_notifications": 0,
+            "batches": job_notifications.batches(page.object_list),
         },
     )

@@ -197,6 +197,22 @@ def notify_state(project_id, user_id):
             log.debug("could not notify %s", group, exc_info=True)
 
 
+def notices_group(user_id):
+    """The group told when a user's notices change (one made, some read): the bell's sockets."""
+    return f"notices.user.{user_id}"
+
+
+def notify_notices(user_id):
+    """Tell the user's bells to count their unread notices again (a hint; they read the store)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        _send(layer, notices_group(user_id), {"type": "notices.changed"})
+    except Exception:  # a notice must never fail because a bell's channel is full
+        log.debug("could not notify the bells of user %s", user_id, exc_info=True)
+
+
 class LogReader:
     """Read a job's log (or its whole tree's) from the store, from per-job cursors onwards.
 

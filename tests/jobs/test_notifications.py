@@ -92,6 +92,9 @@ def test_the_page_shows_only_the_users_own_notices_and_marks_them_read(
     assert 'id="bell-count">1<' in dashboard
     page = web.get("/notifications/").content.decode()
     assert job_id in page and "new" in page
+    # Opening the page leaves them unread; "Mark all read" marks them (tests/jobs/test_live_lists.py).
+    assert Notification.objects.filter(read=False).exists()
+    assert web.post("/notifications/read/").status_code == 302
     assert not Notification.objects.filter(read=False).exists()
     assert 'id="bell-count"' not in web.get("/").content.decode()
     other = Client()
