@@ -16,6 +16,7 @@ websocket_urlpatterns = [
     # The browser's sockets (session auth); page URLs end with a slash, as in projects/urls.py.
     re_path(rf"^ws/projects/{PROJECT_ID}/jobs/$", AuthMiddlewareStack(consumers.JobStatesConsumer.as_asgi())),
     re_path(r"^ws/jobs/mine/$", AuthMiddlewareStack(consumers.JobStatesConsumer.as_asgi())),
+    re_path(r"^ws/notifications/$", AuthMiddlewareStack(consumers.NoticesConsumer.as_asgi())),
     re_path(rf"^ws/jobs/{JOB_ID}/$", AuthMiddlewareStack(consumers.JobPageConsumer.as_asgi())),
     re_path(rf"^ws/jobs/{JOB_ID}/terminal/$", AuthMiddlewareStack(terminal.TerminalConsumer.as_asgi())),
 ]

@@ -18,12 +18,12 @@ from django.conf import settings
 from dxweb.api import principal_for_guarded_token
 from dxweb.errors import BadRequest, DXError, InvalidInput, PermissionDenied, ResourceNotFound
 from dxweb.websockets import SERVER_ERROR, FirstFrameDeadline, client_address, close_with, decode_frame
-from jobs.models import FINAL_STATES, Analysis, Job, ResourceSample
+from jobs.models import FINAL_STATES, Analysis, Job, Notification, ResourceSample
 from jobs.permissions import access_job, check_job_visible
 from projects.models import Container, Level, now_ms
 from projects.permissions import Principal, access_container, holds
 
-from .store import LEVELS, LogReader, group_name, states_group
+from .store import LEVELS, LogReader, group_name, notices_group, states_group
 from .tail import Follower
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,8 @@ FINAL_GRACE_SECONDS = 0.5
 # The job page's resource samples are read at most this often (a worker stores them every 2 s).
 SAMPLES_READ_SECONDS = 1.0
 SAMPLES_BATCH = 5000
+# A list counts at most this many new jobs ("100+ new jobs").
+NEW_CAP = 100
 # A job that ran this long without a sample ran where nothing samples it (no cgroups).
 NO_SAMPLES_AFTER_MS = 3000
 
@@ -196,9 +198,12 @@ class SessionConsumer(FirstFrameDeadline, AsyncWebsocketConsumer):
 
 
 class JobStatesConsumer(SessionConsumer):
-    """Live state badges of a job list: `/ws/projects/<id>/jobs/`, or `/ws/jobs/mine/` for "My jobs".
+    """A live job list: `/ws/projects/<id>/jobs/`, or `/ws/jobs/mine/` for "My jobs".
 
-    First frame: {"watch": [job ids on the page]}. Frames out: {"states": {id: state}}, only changes.
+    First frame: {"watch": [job ids on the page], "since": ms}; later frames {"watch": [...]} replace the
+    watched IDs (the page swapped its rows in). Frames out: {"states": {id: state}}, only changes, with
+    "new": the number of jobs and analyses of the list's scope created after "since" (when it is given
+    and that number changed; stage jobs sit under their analysis and are not counted).
     """
 
     def authorize(self, principal):
@@ -215,31 +220,90 @@ class JobStatesConsumer(SessionConsumer):
         watch = request.get("watch", [])
         if not isinstance(watch, list) or not all(isinstance(i, str) for i in watch) or len(watch) > 500:
             raise InvalidInput('"watch" must be an array of up to 500 job IDs')
-        return {"watch": watch}
+        since = request.get("since")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
+            raise InvalidInput('"since" must be a time in milliseconds')
+        return {"watch": watch, "since": since}
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.task is None:
+            await super().receive(text_data=text_data, bytes_data=bytes_data)
+            return
+        try:  # a later frame: the page's rows changed, watch these now
+            watch = self.parse(decode_frame(text_data, "A frame"))["watch"]
+        except DXError as err:
+            await close_with(self, BadRequest(err.message))
+            return
+        self.request["watch"] = watch
+        self.wakeup.set()
+
+    def _scoped(self, model):
+        found = model.objects.all()
+        if self.project is not None:
+            return found.filter(project=self.project)
+        return found.filter(launched_by=self.principal.user)
 
     def _states(self):
         rows = []
         for model in (Job, Analysis):  # analyses' states ride along (the analysis page, analyses in lists)
-            found = model.objects.filter(pk__in=self.request["watch"])
-            if self.project is not None:
-                found = found.filter(project=self.project)
-            else:
-                found = found.filter(launched_by=self.principal.user)
-            rows += found.values_list("id", "state", "project_id")
+            rows += self._scoped(model).filter(pk__in=self.request["watch"]).values_list("id", "state", "project_id")
+        since, created = self.request["since"], []
+        if since is not None:
+            created += (
+                self._scoped(Job)
+                .filter(created__gt=since, analysis__isnull=True)
+                .values_list("project_id", flat=True)[:NEW_CAP]
+            )
+            created += self._scoped(Analysis).filter(created__gt=since).values_list("project_id", flat=True)[:NEW_CAP]
         # Access may have been revoked since the page was rendered: ask the permission module each time.
-        allowed = {pid for pid in {r[2] for r in rows} if holds(self.principal, pid, Level.VIEW)}
-        return {job_id: state for job_id, state, pid in rows if pid in allowed}
+        allowed = {pid for pid in {r[2] for r in rows} | set(created) if holds(self.principal, pid, Level.VIEW)}
+        states = {job_id: state for job_id, state, pid in rows if pid in allowed}
+        new = None if since is None else min(NEW_CAP, sum(1 for pid in created if pid in allowed))
+        return states, new
 
     async def run(self):
         await self.join(self.group)
-        sent = {}
+        sent, sent_new = {}, 0
         while True:
-            states = await database_sync_to_async(self._states)()
-            changed = {k: v for k, v in states.items() if sent.get(k) != v}
-            if changed:
-                await self.send(text_data=json.dumps({"states": changed}))
-                sent.update(changed)
+            states, new = await database_sync_to_async(self._states)()
+            frame = {"states": {k: v for k, v in states.items() if sent.get(k) != v}}
+            if new is not None and new != sent_new:
+                frame["new"] = sent_new = new
+            if frame["states"] or "new" in frame:
+                await self.send(text_data=json.dumps(frame))
+                sent.update(frame["states"])
             await self.wait_for_news(max(settings.DXWEB_LOG_POLL_SECONDS, STATE_POLL_SECONDS))
+
+
+class NoticesConsumer(SessionConsumer):
+    """The bell's count: `/ws/notifications/`, the signed-in user's unread notices.
+
+    First frame: {} (any JSON object). Frames out: {"unread": n} at once, then whenever it changes. Woken
+    when a notice is made or read (jobs.notifications) and when the user's jobs change state.
+    """
+
+    def authorize(self, principal):
+        self.user = principal.user
+
+    def parse(self, request):
+        return {}
+
+    def _unread(self):
+        return Notification.objects.filter(user=self.user, read=False).count()
+
+    async def run(self):
+        await self.join(notices_group(self.user.pk))
+        await self.join(states_group(user_id=self.user.pk))
+        sent = None
+        while True:
+            unread = await database_sync_to_async(self._unread)()
+            if unread != sent:
+                await self.send(text_data=json.dumps({"unread": unread}))
+                sent = unread
+            await self.wait_for_news(max(settings.DXWEB_LOG_POLL_SECONDS, STATE_POLL_SECONDS) * 2)
+
+    async def notices_changed(self, event):
+        self.wakeup.set()
 
 
 class JobPageConsumer(SessionConsumer):
