@@ -393,6 +393,7 @@ def _nest_stage_jobs(rows):
     link = reverse("job", args=["JOB"])
     for job in stage_jobs:
         job.url = link.replace("JOB", job.pk)
+        job.duration = run_time(job)
         analyses[job.analysis_id].stage_rows.append(job)
     return [row for row in rows if row.is_analysis or row.analysis_id not in analyses]
 
@@ -591,6 +592,7 @@ def job(request, job_id):
             and Job.objects.filter(Q(pk=origin.pk) | Q(origin=origin)).exclude(state__in=FINAL_STATES).exists(),
             "is_final": job.is_final,
             "ran": run_time(job),
+            "server_now": now_ms(),  # the page's clocks (elapsed, the hold's countdown) correct for the browser's
             "inputs": io_rows(request, job, job.original_input, job.spec.get("inputSpec")),
             "outputs": io_rows(request, job, job.output, job.spec.get("outputSpec")) if job.output else [],
             "waiting": waiting_reason(job),
