@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
-from bench import api, flood, joblist, jobs, logs, ssh, transfer, watchers, workflows  # noqa: E402  (after the path is set)
+from bench import api, flood, joblist, jobs, logs, resources, ssh, transfer, watchers, workflows  # noqa: E402  (after the path is set)
 
 BENCHMARKS = {
     "api": api,
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "flood": flood,
     "joblist": joblist,
     "workflows": workflows,
+    "resources": resources,
 }
 
 
@@ -91,6 +92,16 @@ def main(argv=None):
         help="3-stage analyses, and as many baseline jobs (default 20, quick 5)",
     )
     wf_opts.add_argument("--wf-poll", dest="wf_poll", type=float, help="seconds between the client's describes (0.1)")
+    res_opts = parser.add_argument_group("resources")
+    res_opts.add_argument(
+        "--res-runs",
+        dest="res_runs",
+        type=int,
+        help="busy jobs sampled, and as many not (default 10, quick 3)",
+    )
+    res_opts.add_argument(
+        "--res-work", dest="res_work", type=int, help="loop iterations per core of the busy job (default 40000000)"
+    )
     args = parser.parse_args(argv)
     unknown = [w for w in args.which if w not in BENCHMARKS]
     if unknown:
