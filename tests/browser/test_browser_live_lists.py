@@ -91,6 +91,10 @@ def test_a_batchs_notices_are_one_line_marked_read_from_the_page(page, live, set
     assert "5 jobs of quick ended: 5 done" in page.inner_text("#notification-list")
     page.click("#notification-list details summary")
     page.screenshot(path="/tmp/ui-live-notifications.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path="/tmp/ui-live-notifications-390.png", full_page=True)
+    page.set_viewport_size({"width": 1360, "height": 860})
     assert all(page.locator(f'#notification-list details a:text-is("{job_id}")').count() == 1 for job_id in jobs)
     # Mark the batch read, without leaving the page; the bell follows.
     page.click("#notification-list form.mark-read button")
