@@ -302,8 +302,9 @@ Line numbers are links: `#L123` scrolls to line 123 of this job and highlights i
     }
     targetPending = false;
     follow.checked = false;
+    spacer.style.height = `${totalHeight()}px`; // the filters may have changed it: scroll within the new height
     view.scrollTop = Math.max(0, top(index) - view.clientHeight / 3);
-    card.scrollIntoView({ block: "start" });
+    view.scrollIntoView({ block: "center" });
     window.logTargetShown = target;
   }
 
@@ -393,10 +394,11 @@ Line numbers are links: `#L123` scrolls to line 123 of this job and highlights i
     if (treeBox.checked) schedule();
   }
 
-  // The final word in the log's header: "complete: 123 lines", or how the job ended.
+  // The final word in the log's header: "complete: 123 lines" (this job's, or with subjobs the tree's),
+  // or how the job ended.
   function finalStatus() {
-    const own = lines.reduce((n, line) => n + (line[0] === current ? 1 : 0), 0);
-    const count = `${own.toLocaleString()} line${own === 1 ? "" : "s"}`;
+    const held = treeBox.checked ? lines.length : lines.reduce((n, line) => n + (line[0] === current ? 1 : 0), 0);
+    const count = `${held.toLocaleString()} line${held === 1 ? "" : "s"}`;
     if (lastState === "done") return `complete: ${count}`;
     return `ended: ${lastState || "unknown"} · ${count}`;
   }
@@ -450,7 +452,7 @@ Line numbers are links: `#L123` scrolls to line 123 of this job and highlights i
   treeBox.addEventListener("change", () => {
     const download = document.getElementById("log-download");
     download.href = download.href.split("?")[0] + (treeBox.checked ? "?tree=1" : "");
-    view.classList.toggle("with-who", treeBox.checked);
+    if (ended) statusLabel.textContent = finalStatus();
     refilter();
   });
   function setWrap() {
