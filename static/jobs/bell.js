@@ -24,7 +24,8 @@
       count.remove();
     }
     bell.classList.toggle("has-unread", unread > 0);
-    bell.setAttribute("aria-label", unread > 0 ? `Notifications (${unread} unread)` : "Notifications");
+    // The name holds the count as shown (not in parentheses), so that it contains the visible text.
+    bell.setAttribute("aria-label", unread > 0 ? `Notifications, ${count.textContent} unread` : "Notifications");
     const all = document.querySelector("#mark-all-read button");
     if (all) all.disabled = unread === 0;
   }

@@ -53,7 +53,7 @@ def test_a_job_launched_elsewhere_appears_on_my_jobs_and_the_bell_counts_it(page
     assert page.evaluate("window.jobListRefreshed") >= 1
     wait_done(page, first)
     page.wait_for_selector('#bell-count:text-is("1")', timeout=30_000)
-    assert page.get_attribute("#bell", "aria-label") == "Notifications (1 unread)"
+    assert page.get_attribute("#bell", "aria-label") == "Notifications, 1 unread"
     page.screenshot(path="/tmp/ui-live-my-jobs.png", full_page=True)
 
     # The project's list, the same way, with the rows of three more.
