@@ -572,7 +572,9 @@ class JobFilterForm(forms.Form):
 
     STATE_CHOICES = [("", "Any state")] + [(s.value, s.value) for s in State]
 
-    state = forms.ChoiceField(label="State", required=False, choices=STATE_CHOICES)
+    state = forms.ChoiceField(
+        label="State", required=False, choices=STATE_CHOICES, widget=forms.Select(attrs={"aria-label": "State"})
+    )
     name = forms.CharField(label="Name", required=False, widget=forms.TextInput(attrs={"placeholder": "Name contains"}))
     tag = forms.CharField(label="Tag", required=False, widget=forms.TextInput(attrs={"placeholder": "Tag"}))
     launcher = forms.CharField(
