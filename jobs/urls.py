@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import notices, views
+from . import lists, notices, views
 from .workflows import views as workflow_views
 
 project = "projects/<str:project_id>/"
@@ -19,8 +19,8 @@ urlpatterns = [
     path(project + "workflows/<str:workflow_id>/<str:action>/", workflow_views.workflow_edit, name="workflow-edit"),
     path("analyses/<str:analysis_id>/", workflow_views.analysis, name="analysis"),
     path("analyses/<str:analysis_id>/terminate/", workflow_views.analysis_terminate, name="analysis-terminate"),
-    path(project + "jobs/", views.project_jobs, name="project-jobs"),
-    path("jobs/", views.my_jobs, name="my-jobs"),
+    path(project + "jobs/", lists.project_jobs, name="project-jobs"),
+    path("jobs/", lists.my_jobs, name="my-jobs"),
     path(job, views.job, name="job"),
     path(job + "log/", views.job_log, name="job-log"),
     path(job + "terminate/", views.job_terminate, name="job-terminate"),

@@ -6,7 +6,7 @@ from django.db import connection
 from jobs import namesearch
 from jobs.forms import JobFilterForm
 from jobs.models import Job
-from jobs.views import filtered_jobs
+from jobs.lists import filtered_jobs
 from projects import actions as project_actions
 from projects.accounts import create_user
 

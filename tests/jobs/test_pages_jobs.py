@@ -371,16 +371,16 @@ def test_job_lists_filter_and_page_newest_first(world, settings):
     assert c.get(urls(world)["jobs"] + "?state=failed").content.decode().count("data-job=") == 0
     assert c.get(urls(world)["jobs"] + "?launcher=viewer").content.decode().count("data-job=") == 0
     assert c.get(urls(world)["jobs"] + "?origin=on&after=2000-01-01").content.decode().count("data-job=") == 5
-    import jobs.views
+    import jobs.lists
 
-    monkey = jobs.views.PAGE_SIZE
-    jobs.views.PAGE_SIZE = 2
+    monkey = jobs.lists.PAGE_SIZE
+    jobs.lists.PAGE_SIZE = 2
     try:
         first = c.get(urls(world)["jobs"]).content.decode()
         older = re.search(r'href="(\?cursor=[^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
         second = c.get(urls(world)["jobs"] + older).content.decode()
     finally:
-        jobs.views.PAGE_SIZE = monkey
+        jobs.lists.PAGE_SIZE = monkey
     ids = lambda html: re.findall(r'<tr data-job="([^"]+)"', html)  # noqa: E731
     assert ids(first)[0] == Job.objects.order_by("-created", "-pk")[0].pk
     assert len(ids(first)) == len(ids(second)) == 2 and not set(ids(first)) & set(ids(second))
@@ -601,9 +601,9 @@ LIST_QUERIES = [
 def test_every_page_of_a_filtered_job_list_holds_the_matching_jobs_newest_first(
     world, many_jobs, monkeypatch, mine, query
 ):
-    import jobs.views
+    import jobs.lists
 
-    monkeypatch.setattr(jobs.views, "PAGE_SIZE", LIST_PAGE)
+    monkeypatch.setattr(jobs.lists, "PAGE_SIZE", LIST_PAGE)
     path = "/jobs/" if mine else urls(world)["jobs"]
     pages = walk_pages(client(world, "alice"), path, query)
     want = expected_ids(world, many_jobs, mine, query)

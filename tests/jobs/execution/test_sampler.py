@@ -69,7 +69,7 @@ def test_a_busy_sandboxed_job_is_sampled_with_its_cpu_and_rising_memory_in_few_i
     out = proc.stdout.read()
     assert proc.wait() == 0, proc.stderr.read()
     sampler.stop()
-    assert not sampler.is_alive() and out.strip() == b"10"
+    assert not sampler.is_alive() and out.strip() in (b"10", b"11")  # 11 when the last check straddles 2.5 s
 
     rows = list(ResourceSample.objects.filter(job=job).order_by("at").values_list("at", "cpu", "memory_mb", "disk_mb"))
     assert len(rows) >= 8, rows  # 2.5 s at 0.2 s
