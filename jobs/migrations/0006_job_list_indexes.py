@@ -1,4 +1,4 @@
-"""The job lists' covering indexes (jobs.lists.filtered_jobs / keyset_page).
+"""The job lists' covering indexes (jobs.views.filtered_jobs / keyset_page).
 
 They replace (project, -created) and (launched_by, -created), which they extend: a page's ids are found in
 the index alone, whatever the filters (name, tag, state, launcher, origin, dates), so a search for a name or
