@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from . import views
+from . import data, profile, views
 
 project = "projects/<str:project_id>/"
 org = "orgs/<str:org_id>/"
@@ -18,14 +18,14 @@ urlpatterns = [
     path(project + "objects/rename/", views.rename_object, name="rename-object"),
     path(project + "objects/move/", views.move, name="move"),
     path(project + "objects/remove/", views.remove, name="remove"),
-    path(project + "objects/copy/", views.copy, name="copy"),
-    path(project + "files/<str:file_id>/", views.data_object, name="file"),
-    path(project + "files/<str:file_id>/tags/", views.object_tags, name="file-tags"),
-    path(project + "files/<str:file_id>/properties/", views.object_properties, name="file-properties"),
-    path(project + "files/<str:file_id>/use/", views.use_as_input, name="file-use"),
-    path(project + "files/<str:file_id>/copy/", views.copy_object, name="file-copy"),
+    path(project + "objects/copy/", data.copy, name="copy"),
+    path(project + "files/<str:file_id>/", data.data_object, name="file"),
+    path(project + "files/<str:file_id>/tags/", data.object_tags, name="file-tags"),
+    path(project + "files/<str:file_id>/properties/", data.object_properties, name="file-properties"),
+    path(project + "files/<str:file_id>/use/", data.use_as_input, name="file-use"),
+    path(project + "files/<str:file_id>/copy/", data.copy_object, name="file-copy"),
     path(project + "files/<str:file_id>/download/", views.download, name="download"),
-    path(project + "search/", views.search, name="search"),
+    path(project + "search/", data.search, name="search"),
     path(project + "settings/", views.project_settings, name="project-settings"),
     path(project + "upload/", views.upload_new, name="upload-new"),
     path(project + "upload/<str:file_id>/part/", views.upload_part, name="upload-part"),
@@ -39,13 +39,13 @@ urlpatterns = [
     path(org, views.org, name="org"),
     path(org + "members/role/", views.org_role, name="org-role"),
     path(org + "members/remove/", views.org_remove, name="org-remove"),
-    path("profile/", views.profile, name="profile"),
-    path("profile/tokens/", views.token_create, name="token-create"),
-    path("profile/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
-    path("profile/ssh-key/", views.ssh_key, name="ssh-key"),
-    path("profile/notifications/", views.notify_settings, name="notify-settings"),
-    path("profile/email/", views.email_address, name="email-address"),
-    path("profile/email/confirm/<str:token>/", views.email_confirm, name="email-confirm"),
+    path("profile/", profile.profile, name="profile"),
+    path("profile/tokens/", profile.token_create, name="token-create"),
+    path("profile/tokens/<int:token_id>/revoke/", profile.token_revoke, name="token-revoke"),
+    path("profile/ssh-key/", profile.ssh_key, name="ssh-key"),
+    path("profile/notifications/", profile.notify_settings, name="notify-settings"),
+    path("profile/email/", profile.email_address, name="email-address"),
+    path("profile/email/confirm/<str:token>/", profile.email_confirm, name="email-confirm"),
     # Django's own views: the old password is checked, the session stays signed in, others are signed out.
     path(
         "profile/password/",
@@ -59,6 +59,6 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(extra_context={"section": "profile"}),
         name="password-change-done",
     ),
-    path("cli/", views.cli, name="cli"),
-    path("cli/token/", views.cli_token, name="cli-token"),
+    path("cli/", profile.cli, name="cli"),
+    path("cli/token/", profile.cli_token, name="cli-token"),
 ]

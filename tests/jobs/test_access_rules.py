@@ -20,6 +20,8 @@ NO_DECISIONS_IN = [
     "jobs/ssh/terminal.py",
     "jobs/execution/bash_vars.py",
     "projects/views.py",
+    "projects/data.py",
+    "projects/profile.py",
     "projects/api.py",
 ]
 

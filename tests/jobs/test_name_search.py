@@ -5,8 +5,8 @@ from django.db import connection
 
 from jobs import namesearch
 from jobs.forms import JobFilterForm
-from jobs.models import Job
 from jobs.lists import filtered_jobs
+from jobs.models import Job
 from projects import actions as project_actions
 from projects.accounts import create_user
 

@@ -11,7 +11,7 @@ from django.test import Client
 
 from projects import accounts, actions
 from projects.models import ApiToken, User
-from projects.views import CLI_TOKEN_REPEAT_SECONDS
+from projects.profile import CLI_TOKEN_REPEAT_SECONDS
 
 CONSOLE = "django.core.mail.backends.console.EmailBackend"
 
@@ -350,7 +350,7 @@ def test_sending_the_form_again_soon_shows_the_same_token(web, alice):
 
 
 def test_sending_the_form_again_later_makes_no_token_and_shows_none(web, alice, clock):
-    from projects import views
+    from projects import profile as views
 
     clock.install(views)
     after = after_of(page(web, "/cli/"))
