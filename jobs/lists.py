@@ -17,38 +17,17 @@ from .querysets import Cursor
 from .views import run_time
 
 
-def filtered_jobs(form, **scope):
-    """The jobs of a list's scope (field lookups: the project, or the launcher and visible projects) that
-    pass a JobFilterForm's filters: every one is read from the list indexes (jobs.querysets)."""
+def _filtered(model, form, **scope):
+    """The jobs or analyses of a list's scope (field lookups: the project, or the launcher and visible
+    projects) that pass a JobFilterForm's filters: every one is read from the list indexes (jobs.querysets)."""
     if not form.is_valid():
-        return Job.objects.filter(**scope)
+        return model.objects.filter(**scope)
     data = form.cleaned_data
-    jobs = Job.objects.within(data["name"], **scope)
-    if data["state"]:
-        jobs = jobs.in_state(data["state"])
-    if data["tag"]:
-        jobs = jobs.tagged(data["tag"])  # exact
-    if data["launcher"]:
-        jobs = jobs.launched_by(data["launcher"].strip())
-    after = before = None
-    if data["after"]:
-        after = int(datetime.combine(data["after"], time.min, UTC).timestamp() * 1000)
-    if data["before"]:
-        before = int(datetime.combine(data["before"], time.max, UTC).timestamp() * 1000)
-    jobs = jobs.created_between(after, before)
-    return jobs.origins_only() if data["origin"] else jobs
-
-
-def filtered_analyses(form, **scope):
-    """The analyses of a list's scope that pass the same filters (they are roots: "origin only" keeps them)."""
-    if not form.is_valid():
-        return Analysis.objects.filter(**scope)
-    data = form.cleaned_data
-    found = Analysis.objects.within(data["name"], **scope)
+    found = model.objects.within(data["name"], **scope)
     if data["state"]:
         found = found.in_state(data["state"])
     if data["tag"]:
-        found = found.tagged(data["tag"])
+        found = found.tagged(data["tag"])  # exact
     if data["launcher"]:
         found = found.launched_by(data["launcher"].strip())
     after = before = None
@@ -57,6 +36,16 @@ def filtered_analyses(form, **scope):
     if data["before"]:
         before = int(datetime.combine(data["before"], time.max, UTC).timestamp() * 1000)
     return found.created_between(after, before)
+
+
+def filtered_jobs(form, **scope):
+    jobs = _filtered(Job, form, **scope)
+    return jobs.origins_only() if form.is_valid() and form.cleaned_data["origin"] else jobs
+
+
+def filtered_analyses(form, **scope):
+    """Analyses pass the same filters; they are roots, so "origin only" keeps them all."""
+    return _filtered(Analysis, form, **scope)
 
 
 # What a job list shows: its rows load only these (a job's input, output and spec can be large).

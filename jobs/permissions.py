@@ -31,18 +31,24 @@ class AddressNotAllowed(PermissionDenied):
     """The caller may debug the job, but not from this address (allowSSH)."""
 
 
-def access_job(principal, job_id, needed=Level.VIEW):
-    """Return the job, with `level` (the principal's on its project), if the principal holds `needed` there."""
-    job = (
-        Job.objects.select_related("project", "launched_by").filter(pk=job_id).first()
-        if isinstance(job_id, str)
+def _access_execution(model, principal, execution_id, needed):
+    """The job or analysis, with `level` (the principal's on its project), if the principal holds `needed`
+    there; one that is hidden and one that does not exist give the same ResourceNotFound."""
+    found = (
+        model.objects.select_related("project", "launched_by").filter(pk=execution_id).first()
+        if isinstance(execution_id, str)
         else None
     )
-    level = level_of(principal, job.project_id) if job is not None else Level.NONE
+    level = level_of(principal, found.project_id) if found is not None else Level.NONE
     if not reaches(level, Level.VIEW):
-        raise ResourceNotFound(f"The entity {job_id} could not be found")
-    job.level = require_level(level, job.project_id, needed)
-    return job
+        raise ResourceNotFound(f"The entity {execution_id} could not be found")
+    found.level = require_level(level, found.project_id, needed)
+    return found
+
+
+def access_job(principal, job_id, needed=Level.VIEW):
+    """Return the job, with `level` (the principal's on its project), if the principal holds `needed` there."""
+    return _access_execution(Job, principal, job_id, needed)
 
 
 def check_job_visible(principal, job):
@@ -98,13 +104,4 @@ def access_hold(principal, job_id):
 
 def access_analysis(principal, analysis_id, needed=Level.VIEW):
     """Return the analysis, as access_job returns a job: through its project, missing and hidden alike."""
-    analysis = (
-        Analysis.objects.select_related("project", "launched_by").filter(pk=analysis_id).first()
-        if isinstance(analysis_id, str)
-        else None
-    )
-    level = level_of(principal, analysis.project_id) if analysis is not None else Level.NONE
-    if not reaches(level, Level.VIEW):
-        raise ResourceNotFound(f"The entity {analysis_id} could not be found")
-    analysis.level = require_level(level, analysis.project_id, needed)
-    return analysis
+    return _access_execution(Analysis, principal, analysis_id, needed)
