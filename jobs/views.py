@@ -21,7 +21,7 @@ from projects import actions as project_actions
 from projects import permissions
 from projects.models import Container, DataObject, Level, Placement, now_ms
 from projects.permissions import Principal
-from projects.views import PAGE_SIZE, principal, project_for
+from projects.views import PAGE_SIZE, placement_in, principal, project_for
 
 from . import actions
 from . import notifications as job_notifications
@@ -45,10 +45,7 @@ from .ssh.terminal import hold_until
 
 def applet_in(request, container, applet_id, needed=Level.VIEW):
     """Return the applet as placed in the project, or raise ResourceNotFound (the 404 page)."""
-    placement = permissions.access_object(principal(request), applet_id, needed, project=container.pk, cls="applet")
-    if placement.container_id != container.pk:
-        raise ResourceNotFound(f"The entity {applet_id} could not be found in {container.name}")
-    return placement
+    return placement_in(request, container, applet_id, needed, cls="applet")
 
 
 def job_for(request, job_id, needed=Level.VIEW):

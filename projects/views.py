@@ -52,9 +52,9 @@ def project_for(request, project_id, needed=Level.VIEW):
     return permissions.access_container(principal(request), project_id, needed, kinds=(Container.PROJECT,))
 
 
-def placement_in(request, container, object_id, needed=Level.VIEW):
-    """Return the object as placed in `container`, or raise ResourceNotFound."""
-    placement = permissions.access_object(principal(request), object_id, needed, project=container.pk)
+def placement_in(request, container, object_id, needed=Level.VIEW, cls=None):
+    """Return the object (of class `cls`, if given) as placed in `container`, or raise ResourceNotFound."""
+    placement = permissions.access_object(principal(request), object_id, needed, project=container.pk, cls=cls)
     if placement.container_id != container.pk:
         raise ResourceNotFound(f"The entity {object_id} could not be found in {container.name}")
     return placement

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from dxweb.errors import DXError, ResourceNotFound
 from projects import permissions
 from projects.models import DataObject, Level, Placement
-from projects.views import principal, project_for
+from projects.views import placement_in, principal, project_for
 
 from ..models import Analysis
 from ..permissions import access_analysis
@@ -34,10 +34,7 @@ from .forms import (
 
 def workflow_in(request, container, workflow_id, needed=Level.VIEW):
     """The workflow as placed in the project, or ResourceNotFound (the 404 page)."""
-    placement = permissions.access_object(principal(request), workflow_id, needed, project=container.pk, cls="workflow")
-    if placement.container_id != container.pk:
-        raise ResourceNotFound(f"The entity {workflow_id} could not be found in {container.name}")
-    return placement
+    return placement_in(request, container, workflow_id, needed, cls="workflow")
 
 
 def _names(stages):
