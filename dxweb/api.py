@@ -183,7 +183,8 @@ def resolve(resource, method):
         if handler is None or (cls != "system" and method != "new"):
             raise ResourceNotFound(f"The route /{resource}/{method} was not found")
         return handler, None
-    if cls not in ("user", "org") and not ID_RE.match(resource):
+    # Users, orgs and apps are also addressed by name (user-alice, org-lab, app-bwa, app-bwa/1.0.0).
+    if cls not in ("user", "org", "app") and not ID_RE.match(resource):
         raise ResourceNotFound(f"The entity {resource} could not be found")
     handler = HANDLERS.get((cls, method))
     if handler is None:

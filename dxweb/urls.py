@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.urls import include, path, re_path
 
 import jobs.api  # noqa: F401  (registers the API methods)
+import jobs.apps.api  # noqa: F401
 import jobs.workflows.api  # noqa: F401
 import projects.api  # noqa: F401
 from dxweb import api
@@ -14,7 +15,8 @@ from dxweb.errors import ResourceNotFound
 from dxweb.middleware import wants_page, with_page_middleware
 from projects import transfer
 
-API_RESOURCE = r"(?P<resource>system|[a-z]+(?:-[^/]+)?)"
+# An app is also reached by name and alias: /app-NAME/1.0.0/describe, /app-NAME/default/run.
+API_RESOURCE = r"(?P<resource>system|app-[^/]+/[^/]+(?=/)|[a-z]+(?:-[^/]+)?)"
 
 
 @with_page_middleware

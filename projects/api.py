@@ -237,11 +237,6 @@ def resolve_data_objects(principal, body):
     return {"results": results}
 
 
-@api_method("system", "findApps")
-def find_apps(principal, body):
-    return {"results": [], "next": None}
-
-
 @api_method("system", "findGlobalWorkflows")
 def find_global_workflows(principal, body):
     return {"results": [], "next": None}
