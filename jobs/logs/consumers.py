@@ -7,6 +7,7 @@ job per process, however many sockets watch it).
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -164,10 +165,11 @@ class SessionConsumer(FirstFrameDeadline, AsyncWebsocketConsumer):
 
     async def wait_for_news(self, timeout):
         self.wakeup.clear()
-        try:
-            await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
-        except TimeoutError:
-            pass
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as the
+        # event is set, and this loop (cancelled when the socket closes) would poll forever.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.wakeup.wait()
 
     async def log_more(self, event):
         self.wakeup.set()

@@ -13,6 +13,7 @@ by whole batches, never line by line.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -100,10 +101,10 @@ class Tail:
                 elif final:
                     break
                 if len(entries) < BATCH:
-                    try:
-                        await asyncio.wait_for(self.wakeup.wait(), timeout=settings.DXWEB_LOG_POLL_SECONDS)
-                    except TimeoutError:
-                        pass
+                    # Not wait_for: on Python 3.11 it can swallow a cancellation (see jobs/logs/consumers.py).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(settings.DXWEB_LOG_POLL_SECONDS):
+                            await self.wakeup.wait()
         except asyncio.CancelledError:
             raise
         except Exception as err:

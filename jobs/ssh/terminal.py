@@ -19,6 +19,7 @@ A status frame with the whole message comes first: a close reason holds only 123
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -173,10 +174,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
 
     async def run(self):
         try:
-            try:
-                await asyncio.wait_for(self.sized.wait(), FIRST_RESIZE_SECONDS)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):  # not wait_for: see jobs/logs/consumers.py
+                async with asyncio.timeout(FIRST_RESIZE_SECONDS):
+                    await self.sized.wait()
             if self.closed:
                 return
             cols, rows = self.size or DEFAULT_SIZE

@@ -113,6 +113,8 @@ def test_a_bad_frame_is_refused_first_or_later(alice, frame):
         _, later = await open_socket(f"/ws/projects/{project.pk}/jobs/", alice, first={"watch": []})
         await later.send_to(text_data=json.dumps({"watch": "all"}))
         refused_later = await frames_until(later, lambda f: False)
+        for socket in (first, later):
+            await socket.disconnect()
         return refused_first[-1], refused_later[-1]
 
     first, later = asyncio.run(scenario())
