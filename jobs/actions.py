@@ -17,7 +17,17 @@ from projects.permissions import access_container, access_object, job_scopes, la
 
 from . import dispatch, notifications
 from .logs.store import notify_state
-from .models import DEBUG_REASONS, FINAL_STATES, PRIORITIES, TRANSITIONS, Job, JobDependency, JobTransition, State
+from .models import (
+    DEBUG_REASONS,
+    FINAL_STATES,
+    PRIORITIES,
+    TRANSITIONS,
+    AppVersion,
+    Job,
+    JobDependency,
+    JobTransition,
+    State,
+)
 from .permissions import access_hold, access_job
 from .signals import stage_job_ended
 from .specs import check_applet_specs, check_input, is_link, jbor, link_target, timeout_seconds
@@ -344,9 +354,15 @@ def _link_inputs(principal, workspace, input_value):
 
 
 @transaction.atomic
-def run_applet(principal, placement, body, analysis=None, stage=""):
-    """/applet-x/run: a new origin job with its own workspace (or an analysis's job for `stage`)."""
+def run_applet(principal, placement, body, analysis=None, stage="", app=None):
+    """/applet-x/run: a new origin job with its own workspace (or an analysis's job for `stage`).
+
+    With `app` (an AppVersion; `placement` its frozen applet), the job runs that app version: its
+    frozen specs, its name, and its resources placed in the job's workspace."""
     applet, spec = placement.obj, placement.obj.spec
+    executable, executable_name = applet.pk, placement.name
+    if app is not None:
+        spec, executable, executable_name = app.spec, app.pk, app.app.name
     caller = calling_job(principal)
     if analysis is not None:  # a stage's job: at the top of its own tree, in the analysis's project
         project, parent, root = analysis.project, None, None
@@ -360,10 +376,10 @@ def run_applet(principal, placement, body, analysis=None, stage=""):
     function = "main"
     job = Job.objects.create(
         id=new_id("job"),
-        name=project_actions.clean_name(get(body, "name", str, placement.name)),
+        name=project_actions.clean_name(get(body, "name", str, executable_name)),
         applet=applet,
-        executable=applet.pk,
-        executable_name=placement.name,
+        executable=executable,
+        executable_name=executable_name,
         spec=spec,
         function=function,
         project=project,
@@ -377,7 +393,7 @@ def run_applet(principal, placement, body, analysis=None, stage=""):
         run_input=run_input,
         depends_on=string_list(body, "dependsOn", []),
         instance_type=_instance_type(body, function, spec["runSpec"]),
-        timeout_s=_timeout(body, applet.pk, function, spec["runSpec"]),
+        timeout_s=_timeout(body, executable, function, spec["runSpec"]),
         delay_workspace_destruction=get(body, "delayWorkspaceDestruction", bool, False),
         analysis=analysis,
         stage=stage,
@@ -392,6 +408,9 @@ def run_applet(principal, placement, body, analysis=None, stage=""):
     # The job describes its own applet (dx-print-bash-vars reads its inputSpec): its token sees the
     # workspace, not the applet's project, which may be another one than the job's.
     Placement.objects.create(container=workspace, obj=applet, folder="/", name=placement.name)
+    if app is not None and app.resources_id:  # the app's resources bundle, for its bundledDepends
+        for item in Placement.objects.filter(container_id=app.resources_id).exclude(obj_id=applet.pk):
+            Placement.objects.create(container=workspace, obj_id=item.obj_id, folder="/", name=item.name)
     _link_inputs(principal, workspace, run_input)
     _check_dependencies(principal, job, run_input, job.depends_on)
     _schedule(job)
@@ -493,6 +512,13 @@ def _link_inputs_after_resolution(job, resolved):
 # Running -------------------------------------------------------------------------------
 
 
+def app_resources(job):
+    """The resources container of the app version a job runs (DX_RESOURCES_ID), or None."""
+    if not job.executable.startswith("app-"):
+        return None
+    return AppVersion.objects.filter(pk=job.executable).values_list("resources_id", flat=True).first()
+
+
 def claim(job_id, worker):
     """Take a runnable job for `worker`; return (job, its new token) or None if someone else has it.
 
@@ -511,6 +537,9 @@ def claim(job_id, worker):
         return None
     wanted = Level.parse(job.spec.get("access", {}).get("project", "VIEW")) or Level.VIEW
     scopes = job_scopes(job.launched_by, job.project_id, job.workspace_id, wanted, job.launcher_scopes)
+    resources = app_resources(job)
+    if resources:  # an app's job reads its resources container (DX_RESOURCES_ID)
+        scopes.setdefault(resources, int(Level.VIEW))
     # One write transaction: the token, and the swap that takes the job and counts the try (`tries`
     # is the lease's generation, which the runner's heartbeats and results are fenced on). A lost
     # race leaves no token behind.

@@ -250,7 +250,8 @@ def describe_job(job, io=True):
         "name": job.name,
         "executable": job.executable,
         "executableName": job.executable_name,
-        "applet": job.executable,
+        # An app's job names its app version instead (dx run --clone reads "applet", else "app").
+        ("app" if job.executable.startswith("app-") else "applet"): job.executable,
         "function": job.function,
         "state": job.state,
         "project": job.project_id,
@@ -380,3 +381,124 @@ class ResourceSample(models.Model):
     class Meta:
         ordering = ["job", "at"]
         indexes = [models.Index(fields=["job", "at"], name="jobs_resource_job_at_idx")]
+
+
+# Apps ---------------------------------------------------------------------------------------------
+# An app is a name in one global namespace, owned by its developers, with many versions. Each version
+# is its own `app-<24>` executable: a frozen copy of the applet it was built from (its specs, and the
+# applet object itself with its resources bundle, kept in the version's own resources container, so
+# that the project it was built in may be destroyed). Authorized users (users, orgs, PUBLIC) may find
+# and run its published versions; unpublished ones are its developers' alone (jobs.permissions).
+
+# DNAnexus versions are semver-like: MAJOR.MINOR.PATCH, an optional -prerelease and +build.
+APP_VERSION_RE = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+APP_NAME_RE = r"^[a-zA-Z0-9._-]{1,128}$"
+PUBLIC = "PUBLIC"
+
+
+class App(models.Model):
+    """An app name: claimed by its first developer, shared by every version."""
+
+    name = models.CharField(max_length=128, unique=True)
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.BigIntegerField(default=now_ms)
+    # Shared by all versions, as on DNAnexus.
+    categories = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class AppDeveloper(models.Model):
+    """A developer of an app name: a user or an org (whose members all are)."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="developers")
+    user = models.ForeignKey(User, null=True, on_delete=models.CASCADE, related_name="+")
+    org = models.ForeignKey("projects.Org", null=True, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["app", "user"], name="one_developer_row_per_user"),
+            models.UniqueConstraint(fields=["app", "org"], name="one_developer_row_per_org"),
+        ]
+
+    @property
+    def principal_id(self):
+        return self.user.dx_id if self.user_id else self.org_id
+
+
+class AppAuthorization(models.Model):
+    """Who may find and run the app's published versions: a user, an org's members, or everyone."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="authorizations")
+    user = models.ForeignKey(User, null=True, on_delete=models.CASCADE, related_name="+")
+    org = models.ForeignKey("projects.Org", null=True, on_delete=models.CASCADE, related_name="+")
+    public = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["app", "user"], name="one_authorization_per_user"),
+            models.UniqueConstraint(fields=["app", "org"], name="one_authorization_per_org"),
+        ]
+
+    @property
+    def principal_id(self):
+        if self.public:
+            return PUBLIC
+        return self.user.dx_id if self.user_id else self.org_id
+
+
+class AppVersion(models.Model):
+    """One version of an app: its own `app-<24>` ID, immutable once published."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="versions")
+    version = models.CharField(max_length=128)
+    # Aliases besides the version itself ("default" on at most one version of an app).
+    tags = models.JSONField(default=list)
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.BigIntegerField(default=now_ms)
+    modified = models.BigIntegerField(default=now_ms)
+    published = models.BigIntegerField(null=True)
+    deleted = models.BooleanField(default=False)
+    # The applet it was built from (its ID), and the frozen copy: its specs (inputSpec, outputSpec,
+    # runSpec with the code, access, dxapi...) and the applet object, kept in `resources`.
+    source_applet = models.CharField(max_length=40, blank=True, default="")
+    applet = models.ForeignKey(DataObject, null=True, on_delete=models.SET_NULL, related_name="+")
+    spec = models.JSONField(default=dict)
+    # The version's own container: the applet, its resources bundle and any extra resources.
+    resources = models.ForeignKey(Container, null=True, on_delete=models.SET_NULL, related_name="+")
+    title = models.CharField(max_length=255, blank=True, default="")
+    summary = models.CharField(max_length=1024, blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    developer_notes = models.TextField(blank=True, default="")
+    details = models.JSONField(default=dict)
+    bill_to = models.CharField(max_length=80, blank=True, default="")
+    open_source = models.BooleanField(default=False)
+    region = models.CharField(max_length=64, default="local")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "version"], name="one_row_per_app_version")]
+        indexes = [models.Index(fields=["app", "-created"], name="jobs_appversion_app_idx")]
+
+    def __str__(self):
+        return self.id
+
+    @property
+    def aliases(self):
+        return [self.version, *self.tags]
+
+
+class AppInstall(models.Model):
+    """A user's bookmark of an app name (`dx install`)."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="installs")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="apps_installed")
+    version = models.ForeignKey(AppVersion, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.BigIntegerField(default=now_ms)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "user"], name="one_install_per_user")]

@@ -18,12 +18,13 @@ Job tokens never open a shell or change a hold: a job does not debug itself or a
 """
 
 from django.conf import settings
+from django.db.models import Q
 
 from dxweb.errors import InvalidState, PermissionDenied, ResourceNotFound
-from projects.models import Level
+from projects.models import Level, OrgMember
 from projects.permissions import level_of, reaches, require_level
 
-from .models import Analysis, Job, State
+from .models import Analysis, AppAuthorization, AppDeveloper, AppVersion, Job, State
 from .ssh.gateway import address_allowed
 
 
@@ -105,3 +106,86 @@ def access_hold(principal, job_id):
 def access_analysis(principal, analysis_id, needed=Level.VIEW):
     """Return the analysis, as access_job returns a job: through its project, missing and hidden alike."""
     return _access_execution(Analysis, principal, analysis_id, needed)
+
+
+# Apps -------------------------------------------------------------------------------------------------
+# An app version is seen (found, described, run) by its app's developers (users, or members of a
+# developer org), and once published by its authorized users: named directly, members of an authorized
+# org, or anyone signed in when PUBLIC is among them. Only developers change an app. A version the
+# principal may not see and one that does not exist give the same ResourceNotFound. A job's token
+# acts as the job's launcher here: a job may describe and run what its launcher may.
+
+
+def _user_orgs(user):
+    return OrgMember.objects.filter(user=user).values("org_id")
+
+
+def _signed_in(principal):
+    user = getattr(principal, "user", None)
+    return user is not None and user.is_authenticated and user.is_active
+
+
+def is_app_developer(principal, app):
+    """Whether the principal is a developer of the app name (`app`: an App)."""
+    if not _signed_in(principal):
+        return False
+    user = principal.user
+    return AppDeveloper.objects.filter(app=app).filter(Q(user=user) | Q(org__in=_user_orgs(user))).exists()
+
+
+def is_app_authorized(principal, app):
+    """Whether the principal is an authorized user of the app name (directly, by org or PUBLIC)."""
+    if not _signed_in(principal):
+        return False
+    user = principal.user
+    return (
+        AppAuthorization.objects.filter(app=app)
+        .filter(Q(public=True) | Q(user=user) | Q(org__in=_user_orgs(user)))
+        .exists()
+    )
+
+
+def may_see_app(principal, version):
+    """Whether the principal may see (and run) this app version."""
+    if version.deleted and not is_app_developer(principal, version.app):
+        return False
+    if is_app_developer(principal, version.app):
+        return True
+    return version.published is not None and is_app_authorized(principal, version.app)
+
+
+def visible_app_versions(principal):
+    """The app versions the principal may see, as a queryset (findApps, the catalog)."""
+    if not _signed_in(principal):
+        return AppVersion.objects.none()
+    user = principal.user
+    orgs = _user_orgs(user)
+    developer = Q(app__developers__user=user) | Q(app__developers__org__in=orgs)
+    authorized = Q(app__authorizations__public=True) | Q(app__authorizations__user=user)
+    authorized |= Q(app__authorizations__org__in=orgs)
+    ids = AppVersion.objects.filter(developer | (authorized & Q(published__isnull=False, deleted=False)))
+    return AppVersion.objects.filter(pk__in=ids.values("pk"))
+
+
+def check_app_visible(principal, version, ref=None):
+    """Return the version if the principal may see it, else the not-found of a missing app."""
+    if version is None or not may_see_app(principal, version):
+        raise ResourceNotFound(f"The entity {ref or getattr(version, 'id', '')} could not be found")
+    return version
+
+
+def check_app_developer(principal, version):
+    """Raise PermissionDenied unless the principal (seeing the version) is a developer of its app."""
+    if not is_app_developer(principal, version.app):
+        raise PermissionDenied(f"Only a developer of app-{version.app.name} may change it")
+    if principal.scopes is not None:
+        raise PermissionDenied("Job tokens cannot change apps")
+    return version
+
+
+def check_app_name_free(principal, app):
+    """Raise unless the principal may add versions to the app name `app` (None: a new name)."""
+    if app is not None and not is_app_developer(principal, app):
+        raise PermissionDenied(f"The app name {app.name} belongs to other developers")
+    if principal.scopes is not None:
+        raise PermissionDenied("Job tokens cannot create apps")

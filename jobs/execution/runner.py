@@ -99,6 +99,7 @@ def job_environment(job, token):
         "DX_APISERVER_HOST": api.hostname,
         "DX_APISERVER_PORT": str(api.port or (443 if api.scheme == "https" else 80)),
         "DX_RUN_DETACH": "1",
+        **({"DX_RESOURCES_ID": resources} if (resources := actions.app_resources(job)) else {}),
     }
 
 
