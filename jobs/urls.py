@@ -3,10 +3,12 @@
 from django.urls import path
 
 from . import lists, notices, views
+from .apps import views as app_views
 from .workflows import views as workflow_views
 
 project = "projects/<str:project_id>/"
 job = "jobs/<str:job_id>/"
+app = "apps/<str:name>/<str:version>/"
 
 urlpatterns = [
     path(project + "applets/", views.applets, name="applets"),
@@ -17,6 +19,13 @@ urlpatterns = [
     path(project + "workflows/<str:workflow_id>/", workflow_views.workflow, name="workflow"),
     path(project + "workflows/<str:workflow_id>/run/", workflow_views.workflow_launch, name="workflow-launch"),
     path(project + "workflows/<str:workflow_id>/<str:action>/", workflow_views.workflow_edit, name="workflow-edit"),
+    path("apps/", app_views.catalog, name="apps"),
+    path("apps/<str:name>/", app_views.app_page, name="app"),
+    path(app, app_views.app_page, name="app-version"),
+    path(app + "run/", app_views.app_launch, name="app-launch"),
+    path(app + "publish/", app_views.app_publish, name="app-publish"),
+    path(app + "developers/", app_views.app_developers, name="app-developers"),
+    path(app + "users/", app_views.app_users, name="app-users"),
     path("analyses/<str:analysis_id>/", workflow_views.analysis, name="analysis"),
     path("analyses/<str:analysis_id>/terminate/", workflow_views.analysis_terminate, name="analysis-terminate"),
     path(project + "jobs/", lists.project_jobs, name="project-jobs"),

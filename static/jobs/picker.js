@@ -43,10 +43,14 @@ the server resolves); an array's textarea is kept, hidden, one value per line.
   }
 
   class Picker {
+    /* The launching project, read at each search: the app launch form lets the user change it. */
+    get project() {
+      return this.form.dataset.project || "";
+    }
+
     constructor(form, source) {
       this.form = form;
       this.klass = source.dataset.picker;
-      this.project = form.dataset.project || "";
       this.url = form.dataset.searchUrl;
       this.multiple = source.tagName === "TEXTAREA";
       this.timer = null;

@@ -57,7 +57,7 @@
       if (isOpen() && !header.contains(event.target)) setOpen(false);
     });
     // Back on a wide screen the links are in the bar; a narrow screen later starts with the menu closed.
-    window.matchMedia("(min-width: 721px)").addEventListener("change", (event) => {
+    window.matchMedia("(min-width: 1001px)").addEventListener("change", (event) => {
       if (event.matches) setOpen(false);
     });
   }

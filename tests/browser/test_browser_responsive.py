@@ -131,7 +131,7 @@ def test_at_390_px_the_menu_button_opens_the_navigation_by_keyboard_and_by_mouse
     assert toggle.get_attribute("aria-expanded") == "true"
     assert profile.is_visible() and log_out.is_visible()
     page.screenshot(path="/tmp/ui-390-menu.png")
-    for _ in ("Projects", "My jobs", "Orgs", "CLI access", "Profile"):
+    for _ in ("Projects", "My jobs", "Apps", "Orgs", "CLI access", "Profile"):
         page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent.trim()") == "Profile"
     page.keyboard.press("Escape")
