@@ -73,7 +73,7 @@ class PrincipalsForm(forms.Form):
 
     action = forms.ChoiceField(choices=ACTIONS, initial="add", widget=forms.HiddenInput)
     ids = forms.CharField(
-        label="Users or orgs",
+        label="users or orgs",
         max_length=2000,
         widget=forms.TextInput(attrs={"autocomplete": "off", "placeholder": "bob, org-lab"}),
     )
@@ -82,7 +82,7 @@ class PrincipalsForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.public = public
         if public:
-            self.fields["ids"].label = "Users, orgs or PUBLIC"
+            self.fields["ids"].label = "users, orgs or PUBLIC"
             self.fields["ids"].widget.attrs["placeholder"] = "bob, org-lab, PUBLIC"
 
     def clean_ids(self):

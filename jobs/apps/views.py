@@ -73,6 +73,7 @@ def render_app(request, version, forms=None, status=200):
     is_developer = bool(app.get("isDeveloperFor"))
     forms = forms or {}
     forms.setdefault("publish", PublishForm())
+    forms["publish"].fields["make_default"].help_text = f"The version app-{app['name']} runs"
     forms.setdefault("developers", PrincipalsForm())
     forms.setdefault("users", PrincipalsForm(public=True))
     return render(
