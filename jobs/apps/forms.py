@@ -30,6 +30,12 @@ class AppLaunchForm(LaunchForm):
             self.project = ids[0] if ids else None
         field.initial = self.project
 
+    def prefill(self, job):
+        """Start from a job's launch (its input, options and project, if the user may still launch there)."""
+        super().prefill(job)
+        if job.project_id in [pk for pk, _ in self.fields["project"].choices]:
+            self.project = self.initial["project"] = job.project_id
+
     def clean(self):
         # A typed file name or path is looked for in the project chosen (none: IDs only).
         self.project = self.cleaned_data.get("project") or None

@@ -17,6 +17,7 @@ from projects import permissions
 from projects.models import Level
 from projects.views import principal
 
+from ..permissions import access_job
 from . import actions
 from .forms import AppLaunchForm, PrincipalsForm, PublishForm
 
@@ -160,7 +161,8 @@ def app_users(request, name, version):
 
 @login_required
 def app_launch(request, name, version):
-    """The run form of one app version: its inputs, the project to run in, the run's options."""
+    """The run form of one app version: its inputs, the project to run in, the run's options; ?from=<job>
+    starts from that job's launch (clone with edits)."""
     who = principal(request)
     found = actions.resolve_app(who, name, alias=version)
     app = actions.describe_app(found, who)
@@ -174,7 +176,10 @@ def app_launch(request, name, version):
         principal=who,
         project=request.GET.get("project") if request.method != "POST" else None,
     )
-    if request.method != "POST":
+    source = access_job(who, request.GET["from"]) if request.GET.get("from") else None
+    if source is not None and request.method != "POST":
+        form.prefill(source)
+    elif request.method != "POST":
         form.prefill_query(request.GET)
     if request.method == "POST" and form.is_valid():
         try:
@@ -187,6 +192,13 @@ def app_launch(request, name, version):
     return render(
         request,
         "jobs/apps/launch.html",
-        {"section": "apps", "app": app, "form": form, "can_run": bool(projects), "client_ip": client_ip},
+        {
+            "section": "apps",
+            "app": app,
+            "form": form,
+            "source": source,
+            "can_run": bool(projects),
+            "client_ip": client_ip,
+        },
         status=422 if form.errors else 200,
     )

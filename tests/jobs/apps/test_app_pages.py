@@ -309,3 +309,27 @@ def test_bad_principals_are_form_errors(world, kind, ids, message):
 def test_an_unknown_user_is_a_form_error(world):
     response = client(world, "alice").post("/apps/counter/1.0.0/users/", {"action": "add", "ids": "nobody"})
     assert response.status_code == 422 and 'class="form-error"' in response.content.decode()
+
+
+def test_without_a_project_to_launch_in_the_form_says_so_and_launches_nothing(world):
+    erin = create_user("erin")
+    actions.add_authorized_users(Principal.of(world["users"]["alice"]), world["published"], ["PUBLIC"])
+    c = Client()
+    c.force_login(erin)
+    html = c.get("/apps/counter/1.0.0/run/").content.decode()
+    assert "No project where you may launch jobs" in html and '<fieldset class="bare stack" disabled>' in html
+    before = Job.objects.count()
+    response = c.post("/apps/counter/1.0.0/run/", {"project": world["own"]["bob"].pk, "folder": "/"})
+    assert response.status_code == 422 and "You cannot launch jobs in that project" in text(response)
+    assert Job.objects.count() == before
+
+
+def test_the_launch_form_starts_from_a_jobs_launch(world):
+    response = launch(world, "bob", project=world["own"]["bob"].pk, in_n="7", name="first", tags="a, b")
+    job_id = response["Location"].strip("/").rsplit("/", 1)[1]
+    html = client(world, "bob").get(f"/apps/counter/1.0.0/run/?from={job_id}").content.decode()
+    assert f'<option value="{world["own"]["bob"].pk}" selected>' in html
+    assert 'value="7"' in html and 'value="first"' in html and 'value="a, b"' in html
+    assert "Starting from" in html and job_id in html
+    # Another user's job is not found, as a missing one.
+    assert client(world, "dana").get(f"/apps/counter/1.0.0/run/?from={job_id}").status_code == 404
