@@ -1,1 +1,26 @@
-"""Apps: versioned executables outside projects, shared by name (app-NAME, app-NAME/VERSION, app-xxxx)."""
+"""Apps: versioned executables outside projects, shared by name (app-NAME, app-NAME/VERSION, app-xxxx).
+
+This package is also `jobs.apps`, the module Django reads the jobs application's configuration from
+(it took the place of jobs/apps.py): JobsConfig lives here.
+"""
+
+from django.apps import AppConfig
+
+
+class JobsConfig(AppConfig):
+    name = "jobs"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        # Imported once the app registry is ready, as Django requires of modules that use models.
+        from projects.models import DESCRIBERS
+        from projects.signals import project_deleting, project_destroying
+
+        from .. import ending
+        from ..signals import stage_job_ended
+        from ..workflows import analyses, stages
+
+        project_destroying.connect(ending.end_project_jobs, dispatch_uid="jobs.end_project_jobs")
+        project_deleting.connect(ending.settle_project_jobs, dispatch_uid="jobs.settle_project_jobs")
+        stage_job_ended.connect(analyses.stage_ended, dispatch_uid="jobs.stage_ended")
+        DESCRIBERS["workflow"] = stages.describe_workflow
