@@ -18,7 +18,7 @@ from dxweb.ids import new_id
 from dxweb.validation import get, string_list
 from projects import actions as project_actions
 from projects.models import Container, DataObject, Level, now_ms
-from projects.permissions import access_container, access_object
+from projects.permissions import access_container
 
 from .. import actions
 from ..logs.store import notify_state
@@ -117,11 +117,11 @@ def stage_inputs(stages, given):
     return per_stage
 
 
-def _job_body(body, project, stage, folder, placement, value):
+def _job_body(body, project, stage, folder, executable_name, value):
     return {
         "project": project.pk,
         "input": value,
-        "name": stage["name"] or placement.name,
+        "name": stage["name"] or executable_name,
         "folder": _folder(folder, get(body, "stageFolders", dict, {}).get(stage["id"], stage["folder"])),
         "systemRequirements": _requirements(body, stage),
         **{
@@ -180,13 +180,12 @@ def run_workflow(principal, placement, body, check_only=False):
     jobs, inputs, stages = {}, {}, []
     for stage in spec["stages"]:
         sid = stage["id"]
-        executable = access_object(principal, stage["executable"], Level.VIEW)
+        name, run = st.stage_executable(principal, dict(stage))
         try:
             value = _resolve(per_stage[sid], jobs, inputs)
-            job_body = _job_body(body, project, stage, folder, executable, value)
-            job = actions.run_applet(principal, executable, job_body, analysis=analysis, stage=sid)
+            job = run(_job_body(body, project, stage, folder, name, value), analysis=analysis, stage=sid)
         except DXError as err:
-            err.message = f"Stage {sid} ({stage['name'] or executable.name}): {err.message}"
+            err.message = f"Stage {sid} ({stage['name'] or name}): {err.message}"
             err.args = (err.message,)
             raise
         jobs[sid], inputs[sid] = job.id, job.input

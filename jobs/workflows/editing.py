@@ -45,8 +45,8 @@ def new_workflow(principal, container, body):
         if not isinstance(raw, dict):
             raise InvalidInput(f"stages[{i}] must be a JSON object", field="stages")
         stages.append(_stage_from_body(raw, existing=stages))
-    st.check_stages(stages)
     _check_stage_access(principal, stages)
+    st.check_stages(stages)
     temporary = get(body, "temporary", bool, False)
     spec = {
         "title": get(body, "title", str, None),
@@ -113,9 +113,7 @@ def _stage_from_body(body, existing):
 def _check_stage_access(principal, stages):
     """The editor must see each stage's executable (and each data object bound to an input)."""
     for stage in stages:
-        placement = access_object(principal, stage["executable"], Level.VIEW)
-        if placement.obj.cls != "applet":
-            raise InvalidInput(f"{stage['executable']} is not an applet", field="executable")
+        st.stage_executable(principal, stage)  # an app-NAME becomes its version's ID
         for obj_id, hint in links_in(stage["input"]):
             access_object(principal, obj_id, Level.VIEW, project=hint)
 

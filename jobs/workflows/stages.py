@@ -18,8 +18,10 @@ from django.conf import settings
 
 from dxweb.errors import InvalidInput, ResourceNotFound
 from dxweb.ids import id_class
-from projects.models import DataObject
+from projects.models import DataObject, Level
+from projects.permissions import access_object
 
+from ..models import AppVersion
 from ..specs import check_value, is_link
 
 # A stage ID the caller chooses ("stage_0", "align_reads") or one the platform makes ("stage-<24>").
@@ -68,7 +70,30 @@ def index_of(stages, stage_id):
 def executables(stages):
     """{executable ID: its spec} for the stages' executables that still exist."""
     ids = {stage["executable"] for stage in stages}
-    return dict(DataObject.objects.filter(pk__in=ids).values_list("pk", "spec"))
+    found = dict(DataObject.objects.filter(pk__in=ids).values_list("pk", "spec"))
+    found.update(AppVersion.objects.filter(pk__in=ids, deleted=False).values_list("pk", "spec"))
+    return found
+
+
+def is_app(executable):
+    return isinstance(executable, str) and executable.startswith("app-")
+
+
+def stage_executable(principal, stage):
+    """Check that the principal may run the stage's executable (an applet they can see, or an app version
+    they may run); an app named `app-NAME[/ALIAS]` becomes the ID of its version in the stage.
+    Return (its name, a function running it: run(body, analysis=, stage=) -> job)."""
+    from ..actions import run_applet
+    from ..apps import actions as app_actions
+
+    if is_app(stage["executable"]):
+        version = app_actions.resolve_app(principal, stage["executable"])
+        stage["executable"] = version.pk
+        return version.app.name, lambda body, **kw: app_actions.run_app(principal, version, body, **kw)
+    placement = access_object(principal, stage["executable"], Level.VIEW)
+    if placement.obj.cls != "applet":
+        raise InvalidInput(f"{stage['executable']} is not an applet or an app", field="executable")
+    return placement.name, lambda body, **kw: run_applet(principal, placement, body, **kw)
 
 
 def _fields(spec, kind):
@@ -166,8 +191,10 @@ def new_stage(stage_id, executable, name=None, folder=None, input=None, requirem
         raise InvalidInput(
             f"{stage_id!r} is not a valid stage ID (letters, digits and _, not starting with a digit)", field="id"
         )
-    if id_class(executable) != "applet":
-        raise InvalidInput(f"{executable!r} is not an applet ID; a stage runs an applet", field="executable")
+    if id_class(executable) != "applet" and not is_app(executable):
+        raise InvalidInput(
+            f"{executable!r} is not an applet or app ID (or app-NAME); a stage runs one", field="executable"
+        )
     if name is not None and (not isinstance(name, str) or "." in name):
         raise InvalidInput("A stage name must be a string without '.'", field="name")
     if folder is not None and not isinstance(folder, str):

@@ -239,3 +239,26 @@ def test_a_job_of_an_app_sees_its_resources(alice, project):
 
     assert actions.app_resources(job) == resources
     assert runner.job_environment(job, "token")["DX_RESOURCES_ID"] == resources
+
+
+def test_an_app_as_a_workflow_stage(alice, bob, project):
+    app_id = build(alice, project)
+    alice.ok(f"/{app_id}/publish", {"makeDefault": True})
+    workflow = alice.ok("/workflow/new", {"project": project, "name": "w"})["id"]
+    stage = alice.ok(f"/{workflow}/addStage", {"executable": "app-hello", "input": {"who": "stage"}, "editVersion": 0})[
+        "stage"
+    ]
+    alice.ok(f"/{workflow}/addStage", {"executable": app_id, "id": "again", "editVersion": 1})
+    described = alice.ok(f"/{workflow}/describe")
+    assert [s["executable"] for s in described["stages"]] == [app_id, app_id]
+    assert_error(
+        alice.call(f"/{workflow}/addStage", {"executable": "app-nothing", "editVersion": 2}), 404, "ResourceNotFound"
+    )
+    alice.ok(f"/{workflow}/close")
+    analysis = alice.ok(f"/{workflow}/run", {"project": project, "input": {"again.who": "two"}})["id"]
+    jobs = {j.stage: j for j in Job.objects.filter(analysis_id=analysis)}
+    assert jobs[stage].executable == app_id and jobs[stage].input == {"who": "stage"}
+    assert alice.ok(f"/{jobs['again'].id}/describe")["app"] == app_id
+    # Someone who may not run the app may not run the workflow either (once they can see it).
+    alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "CONTRIBUTE"})
+    assert_error(bob.call(f"/{workflow}/run", {"project": project}), 404, "ResourceNotFound")
