@@ -491,6 +491,11 @@ class AppVersion(models.Model):
     def aliases(self):
         return [self.version, *self.tags]
 
+    @property
+    def name(self):
+        """The app's name (shared by its versions)."""
+        return self.app.name
+
 
 class AppInstall(models.Model):
     """A user's bookmark of an app name (`dx install`)."""
