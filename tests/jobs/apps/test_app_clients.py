@@ -58,6 +58,12 @@ def test_dx_build_app_describe_and_find(world):
     assert "greeter" in found and "1.0.0" in found
     unpublished = alice("find", "apps", "--unpublished", "--all").stdout
     assert "1.1.0" in unpublished
+    assert world.published in alice("describe", "greeter").stdout  # by bare name: through findApps
+    as_json = json.loads(alice("find", "apps", "--json").stdout)
+    assert [(r["id"], r["describe"]["version"]) for r in as_json] == [(world.published, "1.0.0")]
+    # A name held by another developer cannot be built on.
+    taken = world.bob("build", "--app", str(SOURCE), "--version", "5.0.0", check=False)
+    assert taken.returncode != 0 and "belongs to other developers" in taken.stderr + taken.stdout
     # A second build of a published version is refused, with autonumbering off.
     again = alice("build", "--app", str(SOURCE), "--version", "1.0.0", "--no-version-autonumbering", check=False)
     assert again.returncode != 0
@@ -116,3 +122,16 @@ def test_seed_004_dxapp_by_name(world):
     described = json.loads(result.stdout.strip().splitlines()[-1])
     assert described["state"] == "done" and described["app"] == world.published
     assert described["output"]["greeting"] == "Greetings, seed"
+
+
+def test_an_app_as_a_workflow_stage_with_dx(world):
+    alice = world.alice
+    workflow = alice("new", "workflow", "greeting pipeline", "--brief").stdout.strip()
+    stage = alice("add", "stage", workflow, "app-greeter", "-i", "who=pipeline", "--brief").stdout.strip()
+    described = json.loads(alice("describe", workflow, "--json").stdout)
+    assert [s["executable"] for s in described["stages"]] == [world.published]
+    alice("close", workflow)
+    analysis = alice("run", workflow, "-y", "--brief", "--wait", timeout=300).stdout.strip().splitlines()[-1]
+    done = json.loads(alice("describe", analysis, "--json").stdout)
+    assert done["state"] == "done", done
+    assert done["output"][f"{stage}.greeting"] == "Greetings, pipeline"
