@@ -286,6 +286,7 @@ def publish(principal, version, make_default=True):
 
 
 def _clean_tags(tags):
+    tags = project_actions.clean_tags(tags)
     for tag in tags:
         if not tag or re.match(APP_VERSION_RE, tag) or "/" in tag:
             raise InvalidInput(f"{tag!r} cannot be an alias (not empty, no '/', not a version)", field="tags")

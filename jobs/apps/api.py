@@ -166,7 +166,9 @@ def _name_filter(query):
 def _between(value, bounds, key):
     if bounds is None:
         return True
-    if not isinstance(bounds, dict):
+    if not isinstance(bounds, dict) or not all(
+        isinstance(bounds.get(end, 0), int) and not isinstance(bounds.get(end, 0), bool) for end in ("after", "before")
+    ):
         raise InvalidInput(f'"{key}" must be {{"after": ms, "before": ms}}', field=key)
     return bounds.get("after", value) <= value <= bounds.get("before", value)
 
@@ -179,12 +181,6 @@ def _matches(principal, version, body):
         return False
     if body.get("category") is not None and body["category"] not in version.app.categories:
         return False
-    if body.get("billTo") is not None and version.bill_to != body["billTo"]:
-        return False
-    if body.get("createdBy") is not None and (not version.created_by or version.created_by.dx_id != body["createdBy"]):
-        return False
-    if body.get("developer") is not None and body["developer"] not in actions.developer_ids(version):
-        return False
     if body.get("installed") is not None:
         installed = version.app.installs.filter(user=principal.user).exists()
         if installed != bool(body["installed"]):
@@ -192,6 +188,30 @@ def _matches(principal, version, body):
     return _between(version.created, body.get("created"), "created") and _between(
         version.modified, body.get("modified"), "modified"
     )
+
+
+def _principal_handle(body, key, prefix):
+    value = body[key]
+    if not isinstance(value, str):
+        raise InvalidInput(f'"{key}" must be an ID', field=key)
+    return value[len(prefix) :] if value.startswith(prefix) else None
+
+
+def _narrowed(versions, body):
+    """The filters the database applies: name (exact), billTo, createdBy, developer."""
+    if isinstance(body.get("name"), str):
+        versions = versions.filter(app__name=body["name"])
+    if body.get("billTo") is not None:
+        versions = versions.filter(bill_to=get(body, "billTo", str))
+    if body.get("createdBy") is not None:
+        versions = versions.filter(created_by__username=_principal_handle(body, "createdBy", "user-"))
+    if body.get("developer") is not None:
+        handle = _principal_handle(body, "developer", "user-")
+        if handle is not None:
+            versions = versions.filter(app__developers__user__username=handle)
+        else:
+            versions = versions.filter(app__developers__org_id=body["developer"])
+    return versions
 
 
 def _latest_only(versions):
@@ -209,8 +229,7 @@ def find_apps(principal, body):
     wanted, options = describe_input(body)
     limit = page_limit(body)
     versions = visible_app_versions(principal).filter(deleted=False).select_related("app", "created_by")
-    if isinstance(body.get("name"), str):
-        versions = versions.filter(app__name=body["name"])
+    versions = _narrowed(versions, body)
     rows = [v for v in versions.order_by("app__name", "-created", "-pk") if _matches(principal, v, body)]
     if not get(body, "allVersions", bool, False):
         rows = _latest_only(rows)

@@ -211,6 +211,8 @@ def test_find_apps(alice, bob, project):
     assert [r["id"] for r in alice.ok("/system/findApps", {"published": False})["results"]] == [second, other]
     assert len(alice.ok("/system/findApps", {"developer": "user-alice", "allVersions": True})["results"]) == 3
     assert alice.ok("/system/findApps", {"developer": "user-bob"})["results"] == []
+    assert alice.ok("/system/findApps", {"createdBy": "user-alice", "billTo": "org-x"})["results"] == [{"id": first}]
+    assert alice.ok("/system/findApps", {"developer": "org-nobody"})["results"] == []
     page = alice.ok("/system/findApps", {"allVersions": True, "limit": 2})
     rest = alice.ok("/system/findApps", {"allVersions": True, "limit": 2, "starting": page["next"]})
     assert len(page["results"]) == 2 and rest["next"] is None
@@ -218,6 +220,12 @@ def test_find_apps(alice, bob, project):
     assert bob.ok("/system/findApps", {})["results"] == []  # not authorized
     assert_error(alice.call("/system/findApps", {"name": 3}), 422, "InvalidInput")
     assert_error(alice.call("/system/findApps", {"starting": "app-nope"}), 422, "InvalidInput")
+    for bad in ({"created": {"after": "yesterday"}}, {"modified": 5}, {"allVersions": "yes"}, {"describe": 3}):
+        assert_error(alice.call("/system/findApps", bad), 422, "InvalidInput")
+    for bad in ({"tags": "default"}, {"tags": [3]}, {"tags": ["x" * 300]}):
+        assert_error(alice.call(f"/{first}/addTags", bad), 422, "InvalidInput")
+    for path, bad in (("addDevelopers", {"developers": "user-bob"}), ("addAuthorizedUsers", {"authorizedUsers": [1]})):
+        assert_error(alice.call(f"/{first}/{path}", bad), 422, "InvalidInput")
 
 
 def test_a_job_of_an_app_sees_its_resources(alice, project):
