@@ -115,9 +115,12 @@ def authorized_ids(version):
     return sorted(row.principal_id for row in rows)
 
 
-def _run_spec(spec):
+def _run_spec(spec, show_code):
+    """The runSpec as describe shows it: the code only to developers, unless the app is open source."""
     run_spec = dict(spec.get("runSpec") or {})
     run_spec.pop("file", None)
+    if not show_code:
+        run_spec.pop("code", None)
     run_spec.setdefault("interpreter", "bash")
     return run_spec
 
@@ -126,6 +129,7 @@ def describe_app(version, principal):
     """The fields /app-x/describe returns (`dx describe`, `dx run`, `dx build --app` read them)."""
     app, spec = version.app, version.spec
     user = getattr(principal, "user", None)
+    developer = is_app_developer(principal, app)
     data = {
         "id": version.id,
         "class": "app",
@@ -140,7 +144,7 @@ def describe_app(version, principal):
         "installs": AppInstall.objects.filter(app=app).count(),
         "openSource": version.open_source,
         "deleted": version.deleted,
-        "isDeveloperFor": is_app_developer(principal, app),
+        "isDeveloperFor": developer,
         "authorizedUsers": authorized_ids(version),
         "developers": developer_ids(version),
         "billTo": version.bill_to,
@@ -159,7 +163,7 @@ def describe_app(version, principal):
             dxapi=spec.get("dxapi", "1.0.0"),
             inputSpec=spec.get("inputSpec", []),
             outputSpec=spec.get("outputSpec", []),
-            runSpec=_run_spec(spec),
+            runSpec=_run_spec(spec, developer or version.open_source),
         )
     if version.published is not None:
         data["published"] = version.published
@@ -236,6 +240,7 @@ def new_app(principal, body):
         app = App.objects.create(name=name, created_by=principal.user, categories=sorted(set(categories)))
         AppDeveloper.objects.create(app=app, user=principal.user)
     version = AppVersion(id=new_id("app"), app=app, version=version_string, created_by=principal.user, region=region)
+    version.bill_to = principal.user.dx_id  # unless the body names another
     _apply_fields(version, body)
     _freeze(principal, version, placement, extra)
     version.save()

@@ -124,6 +124,9 @@ def test_unpublished_versions_are_the_developers_alone(alice, bob, project):
     assert_error(bob.call(f"/{app_id}/run", {"project": bob_project}), 404, "ResourceNotFound")
     assert not Job.objects.exists()
     alice.ok(f"/{app_id}/publish", {"makeDefault": True})
+    assert "code" not in bob.ok("/app-hello/describe")["runSpec"]  # the developers' (unless open source)
+    assert alice.ok("/app-hello/describe")["runSpec"]["code"] == BASH["code"]
+    assert alice.ok("/app-hello/describe")["billTo"] == "user-alice"
     job = bob.ok("/app-hello/default/run", {"project": bob_project, "input": {"who": "bob"}})["id"]
     assert Job.objects.get(pk=job).launched_by == bob.user
     assert bob.ok("/app-hello/describe")["isDeveloperFor"] is False
