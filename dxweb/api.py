@@ -33,6 +33,7 @@ from .errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     ResourceNotFound,
+    no_sniffing,
 )
 from .ids import ID_RE
 from .middleware import answers_json, wants_page
@@ -43,6 +44,8 @@ HANDLERS = {}
 # Calls that carry a nonce: a repeated nonce gets the first reply again.
 NONCE_METHODS = {"new", "run"}
 ROUTE_RE = re.compile(r"^(?P<cls>[a-z]+)(?:-(?P<rest>.+))?$")
+# Routes answered without a token: /system/greet (what `dx login` asks) and /system/headers.
+PUBLIC_ROUTES = {("system", "greet"), ("system", "headers")}
 # How deeply a request body may nest (json.loads itself fails far deeper, near the recursion limit).
 MAX_DEPTH = 100
 
@@ -145,7 +148,7 @@ def principal_for_token(raw, client_ip="", request=None):
         token = TOKEN.load(rows[0])
         token.user = TOKEN_USER.load(rows[0], TOKEN.width)
     if token is None or not token.user.is_active:
-        raise InvalidAuthentication("The token could not be found or has been revoked")
+        raise InvalidAuthentication("The token could not be found")  # revoked ones as well, as DNAnexus says
     now = timezone.now()
     if token.last_used is None or now - token.last_used > timedelta(minutes=1):
         ApiToken.objects.filter(pk=token.pk).update(last_used=now)
@@ -235,7 +238,8 @@ def dispatch(request, resource, method):
         if request.method != "POST":
             raise MethodNotAllowed("API calls are made with POST")
         handler, object_id = resolve(resource, method)
-        principal = authenticate(request)
+        public = object_id is None and (resource, method) in PUBLIC_ROUTES
+        principal = request if public else authenticate(request)
         body = parse_body(request)
         args = (principal, body) if object_id is None else (principal, object_id, body)
         route = f"/{resource}/{method}"
@@ -244,7 +248,7 @@ def dispatch(request, resource, method):
         else:
             result = handler(*args)
         # safe=False: getDetails may answer with a JSON array.
-        return JsonResponse(result, safe=False)
+        return no_sniffing(JsonResponse(result, safe=False))
     except DXError:
         raise  # answered as JSON by dxweb/middleware.py
     except Exception:
@@ -264,3 +268,19 @@ def not_found(request, path=""):
             query = request.META.get("QUERY_STRING", "")
             return HttpResponseRedirect(f"/{path}/" + (f"?{query}" if query else ""))
     raise ResourceNotFound(f"The route /{path} was not found")
+
+
+# The public system routes: their handlers get the request in place of a principal.
+
+
+@api_method("system", "greet")
+def greet(request, body):
+    """`dx login` asks for news and updates: none (dxpy prints messages when there are some)."""
+    return {"messages": [], "update": {"available": False}}
+
+
+@api_method("system", "headers")
+def headers(request, body):
+    """The request's headers as the server received them, for checking proxies (never the credentials)."""
+    hidden = {"authorization", "cookie", "proxy-authorization"}
+    return {"headers": {k: v for k, v in request.headers.items() if k.lower() not in hidden}}

@@ -28,9 +28,15 @@ class DXError(Exception):
         return {"error": error}
 
 
+def no_sniffing(response):
+    """Every API answer is JSON and says so: browsers must not guess another type."""
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def error_response(error):
     """The API's answer to a DXError: its JSON with its status (and Retry-After when it has one)."""
-    response = JsonResponse(error.to_dict(), status=error.status)
+    response = no_sniffing(JsonResponse(error.to_dict(), status=error.status))
     if getattr(error, "retry_after", None):
         response["Retry-After"] = str(error.retry_after)
     return response

@@ -209,6 +209,15 @@ DXWEB_DOWNLOAD_URL_MAX_TTL = env.int("DXWEB_DOWNLOAD_URL_MAX_TTL", default=7 * 2
 # How long a nonce's reply is kept for replay, in seconds.
 DXWEB_NONCE_TTL = env.int("DXWEB_NONCE_TTL", default=7 * 24 * 3600)
 
+# The region this deployment is, as projects describe it (`region`) and dxapp.json files name it in
+# `regionalOptions`. The default is DNAnexus's first region, the one dx-app-wizard writes, so that
+# applets written for DNAnexus build unchanged (docs/compat.md). DXWEB_REGIONS: every region name
+# /project/new accepts, DXWEB_REGION among them (projects are stored and run alike whatever their region).
+DXWEB_REGION = env.str("DXWEB_REGION", default="aws:us-east-1")
+DXWEB_REGIONS = env.list("DXWEB_REGIONS", default=[DXWEB_REGION])
+if DXWEB_REGION not in DXWEB_REGIONS:
+    DXWEB_REGIONS = [DXWEB_REGION, *DXWEB_REGIONS]
+
 # Instance types -> real limits for a job's sandbox (overridable as JSON in DXWEB_INSTANCE_TYPES): by
 # default DNAnexus's AWS types with their cores and memory (dxweb/instance_types.py), which a worker
 # caps to what its host has.

@@ -175,11 +175,9 @@ APPLET_KEYS = (
 
 def new_applet(user, container, body):
     """/applet/new (and the applet form): check the specs and create a closed applet; return its placement."""
-    check_applet_specs(body)
+    check_applet_specs(body, container.region)
     spec = {key: body[key] for key in APPLET_KEYS if key in body}
     spec.setdefault("dxapi", "1.0.0")
-    spec.setdefault("inputSpec", [])
-    spec.setdefault("outputSpec", [])
     spec.setdefault("access", {})
     for key in ("title", "summary", "description"):
         spec.setdefault(key, "")

@@ -9,7 +9,7 @@ from dxweb.errors import InvalidInput
 from dxweb.validation import get
 from projects.api import object_method, tagging_methods
 from projects.find import describe_input, page_limit
-from projects.models import Level, select_fields
+from projects.models import Level, describe_placement, select_fields
 from projects.permissions import access_container
 
 from . import actions
@@ -17,6 +17,7 @@ from .logs.store import last_lines
 from .models import Analysis, Job, describe_job
 from .permissions import access_job
 from .querysets import Cursor
+from .specs import applet_get_reply
 from .workflows.analyses import describe_analysis
 
 
@@ -28,12 +29,7 @@ def applet_new(principal, body):
 
 @object_method("get", Level.VIEW, classes=("applet",))
 def applet_get(principal, placement, body):
-    spec = placement.obj.spec
-    return {
-        key: spec[key]
-        for key in ("runSpec", "inputSpec", "outputSpec", "dxapi", "access", "title", "summary", "description")
-        if key in spec
-    }
+    return applet_get_reply(describe_placement(placement))
 
 
 @object_method("run", Level.VIEW, write=False, classes=("applet",))

@@ -272,6 +272,10 @@ def describe_job(job, io=True):
         "priority": job.priority,
         "instanceType": job.instance_type,
         "systemRequirements": {job.function: {"instanceType": job.instance_type}},
+        # What `dx describe --verbose` asks for besides: the requirements as run and merged per executable.
+        "runSystemRequirements": {job.function: {"instanceType": job.instance_type}},
+        "mergedSystemRequirementsByExecutable": {job.executable: {job.function: {"instanceType": job.instance_type}}},
+        "internetUsageIPs": [],
         "timeout": job.timeout_s * 1000 if job.timeout_s else None,
         "debug": job.debug,
         "allowSSH": job.allow_ssh,

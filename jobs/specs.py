@@ -206,15 +206,73 @@ def _seconds(limit, where):
     return int(total)
 
 
-def check_applet_specs(body):
-    """Validate the specs of an /applet/new body (the API's and the applet form's) and normalise
-    the line endings of its runSpec.code in place."""
-    _check_io_spec("inputSpec", body.get("inputSpec", []))
-    _check_io_spec("outputSpec", body.get("outputSpec", []), output=True)
+def check_applet_specs(body, region=None):
+    """Validate the specs of an /applet/new body (the API's and the applet form's), normalise the line
+    endings of its runSpec.code in place, and merge its regionalOptions for `region` (the project's)
+    into its runSpec. inputSpec and outputSpec are optional: an applet without them takes any input
+    and gives any output."""
+    for kind in ("inputSpec", "outputSpec"):
+        if body.get(kind) is None:
+            body.pop(kind, None)  # null is as absent: described without it
+        else:
+            _check_io_spec(kind, body[kind], output=kind == "outputSpec")
     check_run_spec(body.get("runSpec"))
+    if region is not None:
+        apply_regional_options(body, region)
+        run_spec = body["runSpec"]
+        # As DNAnexus describes a built applet: its dependencies and requirements per region (`dx get`
+        # writes regionalOptions from them, and reads the regions from bundledDependsByRegion's keys).
+        run_spec["bundledDependsByRegion"] = {region: run_spec.get("bundledDepends", [])}
+        run_spec["systemRequirementsByRegion"] = {region: run_spec.get("systemRequirements", {})}
     access = body.get("access", {})
     if not isinstance(access, dict):
         raise InvalidInput("access must be a JSON object", field="access")
+
+
+def apply_regional_options(body, region):
+    """Merge `regionalOptions[region]` into body["runSpec"] as `dx build` does (systemRequirements replace
+    the runSpec's; bundledDepends and assetDepends are added; `resources`, a file, becomes a bundled
+    dependency). Non-empty regionalOptions without the region are refused with DNAnexus's message."""
+    regional = body.get("regionalOptions")
+    if regional is None or regional == {}:
+        return
+    if not isinstance(regional, dict) or not all(isinstance(v, dict) for v in regional.values()):
+        raise InvalidInput('"regionalOptions" must map region names to JSON objects', field="regionalOptions")
+    if region not in regional:
+        raise InvalidInput(
+            f'destination project is in region {region} but "regionalOptions" do not contain this region. '
+            f'Please, update your "regionalOptions" specification',
+            field="regionalOptions",
+        )
+    options, run_spec = regional[region], body["runSpec"]
+    with about("regionalOptions"):
+        if "systemRequirements" in options:
+            run_spec["systemRequirements"] = options["systemRequirements"]
+        for key in ("bundledDepends", "assetDepends"):
+            extra = options.get(key, [])
+            if not isinstance(extra, list):
+                raise InvalidInput(f"regionalOptions.{region}.{key} must be an array")
+            run_spec[key] = [*run_spec.get(key, []), *(d for d in extra if d not in run_spec.get(key, []))]
+        resources = options.get("resources")
+        if resources is not None:
+            target = link_target(resources) or ((resources, None) if isinstance(resources, str) else None)
+            if target is None or id_class(target[0]) != "file":
+                raise InvalidInput(f'regionalOptions.{region}.resources must be a file ("file-..." or a link)')
+            bundle = {"name": "resources.tar.gz", "id": {"$dnanexus_link": target[0]}}
+            run_spec["bundledDepends"] = [*run_spec.get("bundledDepends", []), bundle]
+        check_run_spec(run_spec)
+
+
+# What /applet-x/get answers (DNAnexus's fields; `dx get` writes dxapp.json from them).
+APPLET_GET_KEYS = (
+    "name", "title", "summary", "description", "developerNotes", "types", "tags", "properties", "details",
+    "dxapi", "inputSpec", "outputSpec", "runSpec", "access", "ignoreReuse", "treeTurnaroundTimeThreshold", "hidden",
+)  # fmt: skip
+
+
+def applet_get_reply(described):
+    """/applet-x/get: the applet's describe (projects.models.describe_placement) narrowed to APPLET_GET_KEYS."""
+    return {key: described[key] for key in APPLET_GET_KEYS if key in described}
 
 
 def check_input(input_spec, values):

@@ -110,9 +110,17 @@ def touch(container):
 # Projects and containers ---------------------------------------------------
 
 
-def create_container(user, name, kind=Container.PROJECT, summary="", description="", tags=(), properties=None):
+def create_container(
+    user, name, kind=Container.PROJECT, summary="", description="", tags=(), properties=None, region=None, flags=None
+):
     """Create a project (or workspace) with its root folder; its creator gets ADMINISTER."""
+    if region is not None and region not in settings.DXWEB_REGIONS:
+        raise InvalidInput(
+            f'The region "{region}" is not available; this server has {", ".join(settings.DXWEB_REGIONS)}'
+        )
     container = Container.objects.create(
+        region=region or settings.DXWEB_REGION,
+        flags=dict(flags or {}),
         id=new_id(kind),
         kind=kind,
         name=clean_name(name),
@@ -129,7 +137,12 @@ def create_container(user, name, kind=Container.PROJECT, summary="", description
     return container
 
 
-def update_container(container, name=None, summary=None, description=None):
+def update_container(container, name=None, summary=None, description=None, flags=None):
+    """Change a project's name, texts and settings (`flags`: {PROJECT_FLAGS name: bool}; ADMINISTER's)."""
+    for flag, value in (flags or {}).items():
+        if flag == "containsPHI" and not value and container.flags.get(flag):
+            raise InvalidInput("containsPHI cannot be unset once a project contains PHI")
+        container.flags[flag] = value
     if name is not None:
         container.name = clean_name(name)
     if summary is not None:
@@ -137,7 +150,7 @@ def update_container(container, name=None, summary=None, description=None):
     if description is not None:
         container.description = _check_text(description, '"description"', 100_000)
     container.modified = now_ms()
-    container.save(update_fields=["name", "summary", "description", "modified"])
+    container.save(update_fields=["name", "summary", "description", "flags", "modified"])
     return container
 
 
@@ -201,7 +214,10 @@ def resolve_grantee(grantee):
         org = Org.objects.filter(pk=grantee).first()
         if org:
             return None, org
-    raise InvalidInput(f"{grantee!r} is not a known user or org ID (expected user-<handle> or org-<handle>)")
+    raise InvalidInput(
+        f'Expected key "invitee" of input to name an existing user or org (user-<handle>, org-<handle>), '
+        f"not {grantee!r:.80}"
+    )
 
 
 def invite(container, grantee, level):
@@ -210,7 +226,7 @@ def invite(container, grantee, level):
         raise InvalidState("Only projects have members")
     lvl = Level.parse(level)
     if lvl is None:
-        raise InvalidInput('"level" must be one of VIEW, UPLOAD, CONTRIBUTE, ADMINISTER')
+        raise InvalidInput('Expected key "level" of input to be one of VIEW, UPLOAD, CONTRIBUTE, ADMINISTER')
     user, org = resolve_grantee(grantee)
     existing = Grant.objects.filter(container=container, user=user, org=org).first()
     if (
@@ -233,7 +249,7 @@ def _admins_after(container, removed_pk):
 def decrease_permissions(container, changes):
     """Lower or revoke grants: {grantee: level or null}. At least one ADMINISTER grant stays."""
     if not isinstance(changes, dict):
-        raise InvalidInput("Expected a map of user or org IDs to a level or null")
+        raise InvalidInput("Expected input to be a map of user or org IDs to a level or null")
     for grantee, level in changes.items():
         user, org = resolve_grantee(grantee)
         grant = Grant.objects.filter(container=container, user=user, org=org).first()
@@ -244,7 +260,9 @@ def decrease_permissions(container, changes):
         else:
             new_level = Level.parse(level)
             if new_level is None:
-                raise InvalidInput("Levels must be one of VIEW, UPLOAD, CONTRIBUTE, ADMINISTER or null")
+                raise InvalidInput(
+                    f'Expected key "{grantee}" of input to be one of VIEW, UPLOAD, CONTRIBUTE, ADMINISTER or null'
+                )
             if new_level > grant.level:
                 raise InvalidInput(f"decreasePermissions cannot raise {grantee} to {level}; use invite")
         if (
@@ -311,6 +329,11 @@ def remove_org_member(org, user):
 # Folders -----------------------------------------------------------------------
 
 
+def folder_not_found(container, path):
+    """DNAnexus's answer for a folder that is not there; `details` names the path."""
+    return ResourceNotFound(f"The specified folder could not be found in {container.pk}", details={"folder": path})
+
+
 def folder_exists(container, path):
     return path == "/" or Folder.objects.filter(container=container, path=path).exists()
 
@@ -324,7 +347,7 @@ def new_folder(container, path, parents=False):
     parent = parent_of(path)
     if not folder_exists(container, parent):
         if not parents:
-            raise ResourceNotFound(f'The folder "{parent}" could not be found in {container.pk}')
+            raise folder_not_found(container, parent)
         new_folder(container, parent, parents=True)
     _, created = Folder.objects.get_or_create(container=container, path=path, defaults={"parent": parent})
     if not created and not parents:
@@ -342,18 +365,19 @@ def _subtree(qs, field, path):
 
 
 def remove_folder(container, path, recurse=False):
+    """Remove a folder (with its contents when `recurse`); "/" with recurse empties the project and keeps the root."""
     path = clean_folder(path)
-    if path == "/":
+    if path == "/" and not recurse:
         raise InvalidInput("The root folder cannot be removed")
     if not Folder.objects.filter(container=container, path=path).exists():
-        raise ResourceNotFound(f'The folder "{path}" could not be found in {container.pk}')
+        raise folder_not_found(container, path)
     placements = _subtree(Placement.objects.filter(container=container), "folder", path)
     folders = _subtree(Folder.objects.filter(container=container), "path", path)
     if not recurse and (placements.exists() or folders.exclude(path=path).exists()):
         raise InvalidState(f'The folder "{path}" is not empty; remove it with recurse')
     obj_ids = list(placements.values_list("obj_id", flat=True))
     placements.delete()
-    folders.delete()
+    folders.exclude(path="/").delete()
     collect_orphans(obj_ids)
     touch(container)
 
@@ -391,7 +415,7 @@ def move(container, objects, folders, destination):
     """Move objects and folders (with their contents) into `destination`."""
     destination = clean_folder(destination, "destination")
     if not folder_exists(container, destination):
-        raise ResourceNotFound(f'The folder "{destination}" could not be found in {container.pk}')
+        raise folder_not_found(container, destination)
     if not isinstance(objects, list) or not isinstance(folders, list):
         raise InvalidInput('"objects" and "folders" must be arrays')
     placements = Placement.objects.filter(container=container, obj_id__in=objects)
@@ -402,7 +426,7 @@ def move(container, objects, folders, destination):
         if src == "/":
             raise InvalidInput("The root folder cannot be moved")
         if not Folder.objects.filter(container=container, path=src).exists():
-            raise ResourceNotFound(f'The folder "{src}" could not be found in {container.pk}')
+            raise folder_not_found(container, src)
         if destination == src or destination.startswith(src + "/"):
             raise InvalidInput(f'Cannot move "{src}" into itself')
         target = destination.rstrip("/") + "/" + src.rsplit("/", 1)[1]
@@ -416,14 +440,23 @@ def move(container, objects, folders, destination):
     touch(container)
 
 
-def rename_folder(container, path, name):
+def rename_folder(container, path, name=None, newpath=None):
+    """Rename a folder: to `name` in its parent, or (`dx mv /a /b` sends it) to the full path `newpath`."""
     folder = clean_folder(path)
-    name = clean_name(name)
     if folder == "/":
         raise InvalidInput("The root folder cannot be renamed")
     if not folder_exists(container, folder):
-        raise ResourceNotFound(f'The folder "{folder}" could not be found in {container.pk}')
-    target = parent_of(folder).rstrip("/") + "/" + name
+        raise folder_not_found(container, folder)
+    if newpath is not None:
+        target = clean_folder(newpath, "newpath")
+        if not folder_exists(container, parent_of(target)):
+            raise folder_not_found(container, parent_of(target))
+        if target == folder or target.startswith(folder + "/"):
+            raise InvalidInput(f'Cannot move "{folder}" into itself')
+    elif name is not None:
+        target = parent_of(folder).rstrip("/") + "/" + clean_name(name)
+    else:
+        raise InvalidInput('Expected input to have property "name" or "newpath"')
     if folder_exists(container, target):
         raise InvalidInput(f'The folder "{target}" already exists')
     _check_relocation(container, folder, target)
@@ -455,7 +488,7 @@ def clone(source, dest, objects, folders, destination, parents=False):
     destination = clean_folder(destination, "destination")
     if not folder_exists(dest, destination):
         if not parents:
-            raise ResourceNotFound(f'The folder "{destination}" could not be found in {dest.pk}')
+            raise folder_not_found(dest, destination)
         new_folder(dest, destination, parents=True)
     placements = list(Placement.objects.filter(container=source, obj_id__in=objects).select_related("obj"))
     if len(placements) != len(set(objects)):
@@ -469,8 +502,10 @@ def clone(source, dest, objects, folders, destination, parents=False):
             exists.append(placement.obj_id)
     for src in [clean_folder(f, "folders") for f in folders]:
         if not folder_exists(source, src):
-            raise ResourceNotFound(f'The folder "{src}" could not be found in {source.pk}')
+            raise folder_not_found(source, src)
         base = destination.rstrip("/") + "/" + src.rsplit("/", 1)[1] if src != "/" else destination
+        if src != "/" and folder_exists(dest, base):
+            raise InvalidInput(f'The folder "{base}" already exists in {dest.pk}; a folder is not cloned onto another')
         for folder in _subtree(Folder.objects.filter(container=source), "path", src):
             new_folder(dest, _rebase(folder.path, src, base), parents=True)
         for placement in _subtree(Placement.objects.filter(container=source), "folder", src).select_related("obj"):
@@ -525,7 +560,7 @@ def new_object(
     folder = clean_folder(folder)
     if not folder_exists(container, folder):
         if not parents:
-            raise ResourceNotFound(f'The folder "{folder}" could not be found in {container.pk}')
+            raise folder_not_found(container, folder)
         new_folder(container, folder, parents=True)
     if details is not None and not isinstance(details, (dict, list)):
         raise InvalidInput('"details" must be a JSON object or array')
@@ -568,7 +603,7 @@ def set_details(obj, details):
     if not isinstance(details, (dict, list)):
         raise InvalidInput('"details" must be a JSON object or array')
     if DataObject.objects.filter(pk=obj.pk, state=DataObject.OPEN).update(details=details) != 1:
-        raise InvalidState(f"{obj.pk} is {obj.state}; details can only be set while it is open")
+        raise InvalidState(f"{obj.pk} is not in the open state (it is {obj.state}); details are set while it is open")
     obj.details = details
 
 
@@ -577,7 +612,7 @@ def request_upload(file, index, size=None, md5=None):
     if file.cls != "file":
         raise InvalidInput(f"{file.pk} is not a file")
     if file.state != DataObject.OPEN:
-        raise InvalidState(f"{file.pk} is {file.state}; only open files take parts")
+        raise InvalidState(f"{file.pk} is not in the open state (it is {file.state}); only open files take parts")
     if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= settings.DXWEB_MAX_PARTS:
         raise InvalidInput(f'"index" must be an integer from 1 to {settings.DXWEB_MAX_PARTS}')
     if size is not None and (

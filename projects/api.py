@@ -10,6 +10,7 @@ from dxweb.validation import MAX_INT, get, string_list, string_map
 from . import actions, permissions, transfer
 from .find import describe_input, name_query, page_limit
 from .models import (
+    PROJECT_FLAGS,
     DataObject,
     Level,
     OrgMember,
@@ -110,6 +111,19 @@ def _paginate(qs, body, predicate, render):
     return {"results": results, "next": next_key}
 
 
+def _time_filter(qs, body, field):
+    """A find's `created`/`modified` query, {"after"?: ms, "before"?: ms} (both inclusive, as DNAnexus's)."""
+    query = body.get(field)
+    if query is None:
+        return qs
+    if not isinstance(query, dict) or not set(query) <= {"after", "before"}:
+        raise InvalidInput(f'Expected key "{field}" of input to be {{"after"?: ms, "before"?: ms}}')
+    for key, lookup in (("after", "gte"), ("before", "lte")):
+        if key in query:
+            qs = qs.filter(**{f"{field}__{lookup}": get(query, key, int)})
+    return qs
+
+
 # System ------------------------------------------------------------------------
 
 
@@ -135,13 +149,22 @@ def find_projects(principal, body):
     if body.get("billTo") is not None:
         bill_to = get(body, "billTo", (str, list))
         qs = qs.filter(bill_to__in=string_list(body, "billTo") if isinstance(bill_to, list) else [bill_to])
+    if body.get("region") is not None:
+        region = get(body, "region", (str, list))
+        qs = qs.filter(region__in=string_list(body, "region") if isinstance(region, list) else [region])
+    qs = _time_filter(_time_filter(qs, body, "created"), body, "modified")
+    flags = {flag: get(body, flag, bool) for flag in ("containsPHI", "externalUploadRestricted") if flag in body}
     if body.get("public") is True:
         qs = qs.none()
     tags, props = _find_filters(body)
     wanted, options = describe_input(body)
 
     def predicate(c):
-        return (tags is None or _tag_match(c.tags, tags)) and (props is None or _property_match(c.properties, props))
+        return (
+            (tags is None or _tag_match(c.tags, tags))
+            and (props is None or _property_match(c.properties, props))
+            and all(bool(c.flags.get(flag)) == value for flag, value in flags.items())
+        )
 
     def render(c):
         row = {
@@ -341,6 +364,8 @@ def project_new(principal, body):
         description=get(body, "description", str, ""),
         tags=string_list(body, "tags", []),
         properties=string_map(body, "properties", default={}),
+        region=get(body, "region", str, None),
+        flags={flag: get(body, flag, bool) for flag in PROJECT_FLAGS if flag in body},
     )
     return {"id": container.pk}
 
@@ -374,8 +399,15 @@ def project_describe(principal, container, body):
 
 @container_method("update", Level.CONTRIBUTE, write=True)
 def project_update(principal, container, body):
+    flags = {flag: get(body, flag, bool) for flag in PROJECT_FLAGS if flag in body}
+    if flags:  # a project's settings are its administrators'
+        container = access_container(principal, container.pk, Level.ADMINISTER)
     actions.update_container(
-        container, get(body, "name", str, None), get(body, "summary", str, None), get(body, "description", str, None)
+        container,
+        get(body, "name", str, None),
+        get(body, "summary", str, None),
+        get(body, "description", str, None),
+        flags=flags,
     )
     return {"id": container.pk}
 
@@ -384,7 +416,7 @@ def project_update(principal, container, body):
 def project_list_folder(principal, container, body):
     folder = actions.clean_folder(get(body, "folder", str, "/"))
     if not actions.folder_exists(container, folder):
-        raise permissions.ResourceNotFound(f'The folder "{folder}" could not be found in {container.pk}')
+        raise actions.folder_not_found(container, folder)
     only = get(body, "only", str, "all")
     if only not in ("all", "folders", "objects"):
         raise InvalidInput('"only" must be "all", "folders" or "objects"')
@@ -417,7 +449,10 @@ def project_remove_folder(principal, container, body):
 
 @container_method("renameFolder", Level.CONTRIBUTE, write=True)
 def project_rename_folder(principal, container, body):
-    actions.rename_folder(container, get(body, "folder", str), get(body, "name", str))
+    # `dx mv /folder /new_name` sends the full new path as "newpath"; the API's own form is "name".
+    actions.rename_folder(
+        container, get(body, "folder", str), get(body, "name", str, None), get(body, "newpath", str, None)
+    )
     return {"id": container.pk}
 
 
@@ -586,6 +621,9 @@ def file_close(principal, placement, body):
 
 @object_method("download", Level.VIEW, classes=("file",))
 def file_download(principal, placement, body):
+    hint = body.get("project")
+    if isinstance(hint, str) and hint != placement.container_id:  # DNAnexus: the file must be in that project
+        raise permissions.ResourceNotFound(f"{placement.obj_id} could not be found in {hint}")
     if placement.obj.state != DataObject.CLOSED:
         raise actions.InvalidState(f"{placement.obj_id} is {placement.obj.state}; only closed files can be downloaded")
     filename = actions.clean_name(get(body, "filename", str, placement.name), "filename")

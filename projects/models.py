@@ -4,6 +4,7 @@ import hashlib
 import secrets
 import time
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
@@ -30,6 +31,11 @@ class Level(models.IntegerChoices):
         return None
 
 
+def permitted_regions():
+    """The regions a user or org may use: every region this deployment has."""
+    return list(settings.DXWEB_REGIONS)
+
+
 class User(AbstractUser):
     # Kept byte for byte: `dx ssh` compares it with the local key file.
     ssh_public_key = models.TextField(blank=True, default="")
@@ -50,6 +56,9 @@ class User(AbstractUser):
                 email=self.email,
                 created=int(self.date_joined.timestamp() * 1000),
                 sshPublicKey=self.ssh_public_key or None,
+                # `dx get` of an applet asks the billTo's permittedRegions (a user bills to themself).
+                billTo=self.dx_id,
+                permittedRegions=permitted_regions(),
             )
         return data
 
@@ -99,7 +108,14 @@ class Org(models.Model):
         return self.id
 
     def describe(self):
-        return {"id": self.id, "class": "org", "handle": self.handle, "name": self.name, "created": self.created}
+        return {
+            "id": self.id,
+            "class": "org",
+            "handle": self.handle,
+            "name": self.name,
+            "created": self.created,
+            "permittedRegions": permitted_regions(),
+        }
 
 
 class OrgMember(models.Model):
@@ -115,6 +131,11 @@ class OrgMember(models.Model):
         constraints = [models.UniqueConstraint(fields=["org", "user"], name="one_membership_per_org")]
 
 
+def default_region():
+    """The deployment's region (settings.DXWEB_REGION): a project's unless /project/new names another."""
+    return settings.DXWEB_REGION
+
+
 class Container(models.Model):
     PROJECT = "project"
     WORKSPACE = "container"
@@ -126,7 +147,9 @@ class Container(models.Model):
     description = models.TextField(blank=True, default="")
     tags = models.JSONField(default=list)
     properties = models.JSONField(default=dict)
-    region = models.CharField(max_length=64, default="local")
+    region = models.CharField(max_length=64, default=default_region)
+    # The booleans `dx update project` sets (PROJECT_FLAGS), {name: bool}; absent ones are false.
+    flags = models.JSONField(default=dict)
     bill_to = models.CharField(max_length=80, blank=True, default="")
     created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
     created = models.BigIntegerField(default=now_ms)
@@ -271,8 +294,6 @@ def select_fields(data, body):
 
 
 def upload_parameters():
-    from django.conf import settings
-
     return {
         "minimumPartSize": settings.DXWEB_MIN_PART_SIZE,
         "maximumPartSize": settings.DXWEB_MAX_PART_SIZE,
@@ -309,6 +330,19 @@ def container_permissions(container_id):
     }
 
 
+# Project settings that /project-x/update takes (ADMINISTER) and describe returns, all false at first.
+PROJECT_FLAGS = (
+    "protected",
+    "restricted",
+    "downloadRestricted",
+    "previewViewerRestricted",
+    "containsPHI",
+    "databaseUIViewOnly",
+    "externalUploadRestricted",
+    "httpsAppIsolatedBrowsing",
+)
+
+
 def describe_container(container, level, folders=False, permissions=True):
     """The fields /project-x/describe returns."""
     data_bytes = container_data_bytes(container.pk)
@@ -327,9 +361,7 @@ def describe_container(container, level, folders=False, permissions=True):
         "dataUsage": round(data_bytes / 1e9, 6),
         "tags": container.tags,
         "properties": container.properties,
-        "protected": False,
-        "restricted": False,
-        "containsPHI": False,
+        **{flag: bool(container.flags.get(flag, False)) for flag in PROJECT_FLAGS},
         "version": 0,
         "fileUploadParameters": upload_parameters(),
     }

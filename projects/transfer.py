@@ -23,6 +23,7 @@ from dxweb.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     ResourceNotFound,
+    no_sniffing,
 )
 
 from . import actions, permissions
@@ -91,7 +92,7 @@ def _check_holder(grant):
 
 def _error(err):
     """A refused transfer: the API's error body; bad input is a plain 400 here (no API method ran)."""
-    return JsonResponse(err.to_dict(), status=400 if err.status == 422 else err.status)
+    return no_sniffing(JsonResponse(err.to_dict(), status=400 if err.status == 422 else err.status))
 
 
 @csrf_exempt
@@ -107,7 +108,7 @@ def upload(request, token):
         if declared is not None and declared.isdigit() and int(declared) > settings.DXWEB_MAX_PART_SIZE:
             raise PayloadTooLarge(f"A part holds at most {settings.DXWEB_MAX_PART_SIZE} bytes")
         size = actions.store_part(grant["f"], grant["i"], grant["s"], grant["m"], request)
-        return JsonResponse({"index": grant["i"], "size": size})
+        return no_sniffing(JsonResponse({"index": grant["i"], "size": size}))
     except DXError as err:
         return _error(err)
 
@@ -181,7 +182,7 @@ def download(request, token, filename):
     try:
         byte_range = parse_range(request.headers.get("Range"), size)
     except ValueError as exc:
-        response = JsonResponse(InvalidInput(str(exc)).to_dict(), status=416)
+        response = no_sniffing(JsonResponse(InvalidInput(str(exc)).to_dict(), status=416))
         response["Content-Range"] = f"bytes */{size}"
         return response
     start, end = byte_range or (0, size - 1)
@@ -197,4 +198,4 @@ def download(request, token, filename):
     response["Content-Disposition"] = content_disposition_header(True, filename)
     if byte_range:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return response
+    return no_sniffing(response)
