@@ -26,6 +26,7 @@ from projects.views import PAGE_SIZE, placement_in, principal, project_for
 from . import actions
 from . import notifications as job_notifications
 from . import permissions as job_permissions
+from .apps import actions as app_actions
 from .forms import (
     AppletForm,
     LaunchForm,
@@ -348,8 +349,21 @@ def run_time(job):
     return duration_text(job.stopped_running - job.started_running)
 
 
+def ran_app(request, job):
+    """The app version a job ran, if it ran one the user may still see (else None)."""
+    if not job.executable.startswith("app-"):
+        return None
+    try:
+        return app_actions.resolve_app(principal(request), job.executable)
+    except DXError:
+        return None
+
+
 def launch_url(request, job):
-    """The launch form of the applet a job ran, if the user can still see it in a project."""
+    """The launch form of the applet or app a job ran, if the user can still see it (an applet in a project)."""
+    version = ran_app(request, job)
+    if version is not None:
+        return reverse("app-launch", args=[version.app.name, version.version]) + f"?from={job.pk}"
     try:
         placement = permissions.access_object(principal(request), job.executable, project=job.project_id, cls="applet")
     except DXError:
@@ -357,6 +371,16 @@ def launch_url(request, job):
     if placement.container.kind != Container.PROJECT:
         return None
     return reverse("launch", args=[placement.container_id, placement.obj_id]) + f"?from={job.pk}"
+
+
+def executable_url(request, job):
+    """The page of what the job ran: its app version's, or its applet's in the job's project."""
+    version = ran_app(request, job)
+    if version is not None:
+        return reverse("app-version", args=[version.app.name, version.version])
+    if Placement.objects.filter(container=job.project_id, obj_id=job.executable).exists():
+        return reverse("applet", args=[job.project_id, job.executable])
+    return None
 
 
 def rerun_body(job):
@@ -413,9 +437,8 @@ def job(request, job_id):
             "tree": job_tree(origin),
             "relaunch": relaunch,
             "rerun_url": reverse("job-rerun", args=[job.pk]) if relaunch else None,
-            "applet_url": reverse("applet", args=[job.project_id, job.executable])
-            if Placement.objects.filter(container=job.project_id, obj_id=job.executable).exists()
-            else None,
+            "executable_url": executable_url(request, job),
+            "is_app": job.executable.startswith("app-"),
             # Debug and the hold's buttons only for those the debug policy lets use them (jobs.permissions).
             "can_debug": (held or (job.state == State.RUNNING and bool(job.allow_ssh)))
             and job_permissions.may_open_shell(who, job),
@@ -504,24 +527,32 @@ def job_properties(request, job):
 @login_required
 @require_POST
 def job_rerun(request, job_id):
-    """Run an origin job's applet again with the same input and options; land on the new job's page."""
+    """Run an origin job's applet (or app) again with the same input and options; land on the new job's page."""
     job = job_for(request, job_id, Level.CONTRIBUTE)
     if job.parent_id or (job.origin_id and job.origin_id != job.pk):
         messages.error(request, "Only a job launched from an applet can be rerun; rerun its origin job")
         return redirect("job", job.pk)
+    version = ran_app(request, job)
     try:
-        placement = permissions.access_object(principal(request), job.executable, project=job.project_id, cls="applet")
-        if placement.container.kind != Container.PROJECT:
-            raise ResourceNotFound(f"The applet {job.executable} is in no project you can see")
+        if version is None:
+            placement = permissions.access_object(
+                principal(request), job.executable, project=job.project_id, cls="applet"
+            )
+            if placement.container.kind != Container.PROJECT:
+                raise ResourceNotFound(f"The applet {job.executable} is in no project you can see")
     except ResourceNotFound:
-        messages.error(request, f"Cannot rerun {job.name}: its applet {job.executable} is gone")
+        what = "app" if job.executable.startswith("app-") else "applet"
+        messages.error(request, f"Cannot rerun {job.name}: its {what} {job.executable} is gone")
         return redirect("job", job.pk)
     except DXError as err:
         messages.error(request, f"Cannot rerun {job.name}: {err.message}")
         return redirect("job", job.pk)
     try:
         with transaction.atomic():
-            new = actions.run_applet(principal(request), placement, rerun_body(job))
+            if version is not None:
+                new = app_actions.run_app(principal(request), version, rerun_body(job))
+            else:
+                new = actions.run_applet(principal(request), placement, rerun_body(job))
     except DXError as err:
         messages.error(request, f"Cannot rerun {job.name}: {err.message}")
         return redirect("job", job.pk)

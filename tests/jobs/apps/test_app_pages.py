@@ -333,3 +333,21 @@ def test_the_launch_form_starts_from_a_jobs_launch(world):
     assert "Starting from" in html and job_id in html
     # Another user's job is not found, as a missing one.
     assert client(world, "dana").get(f"/apps/counter/1.0.0/run/?from={job_id}").status_code == 404
+
+
+def test_an_app_jobs_page_names_the_app_and_reruns_or_clones_it(world):
+    response = launch(world, "bob", project=world["own"]["bob"].pk, in_n="5", name="counted")
+    job_id = response["Location"].strip("/").rsplit("/", 1)[1]
+    html = client(world, "bob").get(f"/jobs/{job_id}/").content.decode()
+    assert "<dt>App</dt>" in html and 'href="/apps/counter/1.0.0/"' in html
+    assert f'href="/apps/counter/1.0.0/run/?from={job_id}"' in html  # clone with edits
+    rerun = client(world, "bob").post(f"/jobs/{job_id}/rerun/")
+    again = Job.objects.exclude(pk=job_id).get(name="counted")
+    assert rerun["Location"] == f"/jobs/{again.pk}/"
+    assert again.executable == world["published"].pk and again.original_input == {"n": 5}
+    # Once bob may no longer run the app, its job's page offers neither, and a rerun says why.
+    actions.remove_authorized_users(Principal.of(world["users"]["alice"]), world["published"], ["user-bob"])
+    html = client(world, "bob").get(f"/jobs/{job_id}/").content.decode()
+    assert "/apps/counter/" not in html
+    client(world, "bob").post(f"/jobs/{job_id}/rerun/")
+    assert Job.objects.filter(name="counted").count() == 2
