@@ -485,6 +485,9 @@ def _relocate_folder(container, src, target):
 
 def clone(source, dest, objects, folders, destination, parents=False):
     """Place closed objects (and whole folders) of `source` into `dest` under `destination`."""
+    # DNAnexus's words: data does not cross regions (between projects; workspaces are in every region here)
+    if source.is_project and dest.is_project and source.region != dest.region:
+        raise InvalidInput("Cannot clone into a project in a different region")
     destination = clean_folder(destination, "destination")
     if not folder_exists(dest, destination):
         if not parents:

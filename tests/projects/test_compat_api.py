@@ -288,3 +288,28 @@ def test_invites_and_uninvites_name_the_input_key_in_their_errors(alice, world):
     status, reply = alice.call(f"/{world.project}/decreasePermissions", {"user-alice": "OWNER"})
     assert_error((status, reply), 422, "InvalidInput")
     assert reply["error"]["message"].startswith('Expected key "user-alice" of input')
+
+
+def test_cloning_into_a_project_of_another_region_is_refused_as_dnanexus_does(alice, world, settings):
+    settings.DXWEB_REGIONS = ["aws:us-east-1", "azure:westus"]
+    other = alice.ok("/project/new", {"name": "other", "region": "azure:westus"})["id"]
+    status, reply = alice.call(f"/{world.project}/clone", {"project": other, "objects": [world.closed]})
+    assert_error((status, reply), 422, "InvalidInput")
+    assert reply["error"]["message"] == "Cannot clone into a project in a different region"
+    assert not Placement.objects.filter(container_id=other).exists()
+
+
+@pytest.mark.parametrize(
+    "method, body",
+    [
+        ("removeFolder", {"folder": "/", "recurse": True}),
+        ("renameFolder", {"folder": "/data", "newpath": "/x"}),
+        ("update", {"downloadRestricted": True}),
+    ],
+)
+def test_outsiders_and_anonymous_callers_change_nothing(alice, bob, anonymous, world, method, body):
+    assert_error(bob.call(f"/{world.project}/{method}", body), 404, "ResourceNotFound")
+    assert_error(anonymous.call(f"/{world.project}/{method}", body), 401, "InvalidAuthentication")
+    described = alice.ok(f"/{world.project}/describe", {"folders": True})
+    assert described["folders"] == ["/", "/data"] and described["downloadRestricted"] is False
+    assert Placement.objects.filter(container_id=world.project).count() == 3
