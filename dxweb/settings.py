@@ -44,7 +44,7 @@ INSTALLED_APPS = [
     "channels",
     "dxweb",
     "projects",
-    "jobs",
+    "jobs.config.JobsConfig",  # named: jobs/apps/ is the package of app executables, not an AppConfig
 ]
 
 MIDDLEWARE = [

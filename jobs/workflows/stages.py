@@ -21,6 +21,8 @@ from dxweb.ids import id_class
 from projects.models import DataObject, Level
 from projects.permissions import access_object
 
+from ..actions import run_applet
+from ..apps import actions as app_actions
 from ..models import AppVersion
 from ..specs import check_value, is_link
 
@@ -83,9 +85,6 @@ def stage_executable(principal, stage):
     """Check that the principal may run the stage's executable (an applet they can see, or an app version
     they may run); an app named `app-NAME[/ALIAS]` becomes the ID of its version in the stage.
     Return (its name, a function running it: run(body, analysis=, stage=) -> job)."""
-    from ..actions import run_applet
-    from ..apps import actions as app_actions
-
     if is_app(stage["executable"]):
         version = app_actions.resolve_app(principal, stage["executable"])
         stage["executable"] = version.pk
