@@ -138,6 +138,6 @@ def test_bad_input_comes_back_as_a_clear_error(alice_dx, selected):
     result = alice_dx("mkdir", f"/{long_name}", check=False)
     assert result.returncode != 0 and "at most 255 characters" in result.stdout + result.stderr
     result = alice_dx("invite", "user-nobody", selected, "VIEW", check=False)
-    assert result.returncode != 0 and "not a known user" in result.stderr
+    assert result.returncode != 0 and 'Expected key "invitee" of input' in result.stderr
     result = alice_dx("describe", "file-000000000000000000000000", check=False)
     assert result.returncode != 0
