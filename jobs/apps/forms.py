@@ -6,6 +6,9 @@ import re
 
 from django import forms
 
+from dxweb.errors import InvalidInput
+from projects.actions import resolve_grantee
+
 from ..forms import LaunchForm
 
 NOT_LAUNCHABLE = "You cannot launch jobs in that project: pick one where you hold CONTRIBUTE"
@@ -92,7 +95,25 @@ class PrincipalsForm(forms.Form):
             self.fields["ids"].widget.attrs["placeholder"] = "bob, org-lab, PUBLIC"
 
     def clean_ids(self):
-        return parse_principals(self.cleaned_data["ids"], public=self.public)
+        ids = parse_principals(self.cleaned_data["ids"], public=self.public)
+        unknown = [ref for ref in ids if ref != "PUBLIC" and not _exists(ref)]
+        if unknown:
+            raise forms.ValidationError(f"No such user or org: {', '.join(unknown)}")
+        return ids
+
+    def clean(self):
+        # The action is a hidden field: a bad one is said at the top of the form, not beside nothing.
+        if self.errors.pop("action", None):
+            raise forms.ValidationError("Choose whether to add or remove")
+        return super().clean()
+
+
+def _exists(ref):
+    try:
+        resolve_grantee(ref)
+    except InvalidInput:
+        return False
+    return True
 
 
 class PublishForm(forms.Form):

@@ -1,7 +1,7 @@
 """Apps in a real headless Chromium against the real server: an authorized user opens the catalog, opens
 an app, launches it in a project of their own (picking a file there with the data picker) and lands on
 the job page, which the job reaches done on; the catalog and the app page pass axe (no serious or
-critical violation) and stay within a 390 px screen. Screenshots: /tmp/ui-apps-*.png."""
+critical violation) at 1366 px and stay within a 390 px screen. Screenshots: /tmp/ui-apps-*.png."""
 
 import os
 
@@ -13,6 +13,7 @@ from tests.browser.test_browser_projects import log_in
 from tests.browser.test_browser_responsive import OVERFLOWING, PHONE
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
+DESKTOP = {"width": 1366, "height": 860}
 
 
 @pytest.fixture
@@ -53,6 +54,7 @@ def world(live, dx_as, tmp_path):
 
 def test_bob_runs_an_app_from_the_catalog_and_lands_on_its_job(page, live, world):
     name = world["name"]
+    page.set_viewport_size(DESKTOP)
     log_in(page, live, "bob")
     page.click(".mainnav >> text=Apps")
     page.wait_for_selector(f'#apps tr[data-app="{name}"]')

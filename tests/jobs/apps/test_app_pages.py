@@ -306,9 +306,29 @@ def test_bad_principals_are_form_errors(world, kind, ids, message):
     assert response.status_code == 422 and message in text(response)
 
 
-def test_an_unknown_user_is_a_form_error(world):
-    response = client(world, "alice").post("/apps/counter/1.0.0/users/", {"action": "add", "ids": "nobody"})
-    assert response.status_code == 422 and 'class="form-error"' in response.content.decode()
+@pytest.mark.parametrize("kind", ["developers", "users"])
+@pytest.mark.parametrize("action", ["add", "remove"])
+def test_an_unknown_user_or_org_is_a_form_error_and_changes_nothing(world, kind, action):
+    before = describe(world["published"], world["users"]["alice"])
+    data = {"action": action, "ids": "bob, nobody, org-nolab"}
+    response = client(world, "alice").post(f"/apps/counter/1.0.0/{kind}/", data)
+    assert response.status_code == 422
+    assert "No such user or org: user-nobody, org-nolab" in text(response)
+    after = describe(world["published"], world["users"]["alice"])
+    assert (after["developers"], after["authorizedUsers"]) == (before["developers"], before["authorizedUsers"])
+
+
+@pytest.mark.parametrize("action", ["", "grant"])
+def test_a_bad_action_is_said_on_the_form(world, action):
+    response = client(world, "alice").post("/apps/counter/1.0.0/users/", {"action": action, "ids": "charlie"})
+    assert response.status_code == 422 and "Choose whether to add or remove" in text(response)
+    assert "user-charlie" not in describe(world["published"], world["users"]["alice"])["authorizedUsers"]
+
+
+def test_removing_the_last_developer_is_a_form_error(world):
+    response = client(world, "alice").post("/apps/counter/1.0.0/developers/", {"action": "remove", "ids": "alice"})
+    assert response.status_code == 422 and "must keep at least one developer" in text(response)
+    assert describe(world["published"], world["users"]["alice"])["developers"] == ["user-alice"]
 
 
 def test_without_a_project_to_launch_in_the_form_says_so_and_launches_nothing(world):
