@@ -482,7 +482,7 @@ class AppVersion(models.Model):
     details = models.JSONField(default=dict)
     bill_to = models.CharField(max_length=80, blank=True, default="")
     open_source = models.BooleanField(default=False)
-    region = models.CharField(max_length=64, default="local")
+    region = models.CharField(max_length=64, default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "version"], name="one_row_per_app_version")]

@@ -176,8 +176,8 @@ def describe_app(version, principal):
 def _source(principal, body):
     """The applet (a placement the principal can see) and the extra resources container of /app/new."""
     regional = get(body, "regionalOptions", dict, {})
-    applet_id, resources_id, region = body.get("applet"), body.get("resources"), "local"
-    for region, options in regional.items():  # noqa: B007 (the one region this server has)
+    applet_id, resources_id, region = body.get("applet"), body.get("resources"), None
+    for region, options in regional.items():  # noqa: B007 (`dx build --app` sends the one region it built in)
         if not isinstance(options, dict):
             raise InvalidInput('"regionalOptions" must map each region to {"applet": ...}', field="regionalOptions")
         applet_id, resources_id = options.get("applet", applet_id), options.get("resources", resources_id)
@@ -186,7 +186,13 @@ def _source(principal, body):
         raise InvalidInput('An app is built from an applet: "regionalOptions": {REGION: {"applet": "applet-..."}}')
     placement = access_object(principal, applet_id, Level.VIEW, cls="applet")
     extra = access_container(principal, resources_id) if resources_id else None
-    return placement, extra, region
+    # The region is the one its applet was built in (regionalOptions must name that one).
+    if region is not None and region != placement.container.region:
+        raise InvalidInput(
+            f'"regionalOptions" names the region {region}, but {applet_id} is in {placement.container.region}',
+            field="regionalOptions",
+        )
+    return placement, extra, placement.container.region
 
 
 def _freeze(principal, version, placement, extra):

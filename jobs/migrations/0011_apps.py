@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
                 ("details", models.JSONField(default=dict)),
                 ("bill_to", models.CharField(blank=True, default="", max_length=80)),
                 ("open_source", models.BooleanField(default=False)),
-                ("region", models.CharField(default="local", max_length=64)),
+                ("region", models.CharField(default="", max_length=64)),
                 (
                     "app",
                     models.ForeignKey(

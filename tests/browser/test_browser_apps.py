@@ -33,7 +33,7 @@ def world(live, dx_as, tmp_path):
             "version": "1.0.0",
             "summary": "Counts the lines of a file",
             "details": {"whatsNew": "* 1.0.0: counts lines\n* 0.9.0: first try"},
-            "regionalOptions": {"local": {"applet": applet}},
+            "regionalOptions": {"aws:us-east-1": {"applet": applet}},
         },
         token=alice,
     )["id"]
@@ -41,7 +41,7 @@ def world(live, dx_as, tmp_path):
     # 2.0.0: not published yet, so alice's alone.
     live.api(
         "/app/new",
-        {**body, "name": name, "version": "2.0.0", "regionalOptions": {"local": {"applet": applet}}},
+        {**body, "name": name, "version": "2.0.0", "regionalOptions": {"aws:us-east-1": {"applet": applet}}},
         token=alice,
     )
     live.api(f"/{app}/addAuthorizedUsers", {"authorizedUsers": ["user-bob"]}, token=alice)

@@ -25,7 +25,7 @@ def make_applet(client, project, name="hello"):
 
 
 def app_body(applet, name="hello", version="1.0.0", **extra):
-    return {"name": name, "version": version, "regionalOptions": {"local": {"applet": applet}}, **extra}
+    return {"name": name, "version": version, "regionalOptions": {"aws:us-east-1": {"applet": applet}}, **extra}
 
 
 def build(client, project, name="hello", version="1.0.0", **extra):
@@ -273,3 +273,13 @@ def test_an_app_as_a_workflow_stage(alice, bob, project):
     # Someone who may not run the app may not run the workflow either (once they can see it).
     alice.ok(f"/{project}/invite", {"invitee": "user-bob", "level": "CONTRIBUTE"})
     assert_error(bob.call(f"/{workflow}/run", {"project": project}), 404, "ResourceNotFound")
+
+
+def test_an_app_is_in_its_applets_region(alice, project):
+    applet = make_applet(alice, project)
+    status, error = alice.call(
+        "/app/new", {"name": "elsewhere", "version": "1.0.0", "regionalOptions": {"azure:westus": {"applet": applet}}}
+    )
+    assert status == 422 and "azure:westus" in error["error"]["message"]
+    app_id = alice.ok("/app/new", {"name": "here", "version": "1.0.0", "applet": applet})["id"]
+    assert list(alice.ok(f"/{app_id}/describe")["regionalOptions"]) == ["aws:us-east-1"]

@@ -75,7 +75,7 @@ def build_world(caller):
     w = World()
     project = alice.ok("/project/new", {"name": "built in"})["id"]
     applet = alice.ok("/applet/new", {"project": project, "name": "a", "runSpec": BASH})["id"]
-    w.regional = {"regionalOptions": {"local": {"applet": applet}}}
+    w.regional = {"regionalOptions": {"aws:us-east-1": {"applet": applet}}}
     w.published = alice.ok("/app/new", {"name": "hello", "version": "1.0.0", "categories": ["Reads"], **w.regional})[
         "id"
     ]
