@@ -297,6 +297,9 @@ def move(request, container, folder):
 @project_action(Level.CONTRIBUTE)
 def remove(request, container, folder):
     objects, folders = selection(request)
+    if any(actions.clean_folder(path) == "/" for path in folders):
+        # The API empties a project this way (removeFolder "/"); the page deletes what was selected in it.
+        raise InvalidInput("The root folder cannot be deleted: select the files and folders in it")
     if objects:
         actions.remove_objects(container, objects)
     for path in folders:

@@ -344,6 +344,13 @@ def test_deleting_files_and_whole_folders(alice, web, project, container):
     assert list(Folder.objects.filter(container=container).values_list("path", flat=True)) == ["/"]
 
 
+def test_the_page_does_not_delete_the_root_folder(alice, web, project, container):
+    keep = upload_via_api(alice, project, "keep.txt", b"k")
+    response = web.post(f"/projects/{project}/objects/remove/", {"folders": ["//"]})
+    assert flashes(web, response) == ["The root folder cannot be deleted: select the files and folders in it"]
+    assert Placement.objects.filter(obj_id=keep).exists()
+
+
 def test_a_failed_delete_changes_nothing(alice, web, project, container):
     keep = upload_via_api(alice, project, "keep.txt", b"k")
     response = web.post(f"/projects/{project}/objects/remove/", {"objects": [keep], "folders": ["/missing"]})
