@@ -10,6 +10,7 @@ import jobs.api  # noqa: F401  (registers the API methods)
 import jobs.apps.api  # noqa: F401
 import jobs.workflows.api  # noqa: F401
 import projects.api  # noqa: F401
+import projects.records  # noqa: F401
 from dxweb import api
 from dxweb.errors import ResourceNotFound
 from dxweb.middleware import wants_page, with_page_middleware
