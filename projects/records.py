@@ -56,13 +56,6 @@ def check_links(principal, details):
         raise InvalidInput(f'The object {missing[0]} linked from "details" could not be found')
 
 
-def _details(body, default=None):
-    value = body.get("details", default)
-    if value is not default and not isinstance(value, (dict, list)):
-        raise InvalidInput('"details" must be a JSON object or array', field="details")
-    return value
-
-
 def _initial(principal, body):
     """The metadata `initializeFrom` copies: {"id": record-x, "project": project-x}."""
     source = body.get("initializeFrom")
@@ -115,14 +108,16 @@ def record_close(principal, placement, body):
     return {"id": placement.obj_id}
 
 
-@object_method("setDetails", Level.UPLOAD, write=True)
-def object_set_details(principal, placement, body):
-    details = _details(body)
-    if details is None:
-        raise InvalidInput('Expected input to have property "details"', field="details")
-    check_links(principal, details)
-    actions.set_details(placement.obj, details)
+def object_set_details(principal, object_id, body):
+    """/<class>-x/setDetails: the whole input is the new details, as dxpy sends it (no project hint)."""
+    placement = access_object(principal, object_id, Level.UPLOAD)
+    check_links(principal, body)
+    actions.set_details(placement.obj, body)
     return {"id": placement.obj_id}
+
+
+for _cls in OBJECT_CLASSES:
+    api_method(_cls, "setDetails", write=True)(object_set_details)
 
 
 def _change_types(placement, body, add):

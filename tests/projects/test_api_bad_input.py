@@ -303,7 +303,7 @@ WRONG_TYPES = {
     "rename name int": lambda w: (f"/{w.closed}/rename", {"name": 5}),
     "rename name missing": lambda w: (f"/{w.closed}/rename", {}),
     "setVisibility string": lambda w: (f"/{w.closed}/setVisibility", {"hidden": "true"}),
-    "setDetails string": lambda w: (f"/{w.open}/setDetails", {"details": "d"}),
+    "setDetails bad link": lambda w: (f"/{w.open}/setDetails", {"d": {"$dnanexus_link": 5}}),
     "invite invitee int": lambda w: (f"/{w.project}/invite", {"invitee": 5, "level": "VIEW"}),
     "invite level int": lambda w: (f"/{w.project}/invite", {"invitee": "user-alice", "level": 4}),
     "invite level unknown": lambda w: (f"/{w.project}/invite", {"invitee": "user-alice", "level": "OWNER"}),

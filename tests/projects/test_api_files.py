@@ -157,12 +157,12 @@ def test_metadata_changes_show_in_describe(alice, project):
 
 def test_details_are_set_while_open_and_read_back_as_given(alice, project):
     file_id = alice.ok("/file/new", {"project": project, "name": "a"})["id"]
-    alice.ok(f"/{file_id}/setDetails", {"details": [{"a": 1}, "b"]})
-    assert alice.ok(f"/{file_id}/getDetails") == [{"a": 1}, "b"]
-    alice.ok(f"/{file_id}/setDetails", {"details": {"x": None}})
+    alice.ok(f"/{file_id}/setDetails", {"a": [{"a": 1}, "b"]})  # the whole input is the details, as dxpy sends
+    assert alice.ok(f"/{file_id}/getDetails") == {"a": [{"a": 1}, "b"]}
+    alice.ok(f"/{file_id}/setDetails", {"x": None})
     alice.ok(f"/{file_id}/close")
     assert alice.ok(f"/{file_id}/getDetails") == {"x": None}
-    assert_error(alice.call(f"/{file_id}/setDetails", {"details": {}}), 422, "InvalidState")
+    assert_error(alice.call(f"/{file_id}/setDetails", {}), 422, "InvalidState")
     assert alice.ok(f"/{file_id}/getDetails") == {"x": None}
 
 

@@ -70,19 +70,19 @@ def test_initialize_from_copies_another_record_and_the_body_wins(alice, world):
 
 def test_close_freezes_details_and_types(alice, world):
     record = new_record(alice, world.project, types=["A"])
-    assert alice.ok(f"/{record}/setDetails", {"details": [1, 2]}) == {"id": record}
+    assert alice.ok(f"/{record}/setDetails", {"a": [1, 2]}) == {"id": record}
     assert alice.ok(f"/{record}/addTypes", {"types": ["B", "A"]}) == {"id": record}
     assert alice.ok(f"/{record}/removeTypes", {"types": ["A"]}) == {"id": record}
     assert alice.ok(f"/{record}/describe")["types"] == ["B"]
     assert alice.ok(f"/{record}/close") == {"id": record}
     assert alice.ok(f"/{record}/close") == {"id": record}  # closing again changes nothing
     assert alice.ok(f"/{record}/describe")["state"] == "closed"
-    status, data = alice.call(f"/{record}/setDetails", {"details": {"x": 1}})
+    status, data = alice.call(f"/{record}/setDetails", {"x": 1})
     assert_error((status, data), 422, "InvalidState")
     assert "is not in the open state" in data["error"]["message"]
     assert_error(alice.call(f"/{record}/addTypes", {"types": ["C"]}), 422, "InvalidState")
     assert_error(alice.call(f"/{record}/removeTypes", {"types": ["B"]}), 422, "InvalidState")
-    assert alice.ok(f"/{record}/getDetails") == [1, 2]
+    assert alice.ok(f"/{record}/getDetails") == {"a": [1, 2]}
     # tags, properties, name and visibility still change on a closed record
     alice.ok(f"/{record}/addTags", {"tags": ["later"]})
     alice.ok(f"/{record}/rename", {"name": "renamed"})
@@ -91,7 +91,7 @@ def test_close_freezes_details_and_types(alice, world):
 
 def test_types_and_details_methods_serve_every_open_data_object_class(alice, world):
     assert alice.ok(f"/{world.open}/addTypes", {"types": ["Reads"]}) == {"id": world.open}
-    assert alice.ok(f"/{world.open}/setDetails", {"details": {"a": 1}}) == {"id": world.open}
+    assert alice.ok(f"/{world.open}/setDetails", {"a": 1}) == {"id": world.open}
     assert alice.ok(f"/{world.open}/getDetails") == {"a": 1}
     assert alice.ok(f"/{world.open}/describe")["types"] == ["Reads"]
     assert_error(alice.call(f"/{world.closed}/addTypes", {"types": ["Reads"]}), 422, "InvalidState")
@@ -120,9 +120,8 @@ def test_bad_record_new_input_is_refused_and_creates_nothing(alice, world, body)
 def test_bad_types_and_details_are_refused(alice, world):
     record = new_record(alice, world.project)
     for path, body in [
-        ("setDetails", {"details": "x"}),
-        ("setDetails", {}),
-        ("setDetails", {"details": {"$dnanexus_link": "record-000000000000000000000000"}}),
+        ("setDetails", {"x": {"$dnanexus_link": "record-000000000000000000000000"}}),
+        ("setDetails", {"x": {"$dnanexus_link": ["file-x"]}}),
         ("addTypes", {"types": "A"}),
         ("addTypes", {"types": [1]}),
         ("removeTypes", {}),
@@ -148,7 +147,7 @@ def test_a_link_to_an_object_the_caller_cannot_see_is_refused(alice, bob, world)
 ROUTES = [
     ("describe", {}, "VIEW"),
     ("getDetails", {}, "VIEW"),
-    ("setDetails", {"details": {"a": 1}}, "UPLOAD"),
+    ("setDetails", {"a": 1}, "UPLOAD"),
     ("addTypes", {"types": ["T"]}, "UPLOAD"),
     ("removeTypes", {"types": ["T"]}, "UPLOAD"),
     ("addTags", {"tags": ["t"]}, "CONTRIBUTE"),
