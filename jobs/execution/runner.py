@@ -24,7 +24,7 @@ from jobs.models import Job, State
 from jobs.ssh.gateway import Gateway
 from projects.models import now_ms
 
-from . import sandbox
+from . import assets, sandbox
 from .bash_vars import write_bash_vars
 from .sampler import Sampler
 
@@ -339,6 +339,8 @@ def _execute(job, token, workdir, writer, worker):
                 source="SYSTEM",
             )
         return _watch(job, proc, spec, workdir, writer), proc
+    except assets.AssetError as exc:  # the applet's assetDepends, not the platform: no traceback
+        return PlatformFailed(f"assetDepends: {exc}"), proc
     except Exception as exc:  # the platform failed, not the job's code
         log.exception("job %s failed in the runner", job.id)
         if proc is not None:
@@ -374,8 +376,9 @@ def _prepare(job, token, workdir):
             binds.append(sandbox.Bind(bash_vars_file, BASH_VARS))  # over the writable meta directory
             bash_vars_line = SOURCE_BASH_VARS
     template = BASH_WRAPPER if interpreter == "bash" else PYTHON_WRAPPER
+    prepare = "\n".join([*assets.stage(job, meta, META), _prepare_commands(job)])
     script = template.format(
-        prepare=_prepare_commands(job), meta=META, function=shlex.quote(job.function), bash_vars=bash_vars_line
+        prepare=prepare, meta=META, function=shlex.quote(job.function), bash_vars=bash_vars_line
     )
     return env, binds, script, warnings
 
