@@ -87,9 +87,14 @@ def stage(job, meta_dir, meta_mount):
     entries = (job.spec.get("runSpec") or {}).get("assetDepends") or []
     if not isinstance(entries, list):
         raise AssetError("runSpec.assetDepends must be an array")
+    # `dx build` also adds each asset's tarball to bundledDepends: that one is unpacked there already.
+    depends = (job.spec.get("runSpec") or {}).get("bundledDepends") or []
+    bundled = {_link_id(dep.get("id")) for dep in depends if isinstance(dep, dict)}
     lines = []
     for index, entry in enumerate(entries):
         bundle = _bundle_of(job.launched_by, _record_of(job.launched_by, entry))
+        if bundle.pk in bundled:
+            continue
         name = f"asset-{index}.tar.gz"
         _copy(bundle, meta_dir / name)
         path = shlex.quote(f"{meta_mount}/{name}")

@@ -54,6 +54,22 @@ SCRIPT = """
     print(json.dumps(results))
 """
 
+DXAPP = {
+    "name": "built_with_asset",
+    "dxapi": "1.0.0",
+    "inputSpec": [],
+    "outputSpec": [{"name": "greeting", "class": "string"}],
+    "runSpec": {
+        "interpreter": "bash",
+        "file": "src/code.sh",
+        "distribution": "Ubuntu",
+        "release": "24.04",
+        "version": "0",
+        "assetDepends": [{"name": "hello_asset", "project": "PROJECT", "folder": "/", "version": "0.0.1"}],
+    },
+}
+CODE = 'main() {\n  dx-jobutil-add-output greeting "$(cat /opt/hello_asset/hello.txt)" --class string\n}\n'
+
 
 def test_asset_depends_are_unpacked_before_the_code_runs_and_a_missing_one_fails_the_job(
     live_server_proc, tmp_path_factory
@@ -81,3 +97,14 @@ def test_asset_depends_are_unpacked_before_the_code_runs_and_a_missing_one_fails
         assert out[key]["state"] == "failed", (key, out[key])
         assert out[key]["failureReason"] == "ExecutionError"
         assert out[key]["failureMessage"].startswith("assetDepends: ") and words in out[key]["failureMessage"]
+
+    # dx build resolves the asset too (and adds its tarball to bundledDepends): the job sees it once
+    source = dx.workdir / "built_with_asset"
+    (source / "src").mkdir(parents=True)
+    (source / "src" / "code.sh").write_text(CODE)
+    spec = json.loads(json.dumps(DXAPP).replace("PROJECT", project))
+    (source / "dxapp.json").write_text(json.dumps(spec))
+    applet = json.loads(dx("build", str(source), "--destination", f"{project}:/", project=project).stdout)["id"]
+    job = dx("run", applet, "-y", "--brief", "--wait", project=project).stdout.strip().splitlines()[-1]
+    described = json.loads(dx("describe", job, "--json").stdout)
+    assert (described["state"], described["output"]) == ("done", {"greeting": "from the asset"}), described
