@@ -1,6 +1,7 @@
 """Records through the API: new, close, details with links, types, describe, find, and who may call what."""
 
 import pytest
+from django.urls import reverse
 
 from .api_helpers import assert_error, build_world, grant
 
@@ -221,3 +222,11 @@ def test_records_move_clone_and_remove_as_any_data_object(alice, bob, world):
     assert alice.ok(f"/{record}/describe")["project"] == other
     listed = alice.ok(f"/{other}/listFolder", {"describe": True})["objects"]
     assert [o["id"] for o in listed] == [record]
+
+
+def test_the_project_page_lists_a_record_and_its_page_opens(alice, web, world):
+    record = new_record(alice, world.project, name="sample-sheet", details={"a": 1}, types=["SampleSheet"])
+    listing = web.get(reverse("project", args=[world.project]))
+    assert listing.status_code == 200 and "sample-sheet" in listing.content.decode()
+    page = web.get(reverse("file", args=[world.project, record]))
+    assert page.status_code == 200 and "sample-sheet" in page.content.decode()
