@@ -71,6 +71,13 @@ def test_dx_record_commands(bench):
     assert "sheet" not in dx("ls", f"{bench.project}:/moved").stdout
     assert describe(dx, f"{other}:/sheet")["id"] == closed
 
+    copy = dx("new", "record", "copy", "--init", "/refs/hg38", "--tag", "t", "--visibility", "hidden", "--brief")
+    described = describe(dx, copy.stdout.strip())
+    assert (described["types"], described["tags"], described["hidden"]) == (["Genome", "Reference"], ["t"], True)
+    assert described["details"]["build"] == 38 and described["folder"] == "/"
+    hidden = dx("find", "data", "--class", "record", "--visibility", "hidden", "--brief").stdout.split()
+    assert [f.split(":")[-1] for f in hidden] == [described["id"]]
+
     bad = dx("new", "record", "bad", "--details", '"text"', check=False)
     assert bad.returncode != 0
 
