@@ -95,7 +95,7 @@ def _check_document(body, what):
             stack.extend((child, depth + 1) for child in children)
 
 
-def decode_json(raw, what="The request body"):
+def decode_json(raw, what="The request body", arrays=False):
     """Decode a JSON object, as every request is decoded (API bodies, websocket request frames).
 
     Anything else is a BadRequest (InvalidInput, 400): text that is not JSON or not UTF-8, NaN and
@@ -106,13 +106,13 @@ def decode_json(raw, what="The request body"):
         body = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise BadRequest(f"{what} is not valid JSON: {str(exc)[:200]}") from None
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) and not (arrays and isinstance(body, list)):
         raise BadRequest(f"{what} must be a JSON object")
     _check_document(body, what)
     return body
 
 
-def parse_body(request):
+def parse_body(request, arrays=False):
     try:
         raw = request.body
     except RequestDataTooBig:
@@ -121,7 +121,7 @@ def parse_body(request):
         ) from None
     if not raw.strip():
         return {}
-    return decode_json(raw)
+    return decode_json(raw, arrays=arrays)
 
 
 TOKEN = sql.Columns(ApiToken, "t")
@@ -240,7 +240,8 @@ def dispatch(request, resource, method):
         handler, object_id = resolve(resource, method)
         public = object_id is None and (resource, method) in PUBLIC_ROUTES
         principal = request if public else authenticate(request)
-        body = parse_body(request)
+        # setDetails takes the details themselves as its input, and details may be a JSON array.
+        body = parse_body(request, arrays=method == "setDetails")
         args = (principal, body) if object_id is None else (principal, object_id, body)
         route = f"/{resource}/{method}"
         if method in NONCE_METHODS:

@@ -583,12 +583,6 @@ def object_get_details(principal, placement, body):
     return placement.obj.details
 
 
-@object_method("setDetails", Level.UPLOAD, write=True)
-def object_set_details(principal, placement, body):
-    actions.set_details(placement.obj, get(body, "details", (dict, list)))
-    return {"id": placement.obj_id}
-
-
 @api_method("file", "new", write=True)
 def file_new(principal, body):
     container = access_container(principal, get(body, "project", str), Level.UPLOAD)

@@ -230,3 +230,12 @@ def test_the_project_page_lists_a_record_and_its_page_opens(alice, web, world):
     assert listing.status_code == 200 and "sample-sheet" in listing.content.decode()
     page = web.get(reverse("file", args=[world.project, record]))
     assert page.status_code == 200 and "sample-sheet" in page.content.decode()
+
+
+def test_details_may_be_an_array_set_as_the_whole_input(alice, world):
+    record = new_record(alice, world.project)
+    assert alice.ok(f"/{record}/setDetails", [1, {"a": 2}]) == {"id": record}
+    assert alice.ok(f"/{record}/getDetails") == [1, {"a": 2}]
+    # Only setDetails takes an array: other methods' input is an object.
+    status, answer = alice.call(f"/{record}/describe", [1])
+    assert status == 400 and answer["error"]["message"] == "The request body must be a JSON object"
