@@ -377,9 +377,7 @@ def _prepare(job, token, workdir):
             bash_vars_line = SOURCE_BASH_VARS
     template = BASH_WRAPPER if interpreter == "bash" else PYTHON_WRAPPER
     prepare = "\n".join([*assets.stage(job, meta, META), _prepare_commands(job)])
-    script = template.format(
-        prepare=prepare, meta=META, function=shlex.quote(job.function), bash_vars=bash_vars_line
-    )
+    script = template.format(prepare=prepare, meta=META, function=shlex.quote(job.function), bash_vars=bash_vars_line)
     return env, binds, script, warnings
 
 
