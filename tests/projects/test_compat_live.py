@@ -49,7 +49,17 @@ def test_a_wizard_applet_builds_runs_comes_back_with_dx_get_and_runs_again_alike
     dx("select", project)
     assert "aws:us-east-1" in dx("describe", f"{project}:").stdout
     (dx.workdir / "reads.txt").write_text(READS)
-    reads = dx("upload", str(dx.workdir / "reads.txt"), "--wait", "--brief").stdout.strip()
+    uploaded = dx("upload", str(dx.workdir / "reads.txt"), "--wait", "--brief").stdout.strip()
+    # A sample sheet as pipelines keep one: a closed record whose details link to the reads; the runs
+    # below take their input from it.
+    sheet = {"sample_A": {"reads": {"$dnanexus_link": uploaded}}}
+    record = dx(
+        "new", "record", "samples", "--type", "SampleSheet", "--details", json.dumps(sheet), "--close", "--brief"
+    ).stdout.strip()
+    assert json.loads(dx("describe", record, "--json").stdout)["links"] == [uploaded]
+    details = json.loads(dx("get_details", "samples").stdout)
+    reads = details["sample_A"]["reads"]["$dnanexus_link"]
+    assert reads == uploaded
 
     app = wizard(dx)
     spec = json.loads((app / "dxapp.json").read_text())
