@@ -148,6 +148,27 @@ def applet_new(request, project_id):
 # Launching -----------------------------------------------------------------------------
 
 
+def launched(request, form, run, source=None, page="job"):
+    """The launch forms' one flow (applets, apps, workflows). A GET fills the form from `source` (a job:
+    ?from=) or from the query; a valid POST runs `run(form)` and lands on the new execution's `page`.
+    Returns that redirect, or None: the form is shown again, with its errors."""
+    if request.method != "POST":
+        if source is not None:
+            form.prefill(source)
+        else:
+            form.prefill_query(request.GET)
+        return None
+    if not form.is_valid():
+        return None
+    try:
+        execution = run(form)
+    except DXError as err:
+        form.add_action_error(err)
+        return None
+    messages.success(request, f"Launched {execution.name} ({execution.pk})")
+    return redirect(page, execution.pk)
+
+
 @login_required
 def launch(request, project_id, applet_id):
     """The run form of one applet (pinned to its ID); ?from=<job> starts from that job's launch."""
@@ -163,18 +184,14 @@ def launch(request, project_id, applet_id):
         project=container.pk,
     )
     source = job_for(request, request.GET["from"]) if request.GET.get("from") else None
-    if source is not None and request.method != "POST":
-        form.prefill(source)
-    elif request.method != "POST":
-        form.prefill_query(request.GET)
-    if request.method == "POST" and form.is_valid():
-        try:
-            job = actions.run_applet(principal(request), placement, form.body(container.pk, placement.obj_id))
-        except DXError as err:
-            form.add_action_error(err)
-        else:
-            messages.success(request, f"Launched {job.name} ({job.id})")
-            return redirect("job", job.id)
+    done = launched(
+        request,
+        form,
+        lambda form: actions.run_applet(principal(request), placement, form.body(container.pk, placement.obj_id)),
+        source,
+    )
+    if done is not None:
+        return done
     return render(
         request,
         "jobs/launch.html",

@@ -18,6 +18,7 @@ from projects.models import Level
 from projects.views import principal
 
 from ..permissions import access_job
+from ..views import launched
 from . import actions
 from .forms import AppLaunchForm, PrincipalsForm, PublishForm
 
@@ -177,18 +178,14 @@ def app_launch(request, name, version):
         project=request.GET.get("project") if request.method != "POST" else None,
     )
     source = access_job(who, request.GET["from"]) if request.GET.get("from") else None
-    if source is not None and request.method != "POST":
-        form.prefill(source)
-    elif request.method != "POST":
-        form.prefill_query(request.GET)
-    if request.method == "POST" and form.is_valid():
-        try:
-            job = actions.run_app(who, found, form.body(form.cleaned_data["project"], app["id"]))
-        except DXError as err:
-            form.add_action_error(err)
-        else:
-            messages.success(request, f"Launched {job.name} ({job.id})")
-            return redirect("job", job.id)
+    done = launched(
+        request,
+        form,
+        lambda form: actions.run_app(who, found, form.body(form.cleaned_data["project"], app["id"])),
+        source,
+    )
+    if done is not None:
+        return done
     return render(
         request,
         "jobs/apps/launch.html",

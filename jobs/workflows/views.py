@@ -17,7 +17,7 @@ from projects.views import placement_in, principal, project_for
 
 from ..models import Analysis
 from ..permissions import access_analysis
-from ..views import io_rows
+from ..views import io_rows, launched
 from . import analyses, editing, graph
 from . import stages as st
 from .forms import (
@@ -228,16 +228,14 @@ def workflow_launch(request, project_id, workflow_id):
         project=container.pk,
     )
     form.fields["folder"].initial = placement.obj.spec.get("outputFolder") or "/"
-    if request.method != "POST":
-        form.prefill_query(request.GET)
-    if request.method == "POST" and form.is_valid():
-        try:
-            analysis = analyses.run_workflow(principal(request), placement, form.body(container.pk, placement.obj_id))
-        except DXError as err:
-            form.add_action_error(err)
-        else:
-            messages.success(request, f"Launched {analysis.name} ({analysis.pk})")
-            return redirect("analysis", analysis.pk)
+    done = launched(
+        request,
+        form,
+        lambda form: analyses.run_workflow(principal(request), placement, form.body(container.pk, placement.obj_id)),
+        page="analysis",
+    )
+    if done is not None:
+        return done
     stages = placement.obj.spec["stages"]
     return render(
         request,
