@@ -92,7 +92,8 @@ def test_dxpy_new_dxrecord_round_trip(bench):
         rec.set_details({"f": dxpy.dxlink(genome, dxpy.PROJECT_CONTEXT_ID)})
         copy = dxpy.new_dxrecord(init_from=rec, name="copy", close=True)
         rec.close()
-        found = [r["id"] for r in dxpy.find_data_objects(classname="record", typename="SampleSheet")]
+        here = dxpy.find_data_objects(classname="record", typename="SampleSheet", project=dxpy.PROJECT_CONTEXT_ID)
+        found = [r["id"] for r in here]
         print(json.dumps({"rec": rec.describe(), "copy": copy.describe(), "details": copy.get_details(),
                           "found": found, "closed": rec._get_state()}))
     """
