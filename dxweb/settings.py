@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import socket
 import tempfile
 from pathlib import Path
 
@@ -252,6 +253,15 @@ DXWEB_GETLOG_MAX_LINES = env.int("DXWEB_GETLOG_MAX_LINES", default=10000)
 DXWEB_LEASE_SECONDS = env.int("DXWEB_LEASE_SECONDS", default=30)
 DXWEB_HEARTBEAT_SECONDS = env.float("DXWEB_HEARTBEAT_SECONDS", default=2.0)
 DXWEB_MAX_TRIES = env.int("DXWEB_MAX_TRIES", default=2)
+# This worker host (docs/scaling.md): its name, unique among the hosts sharing a database (two
+# workers of one machine in different namespaces need their own), and its capacity: the cores and
+# memory its jobs' instance types may take at once. 0 detects them (the CPUs this process may run
+# on, the machine's memory); a setting overrides what was detected.
+DXWEB_WORKER_NAME = env.str("DXWEB_WORKER_NAME", default="") or socket.gethostname()
+DXWEB_WORKER_CORES = env.int("DXWEB_WORKER_CORES", default=0)
+DXWEB_WORKER_MEMORY_MB = env.int("DXWEB_WORKER_MEMORY_MB", default=0)
+# A lane runs at most this many jobs in a row before it hands its turn back to the queue.
+DXWEB_WORKER_RUNS_PER_WAKEUP = env.int("DXWEB_WORKER_RUNS_PER_WAKEUP", default=100)
 # How often a log stream re-reads the store when no notification came: short in the
 # embedded mode (the worker's notifications cannot cross processes), a safety net with Redis.
 DXWEB_LOG_POLL_SECONDS = env.float("DXWEB_LOG_POLL_SECONDS", default=2.0 if REDIS_URL else 0.1)

@@ -1,6 +1,7 @@
 """State changes on jobs: launching, resolving references, finishing, failing and terminating.
 
-Nothing else writes Job.state: every change goes through transition().
+Nothing else writes Job.state: every change goes through transition(), except a claim's own swap
+(runnable -> running in _take), which is that transition with the token and the try in one statement.
 """
 
 import logging
@@ -15,7 +16,7 @@ from projects import actions as project_actions
 from projects.models import ApiToken, Container, DataObject, Level, Placement, now_ms
 from projects.permissions import access_container, access_object, job_scopes, launch_cap
 
-from . import dispatch, notifications
+from . import dispatch, notifications, scheduler
 from .logs.store import notify_state
 from .models import (
     DEBUG_REASONS,
@@ -518,14 +519,7 @@ def app_resources(job):
 
 
 def claim(job_id, worker):
-    """Take a runnable job for `worker`; return (job, its new token) or None if someone else has it.
-
-    `job.tries` identifies this claim: pass {"tries": job.tries} as `only_if` to record its result.
-
-    The token exists only while the job runs: CONTRIBUTE on the workspace and, on the
-    project, the applet's access.project level (VIEW by default) capped by the launcher's, and
-    by the launching job's token when a job launched it (see job_scopes).
-    """
+    """Take the runnable job `job_id` for `worker`; return (job, its new token) or None if someone else has it."""
     job = (
         Job.objects.select_related("project", "workspace", "launched_by")
         .filter(pk=job_id, state=State.RUNNABLE)
@@ -533,28 +527,59 @@ def claim(job_id, worker):
     )
     if job is None:
         return None
+    with transaction.atomic():
+        return _take(job, worker)
+
+
+def claim_next(worker, host, cap, queryset=None):
+    """Take the runnable job this worker host should run next (jobs/scheduler.py); return (job, its
+    new token), or None when no runnable job fits what the host has free.
+
+    Each attempt is one transaction: the host's lock, the choice, the token and the swap. Another host
+    may win the swap for the same job; the loser chooses again.
+    """
+    for _ in range(5):
+        with transaction.atomic():
+            job = scheduler.pick(host, cap, queryset)
+            if job is None:
+                return None
+            taken = _take(job, worker)
+            if taken is not None:
+                return taken
+    return None
+
+
+def _take(job, worker):
+    """Inside a transaction: swap the runnable `job` to running for `worker` with a new token; return
+    (job, token) or None (rolling the transaction back) if it was no longer runnable.
+
+    `job.tries` identifies this claim: pass {"tries": job.tries} as `only_if` to record its result
+    (`tries` is the lease's generation, which the runner's heartbeats and results are fenced on).
+
+    The token exists only while the job runs: CONTRIBUTE on the workspace and, on the
+    project, the applet's access.project level (VIEW by default) capped by the launcher's, and
+    by the launching job's token when a job launched it (see job_scopes).
+    """
     wanted = Level.parse(job.spec.get("access", {}).get("project", "VIEW")) or Level.VIEW
     scopes = job_scopes(job.launched_by, job.project_id, job.workspace_id, wanted, job.launcher_scopes)
     resources = app_resources(job)
     if resources:  # an app's job reads its resources container (DX_RESOURCES_ID)
         scopes.setdefault(resources, int(Level.VIEW))
-    # One write transaction: the token, and the swap that takes the job and counts the try (`tries`
-    # is the lease's generation, which the runner's heartbeats and results are fenced on). A lost
-    # race leaves no token behind.
-    with transaction.atomic():
-        token, raw = ApiToken.issue(job.launched_by, f"job token for {job.id}", scopes=scopes, job_id=job.id)
-        if not transition(
-            job_id,
-            State.RUNNING,
-            expected=[State.RUNNABLE],
-            worker=worker,
-            heartbeat=now_ms(),
-            tries=models.F("tries") + 1,
-            token=token,
-        ):
-            transaction.set_rollback(True)
-            return None
-    job.refresh_from_db(fields=["state", "tries", "token", "worker", "heartbeat", "started_running", "modified"])
+    token, raw = ApiToken.issue(job.launched_by, f"job token for {job.id}", scopes=scopes, job_id=job.id)
+    now = now_ms()
+    fields = {"state": State.RUNNING, "worker": worker, "heartbeat": now, "tries": job.tries + 1, "token": token}
+    fields["modified"] = now
+    if job.started_running is None:
+        fields["started_running"] = now
+    # The swap: only if nobody took the job (nor another try came and went) since it was read.
+    if not Job.objects.filter(pk=job.pk, state=State.RUNNABLE, tries=job.tries).update(**fields):
+        transaction.set_rollback(True)  # a lost race leaves no token behind
+        return None
+    JobTransition.objects.create(job_id=job.pk, old_state=State.RUNNABLE, new_state=State.RUNNING, set_at=now)
+    scheduler.served(job.launched_by_id, now)
+    transaction.on_commit(lambda: notify_state(job.project_id, job.launched_by_id))
+    for name, value in fields.items():
+        setattr(job, name, value)
     return job, raw
 
 

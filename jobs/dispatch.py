@@ -11,6 +11,11 @@ def run_job(job_id):
     app.send_task("jobs.run_job", args=[job_id])
 
 
+def wake():
+    """Wake a worker to claim whatever runnable job its host should run next."""
+    app.send_task("jobs.run_job", args=[None])
+
+
 def email_job_ended(notification_id):
     """Have a worker email a job's launcher that the job ended."""
     app.send_task("jobs.email_job_ended", args=[notification_id])

@@ -120,6 +120,8 @@ class Job(models.Model):
                 name="jobs_job_launcher_list_idx",
             ),
             models.Index(fields=["state"]),
+            # Claims (jobs/scheduler.py): the runnable jobs of one launcher and priority, oldest first.
+            models.Index(fields=["state", "launched_by", "priority", "created"], name="jobs_job_claim_idx"),
         ]
 
     def __str__(self):
@@ -128,6 +130,33 @@ class Job(models.Model):
     @property
     def is_final(self):
         return self.state in FINAL_STATES
+
+
+class WorkerHost(models.Model):
+    """A worker host: its capacity, which its jobs' instance types share, and when it was last heard
+    of (jobs/scheduler.py). A claim locks its host's row, so one host's lanes claim one at a time."""
+
+    name = models.CharField(max_length=255, primary_key=True)
+    cores = models.PositiveIntegerField()
+    memory_mb = models.PositiveIntegerField()
+    lanes = models.PositiveIntegerField(default=0)
+    ssh_host = models.CharField(max_length=255, blank=True, default="")
+    started = models.BigIntegerField(default=now_ms)
+    heartbeat = models.BigIntegerField(default=now_ms)
+
+    def __str__(self):
+        return self.name
+
+
+class LauncherShare(models.Model):
+    """When a launcher's job was last claimed: between launchers with as many jobs running, claims go
+    to the one served longest ago (jobs/scheduler.py), so that they take turns."""
+
+    user = models.OneToOneField(User, primary_key=True, on_delete=models.CASCADE, related_name="launcher_share")
+    last_claim = models.BigIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.user_id}: {self.last_claim}"
 
 
 class JobTransition(models.Model):

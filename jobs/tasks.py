@@ -5,12 +5,14 @@ a worker loads it.
 """
 
 import logging
-import socket
+import threading
 
 from celery import shared_task, signals
+from django.conf import settings
 
+from . import scheduler
 from .ending import reap as do_reap
-from .execution.runner import run
+from .execution.runner import work
 from .execution.sandbox import SandboxError, check_worker
 from .notifications import send_email
 
@@ -29,10 +31,20 @@ def check_the_sandbox(**kwargs):
         log.warning("%s", notice)
 
 
+@signals.worker_ready.connect
+def register_the_host(sender=None, **kwargs):
+    """Say this host is here, with its capacity and lanes, and go on saying so while it runs."""
+    lanes = getattr(getattr(sender, "pool", None), "limit", 0) or 0
+    cap = scheduler.capacity()
+    log.info("worker host %s: %s, %s lanes", settings.DXWEB_WORKER_NAME, cap, lanes)
+    threading.Thread(target=scheduler.beat, args=(settings.DXWEB_WORKER_NAME, cap, lanes), daemon=True).start()
+
+
 @shared_task(name="jobs.run_job", acks_late=True)
-def run_job(job_id):
-    """Claim and run a runnable job; a duplicate delivery finds it claimed and returns."""
-    run(job_id, f"{socket.gethostname()}:{run_job.request.hostname or ''}")
+def run_job(job_id=None):
+    """A wake-up: claim and run what this host should run next (not necessarily `job_id`, the job
+    whose launch sent it), until nothing fits; a spare wake-up finds nothing and returns."""
+    work(f"{settings.DXWEB_WORKER_NAME}:{run_job.request.hostname or ''}")
 
 
 @shared_task(name="jobs.email_job_ended", autoretry_for=(OSError,), retry_backoff=30, max_retries=5)

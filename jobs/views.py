@@ -23,7 +23,7 @@ from projects.models import Container, DataObject, Level, Placement, now_ms
 from projects.permissions import Principal
 from projects.views import PAGE_SIZE, placement_in, principal, project_for
 
-from . import actions
+from . import actions, scheduler
 from . import notifications as job_notifications
 from . import permissions as job_permissions
 from .apps import actions as app_actions
@@ -307,7 +307,7 @@ def io_rows(request, job, values, spec):
 def waiting_reason(job):
     """Say what a job that has not started (or not finished) is waiting for."""
     if job.state == State.RUNNABLE:
-        return "Waiting for a free worker"
+        return scheduler.waiting_for(job)
     if job.state == State.IDLE:
         return "Being scheduled"
     stage = {State.WAITING_ON_INPUT: JobDependency.INPUT, State.WAITING_ON_OUTPUT: JobDependency.OUTPUT}.get(job.state)

@@ -66,6 +66,11 @@ class LiveServer:
             # Its own Celery queue and channel-layer keys: servers of one run share a Redis in the
             # scaled-out pass, and a session-wide server's worker must not take another's jobs.
             "DXWEB_NAMESPACE": f"dxweb-live-{secrets.token_hex(4)}",
+            # The session-wide server runs many tests' jobs at once, debug holds among them: a capacity
+            # of its own, not this machine's two cores, so that none waits for another test's job
+            # (tests of capacity set theirs).
+            "DXWEB_WORKER_CORES": "64",
+            "DXWEB_WORKER_MEMORY_MB": str(512 * 1024),
             # The usual instance types, and one with a small disk for the disk limit's tests.
             "DXWEB_INSTANCE_TYPES": json.dumps(
                 {**settings.DXWEB_INSTANCE_TYPES, "test_small_disk": {"cpus": 1, "memory_mb": 1024, "disk_mb": 64}}

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.db import close_old_connections
 
-from jobs import actions
+from jobs import actions, dispatch, scheduler
 from jobs.logs.store import SYSLOG_LEVELS, LogWriter
 from jobs.models import Job, State
 from jobs.ssh.gateway import Gateway
@@ -286,9 +286,39 @@ def run(job_id, worker):
     """Claim `job_id` for this worker and run it to the end; return quietly if another worker has it."""
     close_old_connections()
     claimed = actions.claim(job_id, worker)
-    if claimed is None:
-        return
-    job, token = claimed
+    if claimed is not None:
+        run_claimed(*claimed, worker)
+    close_old_connections()
+
+
+def work(worker, host=None, cap=None, limit=None):
+    """A lane's turn (one Celery wake-up): run the job this host should take next, then the next,
+    until none fits what the host has free (jobs/scheduler.py); return how many ran.
+
+    A wake-up may so run another job than the one whose launch sent it, and a wake-up that finds
+    nothing to do ends at once: wake-ups only say that there may be work. Going on after a job
+    ends is what lets a job that waited for room (its wake-up found the host full) start when the
+    room is made, without a message.
+    """
+    host = host or settings.DXWEB_WORKER_NAME
+    cap = cap or scheduler.capacity()
+    limit = limit or settings.DXWEB_WORKER_RUNS_PER_WAKEUP
+    ran = 0
+    while ran < limit:
+        close_old_connections()
+        claimed = actions.claim_next(worker, host, cap)
+        if claimed is None:
+            break
+        run_claimed(*claimed, worker)
+        ran += 1
+    else:  # the lane gives its turn back: what is left is for the next wake-up (sent now)
+        dispatch.wake()
+    close_old_connections()
+    return ran
+
+
+def run_claimed(job, token, worker):
+    """Run a job this worker has just claimed (with its new token) to the end and record how it ended."""
     # Fenced on this claim: once the job is another try's, this one's lines are refused.
     writer = LogWriter(job.id, claim=(job.tries, job.worker))
     workdir = job_dir(job.id)
@@ -311,7 +341,6 @@ def run(job_id, worker):
     # later try of the job has taken over the directory.
     if held:
         _remove_soon(workdir)
-    close_old_connections()
 
 
 def _execute(job, token, workdir, writer, worker):

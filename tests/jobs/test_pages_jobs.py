@@ -331,7 +331,7 @@ def test_the_job_page_shows_links_waiting_reasons_and_the_log(world):
     job = world["job"]
     html = client(world, "viewer").get(urls(world)["job"]).content.decode()
     assert f"/projects/{world['project'].pk}/files/{world['reads'].obj_id}/download/" in html
-    assert "Waiting for a free worker" in html and 'id="terminate"' not in html
+    assert "Waiting for a worker with 2 cores / 3.7 GiB free" in html and 'id="terminate"' not in html
     other = actions.run_applet(
         Principal.of(world["users"]["alice"]),
         world["applet"],

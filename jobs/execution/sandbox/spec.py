@@ -78,9 +78,12 @@ def instance_limits(name=None):
 
 def fit_to_host(spec, host_cpus=None, host_memory_mb=None):
     """Return the spec with no more CPUs and memory than this worker has, and a sentence saying what
-    was cut (None when nothing was). The host's figures default to this machine's."""
-    host_cpus = host.cpu_count() if host_cpus is None else host_cpus
-    host_memory_mb = host.memory_mb() if host_memory_mb is None else host_memory_mb
+    was cut (None when nothing was). The host's figures default to this worker host's capacity: this
+    machine's, unless DXWEB_WORKER_CORES / DXWEB_WORKER_MEMORY_MB say otherwise (jobs/scheduler.py)."""
+    if host_cpus is None:
+        host_cpus = settings.DXWEB_WORKER_CORES or host.cpu_count()
+    if host_memory_mb is None:
+        host_memory_mb = settings.DXWEB_WORKER_MEMORY_MB or host.memory_mb()
     cpus = min(spec.cpus, host_cpus) if spec.cpus and host_cpus else spec.cpus
     memory_mb = min(spec.memory_mb, host_memory_mb) if spec.memory_mb and host_memory_mb else spec.memory_mb
     cut = []  # (asked, given)

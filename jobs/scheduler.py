@@ -1,0 +1,211 @@
+"""Which runnable job a worker host takes next: capacity first, then priority, then fair share.
+
+A worker host (WorkerHost) has a capacity: the cores and memory its jobs' instance types may take at
+once, detected (the CPUs the worker may run on, the machine's memory) unless DXWEB_WORKER_CORES /
+DXWEB_WORKER_MEMORY_MB say otherwise. A host claims a runnable job only while the job's instance type
+fits what the host's unfinished jobs leave free. A type larger than every live host runs on an idle
+host, alone, capped to it (the sandbox caps its limits and says so in its log).
+
+Among the jobs that fit, a claim takes:
+1. the highest `priority` (high, normal, low);
+2. then the launcher with the fewest jobs running anywhere, and between those with as many, the one
+   whose job was claimed longest ago (LauncherShare): claims interleave launchers, so a small job
+   waits about one running job's length behind another user's burst, not the whole burst;
+3. then that launcher's oldest job.
+
+`pick` runs inside the claim's transaction. Its first statement renews the host's row, which locks
+it (PostgreSQL's row lock; SQLite's IMMEDIATE transactions lock the database), so one host's lanes
+claim one at a time and never both take the last free cores. Hosts race for the same job only in
+the compare-and-swap that takes it (jobs.actions.claim_next), which the loser retries.
+"""
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.db.models import Min
+
+from projects.models import now_ms
+
+from .execution.sandbox import host as host_facts
+from .models import Job, LauncherShare, State, WorkerHost
+
+log = logging.getLogger(__name__)
+
+# What holds a host's capacity: a job whose sandbox is alive (a held job keeps its sandbox).
+ACTIVE = (State.RUNNING, State.DEBUG_HOLD, State.TERMINATING)
+PRIORITY_ORDER = {"high": 0, "normal": 1, "low": 2}
+# How often an idle worker says it is alive (claims also do), and how long after the last time it
+# still counts as a live host.
+HOST_BEAT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cores: int
+    memory_mb: int
+
+    def fits(self, need):
+        return need.cores <= self.cores and need.memory_mb <= self.memory_mb
+
+    def minus(self, need):
+        return Capacity(self.cores - need.cores, self.memory_mb - need.memory_mb)
+
+    def capped(self, need):
+        """`need` cut to this capacity (what a host gives a type larger than itself)."""
+        return Capacity(min(need.cores, self.cores), min(need.memory_mb, self.memory_mb))
+
+    def __str__(self):
+        return f"{self.cores} cores / {gib(self.memory_mb)} GiB"
+
+
+def gib(memory_mb):
+    return f"{memory_mb / 1024:.1f}".removesuffix(".0")
+
+
+def capacity():
+    """This worker host's capacity: detected, or the settings' override."""
+    cores = settings.DXWEB_WORKER_CORES or host_facts.cpu_count()
+    memory_mb = settings.DXWEB_WORKER_MEMORY_MB or host_facts.memory_mb() or 1024
+    return Capacity(int(cores), int(memory_mb))
+
+
+def need(instance_type):
+    """The cores and memory an instance type asks for (the default type's for an unknown name)."""
+    table = settings.DXWEB_INSTANCE_TYPES
+    entry = table.get(instance_type) or table[settings.DXWEB_DEFAULT_INSTANCE_TYPE]
+    return Capacity(int(entry["cpus"]), int(entry["memory_mb"]))
+
+
+def live_since(now=None):
+    """Hosts heard of after this time (ms) count as live."""
+    now = now or now_ms()
+    return now - max(settings.DXWEB_LEASE_SECONDS, 3 * HOST_BEAT_SECONDS) * 1000
+
+
+def register(name, cap, lanes=0, ssh_host=""):
+    """Record a worker host (at its start, and again as it beats)."""
+    WorkerHost.objects.update_or_create(
+        pk=name,
+        defaults={
+            "cores": cap.cores,
+            "memory_mb": cap.memory_mb,
+            "lanes": lanes,
+            "ssh_host": ssh_host,
+            "heartbeat": now_ms(),
+        },
+        create_defaults={
+            "cores": cap.cores,
+            "memory_mb": cap.memory_mb,
+            "lanes": lanes,
+            "ssh_host": ssh_host,
+            "started": now_ms(),
+        },
+    )
+
+
+def beat(name, cap, lanes, stop=None):
+    """Keep registering this host every HOST_BEAT_SECONDS (a worker's thread), until `stop` is set."""
+    stop = stop or threading.Event()
+    while True:
+        try:
+            register(name, cap, lanes, ssh_host=settings.DXWEB_SSH_HOST or settings.DXWEB_SSH_BIND)
+        except DatabaseError:
+            log.warning("worker host %s could not renew its registration", name, exc_info=True)
+        finally:
+            close_old_connections()
+        if stop.wait(HOST_BEAT_SECONDS):
+            return
+
+
+def host_of(worker):
+    """The host name in a job's `worker` ("<host>:<celery node>")."""
+    return worker.split(":", 1)[0]
+
+
+def _renew(name, cap, now):
+    """Renew (and so lock) this host's row, making it if it is new."""
+    if not WorkerHost.objects.filter(pk=name).update(heartbeat=now, cores=cap.cores, memory_mb=cap.memory_mb):
+        WorkerHost.objects.create(name=name, cores=cap.cores, memory_mb=cap.memory_mb, heartbeat=now, started=now)
+
+
+def _oversize(cap, now):
+    """The instance types no live host can hold whole (this one counted): they run capped, alone."""
+    biggest = [cap]
+    for cores, memory_mb in WorkerHost.objects.filter(heartbeat__gte=live_since(now)).values_list("cores", "memory_mb"):
+        biggest.append(Capacity(cores, memory_mb))
+    return [name for name in settings.DXWEB_INSTANCE_TYPES if not any(c.fits(need(name)) for c in biggest)]
+
+
+def pick(name, cap, queryset=None):
+    """Inside a transaction: the runnable job host `name` (of capacity `cap`) should take next, or None.
+
+    `queryset` narrows the candidates (tests; the default is every job)."""
+    now = now_ms()
+    _renew(name, cap, now)
+    free, here, running = cap, 0, Counter()
+    for launcher, instance_type, worker in Job.objects.filter(state__in=ACTIVE).values_list(
+        "launched_by_id", "instance_type", "worker"
+    ):
+        running[launcher] += 1
+        if host_of(worker) == name:
+            here += 1
+            free = free.minus(cap.capped(need(instance_type)))
+    types = [t for t in settings.DXWEB_INSTANCE_TYPES if free.fits(need(t))]
+    if here == 0:
+        types += _oversize(cap, now)
+    if not types:
+        return None
+    if settings.DXWEB_DEFAULT_INSTANCE_TYPE in types:
+        types.append("")  # jobs made before every job named its type run as the default type
+    candidates = (queryset if queryset is not None else Job.objects.all()).filter(
+        state=State.RUNNABLE, instance_type__in=types
+    )
+    groups = (
+        candidates.values("launched_by_id", "priority", "launched_by__launcher_share__last_claim")
+        .annotate(oldest=Min("created"))
+        .order_by()
+    )
+    best = min(
+        groups,
+        key=lambda g: (
+            PRIORITY_ORDER.get(g["priority"], 1),
+            running[g["launched_by_id"]],
+            g["launched_by__launcher_share__last_claim"] or 0,
+            g["oldest"],
+        ),
+        default=None,
+    )
+    if best is None:
+        return None
+    return (
+        candidates.filter(launched_by_id=best["launched_by_id"], priority=best["priority"])
+        .select_related("project", "workspace", "launched_by")
+        .order_by("created", "id")
+        .first()
+    )
+
+
+def served(launcher_id, now):
+    """Record a claim of the launcher's job (inside the claim's transaction)."""
+    if not LauncherShare.objects.filter(pk=launcher_id).update(last_claim=now):
+        LauncherShare.objects.create(user_id=launcher_id, last_claim=now)
+
+
+def waiting_for(job):
+    """What a runnable job waits for, for its page: a worker with room for its instance type."""
+    wanted = need(job.instance_type)
+    hosts = list(WorkerHost.objects.filter(heartbeat__gte=live_since()).values_list("cores", "memory_mb"))
+    if not hosts:
+        return f"Waiting for a worker with {wanted} free (no worker host is running)"
+    biggest = Capacity(max(c for c, _ in hosts), max(m for _, m in hosts))
+    if not any(Capacity(c, m).fits(wanted) for c, m in hosts):
+        capped = biggest.capped(wanted)
+        return (
+            f"Waiting for a worker with {capped} free: {job.instance_type} ({wanted}) is larger than any "
+            f"worker host, so it will run alone on one, capped to it"
+        )
+    return f"Waiting for a worker with {wanted} free"
