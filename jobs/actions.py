@@ -40,16 +40,21 @@ class TransitionError(Exception):
     """A state change the transitions table does not allow."""
 
 
-def transition(job_id, new_state, expected=None, only_if=None, **fields):
+def transition(job_id, new_state, expected=None, only_if=None, where=None, known=None, **fields):
     """Move a job to `new_state` by compare-and-swap; return True if this call made the change.
 
     `expected` narrows the states it may leave. False means the job was not in
     such a state (another worker or request won); a change the table forbids
     from the current state also returns False, so racing callers need no locks.
     `only_if` adds Job lookups to the swap's condition: the lease a runner holds
-    ({"tries": n}), or a reaper's "the lease is still lapsed".
+    ({"tries": n}), or a reaper's "the lease is still lapsed"; `where`, an expression.
+
+    `known`, the Job as its caller read it in the one state `expected` names (the runner's), spares
+    the read before the swap: if the job moved since, the swap misses and the read comes after all.
+    The Job is then updated in place.
     """
     only_if = only_if or {}
+    conditions = [where] if where is not None else []
     new_state = State(new_state)
     sources = {s for s, targets in TRANSITIONS.items() if new_state in targets}
     if expected is not None:
@@ -57,30 +62,42 @@ def transition(job_id, new_state, expected=None, only_if=None, **fields):
         if unknown:
             raise TransitionError(f"{', '.join(sorted(unknown))} -> {new_state} is not an allowed transition")
         sources = {State(s) for s in expected}
+    trusted = known if known is not None and len(sources) == 1 else None
     while True:
-        row = (
-            Job.objects.filter(pk=job_id, **only_if)
-            .values_list("state", "started_running", "project_id", "launched_by_id")
-            .first()
-        )
-        if row is None or row[0] not in sources:
-            return False
-        current, started, project_id, launcher_id = row
+        if trusted is not None:
+            row = (next(iter(sources)), known.started_running, known.project_id, known.launched_by_id, known.token_id)
+            trusted = None
+        else:
+            row = (
+                Job.objects.filter(*conditions, pk=job_id, **only_if)
+                .values_list("state", "started_running", "project_id", "launched_by_id", "token_id")
+                .first()
+            )
+            if row is None or row[0] not in sources:
+                return False
+        current, started, project_id, launcher_id, token_id = row
         now = now_ms()
         updates = {"state": new_state, "modified": now, **fields}
         if new_state == State.RUNNING and started is None:
             updates.setdefault("started_running", now)
-        if new_state in FINAL_STATES and started is not None:
-            updates.setdefault("stopped_running", now)
+        if new_state in FINAL_STATES:
+            updates["token"] = None  # revoked below, in the same transaction
+            if started is not None:
+                updates.setdefault("stopped_running", now)
         # No savepoint inside a caller's transaction (two round trips): an error here ends that
         # whole transaction anyway, as nothing catches it to go on.
         with transaction.atomic(savepoint=False):
-            if Job.objects.filter(pk=job_id, state=current, **only_if).update(**updates) == 1:
+            if Job.objects.filter(*conditions, pk=job_id, state=current, **only_if).update(**updates) == 1:
                 JobTransition.objects.create(job_id=job_id, old_state=current, new_state=new_state, set_at=now)
                 # Job lists and job pages re-read states when told; they also poll, for other processes.
                 transaction.on_commit(lambda p=project_id, u=launcher_id: notify_state(p, u))
+                if known is not None and not any(hasattr(v, "resolve_expression") for v in updates.values()):
+                    for name, value in updates.items():
+                        setattr(known, name, value)
+                else:
+                    known = None
                 if new_state in FINAL_STATES:
-                    _on_final(job_id)
+                    _on_final(job_id, token_id, known)
                 return True
         # The state moved between our read and our write: look again.
 
@@ -531,7 +548,7 @@ def claim(job_id, worker):
         return _take(job, worker)
 
 
-def claim_next(worker, host, cap, queryset=None):
+def claim_next(worker, host, cap):
     """Take the runnable job this worker host should run next (jobs/scheduler.py); return (job, its
     new token), or None when no runnable job fits what the host has free.
 
@@ -540,7 +557,7 @@ def claim_next(worker, host, cap, queryset=None):
     """
     for _ in range(5):
         with transaction.atomic():
-            job = scheduler.pick(host, cap, queryset)
+            job = scheduler.pick(host, cap)
             if job is None:
                 return None
             taken = _take(job, worker)
@@ -586,30 +603,42 @@ def _take(job, worker):
 # Finishing ------------------------------------------------------------------------------
 
 
-def finish(job_id, output, only_if=None):
-    """The job's code ended well with `output`: done, or waiting_on_output on children and references."""
+def finish(job_id, output, only_if=None, known=None):
+    """The job's code ended well with `output`: done, or waiting_on_output on children and references.
+
+    Return True if this call recorded it (False: the job was no longer this `only_if`'s to finish).
+    `known`, the runner's Job (running), spares reading it again."""
     only_if = only_if or {}
-    job = Job.objects.get(pk=job_id)
-    for ref in refs_in(output):
+    job = known or Job.objects.get(pk=job_id)
+    refs = refs_in(output)
+    for ref in refs:
         if id_class(ref["job"]) != "job" or not Job.objects.filter(pk=ref["job"], root=job.root_id).exists():
-            fail(
+            return fail(
                 job,
                 "AppError",
                 f"The output references {ref['job']}, which is not a job of this execution tree",
                 only_if=only_if,
             )
-            return
         JobDependency.objects.get_or_create(job=job, on_id=ref["job"], stage=JobDependency.OUTPUT)
-    if not refs_in(output) and not job.children.exclude(state=State.DONE).exists():
-        # Nothing to wait for: done at once, the output stored in the same swap. (A child ending
-        # meanwhile finds its parent still running, and a child not done yet sends it through
-        # waiting_on_output below.)
-        transition(job_id, State.DONE, expected=[State.RUNNING], only_if=only_if, output=output)
-        return
+    # Nothing to wait for (no reference, no unfinished child): done at once, the output stored in
+    # the same swap. (A child ending meanwhile finds its parent still running, and a child not done
+    # yet sends it through waiting_on_output below.)
+    unfinished_children = Job.objects.filter(parent_id=job_id).exclude(state=State.DONE)
+    if not refs and transition(
+        job_id,
+        State.DONE,
+        expected=[State.RUNNING],
+        only_if=only_if,
+        where=~models.Exists(unfinished_children),
+        known=known,
+        output=output,
+    ):
+        return True
     if not Job.objects.filter(pk=job_id, state=State.RUNNING, **only_if).update(output=output):
-        return  # no longer ours to finish (terminated, or a later try holds the lease)
+        return False  # no longer ours to finish (terminated, or a later try holds the lease)
     if transition(job_id, State.WAITING_ON_OUTPUT, expected=[State.RUNNING], only_if=only_if):
         complete_outputs(job_id)
+    return True
 
 
 def complete_outputs(job_id):
@@ -630,17 +659,19 @@ def complete_outputs(job_id):
     transition(job_id, State.DONE, expected=[State.WAITING_ON_OUTPUT], output=output)
 
 
-def _on_final(job_id):
-    """After a job reaches a final state: revoke its token, wake what waited on it, tidy its workspace."""
-    job = Job.objects.select_related("project").get(pk=job_id)
-    if job.token_id:
-        ApiToken.objects.filter(pk=job.token_id).delete()
+def _on_final(job_id, token_id, job=None):
+    """After a job reaches a final state: revoke its token, wake what waited on it, tidy its workspace.
+
+    `job`, the Job as it now is, spares reading it again."""
+    job = job or Job.objects.select_related("project").get(pk=job_id)
+    if token_id:  # nothing else refers to a job's token (the swap has just cleared Job.token)
+        ApiToken.objects.filter(pk=token_id)._raw_delete(ApiToken.objects.db)
     parent_id = job.parent_id
     transaction.on_commit(lambda: _wake(job_id, parent_id))
     if job.origin_id == job.id and job.state == State.DONE:
         _publish_outputs(job)
     if job.parent_id is None:  # what a user launched (not the subjobs it made): tell them it ended
-        transaction.on_commit(lambda: notifications.job_ended(job_id))
+        transaction.on_commit(lambda: notifications.job_ended(job_id, job))
     if job.analysis_id and job.origin_id == job.pk:  # a stage's job: its analysis follows
         analysis_id = job.analysis_id
         transaction.on_commit(lambda: stage_job_ended.send(sender=Job, analysis_id=analysis_id))

@@ -17,9 +17,10 @@ from .models import FINAL_STATES, Job, Notification
 log = logging.getLogger(__name__)
 
 
-def job_ended(job_id):
-    """Called once a top-level job is final: notify its launcher as they asked."""
-    job = Job.objects.select_related("launched_by").filter(pk=job_id).first()
+def job_ended(job_id, job=None):
+    """Called once a top-level job is final: notify its launcher as they asked (`job`: as it ended,
+    with its launcher, if the caller has it)."""
+    job = job or Job.objects.select_related("launched_by").filter(pk=job_id).first()
     if job is None or job.state not in FINAL_STATES:
         return None
     user = job.launched_by

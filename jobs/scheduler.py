@@ -22,11 +22,11 @@ the compare-and-swap that takes it (jobs.actions.claim_next), which the loser re
 import logging
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
-from django.db.models import Min
+from django.db.models import Count, Max, Min
 
 from projects.models import now_ms
 
@@ -140,53 +140,70 @@ def _oversize(cap, now):
     return [name for name in settings.DXWEB_INSTANCE_TYPES if not any(c.fits(need(name)) for c in biggest)]
 
 
-def pick(name, cap, queryset=None):
+def pick(name, cap):
     """Inside a transaction: the runnable job host `name` (of capacity `cap`) should take next, or None.
 
-    `queryset` narrows the candidates (tests; the default is every job)."""
+    One read beside the lock: the runnable and the unfinished-and-running jobs, grouped by state,
+    launcher, priority, instance type and worker. The job returned has `more_runnable` set when
+    other jobs were runnable as well (whether or not they fit): its lane then looks again after it.
+    """
     now = now_ms()
     _renew(name, cap, now)
-    free, here, running = cap, 0, Counter()
-    for launcher, instance_type, worker in Job.objects.filter(state__in=ACTIVE).values_list(
-        "launched_by_id", "instance_type", "worker"
-    ):
-        running[launcher] += 1
-        if host_of(worker) == name:
-            here += 1
-            free = free.minus(cap.capped(need(instance_type)))
-    types = [t for t in settings.DXWEB_INSTANCE_TYPES if free.fits(need(t))]
-    if here == 0:
-        types += _oversize(cap, now)
-    if not types:
-        return None
-    if settings.DXWEB_DEFAULT_INSTANCE_TYPE in types:
-        types.append("")  # jobs made before every job named its type run as the default type
-    candidates = (queryset if queryset is not None else Job.objects.all()).filter(
-        state=State.RUNNABLE, instance_type__in=types
-    )
-    groups = (
-        candidates.values("launched_by_id", "priority", "launched_by__launcher_share__last_claim")
-        .annotate(oldest=Min("created"))
+    rows = list(
+        Job.objects.filter(state__in=(State.RUNNABLE, *ACTIVE))
+        .values("state", "launched_by_id", "priority", "instance_type", "worker")
+        .annotate(n=Count("id"), oldest=Min("created"), served=Max("launched_by__launcher_share__last_claim"))
         .order_by()
     )
+    free, here, running, runnable = cap, 0, Counter(), []
+    for row in rows:
+        if row["state"] == State.RUNNABLE:
+            runnable.append(row)
+            continue
+        running[row["launched_by_id"]] += row["n"]
+        if host_of(row["worker"]) == name:
+            here += row["n"]
+            free = free.minus(Capacity(*(x * row["n"] for x in astuple(cap.capped(need(row["instance_type"]))))))
+    oversize = (
+        set(_oversize(cap, now)) if here == 0 and any(not cap.fits(need(r["instance_type"])) for r in runnable) else ()
+    )
+    fitting = [r for r in runnable if free.fits(need(r["instance_type"])) or r["instance_type"] in oversize]
+    choices = {}
+    for row in fitting:  # per launcher and priority, over the types that fit
+        key = (row["launched_by_id"], row["priority"])
+        seen = choices.get(key)
+        choices[key] = {**row, "oldest": min(row["oldest"], seen["oldest"]) if seen else row["oldest"]}
     best = min(
-        groups,
+        choices.values(),
         key=lambda g: (
             PRIORITY_ORDER.get(g["priority"], 1),
             running[g["launched_by_id"]],
-            g["launched_by__launcher_share__last_claim"] or 0,
+            g["served"] or 0,
             g["oldest"],
         ),
         default=None,
     )
     if best is None:
         return None
-    return (
-        candidates.filter(launched_by_id=best["launched_by_id"], priority=best["priority"])
+    types = {
+        r["instance_type"]
+        for r in fitting
+        if (r["launched_by_id"], r["priority"]) == (best["launched_by_id"], best["priority"])
+    }
+    job = (
+        Job.objects.filter(
+            state=State.RUNNABLE,
+            launched_by_id=best["launched_by_id"],
+            priority=best["priority"],
+            instance_type__in=types,
+        )
         .select_related("project", "workspace", "launched_by")
         .order_by("created", "id")
         .first()
     )
+    if job is not None:
+        job.more_runnable = sum(r["n"] for r in runnable) > 1
+    return job
 
 
 def served(launcher_id, now):

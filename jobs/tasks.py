@@ -44,7 +44,7 @@ def register_the_host(sender=None, **kwargs):
 def run_job(job_id=None):
     """A wake-up: claim and run what this host should run next (not necessarily `job_id`, the job
     whose launch sent it), until nothing fits; a spare wake-up finds nothing and returns."""
-    work(f"{settings.DXWEB_WORKER_NAME}:{run_job.request.hostname or ''}")
+    work(f"{settings.DXWEB_WORKER_NAME}:{run_job.request.hostname or ''}", job_id)
 
 
 @shared_task(name="jobs.email_job_ended", autoretry_for=(OSError,), retry_backoff=30, max_retries=5)

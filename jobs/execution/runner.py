@@ -291,15 +291,18 @@ def run(job_id, worker):
     close_old_connections()
 
 
-def work(worker, host=None, cap=None, limit=None):
+def work(worker, job_id=None, host=None, cap=None, limit=None):
     """A lane's turn (one Celery wake-up): run the job this host should take next, then the next,
     until none fits what the host has free (jobs/scheduler.py); return how many ran.
 
-    A wake-up may so run another job than the one whose launch sent it, and a wake-up that finds
-    nothing to do ends at once: wake-ups only say that there may be work. Going on after a job
-    ends is what lets a job that waited for room (its wake-up found the host full) start when the
-    room is made, without a message.
+    A wake-up may so run another job than `job_id`, the one whose launch sent it. Wake-ups only say
+    that there may be work: one whose job has already run (a lane went on to it) ends at once, as
+    every job that is still runnable has its own, or a lane that will look after its current job.
+    Going on after a job ends is also what lets a job that waited for room (its wake-up found the
+    host full) start when the room is made.
     """
+    if job_id and not Job.objects.filter(pk=job_id, state=State.RUNNABLE).exists():
+        return 0
     host = host or settings.DXWEB_WORKER_NAME
     cap = cap or scheduler.capacity()
     limit = limit or settings.DXWEB_WORKER_RUNS_PER_WAKEUP
@@ -311,6 +314,8 @@ def work(worker, host=None, cap=None, limit=None):
             break
         run_claimed(*claimed, worker)
         ran += 1
+        if not claimed[0].more_runnable and not Job.objects.filter(state=State.RUNNABLE).exists():
+            break
     else:  # the lane gives its turn back: what is left is for the next wake-up (sent now)
         dispatch.wake()
     close_old_connections()
@@ -320,7 +325,7 @@ def work(worker, host=None, cap=None, limit=None):
 def run_claimed(job, token, worker):
     """Run a job this worker has just claimed (with its new token) to the end and record how it ended."""
     # Fenced on this claim: once the job is another try's, this one's lines are refused.
-    writer = LogWriter(job.id, claim=(job.tries, job.worker))
+    writer = LogWriter(job.id, claim=(job.tries, job.worker), first=job.tries == 1)
     workdir = job_dir(job.id)
     # What an earlier try left (its worker died) must not leak into this one: outputs, errors, files.
     shutil.rmtree(workdir, ignore_errors=True)
@@ -638,6 +643,12 @@ def _conclude(job, proc, outcome, workdir, writer, worker):
     """Record how the run ended; return False if this claim had lost the job to another try."""
     # Every result is recorded only while this claim still holds the job (see _supervise).
     lease = {"tries": job.tries}
+    if isinstance(outcome, Exited):  # the usual end: recorded in one swap, if the job is still ours
+        if _conclude_exit(job, proc, outcome.code, workdir / "home", writer, lease):
+            return True
+        outcome = Lost()  # unless _still_held finds it terminating
+        if Job.objects.filter(pk=job.id, state=State.TERMINATING, tries=job.tries).exists():
+            outcome = Terminated()
     match _still_held(job, outcome):
         case Lost():
             refused = f" and the {writer.refused} log lines it had not stored by then are" if writer.refused else " is"
@@ -665,8 +676,6 @@ def _conclude(job, proc, outcome, workdir, writer, worker):
             actions.fail(job, failure.reason, message, only_if=lease)
         case HoldEnded(why=why):
             actions.end_hold(job, f"The debug hold ended: {why}")
-        case Exited(code=code):
-            _conclude_exit(job, proc, code, workdir / "home", writer, lease)
     return True
 
 
@@ -682,18 +691,19 @@ def _still_held(job, outcome):
 
 
 def _conclude_exit(job, proc, code, home, writer, lease):
-    """Record the end of code that exited with `code`: done with its job_output.json, or failed."""
+    """Record the end of code that exited with `code`: done with its job_output.json, or failed.
+    Return False if the job was no longer this claim's to record."""
     if code == 0:
         output = _read_json(home / "job_output.json")
         if output is None:
             output = {}
         if not isinstance(output, dict):
-            actions.fail(job, "AppInternalError", "job_output.json must hold a JSON object", only_if=lease)
-            return
-        actions.finish(job.id, output, only_if=lease)
-        return
+            return actions.fail(job, "AppInternalError", "job_output.json must hold a JSON object", only_if=lease)
+        return actions.finish(job.id, output, only_if=lease, known=job)
     reason, message = _failure(code, home)
     if proc is not None and proc.limit_exceeded:
         message = proc.limit_exceeded  # the platform stopped it: say why rather than "killed by signal 9"
+    if not actions.fail(job, reason, message, only_if=lease):
+        return False
     writer.write("ERROR", f"{reason}: {message}", source="SYSTEM")
-    actions.fail(job, reason, message, only_if=lease)
+    return True

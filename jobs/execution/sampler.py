@@ -82,7 +82,8 @@ class Sampler(threading.Thread):
             connection.close()  # this thread's own connection
 
     def _run(self):
-        ResourceSample.objects.filter(job_id=self.job_id).delete()  # an earlier try's
+        if self.tries > 1:
+            ResourceSample.objects.filter(job_id=self.job_id).delete()  # an earlier try's
         delay, flushed = FIRST_SAMPLE_SECONDS, float("-inf")  # the first sample is stored at once
         while not self.stopping.is_set() and self.proc.wait(timeout=delay) is None:
             self.sample()

@@ -411,7 +411,7 @@ class LogWriter:
     at most once a heartbeat period, when there are lines to store.
     """
 
-    def __init__(self, job_id, flush_interval=0.05, batch=500, claim=None):
+    def __init__(self, job_id, flush_interval=0.05, batch=500, claim=None, first=False):
         self.job_id = job_id
         self.claim = claim
         self.claim_seen = time.monotonic()  # when the claim was last known to hold the job
@@ -420,8 +420,11 @@ class LogWriter:
         self.flush_interval = flush_interval
         self.batch = batch
         self.cap = settings.DXWEB_LOG_CAP_BYTES
-        last = LogLine.objects.filter(job_id=job_id).order_by("-seq").values_list("seq", flat=True).first()
-        self.seq = last or 0
+        # `first`: the job's first try, which no line precedes (only the reaper writes lines of
+        # its own, between tries).
+        self.seq = 0
+        if not first:
+            self.seq = LogLine.objects.filter(job_id=job_id).order_by("-seq").values_list("seq", flat=True).first() or 0
         self.stored_bytes = 0
         self.accepted_bytes = 0  # bytes of the lines queued so far (write() drops lines past the cap)
         self.truncated = False
