@@ -9,7 +9,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
-from bench import api, flood, joblist, jobs, logs, resources, ssh, transfer, watchers, workflows  # noqa: E402  (after the path is set)
+from bench import (  # noqa: E402  (after the path is set)
+    api,
+    fairshare,
+    flood,
+    joblist,
+    jobs,
+    logs,
+    resources,
+    ssh,
+    transfer,
+    watchers,
+    workflows,
+)
 
 BENCHMARKS = {
     "api": api,
@@ -22,6 +34,7 @@ BENCHMARKS = {
     "joblist": joblist,
     "workflows": workflows,
     "resources": resources,
+    "fairshare": fairshare,
 }
 
 
@@ -102,6 +115,10 @@ def main(argv=None):
     res_opts.add_argument(
         "--res-work", dest="res_work", type=int, help="loop iterations per core of the busy job (default 40000000)"
     )
+    fair = parser.add_argument_group("fairshare")
+    fair.add_argument("--fair-burst", type=int, help="one user's burst of jobs (default 40, quick 10)")
+    fair.add_argument("--fair-seconds", type=float, help="each burst job's length (default 5, quick 1)")
+    fair.add_argument("--fair-rounds", type=int, help="rounds (default 2, quick 1)")
     args = parser.parse_args(argv)
     unknown = [w for w in args.which if w not in BENCHMARKS]
     if unknown:
