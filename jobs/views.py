@@ -327,24 +327,53 @@ def waiting_reason(job):
     return f"Waiting on {what}: " + "; ".join(pending[:5]) + more
 
 
-def job_tree(origin):
-    """The origin's tree in depth-first order with each job's depth."""
-    jobs = list(Job.objects.filter(Q(pk=origin.pk) | Q(origin=origin)).order_by("created", "pk"))
+# The job page shows its tree a page at a time: a scatter of a thousand subjobs stays a small page.
+TREE_PAGE_SIZE = 50
+
+
+def tree_order(origin):
+    """The origin's tree in depth-first order as (id, depth, state), from one narrow query."""
+    skeleton = list(
+        Job.objects.filter(Q(pk=origin.pk) | Q(origin=origin))
+        .order_by("created", "pk")
+        .values_list("pk", "parent_id", "state")
+    )
+    ids = {pk for pk, _, _ in skeleton}
     children = {}
-    for j in jobs:
-        children.setdefault(j.parent_id if j.pk != origin.pk else None, []).append(j)
+    for pk, parent, state in skeleton:
+        children.setdefault(parent if pk != origin.pk and parent in ids else None, []).append((pk, state))
+    order, stack = [], [(pk, state, 0) for pk, state in reversed(children.get(None, []))]
+    while stack:  # iterative: a deep chain of subjobs must not reach Python's recursion limit
+        pk, state, depth = stack.pop()
+        order.append((pk, depth, state))
+        stack += [(child, child_state, depth + 1) for child, child_state in reversed(children.get(pk, []))]
+    return order
+
+
+def job_tree(origin, current, page=None):
+    """One page of the origin's tree (the page holding `current` unless one is asked for) and its counts by state."""
+    order = tree_order(origin)
+    paginator = Paginator(order, TREE_PAGE_SIZE)
+    if page is None:
+        at = next((i for i, (pk, _, _) in enumerate(order) if pk == current.pk), 0)
+        page = at // TREE_PAGE_SIZE + 1
+    shown = paginator.get_page(page)
+    fields = ("id", "name", "state", "started_running", "stopped_running")
+    jobs = Job.objects.only(*fields).in_bulk([pk for pk, _, _ in shown])
     rows = []
-
-    def walk(parent, depth):
-        for j in children.get(parent, []):
-            j.depth = depth
-            rows.append(j)
-            walk(j.pk, depth + 1)
-
-    walk(None, 0)
-    for j in rows:
-        j.ran = run_time(j)
-    return rows
+    for pk, depth, _ in shown:
+        j = jobs[pk]
+        j.depth, j.ran = depth, run_time(j)
+        rows.append(j)
+    counts = {}
+    for _, _, state in order:
+        counts[state] = counts.get(state, 0) + 1
+    return {
+        "rows": rows,
+        "page": shown,
+        "total": len(order),
+        "counts": [(state, counts[state]) for state in State.values if state in counts],
+    }
 
 
 def duration_text(ms):
@@ -451,7 +480,7 @@ def job(request, job_id):
             "inputs": io_rows(request, job, job.original_input, job.spec.get("inputSpec")),
             "outputs": io_rows(request, job, job.output, job.spec.get("outputSpec")) if job.output else [],
             "waiting": waiting_reason(job),
-            "tree": job_tree(origin),
+            "tree": job_tree(origin, job, request.GET.get("tree_page")),
             "relaunch": relaunch,
             "rerun_url": reverse("job-rerun", args=[job.pk]) if relaunch else None,
             "executable_url": executable_url(request, job),

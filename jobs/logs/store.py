@@ -31,7 +31,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, connection, connections, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 
 from jobs.models import Job, LogLine
 from projects.models import now_ms
@@ -242,33 +242,57 @@ class LogReader:
 
     def backlog(self, recent, levels=None):
         """The last `recent` lines stored so far; later reads start after them."""
-        upto = Q(pk__in=[])
-        for job_id in self.names:
-            last = LogLine.objects.filter(job_id=job_id).order_by("-seq").values_list("seq", flat=True).first()
-            self.cursors[job_id] = last or 0
-            upto |= Q(job_id=job_id, seq__lte=self.cursors[job_id])
-        if recent == 0:
-            return []
-        qs = LogLine.objects.filter(upto)
-        if levels:
-            qs = qs.filter(level__in=levels)
-        qs = qs.order_by("-timestamp", "-seq")[:recent]
-        return sorted(qs, key=lambda line: (line.timestamp, line.job_id, line.seq))
+        lines = []
+        for chunk in _chunks(self.names):
+            last = dict(
+                LogLine.objects.filter(job_id__in=chunk)
+                .values("job_id")
+                .annotate(last=Max("seq"))
+                .values_list("job_id", "last")
+            )
+            upto = Q(pk__in=[])
+            for job_id in chunk:
+                self.cursors[job_id] = last.get(job_id) or 0
+                upto |= Q(job_id=job_id, seq__lte=self.cursors[job_id])
+            if recent == 0:
+                continue
+            qs = LogLine.objects.filter(upto)
+            if levels:
+                qs = qs.filter(level__in=levels)
+            lines += qs.order_by("-timestamp", "-seq")[:recent]
+        lines = sorted(lines, key=lambda line: (line.timestamp, line.seq), reverse=True)[:recent]
+        return sorted(lines, key=lambda line: (line.timestamp, line.job_id, line.seq))
 
     def new_lines(self, batch):
         """Up to `batch` lines past the cursors, oldest first; the cursors move past them."""
-        condition = Q()
-        for job_id in self.names:
-            condition |= Q(job_id=job_id, seq__gt=self.cursors.setdefault(job_id, 0))
-        qs = LogLine.objects.filter(condition)
-        lines = list(qs.order_by("timestamp", "job_id", "seq")[:batch])
+        lines = self._first_new(("timestamp", "job_id", "seq"), batch)
         if len(lines) == batch:
             # A cut batch in time order could skip a line whose timestamp is out of order with its seq
             # (two capture threads); in seq order per job a cut never leaves a gap behind the cursor.
-            lines = list(qs.order_by("job_id", "seq")[:batch])
+            lines = self._first_new(("job_id", "seq"), batch)
         for line in lines:
             self.cursors[line.job_id] = max(self.cursors[line.job_id], line.seq)
         return lines
+
+    def _first_new(self, order, batch):
+        """The first `batch` lines past the cursors in `order`: each chunk of jobs' first ones, merged."""
+        lines = []
+        for chunk in _chunks(self.names):
+            condition = Q(pk__in=[])
+            for job_id in chunk:
+                condition |= Q(job_id=job_id, seq__gt=self.cursors.setdefault(job_id, 0))
+            lines += LogLine.objects.filter(condition).order_by(*order)[:batch]
+        return sorted(lines, key=lambda line: tuple(getattr(line, field) for field in order))[:batch]
+
+
+# SQLite parses n ORed conditions into an expression n deep and refuses one deeper than 1,000: the
+# tree of a thousand-subjob scatter is read a chunk of jobs at a time.
+OR_CHUNK = 400
+
+
+def _chunks(job_ids, size=OR_CHUNK):
+    job_ids = list(job_ids)
+    return [job_ids[i : i + size] for i in range(0, len(job_ids), size)]
 
 
 def last_lines(job, count):

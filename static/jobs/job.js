@@ -344,37 +344,79 @@ Line numbers are links: `#L123` scrolls to line 123 of this job and highlights i
     view.style.setProperty("--who-width", `${longest}ch`);
   }
 
+  // The tree's counts by state, in the order jobs/models.py lists the states.
+  const STATE_ORDER = ["idle", "waiting_on_input", "runnable", "running", "waiting_on_output", "done", "failed",
+    "terminating", "terminated", "debug_hold"];
+
+  function showCounts(jobs) {
+    const counts = {};
+    for (const job of jobs) counts[job.state] = (counts[job.state] || 0) + 1;
+    const box = document.getElementById("tree-states");
+    const fragment = document.createDocumentFragment();
+    for (const state of STATE_ORDER.filter((s) => counts[s]).concat(Object.keys(counts).filter((s) => !STATE_ORDER.includes(s)))) {
+      const item = document.createElement("span");
+      item.className = "tree-state";
+      item.dataset.state = state;
+      item.append(badge(state), ` ${counts[state]}`);
+      fragment.appendChild(item);
+    }
+    box.replaceChildren(fragment);
+    box.hidden = jobs.length < 2;
+  }
+
+  // The tree shows one page of its depth-first order (the page the server chose: jobs/views.py job_tree),
+  // so that a scatter of a thousand subjobs stays a page of rows; the pager follows the tree's growth.
+  function showPager(total, page, size) {
+    const pages = Math.max(1, Math.ceil(total / size));
+    const start = total ? (page - 1) * size + 1 : 0;
+    document.getElementById("tree-pager").hidden = pages < 2;
+    document.getElementById("tree-range").textContent = `Jobs ${start}–${Math.min(total, page * size)} of ${total}`;
+    document.getElementById("tree-prev").hidden = page <= 1;
+    document.getElementById("tree-next").hidden = page >= pages;
+  }
+
   function showTree(jobs) {
     const children = {};
     const ids = new Set(jobs.map((job) => job.id));
     label(jobs);
-    let timesMissing = false;
     jobs.forEach((job) => {
       const parent = ids.has(job.parent) ? job.parent : null;
       (children[parent] = children[parent] || []).push(job);
-      // A job that started or stopped since the page was drawn: its times come with the next refresh.
-      if (states[job.id] !== undefined && states[job.id] !== job.state && !NOT_STARTED.has(job.state)) timesMissing = true;
-      if (states[job.id] === undefined && !times[job.id] && !NOT_STARTED.has(job.state)) timesMissing = true;
-      states[job.id] = job.state;
     });
-    const fragment = document.createDocumentFragment();
+    const order = [];
     (function walk(parent, depth) {
       for (const job of children[parent] || []) {
-        const link = document.createElement("a");
-        link.className = "tree-row" + (job.id === current ? " current" : "");
-        link.href = `/jobs/${job.id}/`;
-        link.dataset.job = job.id;
-        link.style.setProperty("--depth", depth);
-        link.innerHTML = "<span class='tree-name'></span><span class='mono muted small'></span><span class='tree-time mono small'></span>";
-        link.firstChild.textContent = job.name;
-        link.children[1].textContent = job.id;
-        link.appendChild(badge(job.state));
-        fragment.appendChild(link);
+        order.push([job, depth]);
         walk(job.id, depth + 1);
       }
     })(null, 0);
+    const size = Number(treeView.dataset.pageSize) || order.length || 1;
+    const page = Math.min(Number(treeView.dataset.page) || 1, Math.max(1, Math.ceil(order.length / size)));
+    const rows = order.slice((page - 1) * size, page * size);
+    let timesMissing = false;
+    for (const [job] of rows) {
+      // A job shown that started or stopped since the page was drawn: its times come with the next refresh.
+      if (states[job.id] !== undefined && states[job.id] !== job.state && !NOT_STARTED.has(job.state)) timesMissing = true;
+      if (states[job.id] === undefined && !times[job.id] && !NOT_STARTED.has(job.state)) timesMissing = true;
+    }
+    for (const job of jobs) states[job.id] = job.state;
+    const fragment = document.createDocumentFragment();
+    for (const [job, depth] of rows) {
+      const link = document.createElement("a");
+      link.className = "tree-row" + (job.id === current ? " current" : "");
+      link.href = `/jobs/${job.id}/`;
+      link.dataset.job = job.id;
+      link.style.setProperty("--depth", depth);
+      link.innerHTML = "<span class='tree-name'></span><span class='mono muted small'></span><span class='tree-time mono small'></span>";
+      link.firstChild.textContent = job.name;
+      link.children[1].textContent = job.id;
+      link.appendChild(badge(job.state));
+      fragment.appendChild(link);
+    }
     treeView.replaceChildren(fragment);
     document.getElementById("tree-count").textContent = `${jobs.length} job${jobs.length === 1 ? "" : "s"}`;
+    showCounts(jobs);
+    showPager(order.length, page, size);
     tick();
     const mine = jobs.find((job) => job.id === current);
     let refresh = timesMissing;
