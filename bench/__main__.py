@@ -17,6 +17,7 @@ from bench import (  # noqa: E402  (after the path is set)
     jobs,
     logs,
     resources,
+    scatter,
     ssh,
     transfer,
     watchers,
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "workflows": workflows,
     "resources": resources,
     "fairshare": fairshare,
+    "scatter": scatter,
 }
 
 
@@ -61,7 +63,7 @@ def main(argv=None):
     job_opts.add_argument(
         "--redis",
         action="store_true",
-        help="jobs, watchers, flood, joblist, workflows: run against Redis + a fresh PostgreSQL database "
+        help="jobs, watchers, flood, joblist, workflows, scatter: run against Redis + a fresh PostgreSQL database "
         "instead of the embedded mode",
     )
     job_opts.add_argument(
@@ -119,6 +121,8 @@ def main(argv=None):
     fair.add_argument("--fair-burst", type=int, help="one user's burst of jobs (default 40, quick 10)")
     fair.add_argument("--fair-seconds", type=float, help="each burst job's length (default 5, quick 1)")
     fair.add_argument("--fair-rounds", type=int, help="rounds (default 2, quick 1)")
+    scatter_opts = parser.add_argument_group("scatter")
+    scatter_opts.add_argument("--n", type=int, help="subjobs of the python scatter (default 1000, quick 50)")
     args = parser.parse_args(argv)
     unknown = [w for w in args.which if w not in BENCHMARKS]
     if unknown:
