@@ -663,7 +663,7 @@ def _on_final(job_id, token_id, job=None):
     """After a job reaches a final state: revoke its token, wake what waited on it, tidy its workspace.
 
     `job`, the Job as it now is, spares reading it again."""
-    job = job or Job.objects.select_related("project").get(pk=job_id)
+    known, job = job, job or Job.objects.select_related("project").get(pk=job_id)
     if token_id:  # nothing else refers to a job's token (the swap has just cleared Job.token)
         ApiToken.objects.filter(pk=token_id)._raw_delete(ApiToken.objects.db)
     parent_id = job.parent_id
@@ -671,13 +671,15 @@ def _on_final(job_id, token_id, job=None):
     if job.origin_id == job.id and job.state == State.DONE:
         _publish_outputs(job)
     if job.parent_id is None:  # what a user launched (not the subjobs it made): tell them it ended
-        transaction.on_commit(lambda: notifications.job_ended(job_id, job))
+        notifications.job_ended(job_id, job)
     if job.analysis_id and job.origin_id == job.pk:  # a stage's job: its analysis follows
         analysis_id = job.analysis_id
         transaction.on_commit(lambda: stage_job_ended.send(sender=Job, analysis_id=analysis_id))
-    # The last job of a tree to end (the origin, or a child terminated after it) removes the workspace.
+    # The last job of a tree to end (the origin, or a child terminated after it) removes the workspace,
+    # but for the runner's (`job` given): its worker leaves it to the next reap, which destroys the
+    # workspaces of ended trees in one batch (jobs.ending.destroy_idle_workspaces).
     origin = job if job.origin_id in (None, job.pk) else job.origin
-    if job.workspace_id and origin.is_final and not origin.delay_workspace_destruction:
+    if known is None and job.workspace_id and origin.is_final and not origin.delay_workspace_destruction:
         workspace_id = job.workspace_id
         transaction.on_commit(lambda: _destroy_workspace_when_idle(workspace_id))
 

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models, transaction
 
 from dxweb.errors import InvalidState
+from projects import actions as project_actions
 from projects.models import ApiToken, Container, now_ms
 
 from . import dispatch
@@ -85,7 +86,7 @@ def reap(now=None):
     now = now or now_ms()
     lapsed = now - settings.DXWEB_LEASE_SECONDS * 1000
     expired = lapsed - round(settings.DXWEB_HEARTBEAT_SECONDS * 1000)
-    report = {"retried": [], "failed": [], "terminated": [], "woken": []}
+    report = {"retried": [], "failed": [], "terminated": [], "woken": [], "workspaces": []}
     for job in Job.objects.filter(
         state__in=[State.RUNNING, State.TERMINATING, State.DEBUG_HOLD], heartbeat__lt=expired
     ):
@@ -142,4 +143,27 @@ def reap(now=None):
         if Job.objects.filter(pk=job_id, state=State.RUNNABLE).update(heartbeat=now) == 1:
             transaction.on_commit(lambda job_id=job_id: dispatch.run_job(job_id))
             report["woken"].append(job_id)
+    report["workspaces"] = destroy_idle_workspaces()
     return report
+
+
+def destroy_idle_workspaces(limit=1000):
+    """Destroy, together, the workspaces of execution trees that have all ended; return their IDs.
+
+    A worker leaves the workspace of a job it ran to this (jobs.actions._on_final): one batch per
+    reap costs a few statements for all of them, where destroying each at once cost about a dozen
+    per job. Workspaces kept by delayWorkspaceDestruction stay, as before.
+    """
+    unfinished = Job.objects.filter(workspace_id=models.OuterRef("pk")).exclude(state__in=FINAL_STATES)
+    kept = Job.objects.filter(workspace_id=models.OuterRef("pk"), delay_workspace_destruction=True)
+    idle = (
+        Container.objects.filter(kind=Container.WORKSPACE, workspace_jobs__isnull=False)
+        .filter(~models.Exists(unfinished), ~models.Exists(kept))
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    with transaction.atomic():
+        ids = list(idle[:limit])
+        if ids:
+            project_actions.destroy_containers(ids)
+    return ids

@@ -9,6 +9,7 @@ from collections import Counter
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import transaction
 
 from . import dispatch
 from .logs.store import notify_notices
@@ -18,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def job_ended(job_id, job=None):
-    """Called once a top-level job is final: notify its launcher as they asked (`job`: as it ended,
-    with its launcher, if the caller has it)."""
+    """Called as a top-level job becomes final, in the transaction that records it: notify its
+    launcher as they asked (`job`: as it ended, with its launcher, if the caller has it)."""
     job = job or Job.objects.select_related("launched_by").filter(pk=job_id).first()
     if job is None or job.state not in FINAL_STATES:
         return None
@@ -33,13 +34,17 @@ def job_ended(job_id, job=None):
         user=user, job=job, state=job.state, message=message[:500], read=not user.notify_in_app
     )
     if user.notify_in_app:
-        notify_notices(user.pk)  # the bell counts again
+        transaction.on_commit(lambda: notify_notices(user.pk))  # the bell counts again
     if user.notify_by_email and user.email:
-        try:
-            dispatch.email_job_ended(notice.pk)
-        except Exception:  # noqa: BLE001 - the broker is down: the notice in the app remains
-            log.warning("could not queue the email about %s", job.id, exc_info=True)
+        transaction.on_commit(lambda: _queue_email(notice))
     return notice
+
+
+def _queue_email(notice):
+    try:
+        dispatch.email_job_ended(notice.pk)
+    except Exception:  # noqa: BLE001 - the broker is down: the notice in the app remains
+        log.warning("could not queue the email about %s", notice.job_id, exc_info=True)
 
 
 def send_email(notification_id):

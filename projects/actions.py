@@ -180,8 +180,13 @@ def set_properties(target, properties):
 
 
 def destroy_container(container):
-    obj_ids = list(container.placements.values_list("obj_id", flat=True))
-    container.delete()
+    destroy_containers([container.pk])
+
+
+def destroy_containers(ids):
+    """Delete containers with everything in them (a few statements for any number of them)."""
+    obj_ids = list(Placement.objects.filter(container_id__in=ids).values_list("obj_id", flat=True))
+    Container.objects.filter(pk__in=ids).delete()
     collect_orphans(obj_ids)
 
 
