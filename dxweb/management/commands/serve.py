@@ -1,8 +1,12 @@
 """Run the whole platform under one supervisor: daphne (web) and a Celery worker (with the embedded beat).
 
-Used by `make run`. A child that dies is restarted, after a delay that doubles with each quick
-death in a row (1 s, 2 s, 4 s... up to a minute); one that keeps dying quickly is reported as such.
-Ctrl-C (or SIGTERM) stops every process. The children die with the supervisor even when it is
+Used by `make run`. Scaled out (README, "Add a worker host"): `serve --no-web` on each extra worker
+host runs its Celery worker alone (no beat: the reaper runs once, with the web), and
+`serve --no-worker --beat` runs a web host without jobs but with the reaper's beat.
+
+A child that dies is restarted, after a delay that doubles with each quick death in a row (1 s, 2 s,
+4 s... up to a minute); one that keeps dying quickly is reported as such. Ctrl-C (or SIGTERM) stops
+every process. The children die with the supervisor even when it is
 killed outright (SIGKILL): each asks the kernel for that before it starts (PR_SET_PDEATHSIG), so no
 orphan keeps the port or the jobs.
 """
@@ -175,20 +179,42 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("DXWEB_PORT", "8000")))
         parser.add_argument("--concurrency", type=int, default=int(os.environ.get("DXWEB_WORKER_CONCURRENCY", "2")))
         parser.add_argument("--no-worker", action="store_true", help="serve the web side only")
+        parser.add_argument(
+            "--no-web",
+            action="store_true",
+            help="run the Celery worker only, without the beat: an extra worker host of a scaled-out installation",
+        )
+        parser.add_argument(
+            "--beat",
+            action="store_true",
+            help="also run the reaper's beat (exactly one per installation) beside --no-worker or --no-web",
+        )
 
-    def handle(self, *args, host, port, concurrency, no_worker, **opts):
+    def handle(self, *args, host, port, concurrency, no_worker, no_web, beat, **opts):
+        if no_web and no_worker:
+            raise CommandError("dxweb cannot start: --no-web and --no-worker leave nothing to run.")
+        if no_web:
+            # A worker host of an installation whose web host migrates and makes the admin.
+            return self._serve(self._commands(None, None, concurrency, worker=True, beat=beat), None, None)
         problem = port_problem(host, port)
         if problem:
             raise CommandError(f"dxweb cannot start: {problem}.")
         call_command("migrate", interactive=False, verbosity=0)
-        admin, password, token = ensure_admin(
+        admin = ensure_admin(
             os.environ.get("DXWEB_ADMIN_USER") or "admin",
             os.environ.get("DXWEB_ADMIN_PASSWORD") or None,
             os.environ.get("DXWEB_ADMIN_TOKEN") or None,
         )
+        # The embedded default runs the beat in the worker (-B); a web host without a worker, on --beat.
+        commands = self._commands(host, port, concurrency, worker=not no_worker, beat=beat or not no_worker)
+        self._serve(commands, (host, port), admin)
+
+    def _commands(self, host, port, concurrency, worker, beat):
         bindir = os.path.dirname(sys.executable)
-        commands = {"web": [os.path.join(bindir, "daphne"), "-b", host, "-p", str(port), "dxweb.asgi:application"]}
-        if not no_worker:
+        commands = {}
+        if host is not None:
+            commands["web"] = [os.path.join(bindir, "daphne"), "-b", host, "-p", str(port), "dxweb.asgi:application"]
+        if worker:
             commands["worker"] = [
                 os.path.join(bindir, "celery"),
                 "-A",
@@ -200,9 +226,14 @@ class Command(BaseCommand):
                 str(concurrency),
                 "-n",
                 f"dxweb-{os.getpid()}@%h",
-                # The embedded beat runs the reaper; scaled out, run one `celery -A dxweb beat`.
-                "-B",
             ]
+            if beat:  # the embedded beat runs the reaper; scaled out, exactly one host runs it
+                commands["worker"].append("-B")
+        elif beat:
+            commands["beat"] = [os.path.join(bindir, "celery"), "-A", "dxweb", "beat", "-l", "INFO"]
+        return commands
+
+    def _serve(self, commands, web, admin):
         stopping = False
 
         def stop(*_):
@@ -213,13 +244,19 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         supervisor = Supervisor(commands, cwd=settings.BASE_DIR, warn=self.stderr.write)
         supervisor.start()
+        if web is None:
+            self.stdout.write(self.style.SUCCESS(f"\ndxweb worker host {settings.DXWEB_WORKER_NAME} is running"))
+            self.stdout.write(f"  data directory: {settings.DATA_DIR}")
+            self.stdout.write(f"  its jobs reach the API at {settings.DXWEB_API_URL}")
+            self.stdout.write("  press Ctrl-C to stop\n")
+        host, port = web or (None, None)
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        announced = False
+        announced = web is None
         while not stopping:
             supervisor.check()
             if not announced and port_open(shown_host, port):
                 announced = True
-                self._announce(f"http://{shown_host}:{port}/", admin, password, token)
+                self._announce(f"http://{shown_host}:{port}/", *admin)
             time.sleep(0.2)
         supervisor.stop()
         self.stdout.write("dxweb stopped")
