@@ -64,6 +64,8 @@ class Job(models.Model):
     workspace = models.ForeignKey(Container, null=True, on_delete=models.SET_NULL, related_name="workspace_jobs")
     folder = models.CharField(max_length=1024, default="/")
     parent = models.ForeignKey("self", null=True, on_delete=models.CASCADE, related_name="children")
+    # The parent's try that launched this job (describe's parentJobTry; dx draws trees by it).
+    parent_try = models.PositiveSmallIntegerField(null=True)
     origin = models.ForeignKey("self", null=True, on_delete=models.CASCADE, related_name="origin_tree")
     root = models.ForeignKey("self", null=True, on_delete=models.CASCADE, related_name="root_tree")
     launched_by = models.ForeignKey(User, on_delete=models.CASCADE, related_name="launched_jobs")
@@ -286,6 +288,7 @@ def describe_job(job, io=True):
         "project": job.project_id,
         "folder": job.folder,
         "parentJob": job.parent_id,
+        "parentJobTry": job.parent_try if job.parent_id else None,
         "originJob": job.origin_id or job.id,
         "rootExecution": root_execution(job),
         "parentAnalysis": job.analysis_id,

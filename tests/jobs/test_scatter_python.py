@@ -35,11 +35,6 @@ def test_the_squares_are_gathered_through_job_references(scattered):
     assert all(j["state"] == "done" and j["rootExecution"] == job_id for j in flat)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="describe has `try` but no `parentJobTry`: the client files each subjob under (parent, try -1) "
-    "and the origin under (origin, try 0), so it draws the origin alone (jobs/models.py describe_job)",
-)
 def test_dx_find_jobs_draws_the_whole_tree(scattered):
     dx, project, job_id = scattered
     dx("wait", job_id, timeout=600)

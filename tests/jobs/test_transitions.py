@@ -129,8 +129,8 @@ def test_two_jobs_ending_at_once_wake_the_job_waiting_on_both(alice, monkeypatch
     both_written = threading.Barrier(2)
     on_final = actions._on_final
 
-    def on_final_then_wait(job_id):  # inside the ending's transaction, its final state written
-        on_final(job_id)
+    def on_final_then_wait(job_id, *args):  # inside the ending's transaction, its final state written
+        on_final(job_id, *args)
         both_written.wait(timeout=30)
 
     monkeypatch.setattr(actions, "_on_final", on_final_then_wait)
