@@ -222,6 +222,7 @@ def cluster(tmp_path_factory):
             "DXWEB_HOST": lan,
             "DXWEB_ALLOWED_HOSTS": f"{lan},127.0.0.1,localhost",
             "DXWEB_SECRET_KEY": secrets.token_urlsafe(50),  # the same on every host
+            "DXWEB_BLOB_DIR": str(tmp / "blobs"),  # shared by every host (an NFS mount on real ones)
             "DXWEB_DEBUG_HOLD_SECONDS": "600",
         }
         (tmp / "web").mkdir()
@@ -277,6 +278,48 @@ def test_a_burst_of_jobs_spreads_over_both_hosts(cluster):
     assert all(tries == 1 for _, tries, _ in leases.values()), leases
     for job_id, (host, _, _) in leases.items():
         assert f"Running stamp (main) on {host}:" in cluster.log(job_id)
+
+
+ASSET_JOBS = """
+import io, json, tarfile
+import dxpy
+
+data = b"from the asset"
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    info = tarfile.TarInfo("opt/hello_asset/hello.txt")
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+bundle = dxpy.upload_string(buf.getvalue(), name="hello_asset.tar.gz", wait_on_close=True)
+details = {"archiveFileId": dxpy.dxlink(bundle.get_id())}
+record = dxpy.new_dxrecord(name="hello_asset", types=["AssetBundle"], details=details, close=True)
+code = 'main() {\\n  sleep 3\\n  dx-jobutil-add-output greeting "$(cat /opt/hello_asset/hello.txt)" --class string\\n}'
+applet = dxpy.api.applet_new({
+    "project": dxpy.PROJECT_CONTEXT_ID, "name": "uses-asset", "dxapi": "1.0.0",
+    "inputSpec": [], "outputSpec": [{"name": "greeting", "class": "string"}],
+    "runSpec": {"interpreter": "bash", "code": code, "distribution": "Ubuntu", "release": "24.04",
+                "version": "0", "assetDepends": [{"id": dxpy.dxlink(record.get_id())}]},
+})["id"]
+print(json.dumps([dxpy.DXApplet(applet).run({}).get_id() for _ in range(4)]))
+"""
+
+
+def test_jobs_on_either_host_unpack_their_assets_from_the_shared_blob_directory(cluster, alice):
+    out = subprocess.run(
+        [str(BIN / "python"), "-c", ASSET_JOBS],
+        env={**alice.env, "DX_PROJECT_CONTEXT_ID": cluster.project},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    job_ids = json.loads(out.strip().splitlines()[-1])
+    jobs = ended(cluster, job_ids)
+    assert [(j["state"], j["output"]) for j in jobs] == [("done", {"greeting": "from the asset"})] * 4, [
+        (j["state"], j.get("failureMessage")) for j in jobs
+    ]
+    # Two jobs at once on each host: of four at once, each host ran some.
+    assert {host for host, _, _ in cluster.leases(job_ids).values()} == set(HOSTS)
 
 
 def test_dx_ssh_and_the_browser_terminal_reach_a_held_job_on_the_second_host(cluster, alice):
