@@ -23,6 +23,7 @@ import pytest
 import redis
 import websocket
 
+from dxweb.management.commands.serve import _die_with
 from tests.helpers import sleeping, unique_seconds, wait_for
 from tests.jobs.ssh.test_debug_hold import need
 from tests.live import BIN, ROOT, Dx, LiveServer
@@ -100,6 +101,7 @@ class WorkerHost:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with(os.getpid()),  # a killed test run takes its hosts with it
             )
         offset = len(self.log())
         wait_for(lambda: self.proc.poll() is not None or " ready." in self.log()[offset:], 90, f"{self.name} to start")
