@@ -189,8 +189,13 @@ def _input_patterns(principal, job):
         return {}  # subjobs: dx-print-bash-vars ignores the input spec
     if not isinstance(job.executable, str) or not APPLET_ID.match(job.executable):
         raise LeftToTheJob(f"the executable {job.executable!r} is not an applet")
-    placement = _visible(principal, job.executable, job.workspace_id)
-    spec = placement.obj.spec if isinstance(placement.obj.spec, dict) else {}
+    if job.workspace_id in (principal.scopes or {}) and isinstance(job.spec, dict):
+        # The applet as the token describes it through the workspace, where its launch placed it:
+        # the job's frozen copy of its spec, read without a query.
+        spec = job.spec
+    else:
+        placement = _visible(principal, job.executable, job.workspace_id)
+        spec = placement.obj.spec if isinstance(placement.obj.spec, dict) else {}
     input_spec = spec.get("inputSpec")
     if input_spec is None:
         return {}
