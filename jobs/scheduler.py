@@ -35,8 +35,10 @@ from .models import Job, LauncherShare, State, WorkerHost
 
 log = logging.getLogger(__name__)
 
-# What holds a host's capacity: a job whose sandbox is alive (a held job keeps its sandbox).
-ACTIVE = (State.RUNNING, State.DEBUG_HOLD, State.TERMINATING)
+# What holds a host's capacity: a job whose code runs. A job held for debugging keeps its sandbox
+# and its lane, but its code has ended: jobs may start beside it, or one held job would stop a
+# small host for the length of its hold (up to two days).
+ACTIVE = (State.RUNNING, State.TERMINATING)
 PRIORITY_ORDER = {"high": 0, "normal": 1, "low": 2}
 # How often an idle worker says it is alive (claims also do), and how long after the last time it
 # still counts as a live host.

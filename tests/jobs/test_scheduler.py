@@ -161,3 +161,9 @@ def test_launchers_take_turns_on_a_host_with_room_for_one(alice, bob, make_job):
     assert take(cores=2) == late
     transition(late, State.DONE)
     assert take(cores=2) == burst[1]
+
+
+def test_a_job_held_for_debugging_leaves_its_share_to_others(alice, make_job):
+    make_job(alice.user, state=State.DEBUG_HOLD, worker="h1:celery@h1")
+    waiting = make_job(alice.user).pk
+    assert take(cores=2) == waiting  # the held job's code has ended: its 2 cores are free
