@@ -14,6 +14,12 @@ command per line on stdin and answers one JSON line on stdout:
   namespace with the API relayed as for a job without `access.network`), wall seconds.
 - {"op": "sandbox_burst", "n": N}: N such sandboxes back to back, as many at once as the
   worker's concurrency; the wall seconds (the throughput ceiling of the sandbox alone).
+- {"op": "count_trivial_job", "n": N, "token": T, "project": P, "applet": A}: what a trivial job
+  costs the database, submit to done (bench/dbcount.py): one job as a warm-up, then N jobs each
+  submitted through the API view with token T (Django's test Client, in this process) and run by
+  the worker's task in this process (`jobs.tasks.run_job.run`), every statement of every thread
+  counted. Returns the last job's count (totals, submit and worker phases, by call site) and every
+  job's totals. Run it while the server's worker has nothing to do: no other job may be runnable.
 """
 
 import json
@@ -38,6 +44,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
+from bench import dbcount  # noqa: E402
 from bench.tasks import stamp  # noqa: E402
 from dxweb.celery import app  # noqa: E402,F401  (configures the broker from the settings)
 from jobs.execution import sandbox  # noqa: E402
@@ -169,11 +176,20 @@ def sandbox_burst(n):
     return {"wall_s": time.time() - t0, "lanes": len(lanes)}
 
 
+def count_trivial_job(n, token, project, applet):
+    dbcount.count_trivial_job(token, project, applet)  # a warm-up: the first job opens the log store's connection
+    counts = [dbcount.count_trivial_job(token, project, applet) for _ in range(n)]
+    last = counts[-1]
+    last["runs"] = [{"queries": c["queries"], "transactions": c["transactions"], "state": c["state"]} for c in counts]
+    return last
+
+
 OPS = {
     "celery_rt": celery_rt,
     "celery_burst": celery_burst,
     "sandbox_true": sandbox_true,
     "sandbox_burst": sandbox_burst,
+    "count_trivial_job": count_trivial_job,
 }
 
 
@@ -182,7 +198,7 @@ def main():
     for line in sys.stdin:
         cmd = json.loads(line)
         try:
-            result = {"ok": OPS[cmd["op"]](cmd["n"])}
+            result = {"ok": OPS[cmd.pop("op")](**cmd)}
         except Exception as exc:  # report, keep serving
             result = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(result), flush=True)

@@ -16,6 +16,11 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
   200 / (last task start − first send). Second baseline, the ceiling: 200 sandboxed `true`
   (the same launch as a job's, no database, no broker) run as many at once as the worker
   runs jobs; no job system using this sandbox can go faster on this machine.
+- bookkeeping: what one trivial job costs the database, submit to done: committed transactions
+  and queries (bench/dbcount.py), counted in the helper process, which submits the job through
+  the API view and runs the worker's task itself (bench/django_op.py, count_trivial_job); on
+  whichever engine the server runs (SQLite embedded, PostgreSQL with --redis). The breakdown by
+  call site is in the results JSON ("bookkeeping").
 - scatter: tests/jobs/apps/scatter_bash with n=100 (100 `square` subjobs + `gather`), wall
   time = root's done − root's created; overhead per subjob = (T_scatter − T_single_job)/100,
   T_single_job = the median created → done of the latency jobs.
@@ -64,8 +69,8 @@ class Helper:
         ready = json.loads(self.proc.stdout.readline())
         assert ready.get("ready"), ready
 
-    def __call__(self, op, n):
-        self.proc.stdin.write(json.dumps({"op": op, "n": n}) + "\n")
+    def __call__(self, op, n, **args):
+        self.proc.stdin.write(json.dumps({"op": op, "n": n, **args}) + "\n")
         self.proc.stdin.flush()
         answer = json.loads(self.proc.stdout.readline())
         if "error" in answer:
@@ -307,6 +312,10 @@ def run(quick=False, jobs_n=None, job_rounds=None, burst=None, scatter_n=None, r
             wait_done(api, api(f"/{applet}/run", {"project": project, "input": {}})["id"])
             helper("celery_rt", 2)
             helper("sandbox_true", 2)
+            print("bookkeeping of one trivial job ...", flush=True)
+            results["bookkeeping"] = helper(
+                "count_trivial_job", 3, token=server.admin_token, project=project, applet=applet
+            )
             print("latency ...", flush=True)
             results["latency"], results["latency_raw"] = latency(api, helper, project, applet, jobs_n, rounds)
             print("throughput ...", flush=True)
@@ -403,6 +412,14 @@ def report(results):
         f"  jobs / sandboxed `true`: {t['ratio_to_sandbox']:.3f}x (what the platform's bookkeeping leaves of "
         "the sandbox's own throughput)"
     )
+    if "bookkeeping" in results:
+        b = results["bookkeeping"]
+        phases = ", ".join(f"{p}: {v['transactions']} + {v['queries']}" for p, v in b["phases"].items())
+        verdict = "MET" if b["transactions"] <= 8 and b["queries"] <= 20 else "MISSED"
+        print(
+            f"  per trivial job: {b['transactions']} transactions, {b['queries']} queries "
+            f"(target <= 8, <= 20: {verdict}; {phases}; {results['params']['mode']})"
+        )
     print(
         f"  (jobs: submitting took {t['jobs']['submit_s']:.2f} s = {t['jobs']['submit_per_s']:.1f}/s, "
         f"{t['jobs']['failed']} failed)"
