@@ -15,7 +15,7 @@ from functools import cache, wraps
 from django import urls
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 from django.http import HttpResponseRedirect, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -37,6 +37,7 @@ from .errors import (
 )
 from .ids import ID_RE
 from .middleware import answers_json, wants_page
+from .transactions import atomic, call_transaction
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,10 @@ def api_method(cls, name, write=False):
         @wraps(fn)
         def handler(*args):
             if write:
-                with transaction.atomic():
-                    return fn(*args)
+                return written(*args)
             return fn(*args)
+
+        written = atomic(fn)
 
         HANDLERS[(cls, name)] = handler
         return handler
@@ -140,6 +142,19 @@ def _token_statement(vendor):
 
 def principal_for_token(raw, client_ip="", request=None):
     """Return the Principal behind a raw API token (user or job), or raise InvalidAuthentication."""
+    principal, used = _token_principal(raw, client_ip, request)
+    if used is not None:
+        mark_token_used(*used)
+    return principal
+
+
+def mark_token_used(token_id, now):
+    """Record when a token was last used (once a minute at most: a write per call would cost every call)."""
+    ApiToken.objects.filter(pk=token_id).update(last_used=now)
+
+
+def _token_principal(raw, client_ip, request):
+    """The Principal behind a raw token, and (token id, now) when its last use is to be recorded, else None."""
     if not isinstance(raw, str) or not raw.strip():
         raise InvalidAuthentication("An API token is required")
     rows = sql.fetch(_token_statement(connection.vendor), [ApiToken.digest_of(raw.strip())])
@@ -150,25 +165,29 @@ def principal_for_token(raw, client_ip="", request=None):
     if token is None or not token.user.is_active:
         raise InvalidAuthentication("The token could not be found")  # revoked ones as well, as DNAnexus says
     now = timezone.now()
-    if token.last_used is None or now - token.last_used > timedelta(minutes=1):
-        ApiToken.objects.filter(pk=token.pk).update(last_used=now)
-    return Principal.of_token(token, client_ip=client_ip, request=request)
+    used = (token.pk, now) if token.last_used is None or now - token.last_used > timedelta(minutes=1) else None
+    return Principal.of_token(token, client_ip=client_ip, request=request), used
 
 
-def authenticate(request):
-    """Return the Principal behind the request's Bearer token."""
+def authenticate(request, defer_use=False):
+    """Return the Principal behind the request's Bearer token.
+
+    With `defer_use`, return (principal, (token id, now) or None): the caller records the token's use
+    itself (mark_token_used), in its own transaction."""
     header = request.headers.get("Authorization", "")
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         raise InvalidAuthentication("An Authorization: Bearer <token> header is required")
-    return principal_for_guarded_token(raw, throttle.client_address(request) or "", request)
+    return principal_for_guarded_token(raw, throttle.client_address(request) or "", request, defer_use)
 
 
-def principal_for_guarded_token(raw, address, request=None):
+def principal_for_guarded_token(raw, address, request=None, defer_use=False):
     """principal_for_token, for a caller at `address` whose unknown tokens are counted: an address that
     sent too many is refused for a while (dxweb/throttle.py). The API and the log websocket use it."""
     throttle.check_token_address(address)
     try:
+        if defer_use:
+            return _token_principal(raw, address, request)
         return principal_for_token(raw, address, request)
     except InvalidAuthentication:
         throttle.token_lookup_failed(address)
@@ -195,40 +214,76 @@ def resolve(resource, method):
     return handler, resource
 
 
-def _call_with_nonce(principal, route, body, call):
+def _nonce(body):
+    """The call's nonce, or None; InvalidInput if it is not one."""
     nonce = body.get("nonce")
+    if nonce is not None and (not isinstance(nonce, str) or not 0 < len(nonce.encode()) <= 128):
+        raise InvalidInput('Expected key "nonce" of input to be a string of 1 to 128 bytes (UTF-8)')
+    return nonce
+
+
+def _digest(body):
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _call_with_nonce(principal, route, body, call):
+    """Inside the call's transaction: make the call, or answer as the first call with the same nonce did.
+
+    A concurrent retry with the same nonce may store it first: then this insert fails (IntegrityError,
+    the whole transaction rolled back) and the caller answers with _replay."""
+    nonce = _nonce(body)
     if nonce is None:
         return call()
-    if not isinstance(nonce, str) or not 0 < len(nonce.encode()) <= 128:
-        raise InvalidInput('Expected key "nonce" of input to be a string of 1 to 128 bytes (UTF-8)')
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     stored = Nonce.objects.filter(principal=principal.key, nonce=nonce).first()
     if stored is not None and stored.created < timezone.now() - timedelta(seconds=settings.DXWEB_NONCE_TTL):
         # Replies are only promised for a while; past that the nonce is free again.
         Nonce.objects.filter(pk=stored.pk).delete()
         stored = None
-    if stored is None:
-        try:
-            with transaction.atomic():
-                result = call()
-                Nonce.objects.create(
-                    principal=principal.key,
-                    nonce=nonce,
-                    route=route,
-                    input_digest=digest,
-                    response=result,
-                )
-            return result
-        except IntegrityError:
-            # A concurrent retry with the same nonce won the race; answer as it did.
-            stored = Nonce.objects.filter(principal=principal.key, nonce=nonce).first()
-            if stored is None:
-                raise
+    if stored is not None:
+        return _answer(stored, nonce, route, body)
+    result = call()
+    Nonce.objects.create(principal=principal.key, nonce=nonce, route=route, input_digest=_digest(body), response=result)
+    return result
+
+
+def _replay(principal, route, body):
+    """After a call that failed with an IntegrityError: the reply of a concurrent retry with the same
+    nonce that won the race, or None when no stored nonce explains the failure."""
+    nonce = _nonce(body) if principal is not None and body is not None else None
+    stored = Nonce.objects.filter(principal=principal.key, nonce=nonce).first() if nonce is not None else None
+    return None if stored is None else _answer(stored, nonce, route, body)
+
+
+def _answer(stored, nonce, route, body):
     if stored.route != route:
         raise InvalidInput(f"The nonce {nonce!r} was already used for a different call")
-    if stored.input_digest and stored.input_digest != digest:
+    if stored.input_digest and stored.input_digest != _digest(body):
         raise InvalidInput(f"The nonce {nonce!r} was already used with a different input")
     return stored.response
+
+
+def _create(request, handler, object_id, route):
+    """/<class>/new and /<id>/run: the token's lookup, the call and its nonce in one transaction (each
+    transaction is a commit for the database to make, and these calls write anyway)."""
+    principal = body = used = None
+    try:
+        with call_transaction():
+            principal, used = authenticate(request, defer_use=True)
+            body = parse_body(request)
+            args = (principal, body) if object_id is None else (principal, object_id, body)
+            result = _call_with_nonce(principal, route, body, lambda: handler(*args))
+            if used is not None:
+                mark_token_used(*used)
+                used = None
+        return result
+    except IntegrityError:
+        replied = _replay(principal, route, body)
+        if replied is None:
+            raise
+        return replied
+    finally:
+        if used is not None:  # the call failed and its transaction with it: the token was used all the same
+            mark_token_used(*used)
 
 
 @csrf_exempt
@@ -239,15 +294,13 @@ def dispatch(request, resource, method):
             raise MethodNotAllowed("API calls are made with POST")
         handler, object_id = resolve(resource, method)
         public = object_id is None and (resource, method) in PUBLIC_ROUTES
-        principal = request if public else authenticate(request)
-        # setDetails takes the details themselves as its input, and details may be a JSON array.
-        body = parse_body(request, arrays=method == "setDetails")
-        args = (principal, body) if object_id is None else (principal, object_id, body)
-        route = f"/{resource}/{method}"
-        if method in NONCE_METHODS:
-            result = _call_with_nonce(principal, route, body, lambda: handler(*args))
+        if method in NONCE_METHODS and not public:
+            result = _create(request, handler, object_id, f"/{resource}/{method}")
         else:
-            result = handler(*args)
+            principal = request if public else authenticate(request)
+            # setDetails takes the details themselves as its input, and details may be a JSON array.
+            body = parse_body(request, arrays=method == "setDetails")
+            result = handler(*((principal, body) if object_id is None else (principal, object_id, body)))
         # safe=False: getDetails may answer with a JSON array.
         return no_sniffing(JsonResponse(result, safe=False))
     except DXError:

@@ -11,6 +11,7 @@ from django.db import models, transaction
 
 from dxweb.errors import InvalidInput, InvalidState, PermissionDenied
 from dxweb.ids import id_class, new_id
+from dxweb.transactions import atomic as call_atomic
 from dxweb.validation import get, string_list, string_map
 from projects import actions as project_actions
 from projects.models import ApiToken, Container, DataObject, Level, Placement, now_ms
@@ -344,7 +345,8 @@ def _common_fields(body):
 
 
 def _check_dependencies(principal, job, input_value, depends_on):
-    """Record what the job waits for; every referenced job must be visible to the launcher."""
+    """Record what the job waits for; every referenced job must be visible to the launcher. Return
+    whether it waits for any."""
     on = {}
     for ref in refs_in(input_value):
         on[ref["job"]] = JobDependency.INPUT
@@ -356,20 +358,32 @@ def _check_dependencies(principal, job, input_value, depends_on):
         if id_class(dep_id) != "job":
             raise InvalidInput(f"{dep_id!r} in a job-based object reference is not a job ID")
         access_job(principal, dep_id)
-        JobDependency.objects.create(job=job, on_id=dep_id, stage=JobDependency.INPUT)
+    JobDependency.objects.bulk_create(JobDependency(job=job, on_id=dep_id, stage=JobDependency.INPUT) for dep_id in on)
+    return bool(on)
 
 
-def _link_inputs(principal, workspace, input_value):
-    """Make every data object named in the input visible in the job's workspace."""
+def _link_inputs(principal, workspace, input_value, present=None):
+    """Make every data object named in the input visible in the job's workspace.
+
+    `present`: the IDs of every object in the workspace, when the caller knows them (a new one)."""
+    wanted = {}
     for obj_id, hint in links_in(input_value):
         placement = access_object(principal, obj_id, Level.VIEW, project=hint)
         if placement.obj.state != "closed":
             raise InvalidState(f"The input {obj_id} is not closed")
-        if not Placement.objects.filter(container=workspace, obj_id=obj_id).exists():
-            Placement.objects.create(container=workspace, obj=placement.obj, folder="/", name=placement.name)
+        wanted.setdefault(obj_id, placement)
+    if not wanted:
+        return
+    if present is None:
+        present = set(Placement.objects.filter(container=workspace, obj_id__in=wanted).values_list("obj_id", flat=True))
+    Placement.objects.bulk_create(
+        Placement(container=workspace, obj=p.obj, folder="/", name=p.name)
+        for i, p in wanted.items()
+        if i not in present
+    )
 
 
-@transaction.atomic
+@call_atomic
 def run_applet(principal, placement, body, analysis=None, stage="", app=None):
     """/applet-x/run: a new origin job with its own workspace (or an analysis's job for `stage`).
 
@@ -390,8 +404,8 @@ def run_applet(principal, placement, body, analysis=None, stage="", app=None):
     run_input = analysis_refs_to_jbors(get(body, "input", dict, {}))
     resolved = check_input(spec.get("inputSpec"), run_input)
     function = "main"
-    job = Job.objects.create(
-        id=new_id("job"),
+    job_id = new_id("job")
+    fields = dict(
         name=project_actions.clean_name(get(body, "name", str, executable_name)),
         applet=applet,
         executable=executable,
@@ -402,7 +416,6 @@ def run_applet(principal, placement, body, analysis=None, stage="", app=None):
         folder=project_actions.clean_folder(get(body, "folder", str, "/")),
         parent=parent,
         parent_try=max(parent.tries - 1, 0) if parent else None,
-        root=root,
         launched_by=principal.user,
         launcher_scopes=launch_cap(principal),
         input=resolved,
@@ -416,25 +429,29 @@ def run_applet(principal, placement, body, analysis=None, stage="", app=None):
         stage=stage,
         **_common_fields(body),
     )
+    # The workspace first: the job is then made whole in one statement (its own origin and, at the top
+    # of a tree, its own root).
+    workspace = project_actions.create_container(None, f"workspace of {job_id}", kind=Container.WORKSPACE)
+    job = Job.objects.create(
+        id=job_id, workspace=workspace, origin_id=job_id, root_id=root.pk if root else job_id, **fields
+    )
     job.origin = job
-    if root is None:
-        job.root = job
-    workspace = project_actions.create_container(None, f"workspace of {job.id}", kind=Container.WORKSPACE)
-    job.workspace = workspace
-    job.save()
+    job.root = root or job
     # The job describes its own applet (dx-print-bash-vars reads its inputSpec): its token sees the
     # workspace, not the applet's project, which may be another one than the job's.
-    Placement.objects.create(container=workspace, obj=applet, folder="/", name=placement.name)
+    placed = [Placement(container=workspace, obj=applet, folder="/", name=placement.name)]
     if app is not None and app.resources_id:  # the app's resources bundle, for its bundledDepends
         for item in Placement.objects.filter(container_id=app.resources_id).exclude(obj_id=applet.pk):
-            Placement.objects.create(container=workspace, obj_id=item.obj_id, folder="/", name=item.name)
-    _link_inputs(principal, workspace, run_input)
-    _check_dependencies(principal, job, run_input, job.depends_on)
-    _schedule(job)
+            placed.append(Placement(container=workspace, obj_id=item.obj_id, folder="/", name=item.name))
+    Placement.objects.bulk_create(placed)
+    # The workspace is new: nothing but the above is in it yet.
+    _link_inputs(principal, workspace, run_input, present={p.obj_id for p in placed})
+    waits = _check_dependencies(principal, job, run_input, job.depends_on)
+    _schedule(job, waits)
     return job
 
 
-@transaction.atomic
+@call_atomic
 def new_subjob(principal, body):
     """/job/new from inside a job: a child running another entry point of the same applet."""
     caller = calling_job(principal)
@@ -470,24 +487,26 @@ def new_subjob(principal, body):
         **_common_fields(body),
     )
     _link_inputs(principal, caller.workspace, run_input)
-    _check_dependencies(principal, job, run_input, job.depends_on)
-    _schedule(job)
+    waits = _check_dependencies(principal, job, run_input, job.depends_on)
+    _schedule(job, waits)
     return job
 
 
-def _schedule(job):
-    if JobDependency.objects.filter(job=job, stage=JobDependency.INPUT).exists():
+def _schedule(job, waits):
+    """A new job (idle): waiting on its inputs if it `waits` for other jobs, else runnable."""
+    if waits:
         transition(job.pk, State.WAITING_ON_INPUT, expected=[State.IDLE])
         advance_inputs(job.pk)
         # And once more when this job and its dependencies are committed: one that ended meanwhile,
         # committing before this job, found no dependant to wake (see _wake).
         transaction.on_commit(lambda: advance_inputs(job.pk))
     else:
-        _make_runnable(job.pk, State.IDLE)
+        _make_runnable(job.pk, State.IDLE, known=job)
 
 
-def _make_runnable(job_id, from_state, **fields):
-    if transition(job_id, State.RUNNABLE, expected=[from_state], **fields):
+def _make_runnable(job_id, from_state, known=None, **fields):
+    """`known`: the Job as read (or made) in `from_state`, which spares transition() its read."""
+    if transition(job_id, State.RUNNABLE, expected=[from_state], known=known, **fields):
         transaction.on_commit(lambda: dispatch.run_job(job_id))
         return True
     return False
