@@ -443,11 +443,13 @@ def _watch(job, proc, spec, workdir, writer):
     for pump in pumps:
         pump.start()
     ssh = SSHControl(job, proc, spec.env)
+    lease = LeaseWatch(job, proc)
     try:
-        outcome = _supervise(job, proc, ssh, workdir / "meta")
+        outcome = _supervise(job, proc, ssh, workdir / "meta", lease)
         if isinstance(outcome, Exited | HoldRequested):
-            outcome = _maybe_hold(job, proc, ssh, outcome, workdir, writer)
+            outcome = _maybe_hold(job, proc, ssh, outcome, workdir, writer, lease)
     finally:
+        lease.stop()
         ssh.stop()
     for pump in pumps:
         pump.join(5)
@@ -492,15 +494,47 @@ class SSHControl:
             self.gateway = None
 
 
-def _beat(job, state):
-    """Renew this claim's lease; return the job's allowSSH, or None if the claim no longer holds the job.
+class LeaseWatch:
+    """Stops the job's sandbox once its lease may have lapsed, whether or not the database answers.
 
-    Only while the job is this claim's (`tries` is its generation): after a stall longer than the
-    lease, the reaper may have handed the job to another try.
+    A worker cut off from the database (its link down) blocks in its next heartbeat, and the
+    reaper hands the job to another try once the lease lapsed by a heartbeat period. So this
+    thread kills the sandbox when no heartbeat has succeeded for a lease (counted from the start of
+    the last one that did, which wrote an earlier time): the copy is gone before another try may
+    start, and the same job never runs twice at once.
     """
-    if Job.objects.filter(pk=job.id, state=state, tries=job.tries).update(heartbeat=now_ms()) != 1:
-        return None
-    return Job.objects.filter(pk=job.id).values_list("allow_ssh", flat=True).first() or []
+
+    def __init__(self, job, proc):
+        self.job, self.proc = job, proc
+        self.renewed = time.monotonic()  # the claim wrote its heartbeat just before
+        self.expired = False
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lease-{job.id}", daemon=True)
+        self.thread.start()
+
+    def beat(self, state):
+        """Renew the lease; return the job's allowSSH, or None if the claim no longer holds the job.
+
+        Only while the job is this claim's (`tries` is its generation): after a stall longer than
+        the lease, the reaper may have handed the job to another try.
+        """
+        started = time.monotonic()
+        if Job.objects.filter(pk=self.job.id, state=state, tries=self.job.tries).update(heartbeat=now_ms()) != 1:
+            return None
+        self.renewed = max(self.renewed, started)
+        return Job.objects.filter(pk=self.job.id).values_list("allow_ssh", flat=True).first() or []
+
+    def _run(self):
+        lease = settings.DXWEB_LEASE_SECONDS
+        while not self.stopped.wait(min(1.0, lease / 4)):
+            if time.monotonic() - self.renewed > lease:
+                self.expired = True
+                log.warning("%s: no heartbeat succeeded for %s s; stopping its run", self.job.id, lease)
+                self.proc.kill_tree()
+                return
+
+    def stop(self):
+        self.stopped.set()
 
 
 def _lost_or_terminated(job, proc):
@@ -510,7 +544,7 @@ def _lost_or_terminated(job, proc):
     return Lost()
 
 
-def _supervise(job, proc, ssh, meta):
+def _supervise(job, proc, ssh, meta, lease):
     """Wait for the process while renewing the lease; kill it on terminate, timeout or a lost lease.
 
     A heartbeat that is due comes before anything else: after a stall longer than the lease (a
@@ -528,14 +562,14 @@ def _supervise(job, proc, ssh, meta):
     while True:
         started = time.monotonic()
         if started >= next_beat:
-            allow_ssh = _beat(job, State.RUNNING)
+            allow_ssh = lease.beat(State.RUNNING)
             if allow_ssh is None:
                 return _lost_or_terminated(job, proc)
             ssh.check(allow_ssh)
             # Counted from the beat's start: a stall inside it leaves the next one due at once.
             next_beat = started + interval
         if proc.wait(timeout=max(0.0, min(tick, next_beat - time.monotonic()))) is not None:
-            return Exited(proc.returncode)
+            return Lost() if lease.expired else Exited(proc.returncode)
         if debugging:
             status = meta / "exit-status"
             if status.exists():
@@ -565,7 +599,7 @@ def _failure(code, home):
     return "AppInternalError", message
 
 
-def _maybe_hold(job, proc, ssh, outcome, workdir, writer):
+def _maybe_hold(job, proc, ssh, outcome, workdir, writer, lease):
     """Hold the job for debugging if its failure is one debug.debugOn names (or it made /.dx-hold).
 
     While held the sandbox and its processes stay; the worker keeps the lease and the SSH
@@ -581,7 +615,7 @@ def _maybe_hold(job, proc, ssh, outcome, workdir, writer):
         writer.write("ERROR", f"{failure.reason}: {failure.message}", source="SYSTEM")
     if not _start_hold(job, failure, writer):
         return _lost_or_terminated(job, proc)
-    return _wait_out_hold(job, proc, ssh, failure)
+    return _wait_out_hold(job, proc, ssh, failure, lease)
 
 
 def _held_failure(job, code, home):
@@ -613,13 +647,13 @@ def _start_hold(job, failure, writer):
     return True
 
 
-def _wait_out_hold(job, proc, ssh, failure):
+def _wait_out_hold(job, proc, ssh, failure, lease):
     """Keep a held job's lease and SSH gateway until its hold ends; return how it ended."""
     interval = settings.DXWEB_HEARTBEAT_SECONDS
     while True:
         if proc.wait(timeout=interval) is not None:
-            return HoldEnded(failure, "its processes ended")
-        if _beat(job, State.DEBUG_HOLD) is None:
+            return Lost() if lease.expired else HoldEnded(failure, "its processes ended")
+        if lease.beat(State.DEBUG_HOLD) is None:
             proc.kill_tree()  # released, terminating, or another try's: first, before looking which
             state = Job.objects.filter(pk=job.id, tries=job.tries).values_list("state", flat=True).first()
             if state in (State.FAILED, State.TERMINATED):  # released through the API or the page

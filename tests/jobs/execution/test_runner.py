@@ -3,9 +3,11 @@
 import json
 import os
 import socket
+import threading
 import time
+from types import SimpleNamespace
 
-from jobs.execution.runner import LogSockets, _remove_soon
+from jobs.execution.runner import LeaseWatch, LogSockets, _remove_soon
 
 
 class Lines:
@@ -57,3 +59,19 @@ def test_the_log_sockets_work_in_a_directory_deeper_than_a_socket_path_may_be(tm
             os.chdir(tmp_path)
     sockets.close()
     assert writer.lines == [("INFO", "from deep", "DX_APP")]
+
+
+def test_the_lease_watch_stops_a_run_whose_heartbeats_stall_and_spares_one_that_beats(settings):
+    settings.DXWEB_LEASE_SECONDS = 1
+    killed = threading.Event()
+    stalled = LeaseWatch(SimpleNamespace(id="job-stalled", tries=1), SimpleNamespace(kill_tree=killed.set))
+    spared = threading.Event()
+    beating = LeaseWatch(SimpleNamespace(id="job-beating", tries=1), SimpleNamespace(kill_tree=spared.set))
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:  # its heartbeats succeed (what beat() records)
+        beating.renewed = time.monotonic()
+        time.sleep(0.1)
+    assert killed.is_set() and stalled.expired  # no heartbeat for longer than the lease: stopped
+    assert not spared.is_set() and not beating.expired
+    beating.stop()
+    stalled.stop()
