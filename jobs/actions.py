@@ -15,7 +15,7 @@ from dxweb.transactions import atomic as call_atomic
 from dxweb.validation import get, string_list, string_map
 from projects import actions as project_actions
 from projects.models import ApiToken, Container, DataObject, Level, Placement, now_ms
-from projects.permissions import access_container, access_object, job_scopes, launch_cap
+from projects.permissions import access_container, access_object, job_scopes, launch_cap, require_level
 
 from . import dispatch, notifications, scheduler
 from .logs.store import notify_state
@@ -383,6 +383,17 @@ def _link_inputs(principal, workspace, input_value, present=None):
     )
 
 
+def _project_to_run_in(principal, placement, project_id):
+    """The project a user runs an executable in (CONTRIBUTE): when it is the one the applet was found in,
+    as access_object read it, with the caller's level there (one read less), else access_container's."""
+    found = Placement.container.is_cached(placement) and getattr(placement, "level", None) is not None
+    if found and placement.container_id == project_id and placement.container.kind == Container.PROJECT:
+        project = placement.container
+        project.level = require_level(placement.level, project.pk, Level.CONTRIBUTE)
+        return project
+    return access_container(principal, project_id, Level.CONTRIBUTE, kinds=(Container.PROJECT,))
+
+
 @call_atomic
 def run_applet(principal, placement, body, analysis=None, stage="", app=None):
     """/applet-x/run: a new origin job with its own workspace (or an analysis's job for `stage`).
@@ -397,7 +408,7 @@ def run_applet(principal, placement, body, analysis=None, stage="", app=None):
     if analysis is not None:  # a stage's job: at the top of its own tree, in the analysis's project
         project, parent, root = analysis.project, None, None
     elif caller is None:
-        project = access_container(principal, get(body, "project", str), Level.CONTRIBUTE, kinds=(Container.PROJECT,))
+        project = _project_to_run_in(principal, placement, get(body, "project", str))
         parent, root = None, None
     else:
         project, parent, root = caller.project, caller, caller.root or caller
