@@ -333,12 +333,17 @@ def count_trivial_job(token, project, applet, timeout=120):
             run_job.run(job_id)
             deadline = time.monotonic() + timeout
             with excluded():
-                while (state := Job.objects.filter(pk=job_id).values_list("state", flat=True).first()) not in (
-                    FINAL_STATES
-                ):
+                while True:
+                    row = Job.objects.filter(pk=job_id).values_list("state", "worker").first() or ("gone", "")
+                    if row[0] in FINAL_STATES:
+                        break
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"{job_id} is still {state} after {timeout} s")
+                        raise RuntimeError(f"{job_id} is still {row[0]} after {timeout} s")
                     time.sleep(0.05)
+            state, worker = row
+            # A job's worker is "<host>:<Celery node>"; the task run here has no node.
+            if worker.partition(":")[2]:
+                raise RuntimeError(f"{job_id} was run by {worker}, not in this process: its count is not the job's")
             # Its log writer and any other thread of the worker's side store what is left.
             count.wait_quiet(quiet=1.0, timeout=timeout)
     finally:
