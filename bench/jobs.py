@@ -414,11 +414,12 @@ def report(results):
     )
     if "bookkeeping" in results:
         b = results["bookkeeping"]
-        phases = ", ".join(f"{p}: {v['transactions']} + {v['queries']}" for p, v in b["phases"].items())
+        phases = "; ".join(f"{p} {v['transactions']} tx / {v['queries']} q" for p, v in b["phases"].items())
         verdict = "MET" if b["transactions"] <= 8 and b["queries"] <= 20 else "MISSED"
         print(
             f"  per trivial job: {b['transactions']} transactions, {b['queries']} queries "
-            f"(target <= 8, <= 20: {verdict}; {phases}; {results['params']['mode']})"
+            f"(target <= 8, <= 20: {verdict}; {phases}; {results['params']['mode']}; by call site: the results' "
+            '"bookkeeping")'
         )
     print(
         f"  (jobs: submitting took {t['jobs']['submit_s']:.2f} s = {t['jobs']['submit_per_s']:.1f}/s, "
