@@ -10,7 +10,7 @@ import json
 import logging
 import re
 from datetime import timedelta
-from functools import cache, wraps
+from functools import cache
 
 from django import urls
 from django.conf import settings
@@ -55,14 +55,8 @@ def api_method(cls, name, write=False):
     """Register a handler for POST /<cls>-xxxx/<name> (or /<cls>/<name>, /system/<name>)."""
 
     def register(fn):
-        @wraps(fn)
-        def handler(*args):
-            if write:
-                return written(*args)
-            return fn(*args)
-
-        written = atomic(fn)
-
+        # A write in a transaction of its own, or in the call's (dxweb/transactions.py).
+        handler = atomic(fn) if write else fn
         HANDLERS[(cls, name)] = handler
         return handler
 
