@@ -186,6 +186,9 @@ def db_counters(server):
 
 def throughput(server, helper, project, applet, n, threads=4):
     api = Client(server)
+    # The sandboxes' own burst, before the jobs' and again after (the machine is shared and noisy):
+    # the faster of the two is the ceiling the jobs are held to.
+    box_before = helper("sandbox_burst", n)
     counters0 = db_counters(server)
     t_first = time.time()
     ids, lock = [], threading.Lock()
@@ -232,11 +235,21 @@ def throughput(server, helper, project, applet, n, threads=4):
         # Less this bench's own waiting and describing (a few calls), both are the jobs'.
         jobs["db_sessions_per_job"] = (counters1[0] - counters0[0]) / n
         jobs["db_commits_per_job"] = (counters1[1] - counters0[1]) / n
+    # The wake-ups of jobs that a lane had already run are still queued: one round trip waits them
+    # out, so that the baselines below do not share the machine with them.
+    helper("celery_rt", 1)
     burst = helper("celery_burst", n)
     c_wall = max(burst["starts"]) - min(burst["sends"])
     celery = {"n": n, "wall_s": c_wall, "tasks_per_s": n / c_wall, "send_s": max(burst["sends"]) - min(burst["sends"])}
-    box = helper("sandbox_burst", n)
-    sandboxes = {"n": n, "wall_s": box["wall_s"], "per_s": n / box["wall_s"], "lanes": box["lanes"]}
+    box_after = helper("sandbox_burst", n)
+    box = min(box_before, box_after, key=lambda b: b["wall_s"])
+    sandboxes = {
+        "n": n,
+        "wall_s": box["wall_s"],
+        "per_s": n / box["wall_s"],
+        "lanes": box["lanes"],
+        "per_s_before_after": [n / box_before["wall_s"], n / box_after["wall_s"]],
+    }
     return {
         "jobs": jobs,
         "celery": celery,
@@ -408,9 +421,11 @@ def report(results):
             ],
         )
     )
+    before, after = t["sandbox"].get("per_s_before_after", [t["sandbox"]["per_s"]] * 2)
     print(
         f"  jobs / sandboxed `true`: {t['ratio_to_sandbox']:.3f}x (what the platform's bookkeeping leaves of "
-        "the sandbox's own throughput)"
+        f"the sandbox's own throughput; the sandboxes ran {before:.1f}/s before the jobs and {after:.1f}/s "
+        "after: the faster counts)"
     )
     if "bookkeeping" in results:
         b = results["bookkeeping"]
