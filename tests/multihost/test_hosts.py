@@ -465,9 +465,5 @@ def test_a_partitioned_host_stops_its_copy_before_the_other_host_takes_the_job_o
     seconds = unique_seconds(8)
     job_id, cut_host, other, both = partition(cluster, seconds, "cut off")
     assert ended(cluster, [job_id], timeout=60)[0]["state"] == "done"
-    if both.get(cut_host):
-        pytest.xfail(
-            "known gap: a worker cut off from the database runs its copy on until its link is back; it does not "
-            "stop it once it has gone a lease without renewing (jobs/execution/runner.py)"
-        )
+    # When the other host took the job over, the cut host's copy was gone already (runner.LeaseWatch).
     assert both == {other: 1}, both
