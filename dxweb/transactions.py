@@ -1,7 +1,7 @@
 """One transaction for a whole API call that creates something, and atomic blocks that need no savepoint in it.
 
 The dispatcher (dxweb/api.py) runs /<class>/new and /<id>/run, token lookup included, in one transaction:
-each transaction is a commit the database must make (issue 17 counts them). Inside it, an action's own
+each transaction is a commit the database must make (bench jobs counts them). Inside it, an action's own
 atomic block would be a savepoint (two more round trips) that nothing needs: an error there ends the
 whole call, whose transaction is rolled back. Actions the API calls mark their block with `atomic`
 below; called from elsewhere (a page, a worker), they keep their savepoint when nested.

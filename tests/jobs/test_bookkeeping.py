@@ -1,4 +1,5 @@
-"""What a trivial job costs the database, submit to done: committed transactions and queries (issue 17).
+"""What a trivial job costs the database, submit to done: committed transactions and queries (aims:
+docs/scheduling.md).
 
 The job is real (a bash applet `main() { true; }` in the real sandbox); its submission goes through the
 API view and its worker's side runs in this process, as the Celery task's own function, so that
@@ -15,7 +16,7 @@ from bench import dbcount
 from jobs.execution import sandbox
 from projects.models import ApiToken
 
-# Issue 17: a trivial job from submit to done in at most this many.
+# The targets: a trivial job from submit to done in at most this many.
 MAX_TRANSACTIONS = 8
 MAX_QUERIES = 20
 
@@ -95,7 +96,7 @@ def test_the_count_sees_the_submission_and_the_worker_of_a_job_that_ran(counted)
 
 @pytest.mark.xfail(
     strict=False,
-    reason="issue 17: a trivial job costs more than 20 queries (24 on SQLite; 26, in 9 transactions, on PostgreSQL)",
+    reason="a trivial job still costs more than 20 queries (24 on SQLite; 26, in 9 transactions, on PostgreSQL)",
 )
 @pytest.mark.django_db(transaction=True)
 def test_a_trivial_job_costs_at_most_8_transactions_and_20_queries(counted):
