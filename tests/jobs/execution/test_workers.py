@@ -239,7 +239,7 @@ def test_a_worker_that_stalled_during_a_heartbeat_beats_again_at_once(alice, pro
         def kill_tree(self):
             events.append(("kill",))
 
-    def beat(job, state):
+    def beat(state):
         events.append(("beat",))
         if events.count(("beat",)) == 1:
             now[0] += 3600  # the stall, after the renewal was written
@@ -247,8 +247,8 @@ def test_a_worker_that_stalled_during_a_heartbeat_beats_again_at_once(alice, pro
         return None  # the reaper took the lease meanwhile
 
     monkeypatch.setattr(runner, "time", SimpleNamespace(monotonic=lambda: now[0]))
-    monkeypatch.setattr(runner, "_beat", beat)
-    outcome = runner._supervise(job, Sandbox(), SimpleNamespace(check=lambda allow_ssh: None), tmp_path)
+    lease = SimpleNamespace(beat=beat, expired=False)  # the lease's heartbeats (runner.LeaseWatch)
+    outcome = runner._supervise(job, Sandbox(), SimpleNamespace(check=lambda allow_ssh: None), tmp_path, lease)
     assert outcome == runner.Lost()
     after_stall = events[events.index(("beat",)) + 1 :]
     assert after_stall[-2:] == [("beat",), ("kill",)], events
