@@ -90,22 +90,22 @@ def live_since(now=None):
 
 def register(name, cap, lanes=0, ssh_host=""):
     """Record a worker host (at its start, and again as it beats)."""
-    WorkerHost.objects.update_or_create(
-        pk=name,
-        defaults={
-            "cores": cap.cores,
-            "memory_mb": cap.memory_mb,
-            "lanes": lanes,
-            "ssh_host": ssh_host,
-            "heartbeat": now_ms(),
-        },
-        create_defaults={
-            "cores": cap.cores,
-            "memory_mb": cap.memory_mb,
-            "lanes": lanes,
-            "ssh_host": ssh_host,
-            "started": now_ms(),
-        },
+    now = now_ms()
+    WorkerHost.objects.bulk_create(
+        [
+            WorkerHost(
+                name=name,
+                cores=cap.cores,
+                memory_mb=cap.memory_mb,
+                lanes=lanes,
+                ssh_host=ssh_host,
+                heartbeat=now,
+                started=now,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["name"],
+        update_fields=["cores", "memory_mb", "lanes", "ssh_host", "heartbeat"],
     )
 
 
@@ -129,9 +129,14 @@ def host_of(worker):
 
 
 def _renew(name, cap, now):
-    """Renew (and so lock) this host's row, making it if it is new."""
-    if not WorkerHost.objects.filter(pk=name).update(heartbeat=now, cores=cap.cores, memory_mb=cap.memory_mb):
-        WorkerHost.objects.create(name=name, cores=cap.cores, memory_mb=cap.memory_mb, heartbeat=now, started=now)
+    """Renew (and so lock) this host's row, making it if it is new: one upsert, which two lanes of a new
+    host may run at once (an update, then a create, would have the later create fail)."""
+    WorkerHost.objects.bulk_create(
+        [WorkerHost(name=name, cores=cap.cores, memory_mb=cap.memory_mb, heartbeat=now, started=now)],
+        update_conflicts=True,
+        unique_fields=["name"],
+        update_fields=["heartbeat", "cores", "memory_mb"],
+    )
 
 
 def _oversize(cap, now):
@@ -209,9 +214,14 @@ def pick(name, cap):
 
 
 def served(launcher_id, now):
-    """Record a claim of the launcher's job (inside the claim's transaction)."""
-    if not LauncherShare.objects.filter(pk=launcher_id).update(last_claim=now):
-        LauncherShare.objects.create(user_id=launcher_id, last_claim=now)
+    """Record a claim of the launcher's job (inside the claim's transaction; one upsert, as hosts claim
+    at once)."""
+    LauncherShare.objects.bulk_create(
+        [LauncherShare(user_id=launcher_id, last_claim=now)],
+        update_conflicts=True,
+        unique_fields=["user"],
+        update_fields=["last_claim"],
+    )
 
 
 def waiting_for(job):

@@ -2,6 +2,7 @@
 launchers (jobs/scheduler.py, jobs.actions.claim_next)."""
 
 import itertools
+import threading
 
 import pytest
 from django.db import transaction
@@ -167,3 +168,31 @@ def test_a_job_held_for_debugging_leaves_its_share_to_others(alice, make_job):
     make_job(alice.user, state=State.DEBUG_HOLD, worker="h1:celery@h1")
     waiting = make_job(alice.user).pk
     assert take(cores=2) == waiting  # the held job's code has ended: its 2 cores are free
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_lanes_of_a_new_host_claim_at_once(alice, make_job):
+    """Both lanes of a host not yet registered make its row at once (on PostgreSQL they overlap)."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite runs one write transaction at a time: two claims cannot overlap there")
+    jobs = {make_job(alice.user).pk for _ in range(2)}
+    start, taken, errors = threading.Barrier(2), [], []
+
+    def lane():
+        try:
+            start.wait(timeout=30)
+            taken.append(take(host="fresh", cores=8))
+        except Exception as err:  # noqa: BLE001 - the test reports it
+            errors.append(repr(err))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=lane) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and set(taken) == jobs
+    assert WorkerHost.objects.filter(pk="fresh").count() == 1
