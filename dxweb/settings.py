@@ -102,6 +102,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # (DXWEB_API_THREADS, DXWEB_PAGE_THREADS, dxweb/asgi.py) reuse theirs.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DXWEB_DB_CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, whose kept connections are checked once idle, not at each request (dxweb/db).
+    DATABASES["default"]["ENGINE"] = "dxweb.db.postgresql"
 # How many long-lived threads serve API calls, and pages, in each web process.
 DXWEB_API_THREADS = env.int("DXWEB_API_THREADS", default=8)
 DXWEB_PAGE_THREADS = env.int("DXWEB_PAGE_THREADS", default=8)

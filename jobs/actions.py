@@ -15,7 +15,7 @@ from dxweb.transactions import atomic as call_atomic
 from dxweb.validation import get, string_list, string_map
 from projects import actions as project_actions
 from projects.models import ApiToken, Container, DataObject, Level, Placement, now_ms
-from projects.permissions import access_container, access_object, job_scopes, launch_cap, require_level
+from projects.permissions import access_container, access_object, held_by, job_scopes, launch_cap, require_level
 
 from . import dispatch, notifications, scheduler
 from .logs.store import notify_state
@@ -344,9 +344,9 @@ def _common_fields(body):
     }
 
 
-def _check_dependencies(principal, job, input_value, depends_on):
-    """Record what the job waits for; every referenced job must be visible to the launcher. Return
-    whether it waits for any."""
+def _dependencies(principal, input_value, depends_on):
+    """What a new job waits for ({job id: stage}): the jobs its input references and its dependsOn,
+    every one visible to the launcher."""
     on = {}
     for ref in refs_in(input_value):
         on[ref["job"]] = JobDependency.INPUT
@@ -358,8 +358,13 @@ def _check_dependencies(principal, job, input_value, depends_on):
         if id_class(dep_id) != "job":
             raise InvalidInput(f"{dep_id!r} in a job-based object reference is not a job ID")
         access_job(principal, dep_id)
-    JobDependency.objects.bulk_create(JobDependency(job=job, on_id=dep_id, stage=JobDependency.INPUT) for dep_id in on)
-    return bool(on)
+    return on
+
+
+def _first_state(waits):
+    """The state a new job is made in: idle while it has jobs to wait for (_schedule moves it on),
+    else runnable at once (one write less than making it idle and then runnable)."""
+    return State.IDLE if waits else State.RUNNABLE
 
 
 def _link_inputs(principal, workspace, input_value, present=None):
@@ -442,9 +447,15 @@ def run_applet(principal, placement, body, analysis=None, stage="", app=None):
     )
     # The workspace first: the job is then made whole in one statement (its own origin and, at the top
     # of a tree, its own root).
+    waits = _dependencies(principal, run_input, fields["depends_on"])
     workspace = project_actions.create_container(None, f"workspace of {job_id}", kind=Container.WORKSPACE)
     job = Job.objects.create(
-        id=job_id, workspace=workspace, origin_id=job_id, root_id=root.pk if root else job_id, **fields
+        id=job_id,
+        state=_first_state(waits),
+        workspace=workspace,
+        origin_id=job_id,
+        root_id=root.pk if root else job_id,
+        **fields,
     )
     job.origin = job
     job.root = root or job
@@ -457,7 +468,6 @@ def run_applet(principal, placement, body, analysis=None, stage="", app=None):
     Placement.objects.bulk_create(placed)
     # The workspace is new: nothing but the above is in it yet.
     _link_inputs(principal, workspace, run_input, present={p.obj_id for p in placed})
-    waits = _check_dependencies(principal, job, run_input, job.depends_on)
     _schedule(job, waits)
     return job
 
@@ -472,8 +482,11 @@ def new_subjob(principal, body):
     if not function:
         raise InvalidInput('"function" must name an entry point')
     run_input = analysis_refs_to_jbors(get(body, "input", dict, {}))
+    depends_on = string_list(body, "dependsOn", [])
+    waits = _dependencies(principal, run_input, depends_on)
     job = Job.objects.create(
         id=new_id("job"),
+        state=_first_state(waits),
         name=project_actions.clean_name(get(body, "name", str, f"{caller.name}:{function}")),
         applet=caller.applet,
         executable=caller.executable,
@@ -492,27 +505,29 @@ def new_subjob(principal, body):
         input=run_input,
         original_input=run_input,
         run_input=run_input,
-        depends_on=string_list(body, "dependsOn", []),
+        depends_on=depends_on,
         instance_type=_instance_type(body, function, caller.spec.get("runSpec", {})),
         timeout_s=_timeout(body, caller.executable, function, caller.spec.get("runSpec", {})),
         **_common_fields(body),
     )
     _link_inputs(principal, caller.workspace, run_input)
-    waits = _check_dependencies(principal, job, run_input, job.depends_on)
     _schedule(job, waits)
     return job
 
 
 def _schedule(job, waits):
-    """A new job (idle): waiting on its inputs if it `waits` for other jobs, else runnable."""
+    """A new job, made in _first_state(waits): record what it waits for and wait on its inputs, or, made
+    runnable, record that and send it to the workers."""
     if waits:
+        JobDependency.objects.bulk_create(JobDependency(job=job, on_id=dep_id, stage=stage) for dep_id, stage in waits.items())
         transition(job.pk, State.WAITING_ON_INPUT, expected=[State.IDLE])
         advance_inputs(job.pk)
         # And once more when this job and its dependencies are committed: one that ended meanwhile,
         # committing before this job, found no dependant to wake (see _wake).
         transaction.on_commit(lambda: advance_inputs(job.pk))
-    else:
-        _make_runnable(job.pk, State.IDLE, known=job)
+        return
+    JobTransition.objects.create(job_id=job.pk, old_state=State.IDLE, new_state=State.RUNNABLE, set_at=job.modified)
+    transaction.on_commit(lambda: (notify_state(job.project_id, job.launched_by_id), dispatch.run_job(job.pk)))
 
 
 def _make_runnable(job_id, from_state, known=None, **fields):
@@ -588,7 +603,7 @@ def claim_next(worker, host, cap):
     may win the swap for the same job; the loser chooses again.
     """
     for _ in range(5):
-        with transaction.atomic():
+        with scheduler.claiming(host), transaction.atomic():
             job = scheduler.pick(host, cap)
             if job is None:
                 return None
@@ -610,7 +625,10 @@ def _take(job, worker):
     by the launching job's token when a job launched it (see job_scopes).
     """
     wanted = Level.parse(job.spec.get("access", {}).get("project", "VIEW")) or Level.VIEW
-    scopes = job_scopes(job.launched_by, job.project_id, job.workspace_id, wanted, job.launcher_scopes)
+    held = None
+    if hasattr(job, "launcher_level"):  # read with the job (scheduler.pick)
+        held = held_by(job.launched_by, job.project_id, job.launcher_level)
+    scopes = job_scopes(job.launched_by, job.project_id, job.workspace_id, wanted, job.launcher_scopes, held)
     resources = app_resources(job)
     if resources:  # an app's job reads its resources container (DX_RESOURCES_ID)
         scopes.setdefault(resources, int(Level.VIEW))

@@ -13,15 +13,18 @@ Among the jobs that fit, a claim takes:
    waits about one running job's length behind another user's burst, not the whole burst;
 3. then that launcher's oldest job.
 
-`pick` runs inside the claim's transaction. Its first statement renews the host's row, which locks
-it (PostgreSQL's row lock; SQLite's IMMEDIATE transactions lock the database), so one host's lanes
-claim one at a time and never both take the last free cores. Hosts race for the same job only in
-the compare-and-swap that takes it (jobs.actions.claim_next), which the loser retries.
+`pick` runs inside the claim's transaction, which `claiming` wraps: one host's lanes claim one at a
+time (a lock on a file of the host's data directory, held until the claim is committed), so two never
+both take its last free cores. The lock costs the database nothing: the host's row is the beat's to
+renew (`beat`), not each claim's. Hosts race for the same job only in the compare-and-swap that takes
+it (jobs.actions.claim_next), which the loser retries.
 """
 
+import fcntl
 import logging
 import threading
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 
 from django.conf import settings
@@ -29,6 +32,7 @@ from django.db import DatabaseError, close_old_connections
 from django.db.models import Count, Max, Min
 
 from projects.models import now_ms
+from projects.permissions import level_expression
 
 from .execution.sandbox import host as host_facts
 from .models import Job, LauncherShare, State, WorkerHost
@@ -128,15 +132,28 @@ def host_of(worker):
     return worker.split(":", 1)[0]
 
 
-def _renew(name, cap, now):
-    """Renew (and so lock) this host's row, making it if it is new: one upsert, which two lanes of a new
-    host may run at once (an update, then a create, would have the later create fail)."""
-    WorkerHost.objects.bulk_create(
-        [WorkerHost(name=name, cores=cap.cores, memory_mb=cap.memory_mb, heartbeat=now, started=now)],
-        update_conflicts=True,
-        unique_fields=["name"],
-        update_fields=["heartbeat", "cores", "memory_mb"],
-    )
+_claim_locks = {}  # host name: (a lock for this process's threads, the open lock file)
+_claim_locks_lock = threading.Lock()
+
+
+@contextmanager
+def claiming(name):
+    """Hold host `name`'s claim lock: its lanes (a worker's processes, or threads) claim one at a time.
+
+    A file lock (flock) in the data directory, which a host's lanes share, and a thread lock beside
+    it (flock does not tell apart threads that share the open file)."""
+    with _claim_locks_lock:
+        if name not in _claim_locks:
+            folder = settings.DATA_DIR / "claims"
+            folder.mkdir(parents=True, exist_ok=True)
+            _claim_locks[name] = (threading.Lock(), open(folder / f"{name}.lock", "a+b"))  # noqa: SIM115 (kept open)
+        thread_lock, lock_file = _claim_locks[name]
+    with thread_lock:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def _oversize(cap, now):
@@ -150,12 +167,12 @@ def _oversize(cap, now):
 def pick(name, cap):
     """Inside a transaction: the runnable job host `name` (of capacity `cap`) should take next, or None.
 
-    One read beside the lock: the runnable and the unfinished-and-running jobs, grouped by state,
-    launcher, priority, instance type and worker. The job returned has `more_runnable` set when
-    other jobs were runnable as well (whether or not they fit): its lane then looks again after it.
+    Two reads, under `claiming(name)`: the runnable and the unfinished-and-running jobs, grouped by
+    state, launcher, priority, instance type and worker; then the job, with its launcher's level on
+    its project (`launcher_level`, for its token). The job returned has `more_runnable` set when other
+    jobs were runnable as well (whether or not they fit): its lane then looks again after it.
     """
     now = now_ms()
-    _renew(name, cap, now)
     rows = list(
         Job.objects.filter(state__in=(State.RUNNABLE, *ACTIVE))
         .values("state", "launched_by_id", "priority", "instance_type", "worker")
@@ -205,6 +222,7 @@ def pick(name, cap):
             instance_type__in=types,
         )
         .select_related("project", "workspace", "launched_by")
+        .annotate(launcher_level=level_expression("launched_by_id", "project_id"))
         .order_by("created", "id")
         .first()
     )

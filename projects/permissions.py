@@ -138,14 +138,34 @@ def launch_cap(principal):
     return {cid: int(level) for cid, level in principal.scopes.items()}
 
 
-def job_scopes(user, project_id, workspace_id, wanted, cap=None):
+def level_expression(user_field, container_field):
+    """A query expression: the highest level the user in `user_field` holds on the container in
+    `container_field` (fields of the query's model), directly or through an org; NULL when none. For
+    reading a level with the row it belongs to; `held_by` applies what level_of adds."""
+    grants = Grant.objects.filter(container=OuterRef(container_field)).filter(
+        Q(user=OuterRef(user_field)) | Q(org__members__user=OuterRef(user_field))
+    )
+    return Subquery(grants.order_by("-level").values("level")[:1], output_field=IntegerField())
+
+
+def held_by(user, container_id, granted):
+    """The level `user` holds on a container, given `granted`, what level_expression read for them
+    there: level_of's answer without its query (an inactive user holds nothing)."""
+    principal = Principal.of(user)
+    return _held(principal, container_id, granted if _grants_user_id(principal) is not None else None)
+
+
+def job_scopes(user, project_id, workspace_id, wanted, cap=None, held=None):
     """The scopes of a job's token: CONTRIBUTE on its workspace (its own, or its parent's for a subjob),
     and on its project the level its executable asks for (`wanted`), no more than `user`, who launched
     it, holds there. When a job launched it, `cap` (launch_cap of that job's token) bounds every
     other container too: a job never holds more than the job that launched it, and a container
     missing from the cap gets nothing. Down a chain of jobs each token is capped by the one before,
-    so the lowest level on the way holds to the end."""
-    scopes = {project_id: min(Level(wanted), level_of(Principal.of(user), project_id))}
+    so the lowest level on the way holds to the end. `held`: the user's level on the project, when the
+    caller read it (held_by), else it is read here."""
+    if held is None:
+        held = level_of(Principal.of(user), project_id)
+    scopes = {project_id: min(Level(wanted), held)}
     if cap is not None:
         scopes = {cid: min(level, Level(cap.get(cid, Level.NONE))) for cid, level in scopes.items()}
     return {workspace_id: int(Level.CONTRIBUTE), **{cid: int(level) for cid, level in scopes.items()}}

@@ -296,13 +296,12 @@ def work(worker, job_id=None, host=None, cap=None, limit=None):
     until none fits what the host has free (jobs/scheduler.py); return how many ran.
 
     A wake-up may so run another job than `job_id`, the one whose launch sent it. Wake-ups only say
-    that there may be work: one whose job has already run (a lane went on to it) ends at once, as
-    every job that is still runnable has its own, or a lane that will look after its current job.
-    Going on after a job ends is also what lets a job that waited for room (its wake-up found the
-    host full) start when the room is made.
+    that there may be work: one whose job has already run (a lane went on to it) ends after the
+    claim's one read finds nothing, as every job that is still runnable has its own, or a lane that
+    will look after its current job. (No look at `job_id` first: that read would be one more for
+    every job whose own wake-up claims it.) Going on after a job ends is also what lets a job that
+    waited for room (its wake-up found the host full) start when the room is made.
     """
-    if job_id and not Job.objects.filter(pk=job_id, state=State.RUNNABLE).exists():
-        return 0
     host = host or settings.DXWEB_WORKER_NAME
     cap = cap or scheduler.capacity()
     limit = limit or settings.DXWEB_WORKER_RUNS_PER_WAKEUP

@@ -94,10 +94,6 @@ def test_the_count_sees_the_submission_and_the_worker_of_a_job_that_ran(counted)
     assert {"dxweb/api.py", "jobs/actions.py"} <= sites, counted["report"]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a trivial job still costs more than 20 queries (24 on SQLite; 26, in 9 transactions, on PostgreSQL)",
-)
 @pytest.mark.django_db(transaction=True)
 def test_a_trivial_job_costs_at_most_8_transactions_and_20_queries(counted):
     assert counted["state"] == "done", counted["report"]
