@@ -519,7 +519,7 @@ def _schedule(job, waits):
     """A new job, made in _first_state(waits): record what it waits for and wait on its inputs, or, made
     runnable, record that and send it to the workers."""
     if waits:
-        JobDependency.objects.bulk_create(JobDependency(job=job, on_id=dep_id, stage=stage) for dep_id, stage in waits.items())
+        JobDependency.objects.bulk_create(JobDependency(job=job, on_id=on, stage=stage) for on, stage in waits.items())
         transition(job.pk, State.WAITING_ON_INPUT, expected=[State.IDLE])
         advance_inputs(job.pk)
         # And once more when this job and its dependencies are committed: one that ended meanwhile,
