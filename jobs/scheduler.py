@@ -26,13 +26,14 @@ import threading
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
+from functools import cache
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
-from django.db.models import Count, Max, Min
+from django.db import DatabaseError, close_old_connections, connection
 
-from projects.models import now_ms
-from projects.permissions import level_expression
+from dxweb import sql
+from projects.models import Container, User, now_ms
+from projects.permissions import level_sql
 
 from .execution.sandbox import host as host_facts
 from .models import Job, LauncherShare, State, WorkerHost
@@ -173,12 +174,9 @@ def pick(name, cap):
     jobs were runnable as well (whether or not they fit): its lane then looks again after it.
     """
     now = now_ms()
-    rows = list(
-        Job.objects.filter(state__in=(State.RUNNABLE, *ACTIVE))
-        .values("state", "launched_by_id", "priority", "instance_type", "worker")
-        .annotate(n=Count("id"), oldest=Min("created"), served=Max("launched_by__launcher_share__last_claim"))
-        .order_by()
-    )
+    statements = _statements(connection.vendor)
+    keys = ("state", "launched_by_id", "priority", "instance_type", "worker", "n", "oldest", "served")
+    rows = [dict(zip(keys, row, strict=True)) for row in sql.fetch(statements["groups"], [State.RUNNABLE, *ACTIVE])]
     free, here, running, runnable = cap, 0, Counter(), []
     for row in rows:
         if row["state"] == State.RUNNABLE:
@@ -209,25 +207,60 @@ def pick(name, cap):
     )
     if best is None:
         return None
-    types = {
-        r["instance_type"]
-        for r in fitting
-        if (r["launched_by_id"], r["priority"]) == (best["launched_by_id"], best["priority"])
-    }
-    job = (
-        Job.objects.filter(
-            state=State.RUNNABLE,
-            launched_by_id=best["launched_by_id"],
-            priority=best["priority"],
-            instance_type__in=types,
-        )
-        .select_related("project", "workspace", "launched_by")
-        .annotate(launcher_level=level_expression("launched_by_id", "project_id"))
-        .order_by("created", "id")
-        .first()
+    types = sorted(
+        {
+            r["instance_type"]
+            for r in fitting
+            if (r["launched_by_id"], r["priority"]) == (best["launched_by_id"], best["priority"])
+        }
     )
+    found = sql.fetch(
+        statements["job"].format(types=", ".join(["%s"] * len(types))),
+        [State.RUNNABLE, best["launched_by_id"], best["priority"], *types],
+    )
+    job = _load_job(found[0]) if found else None
     if job is not None:
         job.more_runnable = sum(r["n"] for r in runnable) > 1
+    return job
+
+
+JOB, PROJECT, LAUNCHER = sql.Columns(Job, "j"), sql.Columns(Container, "p"), sql.Columns(User, "u")
+
+
+@cache
+def _statements(vendor):
+    """pick's two reads, written once per database vendor: a claim makes them for every job, and the
+    ORM's building of them cost more than the database's answering (see dxweb/sql.py)."""
+    job, share, container, user = sql.name(Job), sql.name(LauncherShare), sql.name(Container), sql.name(User)
+    j = {f: sql.name(Job, f) for f in ("id", "state", "launched_by", "priority", "instance_type", "worker")}
+    j.update({f: sql.name(Job, f) for f in ("created", "project")})
+    grouped = ", ".join(f"j.{j[f]}" for f in ("state", "launched_by", "priority", "instance_type", "worker"))
+    level = level_sql(f"j.{j['project']}", f"j.{j['launched_by']}")
+    return {
+        # Parameters: the states read (runnable, then ACTIVE's).
+        "groups": (
+            f"SELECT {grouped}, COUNT(*), MIN(j.{j['created']}), MAX(s.{sql.name(LauncherShare, 'last_claim')}) "
+            f"FROM {job} j LEFT JOIN {share} s ON s.{sql.name(LauncherShare, 'user')} = j.{j['launched_by']} "
+            f"WHERE j.{j['state']} IN ({', '.join(['%s'] * (1 + len(ACTIVE)))}) GROUP BY {grouped}"
+        ),
+        # Parameters: runnable, the launcher, the priority, then the types ({types}: their placeholders).
+        # The job with its project and launcher, and the launcher's level on the project (for its token).
+        "job": (
+            f"SELECT {JOB.sql}, {PROJECT.sql}, {LAUNCHER.sql}, {level} "
+            f"FROM {job} j INNER JOIN {container} p ON p.{sql.name(Container, 'id')} = j.{j['project']} "
+            f"INNER JOIN {user} u ON u.{sql.name(User, 'id')} = j.{j['launched_by']} "
+            f"WHERE j.{j['state']} = %s AND j.{j['launched_by']} = %s AND j.{j['priority']} = %s "
+            f"AND j.{j['instance_type']} IN ({{types}}) ORDER BY j.{j['created']}, j.{j['id']} LIMIT 1"
+        ),
+    }
+
+
+def _load_job(row):
+    """The Job of a "job" row, with its project and launcher, and `launcher_level`."""
+    job = JOB.load(row)
+    job.project = PROJECT.load(row, JOB.width)
+    job.launched_by = LAUNCHER.load(row, JOB.width + PROJECT.width)
+    job.launcher_level = row[JOB.width + PROJECT.width + LAUNCHER.width]
     return job
 
 

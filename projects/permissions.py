@@ -58,15 +58,16 @@ def _grant_filter(user):
     return Q(user=user) | Q(org__members__user=user)
 
 
-def _level_sql(container_column):
+def level_sql(container_column, user="%s"):
     """SQL for the highest level a user holds on the container `container_column` names: their direct
-    grant or a grant to any org they belong to, NULL when none. Parameters: the user's id, twice."""
+    grant or a grant to any org they belong to, NULL when none. Parameters: the user's id, twice, or
+    none when `user` names the column that holds it."""
     grant, member = sql.name(Grant), sql.name(OrgMember)
     g_level, g_container, g_user, g_org = (sql.name(Grant, f) for f in ("level", "container", "user", "org"))
     m_org, m_user = sql.name(OrgMember, "org"), sql.name(OrgMember, "user")
     return (
         f"(SELECT MAX(g.{g_level}) FROM {grant} g WHERE g.{g_container} = {container_column} AND "
-        f"(g.{g_user} = %s OR g.{g_org} IN (SELECT m.{m_org} FROM {member} m WHERE m.{m_user} = %s)))"
+        f"(g.{g_user} = {user} OR g.{g_org} IN (SELECT m.{m_org} FROM {member} m WHERE m.{m_user} = {user})))"
     )
 
 
@@ -83,12 +84,12 @@ def _statements(vendor):
     p_obj, p_container = sql.name(Placement, "obj"), sql.name(Placement, "container")
     return {
         # Parameters: container id, user id, user id.
-        "level": f"SELECT {_level_sql('%s')}",
+        "level": f"SELECT {level_sql('%s')}",
         # Parameters: user id, user id, container id.
-        "container": (f"SELECT {CONTAINER.sql}, {_level_sql(f'c.{c_id}')} FROM {container} c WHERE c.{c_id} = %s"),
+        "container": (f"SELECT {CONTAINER.sql}, {level_sql(f'c.{c_id}')} FROM {container} c WHERE c.{c_id} = %s"),
         # Parameters: user id, user id, object id. Each placement with its object, container and level.
         "placements": (
-            f"SELECT {PLACEMENT.sql}, {OBJECT.sql}, {CONTAINER.sql}, {_level_sql(f'p.{p_container}')} "
+            f"SELECT {PLACEMENT.sql}, {OBJECT.sql}, {CONTAINER.sql}, {level_sql(f'p.{p_container}')} "
             f"FROM {placement} p INNER JOIN {obj} o ON o.{o_id} = p.{p_obj} "
             f"INNER JOIN {container} c ON c.{c_id} = p.{p_container} WHERE p.{p_obj} = %s"
         ),
@@ -138,19 +139,9 @@ def launch_cap(principal):
     return {cid: int(level) for cid, level in principal.scopes.items()}
 
 
-def level_expression(user_field, container_field):
-    """A query expression: the highest level the user in `user_field` holds on the container in
-    `container_field` (fields of the query's model), directly or through an org; NULL when none. For
-    reading a level with the row it belongs to; `held_by` applies what level_of adds."""
-    grants = Grant.objects.filter(container=OuterRef(container_field)).filter(
-        Q(user=OuterRef(user_field)) | Q(org__members__user=OuterRef(user_field))
-    )
-    return Subquery(grants.order_by("-level").values("level")[:1], output_field=IntegerField())
-
-
 def held_by(user, container_id, granted):
-    """The level `user` holds on a container, given `granted`, what level_expression read for them
-    there: level_of's answer without its query (an inactive user holds nothing)."""
+    """The level `user` holds on a container, given `granted`, what level_sql read for them there:
+    level_of's answer without its query (an inactive user holds nothing)."""
     principal = Principal.of(user)
     return _held(principal, container_id, granted if _grants_user_id(principal) is not None else None)
 
