@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import queue
 import select
 import shlex
 import shutil
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlparse
@@ -131,10 +133,12 @@ def _pip_cache(user_id):
 
 
 class LogSockets:
-    """Serve /opt/dnanexus/log/{priority,bulk}: the datagram sockets dxpy's DXLogHandler writes to.
+    """Serve /opt/dnanexus/log/{priority,bulk}: the datagram sockets dxpy's DXLogHandler writes to,
+    and log the code's stdout and stderr once the job has started (follow()).
 
-    One thread waits on both sockets and on a wake-up pipe: close() returns as soon as what the
-    job sent before it ended is logged, with no polling interval to wait out.
+    One thread waits on the sockets, the pipes and a wake-up pipe (a thread per job and stream costs
+    the lane its start-up at each job): close() returns as soon as what the job sent before it ended
+    is logged, with no polling interval to wait out.
     """
 
     def __init__(self, directory, writer):
@@ -158,10 +162,19 @@ class LogSockets:
         finally:
             os.close(directory_fd)
         self._wake_read, self._wake_write = os.pipe()
+        self._streams, self._new_streams = {}, []  # fd: [file, level, partial line]
+        self._lock = threading.Lock()
+        self.streams_ended = threading.Event()
         self.thread = threading.Thread(
             target=self._serve, name=f"log-sockets-{self.directory.parent.name}", daemon=True
         )
         self.thread.start()
+
+    def follow(self, stdout, stderr):
+        """Log the code's stdout and stderr, line by line; streams_ended is set once both have ended."""
+        with self._lock:
+            self._new_streams += [(stdout, "STDOUT"), (stderr, "STDERR")]
+        os.write(self._wake_write, b"f")
 
     def _serve(self):
         poller = select.poll()
@@ -172,10 +185,34 @@ class LogSockets:
         while True:
             for fd, _ in poller.poll():
                 if fd == self._wake_read:
-                    for sock in self.sockets:  # what was sent before close() is still logged
-                        self._drain(sock)
-                    return
-                self._drain(by_fd[fd])
+                    if b"x" in os.read(self._wake_read, 64):
+                        for sock in self.sockets:  # what was sent before close() is still logged
+                            self._drain(sock)
+                        return
+                    with self._lock:
+                        for stream, level in self._new_streams:
+                            self._streams[stream.fileno()] = [stream, level, b""]
+                            poller.register(stream.fileno(), select.POLLIN)
+                        self._new_streams.clear()
+                elif fd in by_fd:
+                    self._drain(by_fd[fd])
+                elif fd in self._streams:
+                    self._read_stream(poller, fd)
+
+    def _read_stream(self, poller, fd):
+        entry = self._streams[fd]
+        data = os.read(fd, 65536)
+        *lines, entry[2] = (entry[2] + data).split(b"\n")
+        for raw in lines:
+            self.writer.write(entry[1], raw.decode("utf-8", "replace"))
+        if not data:  # ended: its last line, if it had no newline
+            if entry[2]:
+                self.writer.write(entry[1], entry[2].decode("utf-8", "replace"))
+            poller.unregister(fd)
+            entry[0].close()
+            del self._streams[fd]
+            if not self._streams:
+                self.streams_ended.set()
 
     def _drain(self, sock):
         while True:
@@ -211,12 +248,6 @@ class LogSockets:
             sock.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
-
-
-def _pump(stream, writer, level):
-    for raw in iter(stream.readline, b""):
-        writer.write(level, raw.decode("utf-8", "replace").rstrip("\n"))
-    stream.close()
 
 
 # How a run ended: what _supervise and _maybe_hold return, and _conclude records.
@@ -371,7 +402,7 @@ def _execute(job, token, workdir, writer, worker):
                 f"({proc.mechanisms['network']}): the job has the host's network",
                 source="SYSTEM",
             )
-        return _watch(job, proc, spec, workdir, writer), proc
+        return _watch(job, proc, spec, workdir, writer, sockets), proc
     except assets.AssetError as exc:  # the applet's assetDepends, not the platform: no traceback
         return PlatformFailed(f"assetDepends: {exc}"), proc
     except Exception as exc:  # the platform failed, not the job's code
@@ -433,14 +464,9 @@ def _sandbox_spec(job, workdir, env, binds):
     )
 
 
-def _watch(job, proc, spec, workdir, writer):
+def _watch(job, proc, spec, workdir, writer, sockets):
     """Log the code's output and supervise it, through a debug hold if there is one, to its Outcome."""
-    pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, writer, "STDOUT"), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, writer, "STDERR"), daemon=True),
-    ]
-    for pump in pumps:
-        pump.start()
+    sockets.follow(proc.stdout, proc.stderr)
     ssh = SSHControl(job, proc, spec.env)
     lease = LeaseWatch(job, proc)
     try:
@@ -450,23 +476,34 @@ def _watch(job, proc, spec, workdir, writer):
     finally:
         lease.stop()
         ssh.stop()
-    for pump in pumps:
-        pump.join(5)
+    sockets.streams_ended.wait(5)
     return outcome
 
 
 def _remove_soon(directory):
     """Remove a job's directory without waiting: removing a tree can take tens of ms (an rmdir is
-    a few ms on some filesystems), while renaming it out of the way is immediate."""
+    a few ms on some filesystems), while renaming it out of the way is immediate. One thread of the
+    process removes what is renamed, in turn."""
     trash = directory.with_name(f".{directory.name}.removed-{os.getpid()}-{threading.get_ident()}")
     try:
         os.rename(directory, trash)
     except OSError:
         shutil.rmtree(directory, ignore_errors=True)
         return
-    threading.Thread(
-        target=shutil.rmtree, args=(trash,), kwargs={"ignore_errors": True}, name=f"rm-{directory.name}", daemon=True
-    ).start()
+    _remover().put(trash)
+
+
+@cache
+def _remover():
+    """The queue of directories the remover thread removes (started at the first)."""
+    trash = queue.SimpleQueue()
+
+    def remove():
+        while True:
+            shutil.rmtree(trash.get(), ignore_errors=True)
+
+    threading.Thread(target=remove, name="job-dir-remover", daemon=True).start()
+    return trash
 
 
 class SSHControl:

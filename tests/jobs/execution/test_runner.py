@@ -1,4 +1,5 @@
-"""The runner's side of a job's sandbox: its log sockets, and removing a finished job's directory."""
+"""The runner's side of a job's sandbox: its log sockets and output pipes, and removing a finished job's
+directory."""
 
 import json
 import os
@@ -32,6 +33,24 @@ def test_the_log_sockets_log_everything_sent_before_close_and_close_at_once(tmp_
     assert sorted(writer.lines) == sorted(
         [("INFO", f"line {i}", "DX_APP") for i in range(50)] + [("STDERR", "not json", "APP")]
     )
+
+
+def test_the_code_s_stdout_and_stderr_are_logged_line_by_line_by_the_sockets_thread(tmp_path):
+    writer = Lines()
+    sockets = LogSockets(tmp_path / "log", writer)
+    (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+    sockets.follow(os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb"))
+    os.write(out_w, b"one\ntw")  # a line cut across writes is one line
+    os.write(err_w, "é\n\n".encode())
+    time.sleep(0.05)
+    os.write(out_w, b"o\n" + b"x" * 100_000 + b"\nno newline at the end")
+    assert not sockets.streams_ended.is_set()
+    os.close(out_w), os.close(err_w)
+    assert sockets.streams_ended.wait(5)
+    sockets.close()
+    out = [msg for level, msg, _ in writer.lines if level == "STDOUT"]
+    assert out == ["one", "two", "x" * 100_000, "no newline at the end"]
+    assert [msg for level, msg, _ in writer.lines if level == "STDERR"] == ["é", ""]
 
 
 def test_a_finished_jobs_directory_is_moved_aside_at_once_and_removed_behind(tmp_path):
