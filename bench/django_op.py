@@ -13,7 +13,8 @@ command per line on stdin and answers one JSON line on stdout:
   with a job-like spec (the instance type's limits, binds like the runner's, a network
   namespace with the API relayed as for a job without `access.network`), wall seconds.
 - {"op": "sandbox_burst", "n": N}: N such sandboxes back to back, as many at once as the
-  worker's concurrency; the wall seconds (the throughput ceiling of the sandbox alone).
+  worker's concurrency; the wall seconds (the throughput ceiling of the sandbox alone). With
+  "argv" (a command list), that command instead of `true`.
 - {"op": "count_trivial_job", "n": N, "token": T, "project": P, "applet": A}: what a trivial job
   costs the database, submit to done (bench/dbcount.py): one job as a warm-up, then N jobs each
   submitted through the API view with token T (Django's test Client, in this process) and run by
@@ -117,11 +118,11 @@ def _true_spec(base, i, limits):
     )
 
 
-def _run_true(spec):
-    proc = sandbox.launch(spec, ["true"])
+def _run_true(spec, argv=("true",)):
+    proc = sandbox.launch(spec, list(argv))
     code = proc.wait()
     if code != 0:
-        raise RuntimeError(f"sandboxed true exited {code}: {proc.stderr.read()[:500]!r}")
+        raise RuntimeError(f"sandboxed {argv[0]} exited {code}: {proc.stderr.read()[:500]!r}")
     shutil.rmtree(spec.workdir, ignore_errors=True)
 
 
@@ -141,7 +142,7 @@ def sandbox_true(n):
     return out
 
 
-def sandbox_burst(n):
+def sandbox_burst(n, argv=("true",)):
     """N sandboxed `true` back to back, as many at once as the worker runs jobs (its Celery
     concurrency); returns the wall seconds from the first start to the last end. This is what
     any job system using this sandbox could do on this machine with no bookkeeping at all."""
@@ -158,7 +159,7 @@ def sandbox_burst(n):
             if i is None:
                 return
             try:
-                _run_true(_true_spec(base, i, limits))
+                _run_true(_true_spec(base, i, limits), argv)
             except Exception as exc:  # reported below, after every lane stops
                 errors.append(exc)
 

@@ -11,6 +11,11 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
   `gather` whose input is their n JBORs, and returns JBORs (the total, the n squares). Wall = the
   root's created → done. Per subjob = wall / n; the figure is per subjob ÷ the trivial p50 (target ≤ 1.5).
   Also (wall − trivial p50) / n, the overhead per subjob as `bench jobs` counts it.
+- ceiling: what every subjob does at the least, with no platform around it: n sandboxes (job-like, as
+  `bench jobs`'s) running `python3 -c "import dxpy"` (the subjobs are python: their code starts an
+  interpreter and imports dxpy), as many at once as the worker's lanes. Per run = wall / n; the
+  figures are that ÷ the trivial p50 (the least the target's ratio can be on this machine) and per
+  subjob ÷ it (what the platform adds to a subjob's own work).
 - page: GET /jobs/<root>/ with a logged-in session (~50 times after 3 warm-ups): p50/p95/p99 (target
   p95 ≤ 300 ms), with the rows and bytes it renders.
 - find: the tree by rootExecution through /system/findExecutions the way dxpy pages (limit 100,
@@ -21,6 +26,7 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +35,7 @@ from tests.live import BIN, Dx
 
 from .common import ROOT, live_server, median, percentile, table, write_results
 from .joblist import Browser
-from .jobs import TRIVIAL, Client, new_applet, set_at, wait_done
+from .jobs import TRIVIAL, Client, Helper, new_applet, set_at, wait_done
 
 APP = ROOT / "tests" / "jobs" / "apps" / "scatter_python"
 TRIVIAL_PY = 'import dxpy\n\n\n@dxpy.entry_point("main")\ndef main():\n    return {}\n\n\ndxpy.run()\n'
@@ -162,12 +168,27 @@ def run(n=None, trivials=None, page_fetches=None, watch_runs=None, redis=False, 
         root, results["scatter"] = scatter(api, project, n)
         print("trivial jobs (after) ...", flush=True)
         after = created_to_done(api, trivial, project, trivials // 2)
+        print(f"ceiling: {n} sandboxed dxpy imports ...", flush=True)
+        helper = Helper(server)
+        try:
+            ceiling = helper("sandbox_burst", n, argv=[sys.executable, "-c", "import dxpy"])
+        finally:
+            helper.close()
         single = median(before + after)
         s = results["scatter"]
         s["per_subjob_ms"] = 1000 * s["wall_s"] / n
         s["overhead_per_subjob_ms"] = 1000 * (s["wall_s"] - single) / n
         s["per_subjob_over_trivial"] = s["wall_s"] / n / single
         s["per_subjob_over_trivial_python"] = s["wall_s"] / n / median(python)
+        per_import = ceiling["wall_s"] / n
+        results["ceiling"] = {
+            "n": n,
+            "lanes": ceiling["lanes"],
+            "wall_s": ceiling["wall_s"],
+            "per_run_ms": 1000 * per_import,
+            "over_trivial": per_import / single,
+        }
+        s["per_subjob_over_ceiling"] = s["wall_s"] / n / per_import
         results["trivial"] = {
             "created_to_done_p50_ms": single * 1000,
             "raw_s": before + after,
@@ -186,7 +207,7 @@ def run(n=None, trivials=None, page_fetches=None, watch_runs=None, redis=False, 
 
 
 def report(results):
-    s, t, p, w, f = (results[k] for k in ("scatter", "trivial", "page", "watch_tree", "find_tree"))
+    s, t, p, w, f, c = (results[k] for k in ("scatter", "trivial", "page", "watch_tree", "find_tree", "ceiling"))
     rows = [
         ["trivial job created→done (p50)", f"{t['created_to_done_p50_ms']:.0f} ms", ""],
         ["trivial python job created→done (p50)", f"{t['python_created_to_done_p50_ms']:.0f} ms", ""],
@@ -194,6 +215,12 @@ def report(results):
         ["per subjob (wall / n)", f"{s['per_subjob_ms']:.0f} ms", ""],
         ["per subjob ÷ trivial job", f"{s['per_subjob_over_trivial']:.2f}×", "target ≤ 1.5×"],
         ["per subjob ÷ trivial python job", f"{s['per_subjob_over_trivial_python']:.2f}×", ""],
+        [
+            f"ceiling: sandboxed `import dxpy`, {c['lanes']} at once, per run",
+            f"{c['per_run_ms']:.0f} ms = {c['over_trivial']:.2f}× trivial job",
+            "the least per subjob ÷ trivial can be",
+        ],
+        ["per subjob ÷ ceiling", f"{s['per_subjob_over_ceiling']:.2f}×", "what the platform adds"],
         ["overhead per subjob ((wall − trivial) / n)", f"{s['overhead_per_subjob_ms']:.0f} ms", ""],
         [
             f"job page with {s['n'] + 1} children: p50 / p95 / p99",
