@@ -72,6 +72,27 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _busy_jiffies():
+    """(busy, total) CPU jiffies of the whole machine so far (Linux /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def settle(max_busy=0.15, window=0.5, timeout=60):
+    """Wait until the machine is quiet: less than `max_busy` of its CPUs busy over `window` seconds (at
+    most `timeout`); return the seconds waited. A burst of sandboxes leaves the kernel tearing down
+    their namespaces for seconds after they exit, which would slow whatever the bench measures next."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        busy0, total0 = _busy_jiffies()
+        time.sleep(window)
+        busy1, total1 = _busy_jiffies()
+        if total1 > total0 and (busy1 - busy0) / (total1 - total0) < max_busy:
+            break
+    return time.monotonic() - start
+
+
 def connect(server, timeout=120):
     parsed = urlparse(server.url)
     return http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)

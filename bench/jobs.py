@@ -15,7 +15,10 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
   job's done − first submit); baseline: 200 no-op Celery tasks sent at once, tasks/s =
   200 / (last task start − first send). Second baseline, the ceiling: 200 sandboxed `true`
   (the same launch as a job's, no database, no broker) run as many at once as the worker
-  runs jobs; no job system using this sandbox can go faster on this machine.
+  runs jobs; no job system using this sandbox can go faster on this machine. The sandboxes run
+  before the jobs and again after them; the faster counts. Every burst starts once the machine is
+  quiet (bench.common.settle: under 15% of its CPUs busy for half a second), as the kernel goes on
+  tearing down a burst's namespaces for seconds after it.
 - bookkeeping: what one trivial job costs the database, submit to done: committed transactions
   and queries (bench/dbcount.py), counted in the helper process, which submits the job through
   the API view and runs the worker's task itself (bench/django_op.py, count_trivial_job); on
@@ -33,7 +36,7 @@ import sys
 import threading
 import time
 
-from .common import ROOT, connect, live_server, median, percentile, request, table, write_results
+from .common import ROOT, connect, live_server, median, percentile, request, settle, table, write_results
 
 TRIVIAL = "main() { true; }"
 FINAL = {"done", "failed", "terminated"}
@@ -188,7 +191,11 @@ def throughput(server, helper, project, applet, n, threads=4):
     api = Client(server)
     # The sandboxes' own burst, before the jobs' and again after (the machine is shared and noisy):
     # the faster of the two is the ceiling the jobs are held to.
+    # Each burst starts on a quiet machine (settle): the kernel's teardown of a burst's namespaces
+    # would otherwise slow the next one, and the order of the bursts would decide the ratio.
+    settled = [settle()]
     box_before = helper("sandbox_burst", n)
+    settled.append(settle())
     counters0 = db_counters(server)
     t_first = time.time()
     ids, lock = [], threading.Lock()
@@ -238,9 +245,11 @@ def throughput(server, helper, project, applet, n, threads=4):
     # The wake-ups of jobs that a lane had already run are still queued: one round trip waits them
     # out, so that the baselines below do not share the machine with them.
     helper("celery_rt", 1)
+    settled.append(settle())
     burst = helper("celery_burst", n)
     c_wall = max(burst["starts"]) - min(burst["sends"])
     celery = {"n": n, "wall_s": c_wall, "tasks_per_s": n / c_wall, "send_s": max(burst["sends"]) - min(burst["sends"])}
+    settled.append(settle())
     box_after = helper("sandbox_burst", n)
     box = min(box_before, box_after, key=lambda b: b["wall_s"])
     sandboxes = {
@@ -250,6 +259,7 @@ def throughput(server, helper, project, applet, n, threads=4):
         "lanes": box["lanes"],
         "per_s_before_after": [n / box_before["wall_s"], n / box_after["wall_s"]],
     }
+    jobs["settled_s"] = settled  # how long each burst waited for a quiet machine
     return {
         "jobs": jobs,
         "celery": celery,
