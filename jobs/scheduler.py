@@ -147,7 +147,8 @@ def claiming(name):
         if name not in _claim_locks:
             folder = settings.DATA_DIR / "claims"
             folder.mkdir(parents=True, exist_ok=True)
-            _claim_locks[name] = (threading.Lock(), open(folder / f"{name}.lock", "a+b"))  # noqa: SIM115 (kept open)
+            file_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)  # any DXWEB_WORKER_NAME
+            _claim_locks[name] = (threading.Lock(), open(folder / f"{file_name}.lock", "a+b"))  # noqa: SIM115 (kept open)
         thread_lock, lock_file = _claim_locks[name]
     with thread_lock:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
