@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from jobs import actions, dispatch, scheduler
-from jobs.logs.store import SYSLOG_LEVELS, LogWriter
+from jobs.logs.store import MAX_LINE, SYSLOG_LEVELS, LogWriter
 from jobs.models import Job, State
 from jobs.ssh.gateway import Gateway
 from projects.models import now_ms
@@ -191,7 +191,7 @@ class LogSockets:
                         return
                     with self._lock:
                         for stream, level in self._new_streams:
-                            self._streams[stream.fileno()] = [stream, level, b""]
+                            self._streams[stream.fileno()] = [stream, level, b"", False]
                             poller.register(stream.fileno(), select.POLLIN)
                         self._new_streams.clear()
                 elif fd in by_fd:
@@ -200,12 +200,18 @@ class LogSockets:
                     self._read_stream(poller, fd)
 
     def _read_stream(self, poller, fd):
-        entry = self._streams[fd]
-        data = os.read(fd, 65536)
+        entry = self._streams[fd]  # [file, level, partial line, skipping the rest of a long line]
+        chunk = data = os.read(fd, 65536)
+        if entry[3]:  # the rest of a line already logged, cut to the log's MAX_LINE: dropped
+            end = data.find(b"\n")
+            data, entry[3] = (b"", True) if end < 0 else (data[end + 1 :], False)
         *lines, entry[2] = (entry[2] + data).split(b"\n")
+        if len(entry[2]) > MAX_LINE:  # longer than the log keeps: logged (cut) now, not held whole
+            lines.append(entry[2])
+            entry[2], entry[3] = b"", True
         for raw in lines:
             self.writer.write(entry[1], raw.decode("utf-8", "replace"))
-        if not data:  # ended: its last line, if it had no newline
+        if not chunk:  # ended: its last line, if it had no newline
             if entry[2]:
                 self.writer.write(entry[1], entry[2].decode("utf-8", "replace"))
             poller.unregister(fd)

@@ -9,6 +9,7 @@ import time
 from types import SimpleNamespace
 
 from jobs.execution.runner import LeaseWatch, LogSockets, _remove_soon
+from jobs.logs.store import MAX_LINE
 
 
 class Lines:
@@ -43,13 +44,17 @@ def test_the_code_s_stdout_and_stderr_are_logged_line_by_line_by_the_sockets_thr
     os.write(out_w, b"one\ntw")  # a line cut across writes is one line
     os.write(err_w, "é\n\n".encode())
     time.sleep(0.05)
-    os.write(out_w, b"o\n" + b"x" * 100_000 + b"\nno newline at the end")
+    os.write(out_w, b"o\n" + b"x" * 100_000 + b"\n")
+    for _ in range(40):  # a line of 2.6 MB, written 64 KiB at a time: logged once, cut, not held whole
+        os.write(out_w, b"y" * 65536)
+    os.write(out_w, b"z\nno newline at the end")
     assert not sockets.streams_ended.is_set()
     os.close(out_w), os.close(err_w)
     assert sockets.streams_ended.wait(5)
     sockets.close()
     out = [msg for level, msg, _ in writer.lines if level == "STDOUT"]
-    assert out == ["one", "two", "x" * 100_000, "no newline at the end"]
+    assert out[:3] == ["one", "two", "x" * 100_000] and out[4:] == ["no newline at the end"]
+    assert out[3] == "y" * len(out[3]) and MAX_LINE < len(out[3]) <= MAX_LINE + 2 * 65536  # the writer cuts it
     assert [msg for level, msg, _ in writer.lines if level == "STDERR"] == ["é", ""]
 
 
