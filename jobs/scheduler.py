@@ -233,8 +233,8 @@ def _statements(vendor):
     """pick's two reads, written once per database vendor: a claim makes them for every job, and the
     ORM's building of them cost more than the database's answering (see dxweb/sql.py)."""
     job, share, container, user = sql.name(Job), sql.name(LauncherShare), sql.name(Container), sql.name(User)
-    j = {f: sql.name(Job, f) for f in ("id", "state", "launched_by", "priority", "instance_type", "worker")}
-    j.update({f: sql.name(Job, f) for f in ("created", "project")})
+    fields = ("id", "state", "launched_by", "priority", "instance_type", "worker", "created", "project")
+    j = {f: sql.name(Job, f) for f in fields}
     grouped = ", ".join(f"j.{j[f]}" for f in ("state", "launched_by", "priority", "instance_type", "worker"))
     level = level_sql(f"j.{j['project']}", f"j.{j['launched_by']}")
     return {
