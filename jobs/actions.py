@@ -634,16 +634,17 @@ def claim(job_id, worker):
         return _take(job, worker)
 
 
-def claim_next(worker, host, cap):
+def claim_next(worker, host, cap, ending=()):
     """Take the runnable job this worker host should run next (jobs/scheduler.py); return (job, its
-    new token), or None when no runnable job fits what the host has free.
+    new token), or None when no runnable job fits what the host has free (`ending`: see
+    scheduler.pick).
 
     Each attempt is one transaction: the host's lock, the choice, the token and the swap. Another host
     may win the swap for the same job; the loser chooses again.
     """
     for _ in range(5):
         with scheduler.claiming(host), transaction.atomic():
-            job = scheduler.pick(host, cap)
+            job = scheduler.pick(host, cap, ending)
             if job is None:
                 return None
             taken = _take(job, worker)
@@ -692,11 +693,17 @@ def _take(job, worker):
 # Finishing ------------------------------------------------------------------------------
 
 
-def finish(job_id, output, only_if=None, known=None):
+def _stopped(at):
+    """The stoppedRunning a runner gives: when the job's code ended, which its end's record may follow."""
+    return {} if at is None else {"stopped_running": at}
+
+
+def finish(job_id, output, only_if=None, known=None, stopped=None):
     """The job's code ended well with `output`: done, or waiting_on_output on children and references.
 
     Return True if this call recorded it (False: the job was no longer this `only_if`'s to finish).
-    `known`, the runner's Job (running), spares reading it again."""
+    `known`, the runner's Job (running), spares reading it again; `stopped`, when the code ended (ms;
+    default now), is its stoppedRunning."""
     only_if = only_if or {}
     job = known or Job.objects.get(pk=job_id)
     refs = refs_in(output)
@@ -713,7 +720,14 @@ def finish(job_id, output, only_if=None, known=None):
     # the same swap. (A child ending meanwhile finds its parent still running, and a child not done
     # yet sends it through waiting_on_output below.)
     if not refs and transition(
-        job_id, State.DONE, expected=[State.RUNNING], only_if=only_if, childless=True, known=known, output=output
+        job_id,
+        State.DONE,
+        expected=[State.RUNNING],
+        only_if=only_if,
+        childless=True,
+        known=known,
+        output=output,
+        **_stopped(stopped),
     ):
         return True
     if not Job.objects.filter(pk=job_id, state=State.RUNNING, **only_if).update(output=output):
@@ -820,10 +834,11 @@ def _destroy_workspace_when_idle(workspace_id):
             project_actions.destroy_container(workspace)
 
 
-def fail(job, reason, message, failure_from=None, only_if=None):
+def fail(job, reason, message, failure_from=None, only_if=None, stopped=None):
     """Fail a job; its origin fails too (failureFrom names the first failure) and the rest of the tree ends.
 
-    Return True if this call failed the job; `only_if` conditions that first change (see transition()).
+    Return True if this call failed the job; `only_if` conditions that first change (see transition());
+    `stopped`: as finish's.
     """
     failure_from = failure_from or job
     if not transition(
@@ -833,6 +848,7 @@ def fail(job, reason, message, failure_from=None, only_if=None):
         failure_reason=reason,
         failure_message=message[:10000],
         failure_from=failure_from if failure_from.pk != job.pk else None,
+        **_stopped(stopped),
     ):
         return False
     origin = job.origin or job

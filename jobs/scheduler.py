@@ -61,6 +61,9 @@ class Capacity:
     def minus(self, need):
         return Capacity(self.cores - need.cores, self.memory_mb - need.memory_mb)
 
+    def plus(self, need):
+        return Capacity(self.cores + need.cores, self.memory_mb + need.memory_mb)
+
     def capped(self, need):
         """`need` cut to this capacity (what a host gives a type larger than itself)."""
         return Capacity(min(need.cores, self.cores), min(need.memory_mb, self.memory_mb))
@@ -166,8 +169,11 @@ def _oversize(cap, now):
     return [name for name in settings.DXWEB_INSTANCE_TYPES if not any(c.fits(need(name)) for c in biggest)]
 
 
-def pick(name, cap):
+def pick(name, cap, ending=()):
     """Inside a transaction: the runnable job host `name` (of capacity `cap`) should take next, or None.
+
+    `ending`: the instance types of this host's jobs whose code has ended and whose end is being
+    recorded (runner.Ending): still running in the database, they no longer take room.
 
     Two reads, under `claiming(name)`: the runnable and the unfinished-and-running jobs, grouped by
     state, launcher, priority, instance type and worker; then the job, with its launcher's level on
@@ -187,6 +193,9 @@ def pick(name, cap):
         if host_of(row["worker"]) == name:
             here += row["n"]
             free = free.minus(Capacity(*(x * row["n"] for x in astuple(cap.capped(need(row["instance_type"]))))))
+    for instance_type in ending:
+        here -= 1
+        free = free.plus(cap.capped(need(instance_type)))
     oversize = (
         set(_oversize(cap, now)) if here == 0 and any(not cap.fits(need(r["instance_type"])) for r in runnable) else ()
     )

@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -338,50 +339,116 @@ def work(worker, job_id=None, host=None, cap=None, limit=None):
     will look after its current job. (No look at `job_id` first: that read would be one more for
     every job whose own wake-up claims it.) Going on after a job ends is also what lets a job that
     waited for room (its wake-up found the host full) start when the room is made.
+
+    Once a job's code has ended, its end is recorded by the lane's ending thread (Ending) while the
+    lane claims and starts the next: the sandbox's teardown and the next one's start wait on the
+    kernel, and the database work of the end fits in that wait. The turn ends only once every end it
+    handed over is recorded.
     """
     host = host or settings.DXWEB_WORKER_NAME
     cap = cap or scheduler.capacity()
     limit = limit or settings.DXWEB_WORKER_RUNS_PER_WAKEUP
     ran = 0
-    while ran < limit:
+    ending = Ending()
+    try:
+        while ran < limit:
+            close_old_connections()
+            claimed = actions.claim_next(worker, host, cap, ending=ending.instance_types())
+            if claimed is None:
+                if ending.wait():  # the room they leave, and what they made runnable, is this lane's too
+                    continue
+                break
+            ending.add(claimed[0], _run_to_end(*claimed, worker))
+            ran += 1
+            if not claimed[0].more_runnable:  # the lane looks once more when the job's end is recorded
+                ending.wait()
+                if not Job.objects.filter(state=State.RUNNABLE).exists():
+                    break
+        else:  # the lane gives its turn back: what is left is for the next wake-up (sent now)
+            ending.wait()
+            dispatch.wake()
+    finally:
+        ending.wait()
         close_old_connections()
-        claimed = actions.claim_next(worker, host, cap)
-        if claimed is None:
-            break
-        run_claimed(*claimed, worker)
-        ran += 1
-        if not claimed[0].more_runnable and not Job.objects.filter(state=State.RUNNABLE).exists():
-            break
-    else:  # the lane gives its turn back: what is left is for the next wake-up (sent now)
-        dispatch.wake()
-    close_old_connections()
     return ran
 
 
 def run_claimed(job, token, worker):
     """Run a job this worker has just claimed (with its new token) to the end and record how it ended."""
+    _run_to_end(job, token, worker)()
+
+
+def _run_to_end(job, token, worker):
+    """Run a claimed job's code to its end; return the function that records the end."""
     # Fenced on this claim: once the job is another try's, this one's lines are refused.
     writer = LogWriter(job.id, claim=(job.tries, job.worker), first=job.tries == 1)
     workdir = job_dir(job.id)
     # What an earlier try left (its worker died) must not leak into this one: outputs, errors, files.
     shutil.rmtree(workdir, ignore_errors=True)
     outcome, proc = _execute(job, token, workdir, writer, worker)
-    # Watchers end their stream once the job is final and the store has nothing new: store the log first.
-    writer.flush(
-        every=settings.DXWEB_HEARTBEAT_SECONDS,
-        while_waiting=lambda: Job.objects.filter(
-            pk=job.id, state__in=[State.RUNNING, State.DEBUG_HOLD], tries=job.tries
-        ).update(heartbeat=now_ms()),
-    )
-    held = _conclude(job, proc, outcome, workdir, writer, worker)
-    # Store what _conclude logged, then let the writer thread end on its own: close() would also
-    # wait out the thread's idle poll (up to its flush interval) for nothing.
-    writer.flush()
-    writer.closed.set()
-    # The code has ended: its sandbox (home, root layer, sockets) is no longer needed, unless a
-    # later try of the job has taken over the directory.
-    if held:
-        _remove_soon(workdir)
+    ended = now_ms()  # its stoppedRunning: the next job may start before the end is recorded
+
+    def record():
+        # Watchers end their stream once the job is final and the store has nothing new: store the log first.
+        writer.flush(
+            every=settings.DXWEB_HEARTBEAT_SECONDS,
+            while_waiting=lambda: Job.objects.filter(
+                pk=job.id, state__in=[State.RUNNING, State.DEBUG_HOLD], tries=job.tries
+            ).update(heartbeat=now_ms()),
+        )
+        held = _conclude(job, proc, outcome, workdir, writer, worker, ended)
+        # Store what _conclude logged, then let the writer thread end on its own: close() would also
+        # wait out the thread's idle poll (up to its flush interval) for nothing.
+        writer.flush()
+        writer.closed.set()
+        # The code has ended: its sandbox (home, root layer, sockets) is no longer needed, unless a
+        # later try of the job has taken over the directory.
+        if held:
+            _remove_soon(workdir)
+
+    return record
+
+
+class Ending:
+    """The ends a lane's turn has handed to its process's ending thread, to record while it goes on.
+
+    A job whose end is being recorded still counts as running in the database: the lane's claims
+    leave its instance type out of what the host's running jobs take (`instance_types`), as its code
+    and sandbox are gone.
+    """
+
+    def __init__(self):
+        self.pending = []  # (job, future)
+
+    def add(self, job, record):
+        self.pending.append((job, _ending_thread().submit(_record_end, job.id, record)))
+
+    def instance_types(self):
+        self.pending = [(job, f) for job, f in self.pending if not f.done()]
+        return [job.instance_type for job, _ in self.pending]
+
+    def wait(self):
+        """Wait until every end handed over is recorded; return whether any was still pending."""
+        waited = bool(self.instance_types())
+        for _, future in self.pending:
+            future.result()
+        self.pending = []
+        return waited
+
+
+def _record_end(job_id, record):
+    try:
+        record()
+    except Exception:  # noqa: BLE001 - the lease lapses and the reaper retries the job, as for a dead worker
+        log.exception("could not record the end of job %s", job_id)
+    finally:
+        close_old_connections()
+
+
+@cache
+def _ending_thread():
+    """The process's thread that records jobs' ends (one: the ends of a lane are recorded in order)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-ends")
 
 
 def _execute(job, token, workdir, writer, worker):
@@ -715,12 +782,13 @@ def _read_json(path):
         return None
 
 
-def _conclude(job, proc, outcome, workdir, writer, worker):
-    """Record how the run ended; return False if this claim had lost the job to another try."""
+def _conclude(job, proc, outcome, workdir, writer, worker, ended=None):
+    """Record how the run ended (its code at `ended`, ms); return False if this claim had lost the job
+    to another try."""
     # Every result is recorded only while this claim still holds the job (see _supervise).
     lease = {"tries": job.tries}
     if isinstance(outcome, Exited):  # the usual end: recorded in one swap, if the job is still ours
-        if _conclude_exit(job, proc, outcome.code, workdir / "home", writer, lease):
+        if _conclude_exit(job, proc, outcome.code, workdir / "home", writer, lease, ended):
             return True
         outcome = Lost()  # unless _still_held finds it terminating
         if Job.objects.filter(pk=job.id, state=State.TERMINATING, tries=job.tries).exists():
@@ -740,16 +808,16 @@ def _conclude(job, proc, outcome, workdir, writer, worker):
         case TimedOut():
             message = f"The job ran longer than its {job.timeout_s} s timeout and was stopped"
             writer.write("ERROR", message, source="SYSTEM")
-            actions.fail(job, "JobTimeoutExceeded", message, only_if=lease)
+            actions.fail(job, "JobTimeoutExceeded", message, only_if=lease, stopped=ended)
         case PlatformFailed(message=message):
             writer.write("ERROR", f"The platform failed to run the job: {message}", source="SYSTEM")
-            actions.fail(job, "ExecutionError", message, only_if=lease)
+            actions.fail(job, "ExecutionError", message, only_if=lease, stopped=ended)
         case Released():
             writer.write("INFO", "The debug hold was released", source="SYSTEM")
         case HoldEnded(failure=Failure() as failure, why=why):
             message = f"{failure.message} (held for debugging until {why})"
             writer.write("ERROR", f"{failure.reason}: {message}", source="SYSTEM")
-            actions.fail(job, failure.reason, message, only_if=lease)
+            actions.fail(job, failure.reason, message, only_if=lease, stopped=ended)
         case HoldEnded(why=why):
             actions.end_hold(job, f"The debug hold ended: {why}")
     return True
@@ -766,7 +834,7 @@ def _still_held(job, outcome):
     return outcome
 
 
-def _conclude_exit(job, proc, code, home, writer, lease):
+def _conclude_exit(job, proc, code, home, writer, lease, ended=None):
     """Record the end of code that exited with `code`: done with its job_output.json, or failed.
     Return False if the job was no longer this claim's to record."""
     if code == 0:
@@ -774,12 +842,14 @@ def _conclude_exit(job, proc, code, home, writer, lease):
         if output is None:
             output = {}
         if not isinstance(output, dict):
-            return actions.fail(job, "AppInternalError", "job_output.json must hold a JSON object", only_if=lease)
-        return actions.finish(job.id, output, only_if=lease, known=job)
+            return actions.fail(
+                job, "AppInternalError", "job_output.json must hold a JSON object", only_if=lease, stopped=ended
+            )
+        return actions.finish(job.id, output, only_if=lease, known=job, stopped=ended)
     reason, message = _failure(code, home)
     if proc is not None and proc.limit_exceeded:
         message = proc.limit_exceeded  # the platform stopped it: say why rather than "killed by signal 9"
-    if not actions.fail(job, reason, message, only_if=lease):
+    if not actions.fail(job, reason, message, only_if=lease, stopped=ended):
         return False
     writer.write("ERROR", f"{reason}: {message}", source="SYSTEM")
     return True

@@ -70,6 +70,15 @@ def test_memory_counts_as_well_as_cores(alice, make_job):
     assert take(cores=8, memory_mb=16000) == small
 
 
+def test_a_job_whose_end_is_being_recorded_leaves_its_room_to_the_next(alice, make_job):
+    ended = make_job(alice.user, state=State.RUNNING, worker="h1:celery@h1")  # 2 cores, code ended
+    waiting = make_job(alice.user).pk
+    assert take(cores=2) is None  # still running in the database
+    claimed = claim_next("h1:celery@h1", "h1", scheduler.Capacity(2, 16000), ending=[ended.instance_type])
+    assert claimed[0].pk == waiting
+    assert take(cores=2) is None  # the room was given once, not for good
+
+
 def test_other_hosts_jobs_take_nothing_of_this_hosts_capacity(alice, make_job):
     make_job(alice.user, state=State.RUNNING, worker="h2:celery@h2")
     make_job(alice.user, state=State.RUNNING, worker="h2:celery@h2")
@@ -210,3 +219,32 @@ def test_two_lanes_of_a_host_claiming_at_once_never_both_take_its_last_cores(ali
     assert errors == []
     assert len([t for t in taken if t]) == 1, taken
     assert Job.objects.filter(state=State.RUNNING).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lane_starts_the_next_job_while_the_last_ones_end_is_recorded(alice, make_job, monkeypatch):
+    """runner.work hands a job's end to the process's ending thread and claims the next at once, even
+    on a host with room for one job (the ended job's room is the next one's); its turn returns only
+    once every end is recorded."""
+    from jobs.execution import runner
+
+    first, second = make_job(alice.user).pk, make_job(alice.user).pk  # 2 cores each, on a 2-core host
+    seen = {}
+
+    def run_to_end(job, token, worker):
+        def record():
+            if job.pk == first:  # the end of the first waits (up to 10 s) for the second's claim
+                for _ in range(200):
+                    if Job.objects.filter(pk=second, state=State.RUNNING).exists():
+                        seen["second running while the first ended"] = True
+                        break
+                    threading.Event().wait(0.05)
+            transition(job.pk, State.DONE, expected=[State.RUNNING])
+
+        return record
+
+    monkeypatch.setattr(runner, "_run_to_end", run_to_end)
+    ran = runner.work("h1:celery@h1", host="h1", cap=scheduler.Capacity(2, 16000))
+    assert ran == 2
+    assert seen == {"second running while the first ended": True}
+    assert set(Job.objects.filter(pk__in=[first, second]).values_list("state", flat=True)) == {State.DONE}
