@@ -72,6 +72,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_share():
+    """Start measuring how busy the machine's CPUs are; return a function that gives the share so far."""
+    busy0, total0 = _busy_jiffies()
+
+    def share():
+        busy1, total1 = _busy_jiffies()
+        return (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
+
+    return share
+
+
 def _busy_jiffies():
     """(busy, total) CPU jiffies of the whole machine so far (Linux /proc/stat)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
