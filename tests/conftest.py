@@ -13,6 +13,7 @@ from django.core.cache import caches
 from django.db import connections
 from django.test import Client
 
+from jobs.execution import runner
 from jobs.logs import store
 from projects.accounts import create_user
 from projects.models import ApiToken
@@ -55,9 +56,11 @@ def threads_release_their_connections():
     """Threads that outlive a test keep database connections by design: the log store thread
     (jobs/logs/store.py), the pooled request threads (dxweb/asgi.py) and asgiref's thread for sync code
     called from async code. After each test they close them: a connection must not outlive the
-    test database (PostgreSQL refuses to drop a database in use), nor hide a new one from a test."""
+    test database (PostgreSQL refuses to drop a database in use), nor hide a new one from a test.
+    So does the job runner's ending thread (jobs/execution/runner.py), when a test runs a lane's turn."""
     yield
     store.close_store_connection()
+    runner.close_ending_connections()
     from dxweb import asgi
 
     for app in (asgi.api_asgi_app, asgi.page_asgi_app):

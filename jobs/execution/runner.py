@@ -19,7 +19,7 @@ from typing import NamedTuple
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from jobs import actions, dispatch, scheduler
 from jobs.logs.store import MAX_LINE, SYSLOG_LEVELS, LogWriter
@@ -449,6 +449,15 @@ def _record_end(job_id, record):
 def _ending_thread():
     """The process's thread that records jobs' ends (one: the ends of a lane are recorded in order)."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-ends")
+
+
+os.register_at_fork(after_in_child=_ending_thread.cache_clear)  # a forked child has not the thread
+
+
+def close_ending_connections():
+    """Close the ending thread's database connections now (a test database is about to be dropped)."""
+    if _ending_thread.cache_info().currsize:
+        _ending_thread().submit(connections.close_all).result(10)
 
 
 def _execute(job, token, workdir, writer, worker):
