@@ -179,17 +179,9 @@ def sandbox_burst(n, argv=("true",)):
 
 def count_trivial_job(n, token, project, applet):
     """The count of n trivial jobs, one by one, after a first one (a worker's first job sets up what it
-    keeps). As in tests/jobs/test_bookkeeping.py, PostgreSQL's check of a connection idle for a second
-    (dxweb/db/postgresql) is left out: it is the connection's cost, not the job's, and the jobs counted
-    here wait for each other (the ending thread's connection idles between them)."""
-    from dxweb.db.postgresql import base as postgresql_base
-
-    recheck, postgresql_base.RECHECK_AFTER = postgresql_base.RECHECK_AFTER, 3600.0
-    try:
-        dbcount.count_trivial_job(token, project, applet)  # a warm-up: the first job opens its connections
-        counts = [dbcount.count_trivial_job(token, project, applet) for _ in range(n)]
-    finally:
-        postgresql_base.RECHECK_AFTER = recheck
+    keeps)."""
+    dbcount.count_trivial_job(token, project, applet)  # a warm-up: the first job opens its connections
+    counts = [dbcount.count_trivial_job(token, project, applet) for _ in range(n)]
     last = counts[-1]
     last["runs"] = [{"queries": c["queries"], "transactions": c["transactions"], "state": c["state"]} for c in counts]
     return last
