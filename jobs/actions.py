@@ -38,6 +38,10 @@ from .specs import check_applet_specs, check_input, is_link, jbor, link_target, 
 log = logging.getLogger(__name__)
 
 
+# A job's JSON fields that may be large (a spec, n references): left unread where a job is only checked.
+LARGE_FIELDS = ("spec", "input", "original_input", "run_input", "output", "details")
+
+
 class TransitionError(Exception):
     """A state change the transitions table does not allow."""
 
@@ -578,21 +582,22 @@ def _make_runnable(job_id, from_state, known=None, **fields):
 
 
 def advance_inputs(job_id):
-    """Run a waiting job once everything it waits for is done; fail it if one of them failed."""
-    job = Job.objects.filter(pk=job_id, state=State.WAITING_ON_INPUT).first()
+    """Run a waiting job once everything it waits for is done; fail it if one of them failed.
+
+    Every job it waits for calls this as it ends: a gather of n subjobs hears it n times. So each call
+    reads only the states it needs, in the database, and the outputs once, when all are done."""
+    job = Job.objects.filter(pk=job_id, state=State.WAITING_ON_INPUT).defer(*LARGE_FIELDS).first()
     if job is None:
         return
-    deps = list(Job.objects.filter(dependants__job=job, dependants__stage=JobDependency.INPUT).distinct())
-    broken = [d for d in deps if d.state in (State.FAILED, State.TERMINATED)]
+    deps = Job.objects.filter(dependants__job=job, dependants__stage=JobDependency.INPUT)
+    broken = deps.filter(state__in=(State.FAILED, State.TERMINATED)).values_list("id", "name", "state").first()
     if broken:
-        fail(
-            job, "DependencyFailed", f"{broken[0].id} ({broken[0].name}) is {broken[0].state}; this job depended on it"
-        )
+        fail(job, "DependencyFailed", f"{broken[0]} ({broken[1]}) is {broken[2]}; this job depended on it")
         return
-    if any(d.state != State.DONE for d in deps):
+    if deps.exclude(state=State.DONE).exists():
         return
     try:
-        resolved = substitute(job.input, {d.id: d.output for d in deps})
+        resolved = substitute(job.input, dict(deps.values_list("id", "output")))
     except InvalidInput as err:
         fail(job, "InputError", err.message)
         return
@@ -707,15 +712,19 @@ def finish(job_id, output, only_if=None, known=None, stopped=None):
     only_if = only_if or {}
     job = known or Job.objects.get(pk=job_id)
     refs = refs_in(output)
-    for ref in refs:
-        if id_class(ref["job"]) != "job" or not Job.objects.filter(pk=ref["job"], root=job.root_id).exists():
-            return fail(
-                job,
-                "AppError",
-                f"The output references {ref['job']}, which is not a job of this execution tree",
-                only_if=only_if,
-            )
-        JobDependency.objects.get_or_create(job=job, on_id=ref["job"], stage=JobDependency.OUTPUT)
+    on = list(dict.fromkeys(ref["job"] for ref in refs))
+    in_tree = _in_tree([ref for ref in on if id_class(ref) == "job"], job.root_id) if on else set()
+    stranger = next((ref for ref in on if ref not in in_tree), None)
+    if stranger:
+        return fail(
+            job,
+            "AppError",
+            f"The output references {stranger}, which is not a job of this execution tree",
+            only_if=only_if,
+        )
+    JobDependency.objects.bulk_create(
+        (JobDependency(job=job, on_id=ref, stage=JobDependency.OUTPUT) for ref in on), ignore_conflicts=True
+    )
     # Nothing to wait for (no reference, no unfinished child): done at once, the output stored in
     # the same swap. (A child ending meanwhile finds its parent still running, and a child not done
     # yet sends it through waiting_on_output below.)
@@ -737,18 +746,31 @@ def finish(job_id, output, only_if=None, known=None, stopped=None):
     return True
 
 
+def _in_tree(job_ids, root_id, chunk=500):
+    """Which of `job_ids` are jobs of the tree `root_id` (read in chunks: a scatter's output may name
+    thousands, more than SQLite takes parameters in one statement)."""
+    found = set()
+    for start in range(0, len(job_ids), chunk):
+        found.update(
+            Job.objects.filter(pk__in=job_ids[start : start + chunk], root=root_id).values_list("pk", flat=True)
+        )
+    return found
+
+
 def complete_outputs(job_id):
-    """Finish a job waiting on output once its children and referenced jobs are done."""
-    job = Job.objects.filter(pk=job_id, state=State.WAITING_ON_OUTPUT).first()
+    """Finish a job waiting on output once its children and referenced jobs are done.
+
+    As advance_inputs, called as each of them ends: the outputs are read once, when all are done."""
+    job = Job.objects.filter(pk=job_id, state=State.WAITING_ON_OUTPUT).defer(*LARGE_FIELDS).first()
     if job is None:
         return
     if job.children.exclude(state=State.DONE).exists():
         return
-    deps = list(Job.objects.filter(dependants__job=job, dependants__stage=JobDependency.OUTPUT).distinct())
-    if any(d.state != State.DONE for d in deps):
+    deps = Job.objects.filter(dependants__job=job, dependants__stage=JobDependency.OUTPUT)
+    if deps.exclude(state=State.DONE).exists():
         return
     try:
-        output = substitute(job.output, {d.id: d.output for d in deps})
+        output = substitute(job.output, dict(deps.values_list("id", "output")))
     except InvalidInput as err:
         fail(job, "AppError", err.message)
         return
@@ -774,10 +796,11 @@ def _on_final(job_id, token_id, job=None):
     # The last job of a tree to end (the origin, or a child terminated after it) removes the workspace,
     # but for the runner's (`job` given): its worker leaves it to the next reap, which destroys the
     # workspaces of ended trees in one batch (jobs.ending.destroy_idle_workspaces).
-    origin = job if job.origin_id in (None, job.pk) else job.origin
-    if known is None and job.workspace_id and origin.is_final and not origin.delay_workspace_destruction:
-        workspace_id = job.workspace_id
-        transaction.on_commit(lambda: _destroy_workspace_when_idle(workspace_id))
+    if known is None and job.workspace_id:
+        origin = job if job.origin_id in (None, job.pk) else job.origin
+        if origin.is_final and not origin.delay_workspace_destruction:
+            workspace_id = job.workspace_id
+            transaction.on_commit(lambda: _destroy_workspace_when_idle(workspace_id))
 
 
 def _wake(job_id, parent_id):

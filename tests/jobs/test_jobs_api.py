@@ -1,6 +1,8 @@
 """Launching jobs through the API: who may run, what describe says, waiting on references, finding and terminating."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from jobs import actions
 from jobs.models import Job, JobDependency, State
@@ -128,6 +130,46 @@ def test_a_reference_to_a_failed_job_fails_the_waiting_job(alice, project, apple
         actions.fail(Job.objects.get(pk=first), "AppError", "bad")
     job = alice.ok(f"/{second}/describe")
     assert job["state"] == "failed" and job["failureReason"] == "DependencyFailed"
+
+
+def test_a_job_waiting_on_many_reads_their_states_not_their_rows_until_all_are_done(
+    alice, project, applet, django_capture_on_commit_callbacks
+):
+    """A gather of n subjobs hears from each as it ends: each time it reads states alone (reading n rows
+    each time made a scatter of n quadratic)."""
+    firsts = [run(alice, applet, project)[1]["id"] for _ in range(3)]
+    refs = [{"$dnanexus_link": {"job": first, "field": "total"}} for first in firsts]
+    gather = run(alice, applet, project, input={"n": refs[0]}, dependsOn=firsts[1:])[1]["id"]
+    for first in firsts[:2]:
+        actions.claim(first, "test-worker")
+        with django_capture_on_commit_callbacks(execute=True):
+            actions.finish(first, {"total": 1})
+    with CaptureQueriesContext(connection) as queries:
+        actions.advance_inputs(gather)
+    assert Job.objects.get(pk=gather).state == State.WAITING_ON_INPUT
+    assert not [q["sql"] for q in queries.captured_queries if '"output"' in q["sql"] or '"input"' in q["sql"]]
+    actions.claim(firsts[2], "test-worker")
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.finish(firsts[2], {"total": 7})
+    job = alice.ok(f"/{gather}/describe")
+    assert job["state"] == "runnable" and job["input"] == {"n": 1}
+
+
+def test_an_output_referencing_a_job_of_another_tree_fails_the_job(
+    alice, project, applet, django_capture_on_commit_callbacks
+):
+    first, other = (run(alice, applet, project)[1]["id"] for _ in range(2))
+    actions.claim(first, "test-worker")
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.finish(first, {"total": {"$dnanexus_link": {"job": other, "field": "total"}}})
+    job = alice.ok(f"/{first}/describe")
+    assert job["state"] == "failed" and job["failureReason"] == "AppError"
+    assert f"references {other}, which is not a job of this execution tree" in job["failureMessage"]
+
+
+def test_the_jobs_of_a_tree_among_many_are_read_in_chunks(alice, project, applet):
+    jobs = [run(alice, applet, project)[1]["id"] for _ in range(3)]  # each the root of its own tree
+    assert actions._in_tree([*jobs, "job-" + "x" * 24], jobs[1], chunk=2) == {jobs[1]}
 
 
 def test_terminate_ends_a_waiting_job_and_says_who(alice, project, applet):
