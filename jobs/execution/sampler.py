@@ -29,8 +29,9 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
+from jobs.logs.store import store_thread
 from jobs.models import Job, ResourceSample
 from projects.models import now_ms
 
@@ -78,12 +79,10 @@ class Sampler(threading.Thread):
             self._run()
         except Exception:  # noqa: BLE001 - the chart is not worth failing the job for
             log.exception("resource samples of %s stopped", self.job_id)
-        finally:
-            connection.close()  # this thread's own connection
 
     def _run(self):
-        if self.tries > 1:
-            ResourceSample.objects.filter(job_id=self.job_id).delete()  # an earlier try's
+        if self.tries > 1:  # an earlier try's
+            store_thread().call(ResourceSample.objects.filter(job_id=self.job_id).delete)
         delay, flushed = FIRST_SAMPLE_SECONDS, float("-inf")  # the first sample is stored at once
         while not self.stopping.is_set() and self.proc.wait(timeout=delay) is None:
             self.sample()
@@ -126,9 +125,15 @@ class Sampler(threading.Thread):
         self.interval *= 2
 
     def flush(self):
-        """Store what is pending in one insert; return False once this try no longer holds the job."""
+        """Store what is pending in one insert; return False once this try no longer holds the job.
+
+        On the log store's thread, whose database connection lasts from job to job: this thread's
+        own would be opened for each job (on PostgreSQL, a server process each time)."""
         if not self.pending and not self.rewrite:
             return True
+        return store_thread().call(self._store)
+
+    def _store(self):
         if not Job.objects.filter(pk=self.job_id, tries=self.tries).exists():
             self.pending = []
             return False

@@ -57,11 +57,15 @@ def test_a_busy_sandboxed_job_is_sampled_with_its_cpu_and_rising_memory_in_few_i
     bubblewrap, data_dir, job, settings, monkeypatch
 ):
     settings.DXWEB_SAMPLE_SECONDS = 0.2
-    inserts = []
+    inserts, threads = [], set()
     bulk_create = ResourceSample.objects.bulk_create
-    monkeypatch.setattr(
-        ResourceSample.objects, "bulk_create", lambda rows: inserts.append(list(rows)) or bulk_create(inserts[-1])
-    )
+
+    def insert(rows):
+        threads.add(threading.current_thread().name)
+        inserts.append(list(rows))
+        return bulk_create(inserts[-1])
+
+    monkeypatch.setattr(ResourceSample.objects, "bulk_create", insert)
     spec = make_spec(job.id, cpus=1, memory_mb=1024, disk_mb=1024)
     proc = sandbox.launch(spec, ["bash", "-c", f"exec python3 -c {shlex.quote(BUSY)}"])
     sampler = Sampler.start_for(job, proc)
@@ -70,6 +74,8 @@ def test_a_busy_sandboxed_job_is_sampled_with_its_cpu_and_rising_memory_in_few_i
     assert proc.wait() == 0, proc.stderr.read()
     sampler.stop()
     assert not sampler.is_alive() and out.strip() in (b"10", b"11")  # 11 when the last check straddles 2.5 s
+    # Stored on the log store's thread and its lasting connection, not one the sampler opens per job.
+    assert threads == {"log-store"}, threads
 
     rows = list(ResourceSample.objects.filter(job=job).order_by("at").values_list("at", "cpu", "memory_mb", "disk_mb"))
     assert len(rows) >= 8, rows  # 2.5 s at 0.2 s
