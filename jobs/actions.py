@@ -31,7 +31,7 @@ from .models import (
     JobTransition,
     State,
 )
-from .permissions import access_hold, access_job
+from .permissions import access_hold, access_job, check_jobs_visible
 from .signals import stage_job_ended
 from .specs import check_applet_specs, check_input, is_link, jbor, link_target, timeout_seconds
 
@@ -400,7 +400,7 @@ def _dependencies(principal, input_value, depends_on):
     for dep_id in on:
         if id_class(dep_id) != "job":
             raise InvalidInput(f"{dep_id!r} in a job-based object reference is not a job ID")
-        access_job(principal, dep_id)
+    check_jobs_visible(principal, on)
     return on
 
 
@@ -815,7 +815,7 @@ def _wake(job_id, parent_id):
     for dependant, stage in JobDependency.objects.filter(on_id=job_id).values_list("job_id", "stage"):
         if stage == JobDependency.INPUT:
             advance_inputs(dependant)
-        else:
+        elif dependant != parent_id:  # the parent looks below, once (its output often names its children)
             complete_outputs(dependant)
     if parent_id:
         complete_outputs(parent_id)

@@ -52,6 +52,23 @@ def access_job(principal, job_id, needed=Level.VIEW):
     return _access_execution(Job, principal, job_id, needed)
 
 
+def check_jobs_visible(principal, job_ids, chunk=500):
+    """Raise ResourceNotFound for the first of `job_ids` the principal cannot see or that does not
+    exist, as access_job would for each: one read per `chunk` of them (SQLite's limit on a statement's
+    parameters) and one level per project, as a gather may name thousands of jobs of one project."""
+    job_ids = list(job_ids)
+    projects = {}
+    for start in range(0, len(job_ids), chunk):
+        projects.update(Job.objects.filter(pk__in=job_ids[start : start + chunk]).values_list("pk", "project_id"))
+    levels = {}
+    for job_id in job_ids:
+        project_id = projects.get(job_id)
+        if project_id is not None and project_id not in levels:
+            levels[project_id] = level_of(principal, project_id)
+        if project_id is None or not reaches(levels[project_id], Level.VIEW):
+            raise ResourceNotFound(f"The entity {job_id} could not be found")
+
+
 def check_job_visible(principal, job):
     """Raise ResourceNotFound unless the principal (still) holds VIEW on the job's project."""
     if not reaches(level_of(principal, job.project_id), Level.VIEW):

@@ -4,8 +4,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from dxweb.errors import ResourceNotFound
 from jobs import actions
 from jobs.models import Job, JobDependency, State
+from jobs.permissions import check_jobs_visible
 from projects.permissions import Principal
 
 BASH = {"interpreter": "bash", "code": "main() { echo hi; }"}
@@ -170,6 +172,35 @@ def test_an_output_referencing_a_job_of_another_tree_fails_the_job(
 def test_the_jobs_of_a_tree_among_many_are_read_in_chunks(alice, project, applet):
     jobs = [run(alice, applet, project)[1]["id"] for _ in range(3)]  # each the root of its own tree
     assert actions._in_tree([*jobs, "job-" + "x" * 24], jobs[1], chunk=2) == {jobs[1]}
+
+
+def test_a_job_may_wait_only_on_jobs_its_launcher_can_see(alice, charlie, project, applet):
+    """Waiting on a job is reading its output: an outsider's dependsOn or reference to alice's job finds
+    nothing there, as describe would, among any number of jobs of their own."""
+    hers = run(alice, applet, project)[1]["id"]
+    theirs = charlie.ok("/project/new", {"name": "charlie's"})["id"]
+    own_applet = charlie.ok(
+        "/applet/new",
+        {
+            "project": theirs,
+            "name": "c",
+            "runSpec": BASH,
+            "inputSpec": [{"name": "n", "class": "int"}],
+            "outputSpec": [],
+        },
+    )["id"]
+    own = [run(charlie, own_applet, theirs, input={"n": 1})[1]["id"] for _ in range(3)]
+    ref = {"$dnanexus_link": {"job": hers, "field": "total"}}
+    missing = "job-" + "x" * 24
+    for body in ({"dependsOn": [*own, hers]}, {"input": {"n": ref}, "dependsOn": own}, {"dependsOn": [missing]}):
+        status, data = run(charlie, own_applet, theirs, **{"input": {"n": 1}, **body})
+        assert status == 404 and data["error"]["type"] == "ResourceNotFound", data
+        assert (missing if "dependsOn" in body and missing in body["dependsOn"] else hers) in data["error"]["message"]
+    assert Job.objects.filter(project_id=theirs).count() == 3  # nothing made by the refused calls
+    with pytest.raises(ResourceNotFound):  # the same answer read in chunks of 2
+        check_jobs_visible(Principal.of(charlie.user), [*own, hers], chunk=2)
+    check_jobs_visible(Principal.of(charlie.user), own, chunk=2)
+    check_jobs_visible(Principal.of(alice.user), [hers], chunk=2)
 
 
 def test_terminate_ends_a_waiting_job_and_says_who(alice, project, applet):
