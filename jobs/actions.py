@@ -5,6 +5,7 @@ Nothing else writes Job.state: every change goes through transition(), except a 
 """
 
 import logging
+from functools import cache
 
 from django.conf import settings
 from django.db import connection, models, transaction
@@ -332,7 +333,12 @@ def calling_job(principal):
     """The job behind a job token, or None for a user's token."""
     if not principal.job_id:
         return None
-    job = Job.objects.select_related("project", "launched_by").filter(pk=principal.job_id).first()
+    job = (
+        Job.objects.select_related("project", "launched_by")
+        .defer(*(f for f in LARGE_FIELDS if f != "spec"))  # a scatter's root's output names thousands
+        .filter(pk=principal.job_id)
+        .first()
+    )
     if job is None or job.is_final:
         raise InvalidState(f"{principal.job_id} has finished; its token can no longer launch jobs")
     return job
@@ -586,6 +592,9 @@ def advance_inputs(job_id):
 
     Every job it waits for calls this as it ends: a gather of n subjobs hears it n times. So each call
     reads only the states it needs, in the database, and the outputs once, when all are done."""
+    state, waiting_on = _look(job_id, JobDependency.INPUT)
+    if state != State.WAITING_ON_INPUT or waiting_on not in (None, State.FAILED, State.TERMINATED):
+        return  # the common answer, in one statement: not waiting, or still waiting on a job
     job = Job.objects.filter(pk=job_id, state=State.WAITING_ON_INPUT).defer(*LARGE_FIELDS).first()
     if job is None:
         return
@@ -746,6 +755,46 @@ def finish(job_id, output, only_if=None, known=None, stopped=None):
     return True
 
 
+@cache
+def _look_statements(vendor):
+    """advance_inputs' and complete_outputs' first look, one statement each (written once per vendor, as
+    dxweb/sql.py explains): the job's state and whether it still waits. Each answers one row, or none
+    for a job that is gone. Parameters: _look's.
+
+    - "input": and the state of one job it waits on as input that is not done, a failed or terminated
+      one first (NULL when all are done);
+    - "output": and whether a child of it, or a job its output references, is not done yet.
+    """
+    job, dep = sql.name(Job), sql.name(JobDependency)
+    jid, state, parent = (sql.name(Job, f) for f in ("id", "state", "parent"))
+    of, on, stage = (sql.name(JobDependency, f) for f in ("job", "on", "stage"))
+    not_done = (
+        f"FROM {dep} x JOIN {job} d ON d.{jid} = x.{on} WHERE x.{of} = j.{jid} AND x.{stage} = %s AND d.{state} <> %s"
+    )
+    return {
+        "input": (
+            f"SELECT j.{state}, (SELECT d.{state} {not_done} "
+            f"ORDER BY CASE WHEN d.{state} IN (%s, %s) THEN 0 ELSE 1 END LIMIT 1) "
+            f"FROM {job} j WHERE j.{jid} = %s"
+        ),
+        "output": (
+            f"SELECT j.{state}, EXISTS (SELECT 1 FROM {job} c WHERE c.{parent} = j.{jid} AND c.{state} <> %s) "
+            f"OR EXISTS (SELECT 1 {not_done}) FROM {job} j WHERE j.{jid} = %s"
+        ),
+    }
+
+
+def _look(job_id, stage):
+    """(the job's state, what _look_statements says it waits on), or (None, None) for no such job."""
+    done = State.DONE.value
+    if stage == JobDependency.INPUT:
+        params = [stage, done, State.FAILED.value, State.TERMINATED.value, job_id]
+    else:
+        params = [done, stage, done, job_id]
+    rows = sql.fetch(_look_statements(connection.vendor)[stage], params)
+    return rows[0] if rows else (None, None)
+
+
 def _in_tree(job_ids, root_id, chunk=500):
     """Which of `job_ids` are jobs of the tree `root_id` (read in chunks: a scatter's output may name
     thousands, more than SQLite takes parameters in one statement)."""
@@ -761,6 +810,9 @@ def complete_outputs(job_id):
     """Finish a job waiting on output once its children and referenced jobs are done.
 
     As advance_inputs, called as each of them ends: the outputs are read once, when all are done."""
+    state, waiting = _look(job_id, JobDependency.OUTPUT)
+    if state != State.WAITING_ON_OUTPUT or waiting:
+        return  # the common answer, in one statement: not waiting, or still waiting on a job
     job = Job.objects.filter(pk=job_id, state=State.WAITING_ON_OUTPUT).defer(*LARGE_FIELDS).first()
     if job is None:
         return

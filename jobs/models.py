@@ -269,7 +269,10 @@ def root_execution(job):
     if job.analysis_id:
         return job.analysis_id
     if job.root_id and job.root_id != job.pk:
-        return job.root.analysis_id or job.root_id
+        if Job.root.is_cached(job):
+            return job.root.analysis_id or job.root_id
+        # Not the whole root: a scatter's root holds a reference to each of its thousands of subjobs.
+        return Job.objects.filter(pk=job.root_id).values_list("analysis_id", flat=True).first() or job.root_id
     return job.pk
 
 

@@ -149,6 +149,7 @@ def test_a_job_waiting_on_many_reads_their_states_not_their_rows_until_all_are_d
     with CaptureQueriesContext(connection) as queries:
         actions.advance_inputs(gather)
     assert Job.objects.get(pk=gather).state == State.WAITING_ON_INPUT
+    assert len(queries.captured_queries) == 1  # its state and the first job it still waits on, at once
     assert not [q["sql"] for q in queries.captured_queries if '"output"' in q["sql"] or '"input"' in q["sql"]]
     actions.claim(firsts[2], "test-worker")
     with django_capture_on_commit_callbacks(execute=True):
@@ -233,6 +234,27 @@ def test_a_subjob_inherits_from_its_parent_and_holds_it_in_waiting_on_output(
     actions.claim(child.id, "test-worker")
     with django_capture_on_commit_callbacks(execute=True):
         actions.finish(child.id, {"n": 7})
+    parent_job = alice.ok(f"/{parent}/describe")
+    assert parent_job["state"] == "done" and parent_job["output"] == {"total": 7}
+
+
+def test_a_parent_waits_for_every_child_not_only_those_its_output_references(
+    alice, project, applet, django_capture_on_commit_callbacks
+):
+    parent = run(alice, applet, project)[1]["id"]
+    job, _token = actions.claim(parent, "test-worker")
+    principal = Principal(user=alice.user, job_id=parent, scopes={job.workspace_id: 3, project: 1})
+    named, unnamed = (actions.new_subjob(principal, {"function": "process"}) for _ in range(2))
+    actions.finish(parent, {"total": {"$dnanexus_link": {"job": named.id, "field": "n"}}})
+    for child, n in ((named, 7), (unnamed, 1)):
+        actions.claim(child.id, "test-worker")
+        with django_capture_on_commit_callbacks(execute=True):
+            actions.finish(child.id, {"n": n})
+        if child is named:  # the other child is still running: one look says so
+            assert Job.objects.get(pk=parent).state == State.WAITING_ON_OUTPUT
+            with CaptureQueriesContext(connection) as queries:
+                actions.complete_outputs(parent)
+            assert len(queries.captured_queries) == 1
     parent_job = alice.ok(f"/{parent}/describe")
     assert parent_job["state"] == "done" and parent_job["output"] == {"total": 7}
 

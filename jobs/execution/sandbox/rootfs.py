@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from functools import cache
 from pathlib import Path
 
 from django.conf import settings
@@ -251,11 +252,13 @@ def _hidden_paths():
     return [p for p in result if not any(q != p and host.within(p, q) for q in result)]
 
 
+@cache
 def _interpreter_paths():
-    """Host directories the job's Python needs: the worker's venv and the Python it was made from."""
+    """Host directories the job's Python needs: the worker's venv and the Python it was made from
+    (resolved once per process: every launch asks, twice)."""
     paths = []
     for p in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))):
         p = Path(p).resolve()
         if p != Path("/") and p not in paths:
             paths.append(p)
-    return [p for p in paths if not any(q != p and host.within(p, q) for q in paths)]
+    return tuple(p for p in paths if not any(q != p and host.within(p, q) for q in paths))
