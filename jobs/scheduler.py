@@ -265,11 +265,28 @@ def _statements(vendor):
     }
 
 
-def _load_job(row):
-    """The Job of a "job" row, with its project and launcher, and `launcher_level`."""
+def job_with_relations(row):
+    """The Job of a row that starts with JOB's, PROJECT's and LAUNCHER's columns, with its project and
+    launcher (as select_related("project", "launched_by") gives it)."""
     job = JOB.load(row)
     job.project = PROJECT.load(row, JOB.width)
     job.launched_by = LAUNCHER.load(row, JOB.width + PROJECT.width)
+    return job
+
+
+def job_with_relations_sql():
+    """The SELECT ... FROM ... of job_with_relations's rows: the job `j`, its project `p`, its launcher `u`."""
+    job, container, user = sql.name(Job), sql.name(Container), sql.name(User)
+    return (
+        f"SELECT {JOB.sql}, {PROJECT.sql}, {LAUNCHER.sql} FROM {job} j "
+        f"INNER JOIN {container} p ON p.{sql.name(Container, 'id')} = j.{sql.name(Job, 'project')} "
+        f"INNER JOIN {user} u ON u.{sql.name(User, 'id')} = j.{sql.name(Job, 'launched_by')}"
+    )
+
+
+def _load_job(row):
+    """The Job of a "job" row, with its project and launcher, and `launcher_level`."""
+    job = job_with_relations(row)
     job.launcher_level = row[JOB.width + PROJECT.width + LAUNCHER.width]
     return job
 

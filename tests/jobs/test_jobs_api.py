@@ -7,7 +7,8 @@ from django.test.utils import CaptureQueriesContext
 from dxweb.errors import ResourceNotFound
 from jobs import actions
 from jobs.models import Job, JobDependency, State
-from jobs.permissions import check_jobs_visible
+from jobs.permissions import access_job, check_jobs_visible
+from projects.models import Level
 from projects.permissions import Principal
 
 BASH = {"interpreter": "bash", "code": "main() { echo hi; }"}
@@ -202,6 +203,17 @@ def test_a_job_may_wait_only_on_jobs_its_launcher_can_see(alice, charlie, projec
         check_jobs_visible(Principal.of(charlie.user), [*own, hers], chunk=2)
     check_jobs_visible(Principal.of(charlie.user), own, chunk=2)
     check_jobs_visible(Principal.of(alice.user), [hers], chunk=2)
+
+
+def test_reaching_a_job_reads_it_with_its_project_and_launcher_at_once(alice, project, applet):
+    job_id = run(alice, applet, project, input={"n": 5})[1]["id"]
+    with CaptureQueriesContext(connection) as queries:
+        job = access_job(Principal.of(alice.user), job_id)
+        assert (job.project.name, job.launched_by.username, job.input) == ("alice's project", "alice", {"n": 5})
+    assert len(queries.captured_queries) == 2  # the job with both, and alice's level on the project
+    assert job.level == Level.ADMINISTER
+    with pytest.raises(ResourceNotFound):
+        access_job(Principal.of(alice.user), "job-" + "x" * 24)
 
 
 def test_terminate_ends_a_waiting_job_and_says_who(alice, project, applet):
