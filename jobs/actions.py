@@ -32,7 +32,7 @@ from .models import (
     JobTransition,
     State,
 )
-from .permissions import access_hold, access_job, check_jobs_visible
+from .permissions import access_hold, access_job, check_jobs_visible, load_job
 from .signals import stage_job_ended
 from .specs import check_applet_specs, check_input, is_link, jbor, link_target, timeout_seconds
 
@@ -333,12 +333,7 @@ def calling_job(principal):
     """The job behind a job token, or None for a user's token."""
     if not principal.job_id:
         return None
-    job = (
-        Job.objects.select_related("project", "launched_by")
-        .defer(*(f for f in LARGE_FIELDS if f != "spec"))  # a scatter's root's output names thousands
-        .filter(pk=principal.job_id)
-        .first()
-    )
+    job = load_job(principal.job_id)
     if job is None or job.is_final:
         raise InvalidState(f"{principal.job_id} has finished; its token can no longer launch jobs")
     return job

@@ -43,7 +43,7 @@ def _access_execution(model, principal, execution_id, needed):
     found = None
     if isinstance(execution_id, str):
         if model is Job:
-            found = _load_job(execution_id)
+            found = load_job(execution_id)
         else:
             found = model.objects.select_related("project", "launched_by").filter(pk=execution_id).first()
     level = level_of(principal, found.project_id) if found is not None else Level.NONE
@@ -55,13 +55,13 @@ def _access_execution(model, principal, execution_id, needed):
 
 @cache
 def _job_statement(vendor):
-    """_load_job's read, written once per vendor: the ORM spent ~2 ms of Python building this join of
+    """load_job's read, written once per vendor: the ORM spent ~2 ms of Python building this join of
     three tables for every job call (`dx watch` and dxpy describe a job again and again), the database
     a fraction of that answering it (dxweb/sql.py)."""
     return f"{job_with_relations_sql()} WHERE j.{sql.name(Job, 'id')} = %s"
 
 
-def _load_job(job_id):
+def load_job(job_id):
     """The job with its project and launcher, as select_related gives it, or None."""
     rows = sql.fetch(_job_statement(connection.vendor), [job_id])
     return job_with_relations(rows[0]) if rows else None
