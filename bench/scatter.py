@@ -137,7 +137,7 @@ def ms(values_s):
 
 def run(n=None, trivials=None, page_fetches=None, watch_runs=None, redis=False, server_env=(), quick=False, **_):
     n = n or (50 if quick else 1000)
-    trivials = trivials or (4 if quick else 10)
+    trivials = trivials or (4 if quick else 30)
     page_fetches = page_fetches or (20 if quick else 50)
     watch_runs = watch_runs or (2 if quick else 3)
     extra = {}
