@@ -15,6 +15,9 @@ command per line on stdin and answers one JSON line on stdout:
 - {"op": "sandbox_burst", "n": N}: N such sandboxes back to back, as many at once as the
   worker's concurrency; the wall seconds (the throughput ceiling of the sandbox alone). With
   "argv" (a command list), that command instead of `true`.
+- {"op": "task_per_job_burst", "n": N, "url": U}: a task per job (see task_per_job_burst): N job-like sandboxed
+  `true`, each asked for by a POST to the bare view U and run by a Celery task of the server's worker;
+  the wall seconds.
 - {"op": "count_trivial_job", "n": N, "token": T, "project": P, "applet": A}: what a trivial job
   costs the database, submit to done (bench/dbcount.py): one job as a warm-up, then N jobs each
   submitted through the API view with token T (Django's test Client, in this process) and run by
@@ -32,8 +35,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,6 +49,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 
 from bench import dbcount  # noqa: E402
+from bench.boxes import run_true, true_spec  # noqa: E402
 from bench.tasks import stamp  # noqa: E402
 from dxweb.celery import app  # noqa: E402,F401  (configures the broker from the settings)
 from jobs.execution import sandbox  # noqa: E402
@@ -94,38 +98,6 @@ def celery_burst(n):
     return {"sends": sends, "starts": starts}
 
 
-def _true_spec(base, i, limits):
-    """A job-like sandbox for `true`: the instance type's limits, binds like the runner's, and, as for
-    a job whose applet asks for no network, a network namespace of its own with the API relayed."""
-    work = base / f"bench-true-{i}"
-    home, meta, logs = work / "home", work / "meta", work / "log"
-    for path in (home, meta, logs):
-        path.mkdir(parents=True)
-    api = urlparse(settings.DXWEB_API_URL)
-    return sandbox.SandboxSpec(
-        job_id=f"bench-true-{i}",
-        home=home,
-        env={"HOME": "/home/dnanexus", "PATH": "/usr/bin:/bin"},
-        binds=[
-            sandbox.Bind(meta, "/opt/dnanexus/job", writable=True),
-            sandbox.Bind(logs, "/opt/dnanexus/log", writable=True),
-        ],
-        cpus=limits["cpus"],
-        memory_mb=limits["memory_mb"],
-        workdir=work,
-        network=False,
-        api=(api.hostname, api.port or 80),
-    )
-
-
-def _run_true(spec, argv=("true",)):
-    proc = sandbox.launch(spec, list(argv))
-    code = proc.wait()
-    if code != 0:
-        raise RuntimeError(f"sandboxed {argv[0]} exited {code}: {proc.stderr.read()[:500]!r}")
-    shutil.rmtree(spec.workdir, ignore_errors=True)
-
-
 def sandbox_true(n):
     base = Path(tempfile.mkdtemp(prefix="bench-sandbox-", dir=settings.DATA_DIR))
     limits = sandbox.instance_limits()
@@ -133,9 +105,9 @@ def sandbox_true(n):
     try:
         for i in range(n):
             time.sleep(random.uniform(0, 0.05))
-            spec = _true_spec(base, i, limits)
+            spec = true_spec(base, i, limits)
             t0 = time.perf_counter()
-            _run_true(spec)
+            run_true(spec)
             out.append(time.perf_counter() - t0)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -159,7 +131,7 @@ def sandbox_burst(n, argv=("true",)):
             if i is None:
                 return
             try:
-                _run_true(_true_spec(base, i, limits), argv)
+                run_true(true_spec(base, i, limits), argv)
             except Exception as exc:  # reported below, after every lane stops
                 errors.append(exc)
 
@@ -177,6 +149,47 @@ def sandbox_burst(n, argv=("true",)):
     return {"wall_s": time.time() - t0, "lanes": len(lanes)}
 
 
+def task_per_job_burst(n, url, threads=4):
+    """A task per job, the naive job system on this stack: n POSTs to the bare `launch_true` view at
+    `url` (bench/views.py), from `threads` clients as bench/jobs.py submits its jobs; each sends one
+    Celery task that runs a job-like sandboxed `true` in the server's worker (bench/tasks.py
+    boxed_true); no token, no database. Returns the wall seconds from the first POST to the last
+    sandbox's end."""
+    base = Path(tempfile.mkdtemp(prefix="bench-task-per-job-", dir=settings.DATA_DIR))
+    tags = [f"task-{i}-{random.randrange(10**9)}" for i in range(n)]
+    chunks = [tags[i::threads] for i in range(threads)]
+    errors = []
+
+    def post(mine):
+        for tag in mine:
+            body = json.dumps({"port": PORT, "tag": tag, "base": str(base)}).encode()
+            request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    response.read()
+            except OSError as exc:
+                errors.append(exc)
+
+    t0 = time.time()
+    try:
+        clients = [threading.Thread(target=post, args=(mine,)) for mine in chunks]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        if errors:
+            raise errors[0]
+        wanted, last = set(tags), t0
+        while wanted:
+            got, ended, _ = _recv()
+            if got in wanted:
+                wanted.discard(got)
+                last = max(last, ended)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return {"wall_s": last - t0, "lanes": WORKER_CONCURRENCY}
+
+
 def count_trivial_job(n, token, project, applet):
     """The count of n trivial jobs, one by one, after a first one (a worker's first job sets up what it
     keeps)."""
@@ -192,6 +205,7 @@ OPS = {
     "celery_burst": celery_burst,
     "sandbox_true": sandbox_true,
     "sandbox_burst": sandbox_burst,
+    "task_per_job_burst": task_per_job_burst,
     "count_trivial_job": count_trivial_job,
 }
 

@@ -20,7 +20,12 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
   faster of the sandbox bursts beside them, and the figure is the rounds' median, as the kernel's
   cost of a sandbox drifts over a run (by a third on this machine). Every burst starts once the machine is
   quiet (bench.common.settle: under 15% of its CPUs busy for half a second), as the kernel goes on
-  tearing down a burst's namespaces for seconds after it.
+  tearing down a burst's namespaces for seconds after it. Third baseline, in each round after the jobs:
+  a task per job, the naive job system on the same stack: 200 POSTs (4 client threads) to a bare
+  view that sends one Celery task each, which runs the same sandboxed `true` in the server's worker
+  (bench/views.py launch_true, bench/tasks.py boxed_true); no token, no database. jobs ÷ it shows what
+  dxweb's lanes (which claim job after job without a message each) and bookkeeping make of the same
+  web server, broker, worker and sandbox.
 - bookkeeping: what one trivial job costs the database, submit to done: committed transactions
   and queries (bench/dbcount.py), counted in the helper process, which submits the job through
   the API view and runs the worker's task itself (bench/django_op.py, count_trivial_job); on
@@ -212,7 +217,7 @@ def throughput(server, helper, project, applet, n, threads=4, rounds=3):
     # would otherwise slow the next one, and the order of the bursts would decide the ratio.
     settled = [settle()]
     boxes = [_box_burst(helper, n)]
-    bursts, celery = [], None
+    bursts, celery, per_task_rates = [], None, []
     for _ in range(rounds):
         settled.append(settle())
         bursts.append(_jobs_burst(server, project, applet, n, threads))
@@ -230,6 +235,11 @@ def throughput(server, helper, project, applet, n, threads=4, rounds=3):
                 "send_s": max(burst["sends"]) - min(burst["sends"]),
             }
         settled.append(settle())
+        per_task_rates.append(
+            n / helper("task_per_job_burst", n, url=server.url + "/bench/launch-true", threads=threads)["wall_s"]
+        )
+        helper("celery_rt", 1)
+        settled.append(settle())
         boxes.append(_box_burst(helper, n))
     per_round = []
     for r, jobs in enumerate(bursts):
@@ -239,6 +249,9 @@ def throughput(server, helper, project, applet, n, threads=4, rounds=3):
                 "jobs_per_s": jobs["jobs_per_s"],
                 "sandbox_per_s_before_after": [before, after],
                 "ratio_to_sandbox": jobs["jobs_per_s"] / max(before, after),
+                "task_per_job_per_s": per_task_rates[r],
+                "task_per_job_to_sandbox": per_task_rates[r] / max(before, after),
+                "ratio_to_task_per_job": jobs["jobs_per_s"] / per_task_rates[r],
             }
         )
     median_ratio = median([r["ratio_to_sandbox"] for r in per_round])
@@ -263,6 +276,10 @@ def throughput(server, helper, project, applet, n, threads=4, rounds=3):
         "rounds": per_round,
         "ratio": jobs["jobs_per_s"] / celery["tasks_per_s"],
         "ratio_to_sandbox": median_ratio,
+        # A task per job (bench/django_op.py task_per_job_burst): the same web server, broker, worker and
+        # sandbox, one Celery task each, no database.
+        "task_per_job_to_sandbox": median([r["task_per_job_to_sandbox"] for r in per_round]),
+        "ratio_to_task_per_job": median([r["ratio_to_task_per_job"] for r in per_round]),
         # The target's ceiling: even with no bookkeeping at all, jobs cannot outrun their sandboxes.
         "sandbox_over_celery": sandboxes["per_s"] / celery["tasks_per_s"],
     }
@@ -504,6 +521,12 @@ def report(results):
         f"{'MET' if t['ratio_to_sandbox'] >= 0.8 else 'MISSED'}; what the platform's bookkeeping leaves of the "
         "sandbox's own throughput; each round's jobs against the faster of the sandbox bursts before and after them)"
     )
+    if "task_per_job_to_sandbox" in t:
+        print(
+            f"  a task per job (a bare view sending one Celery task each, which runs the same sandboxed `true`; no "
+            f"database) / sandboxed `true`: {t['task_per_job_to_sandbox']:.3f}x; jobs / a task per job: "
+            f"{t['ratio_to_task_per_job']:.3f}x; medians of the rounds"
+        )
     cpu = t["jobs"].get("cpu_ms_per_job")
     if cpu:
         print(
@@ -518,6 +541,12 @@ def report(results):
         print(
             f"    round {i + 1}: jobs {r['jobs_per_s']:.1f}/s, sandboxes {before:.1f}/s before and "
             f"{after:.1f}/s after: {r['ratio_to_sandbox']:.3f}x"
+            + (
+                f"; a task per job {r['task_per_job_per_s']:.1f}/s, "
+                f"jobs / a task per job {r['ratio_to_task_per_job']:.3f}x"
+                if "task_per_job_per_s" in r
+                else ""
+            )
         )
     if "bookkeeping" in results:
         b = results["bookkeeping"]

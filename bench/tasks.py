@@ -1,4 +1,5 @@
-"""Celery baseline for bench/jobs.py: a no-op task that says when it started running.
+"""Celery baselines for bench/jobs.py: a no-op task that says when it started running, and a task that
+runs a job-like sandboxed `true` and says when it ended (a task per job: bench/views.py launch_true).
 
 Registered only when DXWEB_BENCH_VIEWS is set (dxweb/celery.py autodiscovers `bench`
 then), so the server's real worker runs it through the same broker as jobs.run_job.
@@ -9,6 +10,7 @@ The start time goes back in one UDP datagram to the benchmark's helper process
 import json
 import socket
 import time
+from pathlib import Path
 
 from celery import shared_task
 
@@ -18,3 +20,15 @@ def stamp(port, tag):
     started = time.time()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(json.dumps({"tag": tag, "started": started}).encode(), ("127.0.0.1", int(port)))
+
+
+@shared_task(name="bench.boxed_true", ignore_result=True)
+def boxed_true(port, tag, base):
+    """A job-like sandboxed `true` (bench/boxes.py) in `base`, then its end time by UDP, as stamp."""
+    from jobs.execution import sandbox
+
+    from .boxes import run_true, true_spec
+
+    run_true(true_spec(Path(base), tag, sandbox.instance_limits()))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(json.dumps({"tag": tag, "started": time.time()}).encode(), ("127.0.0.1", int(port)))

@@ -6,5 +6,6 @@ from . import views
 
 urlpatterns = [
     path("json", views.bare_json, name="bench-json"),
+    path("launch-true", views.launch_true, name="bench-launch-true"),
     path("blob/<str:name>", views.blob, name="bench-blob"),
 ]

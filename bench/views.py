@@ -2,6 +2,9 @@
 
 - `bare_json`: the cheapest Django JSON view (no auth, no DB), through the same
   middleware, URL resolver and sync-view thread hop as the API dispatcher.
+- `launch_true` POST: a task per job, for bench/jobs.py's naive job system: the request sends a Celery task
+  (bench/tasks.py boxed_true) that runs a job-like sandboxed `true` in the server's worker; no
+  token, no database, no job. Mounted only with DXWEB_BENCH_VIEWS, as every view here.
 - `blob` PUT/GET: the real upload/download minus signing, md5, size checks and
   the database: the request body is streamed to a file in CHUNK pieces, and
   streamed back with an async generator (as projects/transfer.py does; a sync
@@ -9,6 +12,7 @@
 """
 
 import asyncio
+import json
 import os
 import re
 
@@ -16,12 +20,27 @@ from django.conf import settings
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from .tasks import boxed_true
+
 CHUNK = 1024 * 1024
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
 @csrf_exempt
 def bare_json(request):
+    return JsonResponse({"ok": True})
+
+
+@csrf_exempt
+def launch_true(request):
+    try:
+        body = json.loads(request.body)
+        args = (int(body["port"]), str(body["tag"]), str(body["base"]))
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"error": "expected {port, tag, base}"}, status=400)
+    if not NAME_RE.match(args[1]) or not str(args[2]).startswith(str(settings.DATA_DIR)):
+        return JsonResponse({"error": "bad tag or base"}, status=400)
+    boxed_true.delay(*args)
     return JsonResponse({"ok": True})
 
 
