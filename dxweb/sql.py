@@ -67,3 +67,10 @@ def fetch(sql, params):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def chunks(items, size):
+    """`items` as lists of at most `size`: for reads of many IDs a statement at a time (SQLite takes
+    only so many parameters, or ORed conditions, in one)."""
+    items = list(items)
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -794,10 +794,8 @@ def _in_tree(job_ids, root_id, chunk=500):
     """Which of `job_ids` are jobs of the tree `root_id` (read in chunks: a scatter's output may name
     thousands, more than SQLite takes parameters in one statement)."""
     found = set()
-    for start in range(0, len(job_ids), chunk):
-        found.update(
-            Job.objects.filter(pk__in=job_ids[start : start + chunk], root=root_id).values_list("pk", flat=True)
-        )
+    for ids in sql.chunks(job_ids, chunk):
+        found.update(Job.objects.filter(pk__in=ids, root=root_id).values_list("pk", flat=True))
     return found
 
 

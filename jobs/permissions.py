@@ -78,8 +78,8 @@ def check_jobs_visible(principal, job_ids, chunk=500):
     parameters) and one level per project, as a gather may name thousands of jobs of one project."""
     job_ids = list(job_ids)
     projects = {}
-    for start in range(0, len(job_ids), chunk):
-        projects.update(Job.objects.filter(pk__in=job_ids[start : start + chunk]).values_list("pk", "project_id"))
+    for ids in sql.chunks(job_ids, chunk):
+        projects.update(Job.objects.filter(pk__in=ids).values_list("pk", "project_id"))
     levels = {}
     for job_id in job_ids:
         project_id = projects.get(job_id)

@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Max, Q
 
+from dxweb import sql
 from jobs.models import Job, LogLine
 from projects.models import now_ms
 
@@ -243,7 +244,7 @@ class LogReader:
     def backlog(self, recent, levels=None):
         """The last `recent` lines stored so far; later reads start after them."""
         lines = []
-        for chunk in _chunks(self.names):
+        for chunk in sql.chunks(self.names, OR_CHUNK):
             last = dict(
                 LogLine.objects.filter(job_id__in=chunk)
                 .values("job_id")
@@ -277,7 +278,7 @@ class LogReader:
     def _first_new(self, order, batch):
         """The first `batch` lines past the cursors in `order`: each chunk of jobs' first ones, merged."""
         lines = []
-        for chunk in _chunks(self.names):
+        for chunk in sql.chunks(self.names, OR_CHUNK):
             condition = Q(pk__in=[])
             for job_id in chunk:
                 condition |= Q(job_id=job_id, seq__gt=self.cursors.setdefault(job_id, 0))
@@ -288,11 +289,6 @@ class LogReader:
 # SQLite parses n ORed conditions into an expression n deep and refuses one deeper than 1,000: the
 # tree of a thousand-subjob scatter is read a chunk of jobs at a time.
 OR_CHUNK = 400
-
-
-def _chunks(job_ids, size=OR_CHUNK):
-    job_ids = list(job_ids)
-    return [job_ids[i : i + size] for i in range(0, len(job_ids), size)]
 
 
 def last_lines(job, count):
