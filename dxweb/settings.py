@@ -89,7 +89,9 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker) share the file: WAL, a busy timeout and
-    # IMMEDIATE transactions keep writers from failing with "database is locked".
+    # IMMEDIATE transactions keep writers from failing with "database is locked";
+    # the backend waits for the write lock in short steps, not SQLite's (dxweb/db).
+    DATABASES["default"]["ENGINE"] = "dxweb.db.sqlite3"
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
