@@ -108,6 +108,22 @@ def login_locked_out(request, *args, **kwargs):
 # API tokens ---------------------------------------------------------------------------------------
 
 
+_store = None  # (the CACHES entry it was made from, the throttle's cache)
+
+
+def _cache():
+    """The throttle's cache, one per process.
+
+    Django's `caches["throttle"]` is one per request context under ASGI: a Redis cache so made a new
+    connection pool, a connection and its handshake for every API call (a third of the web
+    server's CPU in a call that submits a job, bench/README)."""
+    global _store
+    config = settings.CACHES["throttle"]
+    if _store is None or _store[0] is not config:  # made anew when the settings change (tests)
+        _store = (config, caches.create_connection("throttle"))
+    return _store[1]
+
+
 def _token_keys(address):
     return f"token-failures:{address}", f"token-failures-since:{address}"
 
@@ -119,7 +135,7 @@ def check_token_address(address):
         return
     count_key, since_key = _token_keys(address)
     try:
-        values = caches["throttle"].get_many([count_key, since_key])
+        values = _cache().get_many([count_key, since_key])
     except Exception:  # the throttle must not take the API down with its cache
         log.exception("The throttle's cache could not be read")
         return
@@ -153,7 +169,7 @@ def token_lookup_failed(address):
         return
     window = settings.DXWEB_TOKEN_FAILURE_WINDOW
     try:
-        count = _count_failure(caches["throttle"], address, window)
+        count = _count_failure(_cache(), address, window)
     except Exception:  # the throttle must not take the API down with its cache
         log.exception("The throttle's cache could not be written")
         return

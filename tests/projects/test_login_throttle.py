@@ -2,6 +2,7 @@
 failed token lookups from one address get its calls refused for a while, and every attempt is logged."""
 
 import asyncio
+import contextvars
 import logging
 from datetime import timedelta
 
@@ -194,3 +195,28 @@ def test_good_tokens_and_missing_ones_do_not_count(settings, alice, anonymous):
         assert call_from("10.0.7.1", alice.token)[0] == 200
         assert anonymous.client.post("/system/whoami", REMOTE_ADDR="10.0.7.1").status_code == 401
     assert call_from("10.0.7.1", alice.token)[0] == 200
+
+
+def test_the_token_throttle_keeps_one_cache_per_process_not_one_per_request(settings, db, monkeypatch):
+    """Under ASGI each request has its own context, and Django's caches["throttle"] its own cache there:
+    a Redis one made a pool, a connection and its handshake per API call."""
+    from django.core.cache import caches
+
+    made = []
+    real = caches.create_connection
+    monkeypatch.setattr(caches, "create_connection", lambda alias: made.append(alias) or real(alias))
+    settings.DXWEB_TOKEN_FAILURE_LIMIT = 5
+
+    async def a_call(n):
+        response = await AsyncClient().post(
+            "/system/whoami", "{}", content_type="application/json", headers={"authorization": f"Bearer guess-{n}"}
+        )
+        return response.status_code
+
+    # Each call is checked against the throttle, then counted as a failure: both in the one cache.
+    # Each call in an empty context of its own, as daphne's requests come.
+    assert [contextvars.Context().run(asyncio.run, a_call(n)) for n in range(4)] == [401] * 4
+    assert made.count("throttle") <= 1
+    assert throttle._cache().get("token-failures:127.0.0.1") == 4
+    settings.CACHES = {**settings.CACHES, "throttle": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    assert type(throttle._cache()).__name__ == "DummyCache"  # a change of the settings makes it anew
