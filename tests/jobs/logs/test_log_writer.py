@@ -16,6 +16,7 @@ import select
 import signal
 import threading
 import time
+from collections import Counter
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -521,3 +522,29 @@ def test_only_a_few_sends_run_at_once(notifier, monkeypatch):
     notifier.loop.call_soon_threadsafe(lambda: go.set())
     assert notifier.drain()
     assert most[0] == notifier.concurrency == 4 and len(calls) == 20
+
+
+def test_state_hints_to_a_group_are_spaced_and_merged_and_log_hints_are_not(notifier, monkeypatch):
+    layer = CrossLoopLayer()
+    use_layer(monkeypatch, layer)
+    notifier.spacing = 0.5
+    notify_state("project-x", 7)
+    assert notifier.drain()
+    assert len(layer.calls) == 2  # a lone change goes out at once
+    for _ in range(19):  # then a burst of state changes in the project, by the user
+        notify_state("project-x", 7)
+    notify_state("project-y", 7)  # another project's group is not held back by this one's spacing
+    assert notifier.drain()
+    sent = Counter(call[0] for call in layer.calls)
+    # The 19 went out as one, once the spacing had passed: the last change is never lost.
+    assert sent[states_group(project_id="project-x")] == 2 and sent[states_group(user_id=7)] == 2
+    assert sent[states_group(project_id="project-y")] == 1
+    groups = [call[0] for call in layer.calls]
+    assert groups.index(states_group(project_id="project-y")) < max(
+        i for i, group in enumerate(groups) if group == states_group(project_id="project-x")
+    )  # it went out while project-x's waited
+    for _ in range(3):
+        notify("job-a")
+        assert notifier.drain()
+    assert [call[0] for call in layer.calls[-3:]] == [group_name("job-a")] * 3
+    assert all(key[1] != "log.more" for key in notifier.last_sent)  # log hints are never held back
