@@ -87,11 +87,24 @@ def _statements(vendor):
         "level": f"SELECT {level_sql('%s')}",
         # Parameters: user id, user id, container id.
         "container": (f"SELECT {CONTAINER.sql}, {level_sql(f'c.{c_id}')} FROM {container} c WHERE c.{c_id} = %s"),
-        # Parameters: user id, user id, object id. Each placement with its object, container and level.
-        "placements": (
-            f"SELECT {PLACEMENT.sql}, {OBJECT.sql}, {CONTAINER.sql}, {level_sql(f'p.{p_container}')} "
+        # Parameters: user id, user id, object id, VIEW, the preferred container (or ""). The placement
+        # a user should reach the object through, with its object, container and the user's level:
+        # visible first, then the preferred container, then the highest level. One row, however many
+        # placements (an applet has one in the workspace of each job it runs).
+        "best_placement": (
+            f"SELECT * FROM (SELECT {PLACEMENT.sql}, {OBJECT.sql}, {CONTAINER.sql}, p.{p_container} AS x_container, "
+            f"COALESCE({level_sql(f'p.{p_container}')}, 0) AS x_level "
             f"FROM {placement} p INNER JOIN {obj} o ON o.{o_id} = p.{p_obj} "
-            f"INNER JOIN {container} c ON c.{c_id} = p.{p_container} WHERE p.{p_obj} = %s"
+            f"INNER JOIN {container} c ON c.{c_id} = p.{p_container} WHERE p.{p_obj} = %s) s "
+            f"ORDER BY s.x_level >= %s DESC, s.x_container = %s DESC, s.x_level DESC LIMIT 1"
+        ),
+        # Parameters: object id, then the containers ({containers}: their placeholders). The object's
+        # placements in those containers (a job token's scopes), with its object and container.
+        "placements_in": (
+            f"SELECT {PLACEMENT.sql}, {OBJECT.sql}, {CONTAINER.sql}, NULL "
+            f"FROM {placement} p INNER JOIN {obj} o ON o.{o_id} = p.{p_obj} "
+            f"INNER JOIN {container} c ON c.{c_id} = p.{p_container} WHERE p.{p_obj} = %s "
+            f"AND p.{p_container} IN ({{containers}})"
         ),
     }
 
@@ -269,14 +282,25 @@ def access_container(principal, container_id, needed=Level.VIEW, kinds=(Containe
 def access_object(principal, object_id, needed=Level.VIEW, project=None, cls=None):
     """Return the placement of a data object the principal can see, preferring the `project` hint.
 
-    `needed` is checked on the container of the returned placement. One query: every placement of
-    the object, with the object, the container and the principal's level on it.
+    `needed` is checked on the container of the returned placement. One query: for a user, the
+    best placement (visible, in `project`, of the highest level), chosen by the database; for a job
+    token, the object's placements in the containers of its scopes; nothing for anyone else.
     """
     if not isinstance(object_id, str):
         raise ResourceNotFound(f"The entity {object_id} could not be found")
     uid = _grants_user_id(principal)
+    statements = _statements(connection.vendor)
+    if uid is not None:
+        rows = sql.fetch(statements["best_placement"], [uid, uid, object_id, int(Level.VIEW), project or ""])
+    elif principal is not None and principal.scopes:
+        scoped = sorted(principal.scopes)
+        rows = sql.fetch(
+            statements["placements_in"].format(containers=", ".join(["%s"] * len(scoped))), [object_id, *scoped]
+        )
+    else:
+        rows = []
     visible = []
-    for row in sql.fetch(_statements(connection.vendor)["placements"], [uid, uid, object_id]):
+    for row in rows:
         placement = PLACEMENT.load(row)
         placement.level = _held(principal, placement.container_id, row[-1])
         if placement.level < Level.VIEW:

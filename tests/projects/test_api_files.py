@@ -200,6 +200,33 @@ def test_a_job_workspace_hint_that_is_not_visible_does_not_hide_the_object(alice
     assert alice.ok(f"/{file_id}/describe", {"project": "container-" + "0" * 24})["project"] == project
 
 
+def test_an_object_in_many_containers_is_reached_through_the_best_one_read_alone(alice, bob, project, monkeypatch):
+    """As an applet is, with a placement in the workspace of each job it ran: the database picks the
+    placement (visible, then the hint, then the highest level) and only its row is read."""
+    from dxweb import sql
+    from projects import permissions
+
+    file_id = upload_file(alice, project, [b"x"], name="first.txt")
+    projects = [alice.ok("/project/new", {"name": f"p{i}"})["id"] for i in range(12)]
+    for i, other in enumerate(projects):
+        alice.ok(f"/{project}/clone", {"objects": [file_id], "project": other})
+        alice.ok(f"/{file_id}/rename", {"project": other, "name": f"in-{i}.txt"})
+    alice.ok(f"/{projects[3]}/invite", {"invitee": "user-bob", "level": "VIEW"})
+    alice.ok(f"/{projects[7]}/invite", {"invitee": "user-bob", "level": "CONTRIBUTE"})
+    read = []
+    real = sql.fetch
+    monkeypatch.setattr(sql, "fetch", lambda *args: read.append(rows := real(*args)) or rows)
+    assert bob.ok(f"/{file_id}/describe")["name"] == "in-7.txt"  # his highest level
+    assert bob.ok(f"/{file_id}/describe", {"project": projects[3]})["name"] == "in-3.txt"  # the hint
+    assert bob.ok(f"/{file_id}/describe", {"project": projects[5]})["name"] == "in-7.txt"  # a hint he cannot see
+    bob.ok(f"/{file_id}/rename", {"name": "renamed.txt"})  # CONTRIBUTE, where he has it
+    assert alice.ok(f"/{file_id}/describe", {"project": projects[7]})["name"] == "renamed.txt"
+    assert_error(bob.call(f"/{file_id}/rename", {"project": projects[3], "name": "x"}), 403, "PermissionDenied")
+    width = permissions.PLACEMENT.width + permissions.OBJECT.width + permissions.CONTAINER.width
+    placements = [rows for rows in read if rows and len(rows[0]) > width]
+    assert placements and all(len(rows) == 1 for rows in placements)
+
+
 def test_a_file_is_reached_with_the_best_of_direct_and_org_grants_checked_again_on_every_call(alice, bob, project):
     file_id = alice.ok("/file/new", {"project": project, "name": "a.txt"})["id"]
     assert_error(bob.call(f"/{file_id}/describe", {"project": project}), 404, "ResourceNotFound")
