@@ -6,6 +6,7 @@ lost. These tests poll at those moments.
 """
 
 import os
+import threading
 
 import pytest
 from kombu import Connection
@@ -41,3 +42,48 @@ def test_a_consumer_polling_during_a_put_sees_nothing_then_the_whole_message(cha
     channel._put("q", {"body": list(range(1000))})
     assert polls == ["Empty", "Empty"]  # while encoding, and while the file is written but not in place
     assert channel._get("q") == {"body": list(range(1000))}
+
+
+def a_connection(folder, polling_interval):
+    options = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(folder / "control"),
+        "polling_interval": polling_interval,
+    }
+    (folder / "control").mkdir(exist_ok=True)
+    return Connection("filesystem://localhost//", transport=broker.FilesystemTransport, transport_options=options)
+
+
+def test_a_waiting_consumer_wakes_when_a_message_lands_not_at_its_next_poll(tmp_path):
+    # Polling every 60 s, the consumer would look once, then give up at the 5 s timeout.
+    with a_connection(tmp_path, 60) as consumer, a_connection(tmp_path, 60) as producer:
+        queue = consumer.SimpleQueue("wake")  # a name of its own: kombu keeps bindings per process
+        timer = threading.Timer(0.3, lambda: producer.SimpleQueue("wake").put({"job": "job-1"}))
+        timer.start()
+        try:
+            message = queue.get(block=True, timeout=5)
+        finally:
+            timer.join()
+        assert message.payload == {"job": "job-1"}
+        message.ack()
+        assert consumer.transport.watch  # it waited on the watch
+        with pytest.raises(queue.Empty):  # and an empty queue still times out
+            queue.get(block=True, timeout=0.2)
+
+
+def test_without_inotify_the_consumer_polls_as_kombu_does(tmp_path, monkeypatch, caplog):
+    def no_inotify():
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(broker, "INotify", no_inotify)
+    with a_connection(tmp_path, 0.05) as consumer, a_connection(tmp_path, 0.05) as producer:
+        queue = consumer.SimpleQueue("poll")
+        timer = threading.Timer(0.2, lambda: producer.SimpleQueue("poll").put({"job": "job-2"}))
+        timer.start()
+        try:
+            assert queue.get(block=True, timeout=5).payload == {"job": "job-2"}
+        finally:
+            timer.join()
+        assert consumer.transport.watch is False
+    assert "no inotify" in caplog.text
