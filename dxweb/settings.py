@@ -168,7 +168,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "control_folder": str(BROKER_DIR / "control"),
-        # kombu's default is to look once a second: a job would wait up to that for a worker.
+        # The longest the worker waits between looks: a message landing wakes it at once (inotify,
+        # dxweb/broker.py); where inotify fails it polls this often (kombu's default is once a second).
         "polling_interval": env.float("DXWEB_BROKER_POLL_SECONDS", default=0.05),
         "store_processed": False,
     }
