@@ -115,8 +115,8 @@ def _cache():
     """The throttle's cache, one per process.
 
     Django's `caches["throttle"]` is one per request context under ASGI: a Redis cache so made a new
-    connection pool, a connection and its handshake for every API call (a third of the web
-    server's CPU in a call that submits a job, bench/README)."""
+    connection pool, a connection and its handshake for every API call (18% of the web server's
+    samples in a burst of job submissions, bench/README)."""
     global _store
     config = settings.CACHES["throttle"]
     if _store is None or _store[0] is not config:  # made anew when the settings change (tests)

@@ -63,7 +63,7 @@ class Notifier:
     that comes sooner waits out the rest of the spacing, and those that come meanwhile merge into it.
     A job list's and a bell's groups so get ten hints a second at most however many of their jobs
     change state, and a lone change still goes out at once. (A burst of trivial jobs sent 7.6 group
-    sends per job, each two Redis round trips, six of them to these groups.) A log's "more lines"
+    sends per job, each two Redis round trips, most of them to these groups.) A log's "more lines"
     hints are not spaced: a watched log is read as it is written.
     """
 
