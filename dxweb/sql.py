@@ -74,3 +74,8 @@ def chunks(items, size):
     only so many parameters, or ORed conditions, in one)."""
     items = list(items)
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def placeholders(n):
+    """`%s, %s, ...`: n parameters' placeholders, for an IN (...) or a VALUES (...) list."""
+    return ", ".join(["%s"] * n)

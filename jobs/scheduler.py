@@ -225,7 +225,7 @@ def pick(name, cap, ending=()):
         }
     )
     found = sql.fetch(
-        statements["job"].format(types=", ".join(["%s"] * len(types))),
+        statements["job"].format(types=sql.placeholders(len(types))),
         [State.RUNNABLE, best["launched_by_id"], best["priority"], *types],
     )
     job = _load_job(found[0]) if found else None
@@ -251,7 +251,7 @@ def _statements(vendor):
         "groups": (
             f"SELECT {grouped}, COUNT(*), MIN(j.{j['created']}), MAX(s.{sql.name(LauncherShare, 'last_claim')}) "
             f"FROM {job} j LEFT JOIN {share} s ON s.{sql.name(LauncherShare, 'user')} = j.{j['launched_by']} "
-            f"WHERE j.{j['state']} IN ({', '.join(['%s'] * (1 + len(ACTIVE)))}) GROUP BY {grouped}"
+            f"WHERE j.{j['state']} IN ({sql.placeholders(1 + len(ACTIVE))}) GROUP BY {grouped}"
         ),
         # Parameters: runnable, the launcher, the priority, then the types ({types}: their placeholders).
         # The job with its project and launcher, and the launcher's level on the project (for its token).

@@ -295,7 +295,7 @@ def access_object(principal, object_id, needed=Level.VIEW, project=None, cls=Non
     elif principal is not None and principal.scopes:
         scoped = sorted(principal.scopes)
         rows = sql.fetch(
-            statements["placements_in"].format(containers=", ".join(["%s"] * len(scoped))), [object_id, *scoped]
+            statements["placements_in"].format(containers=sql.placeholders(len(scoped))), [object_id, *scoped]
         )
     else:
         rows = []

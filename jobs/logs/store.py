@@ -332,7 +332,7 @@ def _insert_sql(vendor, rows):
     quote = connection.ops.quote_name
     meta = LogLine._meta
     columns = ", ".join(quote(meta.get_field(name).column) for name in COLUMNS)
-    values = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    values = "(" + sql.placeholders(len(COLUMNS)) + ")"
     return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES " + ", ".join([values] * rows)
 
 
