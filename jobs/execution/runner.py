@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from dxweb.threads import ReusedThread
 from jobs import actions, dispatch, scheduler
 from jobs.logs.store import MAX_LINE, SYSLOG_LEVELS, LogWriter
 from jobs.models import Job, State
@@ -166,9 +167,7 @@ class LogSockets:
         self._streams, self._new_streams = {}, []  # fd: [file, level, partial line]
         self._lock = threading.Lock()
         self.streams_ended = threading.Event()
-        self.thread = threading.Thread(
-            target=self._serve, name=f"log-sockets-{self.directory.parent.name}", daemon=True
-        )
+        self.thread = ReusedThread(self._serve, name=f"log-sockets-{self.directory.parent.name}")
         self.thread.start()
 
     def follow(self, stdout, stderr):
@@ -627,7 +626,7 @@ class LeaseWatch:
         self.renewed = time.monotonic()  # the claim wrote its heartbeat just before
         self.expired = False
         self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"lease-{job.id}", daemon=True)
+        self.thread = ReusedThread(self._run, name=f"lease-{job.id}")
         self.thread.start()
 
     def beat(self, state):

@@ -1,7 +1,7 @@
 """A running job's resource samples: its CPU, memory and disk over time, for the job page's chart.
 
-One thread per running job (like the disk watch) reads the job's cgroup counters every
-DXWEB_SAMPLE_SECONDS (0.5 s; 0 takes none):
+One thread per running job (like the disk watch; a reused one, dxweb/threads.py) reads the job's
+cgroup counters every DXWEB_SAMPLE_SECONDS (0.5 s; 0 takes none):
 
 - CPU as cores used: the CPU time the cgroup's processes used since the sample before, divided by
   the wall time between the two (cpu.stat's usage_usec on cgroup v2, cpuacct.usage on v1);
@@ -31,6 +31,7 @@ import time
 from django.conf import settings
 from django.db import transaction
 
+from dxweb.threads import ReusedThread
 from jobs.logs.store import store_thread
 from jobs.models import Job, ResourceSample
 from projects.models import now_ms
@@ -43,11 +44,11 @@ FIRST_SAMPLE_SECONDS = 0.1
 MIB = 1024 * 1024
 
 
-class Sampler(threading.Thread):
+class Sampler:
     """Samples one running job's cgroup until the job ends or stop() is called."""
 
     def __init__(self, job, proc, cgroup, interval):
-        super().__init__(name=f"resource-sampler-{job.id}", daemon=True)
+        self.thread = ReusedThread(self.run, name=f"resource-sampler-{job.id}")
         self.job_id, self.tries = job.id, job.tries
         self.proc, self.cgroup, self.interval = proc, cgroup, interval
         self.kept = []  # every sample of the run, as stored: (at, cpu, memory_mb, disk_mb)
@@ -62,17 +63,26 @@ class Sampler(threading.Thread):
         cgroup counts this job's CPU or memory."""
         interval = float(settings.DXWEB_SAMPLE_SECONDS)
         cgroup = getattr(proc, "_cgroup", None)  # the job's cgroups (sandbox/cgroups.py JobCgroup)
-        if interval <= 0 or cgroup is None or cgroup.usage() == (None, None):
+        if interval <= 0 or cgroup is None:
+            return None
+        usage = cgroup.usage()  # one read: the check, and the base of the first sample's CPU share
+        if usage == (None, None):
             return None
         sampler = cls(job, proc, cgroup, interval)
-        sampler.last = (time.monotonic(), cgroup.usage()[0])
+        sampler.last = (time.monotonic(), usage[0])
         sampler.start()
         return sampler
+
+    def start(self):
+        self.thread.start()
+
+    def is_alive(self):
+        return self.thread.is_alive()
 
     def stop(self):
         """Take no more samples, store those taken and return (the job has ended, or is killed)."""
         self.stopping.set()
-        self.join(10)
+        self.thread.join(10)
 
     def run(self):
         try:

@@ -34,6 +34,7 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Max, Q
 
 from dxweb import sql
+from dxweb.threads import ReusedThread
 from jobs.models import Job, LogLine
 from projects.models import now_ms
 
@@ -480,7 +481,7 @@ class LogWriter:
         self.queued = 0
         self.handled = 0
         self.rows_per_statement = None  # from the connection's parameter limit, on the store thread
-        self.thread = threading.Thread(target=self._run, name=f"log-{job_id}", daemon=True)
+        self.thread = ReusedThread(self._run, name=f"log-{job_id}")
         self.thread.start()
 
     def write(self, level, msg, source="APP"):

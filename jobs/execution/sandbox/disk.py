@@ -2,15 +2,16 @@
 
 import logging
 import os
-import threading
 import time
 
 from django.conf import settings
 
+from dxweb.threads import ReusedThread
+
 log = logging.getLogger(__name__)
 
 
-class DiskWatch(threading.Thread):
+class DiskWatch:
     """Measure what a job has written (its home and its root layer: /, /tmp, /var/tmp, /opt, writes to
     the system) and kill it once that passes its disk limit, or once the host's filesystem has less
     free than settings.DXWEB_DISK_RESERVE_MB. The job's `limit_exceeded` says why.
@@ -22,9 +23,12 @@ class DiskWatch(threading.Thread):
     """
 
     def __init__(self, proc, paths):
-        super().__init__(name=f"disk-watch-{proc.spec.job_id}", daemon=True)
         self.proc, self.paths = proc, paths
         self.limit = int(proc.spec.disk_mb) * 1024 * 1024
+        self.thread = ReusedThread(self.run, name=f"disk-watch-{proc.spec.job_id}")
+
+    def start(self):
+        self.thread.start()
 
     def run(self):
         interval = float(settings.DXWEB_DISK_CHECK_SECONDS)

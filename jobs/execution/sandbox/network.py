@@ -28,6 +28,8 @@ import time
 
 from django.conf import settings
 
+from dxweb.threads import ReusedThread
+
 from .spec import Bind, SandboxError
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ class ApiRelay:
             sock.setblocking(False)
         self._selector.register(listener, READ, None)
         self._selector.register(self._wake, READ, self._woken)
-        self._thread = threading.Thread(target=self._run, name="api-relay", daemon=True)
+        self._thread = ReusedThread(self._run, name="api-relay")
         self._thread.start()
 
     @property
