@@ -11,7 +11,10 @@ Values are always passed as query parameters, never formatted into the SQL; only
 column names (from the models' metadata) are. The SQL is standard (SQLite and PostgreSQL).
 """
 
+import time
+
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import BigIntegerField, Expression
 
 
 def name(model, field=None):
@@ -79,3 +82,27 @@ def chunks(items, size):
 def placeholders(n):
     """`%s, %s, ...`: n parameters' placeholders, for an IN (...) or a VALUES (...) list."""
     return ", ".join(["%s"] * n)
+
+
+# The database's clock, in ms since the epoch. Leases are written and judged by it: a worker host's
+# heartbeat and the beat host's reaper then share one clock, however far their own drift apart.
+NOW_SQL = {
+    "postgresql": "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+    "sqlite": "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+}
+
+
+class DatabaseNow(Expression):
+    """The database's clock (ms), as a value in an update or a filter: `.update(heartbeat=DatabaseNow())`."""
+
+    output_field = BigIntegerField()
+
+    def as_sql(self, compiler, conn, **extra):
+        return NOW_SQL[conn.vendor], []
+
+
+def database_now_ms():
+    """The database's clock (ms). SQLite's is this host's (the database is a file here): no query."""
+    if connection.vendor == "sqlite":
+        return int(time.time() * 1000)
+    return fetch(f"SELECT {NOW_SQL[connection.vendor]}", [])[0][0]

@@ -118,8 +118,15 @@ def _swap(job_id, current, only_if, conditions, updates, childless):
     Runners make it at every job's start and end: there, with conditions on plain fields (the
     lease's try) and at most `childless`, it is SQL written here, which the ORM took a millisecond
     of Python to build; any other is the ORM's."""
+    clock = [name for name, value in updates.items() if isinstance(value, sql.DatabaseNow)]
+    if clock and connection.vendor == "sqlite":  # its clock is this host's: the value, known here
+        now = sql.database_now_ms()
+        updates.update(dict.fromkeys(clock, now))
+        clock = []
     plain = all("__" not in key for key in only_if)
-    plain = plain and not any(hasattr(value, "resolve_expression") for value in updates.values())
+    plain = plain and not any(
+        hasattr(value, "resolve_expression") and name not in clock for name, value in updates.items()
+    )
     if not plain:
         return Job.objects.filter(*conditions, pk=job_id, state=current, **only_if).update(**updates)
     fields = {name: Job._meta.get_field(name) for name in updates}
@@ -128,12 +135,15 @@ def _swap(job_id, current, only_if, conditions, updates, childless):
     def column(name):
         return sql.name(Job, name)
 
-    sets = ", ".join(f"{column(name)} = %s" for name in updates)
+    sets = ", ".join(
+        f"{column(name)} = {sql.NOW_SQL[connection.vendor] if name in clock else '%s'}" for name in updates
+    )
     params = [
         fields[name].get_db_prep_save(
             value.prepare_database_save(fields[name]) if hasattr(value, "prepare_database_save") else value, connection
         )
         for name, value in updates.items()
+        if name not in clock
     ]
     tests = [f"{column('id')} = %s", f"{column('state')} = %s", *(f"{column(k)} = %s" for k in only_if)]
     params += [job_id, current, *only_if.values()]
@@ -142,9 +152,17 @@ def _swap(job_id, current, only_if, conditions, updates, childless):
             f"NOT EXISTS (SELECT 1 FROM {table} c WHERE c.{column('parent')} = %s AND c.{column('state')} <> %s)"
         )
         params += [job_id, State.DONE]
+    # The database's clock is read back into `updates`, for the caller's copy of the job.
+    returning = f" RETURNING {', '.join(column(name) for name in clock)}" if clock else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {sets} WHERE {' AND '.join(tests)}", params)
-        return cursor.rowcount
+        cursor.execute(f"UPDATE {table} SET {sets} WHERE {' AND '.join(tests)}{returning}", params)
+        if not clock:
+            return cursor.rowcount
+        row = cursor.fetchone()
+    if row is None:
+        return 0
+    updates.update(zip(clock, row, strict=True))
+    return 1
 
 
 # Values: links and references ---------------------------------------------------
@@ -683,7 +701,9 @@ def _take(job, worker):
         scopes.setdefault(resources, int(Level.VIEW))
     token, raw = ApiToken.issue(job.launched_by, f"job token for {job.id}", scopes=scopes, job_id=job.id)
     now = now_ms()
-    fields = {"state": State.RUNNING, "worker": worker, "heartbeat": now, "tries": job.tries + 1, "token": token}
+    # The lease's first heartbeat is on the database's clock, as every later one and the reaper's.
+    fields = {"state": State.RUNNING, "worker": worker, "heartbeat": sql.DatabaseNow(), "tries": job.tries + 1}
+    fields["token"] = token
     fields["modified"] = now
     if job.started_running is None:
         fields["started_running"] = now

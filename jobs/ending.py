@@ -8,9 +8,10 @@ import time
 from django.conf import settings
 from django.db import models, transaction
 
+from dxweb import sql
 from dxweb.errors import InvalidState
 from projects import actions as project_actions
-from projects.models import ApiToken, Container, now_ms
+from projects.models import ApiToken, Container
 
 from . import dispatch
 from .actions import fail, terminate, transition
@@ -83,7 +84,7 @@ def reap(now=None):
     worker that is merely slow renews it first, and one that stalled (and still runs its copy of
     the job) finds the lease gone at its first heartbeat after waking and kills that copy.
     """
-    now = now or now_ms()
+    now = now or sql.database_now_ms()  # the clock heartbeats are written in
     lapsed = now - settings.DXWEB_LEASE_SECONDS * 1000
     expired = lapsed - round(settings.DXWEB_HEARTBEAT_SECONDS * 1000)
     report = {"retried": [], "failed": [], "terminated": [], "woken": [], "workspaces": []}

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
 from dxweb import sql
-from projects.models import Container, User, now_ms
+from projects.models import Container, User
 from projects.permissions import level_sql
 
 from .execution.sandbox import host as host_facts
@@ -91,14 +91,14 @@ def need(instance_type):
 
 
 def live_since(now=None):
-    """Hosts heard of after this time (ms) count as live."""
-    now = now or now_ms()
+    """Hosts heard of after this time (ms, the database's clock, as their beats) count as live."""
+    now = now or sql.database_now_ms()
     return now - max(settings.DXWEB_LEASE_SECONDS, 3 * HOST_BEAT_SECONDS) * 1000
 
 
 def register(name, cap, lanes=0, ssh_host=""):
-    """Record a worker host (at its start, and again as it beats)."""
-    now = now_ms()
+    """Record a worker host (at its start, and again as it beats), on the database's clock."""
+    now = sql.database_now_ms()
     WorkerHost.objects.bulk_create(
         [
             WorkerHost(
@@ -161,10 +161,10 @@ def claiming(name):
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def _oversize(cap, now):
+def _oversize(cap):
     """The instance types no live host can hold whole (this one counted): they run capped, alone."""
     biggest = [cap]
-    for cores, memory_mb in WorkerHost.objects.filter(heartbeat__gte=live_since(now)).values_list("cores", "memory_mb"):
+    for cores, memory_mb in WorkerHost.objects.filter(heartbeat__gte=live_since()).values_list("cores", "memory_mb"):
         biggest.append(Capacity(cores, memory_mb))
     return [name for name in settings.DXWEB_INSTANCE_TYPES if not any(c.fits(need(name)) for c in biggest)]
 
@@ -180,7 +180,6 @@ def pick(name, cap, ending=()):
     its project (`launcher_level`, for its token). The job returned has `more_runnable` set when other
     jobs were runnable as well (whether or not they fit): its lane then looks again after it.
     """
-    now = now_ms()
     statements = _statements(connection.vendor)
     keys = ("state", "launched_by_id", "priority", "instance_type", "worker", "n", "oldest", "served")
     rows = [dict(zip(keys, row, strict=True)) for row in sql.fetch(statements["groups"], [State.RUNNABLE, *ACTIVE])]
@@ -197,7 +196,7 @@ def pick(name, cap, ending=()):
         here -= 1
         free = free.plus(cap.capped(need(instance_type)))
     oversize = (
-        set(_oversize(cap, now)) if here == 0 and any(not cap.fits(need(r["instance_type"])) for r in runnable) else ()
+        set(_oversize(cap)) if here == 0 and any(not cap.fits(need(r["instance_type"])) for r in runnable) else ()
     )
     fitting = [r for r in runnable if free.fits(need(r["instance_type"])) or r["instance_type"] in oversize]
     choices = {}

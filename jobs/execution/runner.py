@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from dxweb import sql
 from dxweb.threads import ReusedThread
 from jobs import actions, dispatch, scheduler
 from jobs.logs.store import MAX_LINE, SYSLOG_LEVELS, LogWriter
@@ -393,7 +394,7 @@ def _run_to_end(job, token, worker):
             every=settings.DXWEB_HEARTBEAT_SECONDS,
             while_waiting=lambda: Job.objects.filter(
                 pk=job.id, state__in=[State.RUNNING, State.DEBUG_HOLD], tries=job.tries
-            ).update(heartbeat=now_ms()),
+            ).update(heartbeat=sql.DatabaseNow()),
         )
         held = _conclude(job, proc, outcome, workdir, writer, worker, ended)
         # Store what _conclude logged, then let the writer thread end on its own: close() would also
@@ -636,7 +637,10 @@ class LeaseWatch:
         the lease, the reaper may have handed the job to another try.
         """
         started = time.monotonic()
-        if Job.objects.filter(pk=self.job.id, state=state, tries=self.job.tries).update(heartbeat=now_ms()) != 1:
+        renewed = Job.objects.filter(pk=self.job.id, state=state, tries=self.job.tries).update(
+            heartbeat=sql.DatabaseNow()
+        )
+        if renewed != 1:
             return None
         self.renewed = max(self.renewed, started)
         return Job.objects.filter(pk=self.job.id).values_list("allow_ssh", flat=True).first() or []
