@@ -32,9 +32,10 @@ from .models import (
     JobTransition,
     State,
 )
-from .permissions import access_hold, access_job, check_jobs_visible, load_job
+from .permissions import access_job, check_jobs_visible, load_job
+from .references import analysis_refs_to_jbors, links_in, refs_in, substitute
 from .signals import stage_job_ended
-from .specs import check_applet_specs, check_input, is_link, jbor, link_target, timeout_seconds
+from .specs import check_applet_specs, check_input, timeout_seconds
 
 log = logging.getLogger(__name__)
 
@@ -165,77 +166,6 @@ def _swap(job_id, current, only_if, conditions, updates, childless):
     return 1
 
 
-# Values: links and references ---------------------------------------------------
-
-
-def walk(value):
-    """Yield every dict, list and scalar inside a JSON value, the value itself first."""
-    yield value
-    if isinstance(value, dict) and jbor(value) is None and link_target(value) is None:
-        for item in value.values():
-            yield from walk(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from walk(item)
-
-
-def refs_in(value):
-    return [ref for v in walk(value) if (ref := jbor(v)) is not None]
-
-
-def links_in(value):
-    return [target for v in walk(value) if (target := link_target(v)) is not None and jbor(v) is None]
-
-
-def substitute(value, outputs):
-    """Replace each JBOR in `value` with the referenced output (outputs: {job id: output dict})."""
-    ref = jbor(value)
-    if ref is not None:
-        output = outputs[ref["job"]] or {}
-        if ref["field"] not in output:
-            raise InvalidInput(f'{ref["job"]} has no output field "{ref["field"]}"')
-        result = output[ref["field"]]
-        if "index" in ref:
-            if not isinstance(result, list) or not isinstance(ref["index"], int) or not 0 <= ref["index"] < len(result):
-                raise InvalidInput(f"{ref['job']}:{ref['field']} has no index {ref['index']}")
-            result = result[ref["index"]]
-        return result
-    if isinstance(value, dict) and link_target(value) is None:
-        return {k: substitute(v, outputs) for k, v in value.items()}
-    if isinstance(value, list):
-        return [substitute(v, outputs) for v in value]
-    return value
-
-
-def analysis_refs_to_jbors(value):
-    """Replace each analysis output reference ({"$dnanexus_link": {"analysis", "field": "<stage>.<f>"}},
-    what dxpy's DXAnalysis.get_output_ref makes) with a JBOR to that stage's job."""
-    if is_link(value) and isinstance(value["$dnanexus_link"], dict) and "analysis" in value["$dnanexus_link"]:
-        target = value["$dnanexus_link"]
-        stage, dot, field = str(target.get("field", "")).partition(".")
-        job_id = (
-            Job.objects.filter(analysis_id=target["analysis"], stage=stage, origin_id=models.F("pk"))
-            .values_list("pk", flat=True)
-            .first()
-            if isinstance(target["analysis"], str) and dot
-            else None
-        )
-        if job_id is None:
-            raise InvalidInput(
-                f"{target.get('analysis')!r} has no stage output {target.get('field')!r} "
-                '(an analysis output reference names "<stage ID>.<output field>")'
-            )
-        ref = {"job": job_id, "field": field}
-        if "index" in target:
-            ref["index"] = target["index"]
-        return {"$dnanexus_link": ref}
-    if isinstance(value, dict) and not is_link(value):
-        return {k: analysis_refs_to_jbors(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [analysis_refs_to_jbors(v) for v in value]
-    return value
-
-
 # Applets ---------------------------------------------------------------------------
 
 # /applet/new keys kept as the applet's content (returned by describe and get).
@@ -307,44 +237,6 @@ def update_job(principal, job, body):
     job.modified = now_ms()
     job.save(update_fields=["allow_ssh", "name", "modified"])
     return job
-
-
-def _held(principal, job_id):
-    job = access_hold(principal, job_id)
-    if job.state != State.DEBUG_HOLD:
-        raise InvalidState(f"{job.id} is {job.state}, not held for debugging")
-    return job
-
-
-def extend_hold(principal, job_id):
-    """Push the end of a debug hold to DXWEB_DEBUG_HOLD_SECONDS from now."""
-    job = _held(principal, job_id)
-    debug = {**job.debug, "holdUntil": now_ms() + settings.DXWEB_DEBUG_HOLD_SECONDS * 1000}
-    if Job.objects.filter(pk=job.pk, state=State.DEBUG_HOLD).update(debug=debug, modified=now_ms()) != 1:
-        raise InvalidState(f"{job.id} is no longer held for debugging")
-    job.debug = debug
-    return job
-
-
-def release_hold(principal, job_id):
-    """End a debug hold now: the job fails with the failure it was held for (its worker then cleans up)."""
-    job = _held(principal, job_id)
-    end_hold(job, f"The debug hold was released by {principal.user.dx_id}")
-    return Job.objects.get(pk=job.pk)
-
-
-def end_hold(job, why):
-    """End a held job: failed with its held failure, or terminated if it held through /.dx-hold."""
-    job = Job.objects.get(pk=job.pk)
-    reason, message = job.debug.get("failureReason"), job.debug.get("failureMessage", "")
-    if reason:
-        return fail(job, reason, f"{message} ({why})")
-    if transition(
-        job.pk, State.TERMINATED, expected=[State.DEBUG_HOLD], failure_reason="Terminated", failure_message=why
-    ):
-        end_tree(job.origin or job, "Terminated", f"Terminated because {job.id} ended its debug hold")
-        return True
-    return False
 
 
 def calling_job(principal):

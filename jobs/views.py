@@ -23,7 +23,7 @@ from projects.models import Container, DataObject, Level, Placement, now_ms
 from projects.permissions import Principal
 from projects.views import PAGE_SIZE, placement_in, principal, project_for
 
-from . import actions, scheduler
+from . import actions, holds, scheduler
 from . import notifications as job_notifications
 from . import permissions as job_permissions
 from .apps import actions as app_actions
@@ -676,7 +676,7 @@ def back_from_hold(request):
 @login_required
 @require_POST
 def job_hold_extend(request, job_id):
-    job = attempted(request, actions.extend_hold, job_id)
+    job = attempted(request, holds.extend_hold, job_id)
     if job is not None:
         left = max(0, (hold_until(job) or 0) - now_ms()) // 60000
         messages.success(request, f"Extended the hold of {job.name}: {left // 60} h {left % 60:02d} min left")
@@ -686,7 +686,7 @@ def job_hold_extend(request, job_id):
 @login_required
 @require_POST
 def job_hold_release(request, job_id):
-    job = attempted(request, actions.release_hold, job_id)
+    job = attempted(request, holds.release_hold, job_id)
     if job is None:
         return redirect(back_from_hold(request), job_id)
     messages.success(request, f"Released the hold of {job.name}: it is now {job.state}")

@@ -23,7 +23,7 @@ from django.db import close_old_connections, connections
 
 from dxweb import sql
 from dxweb.threads import ReusedThread
-from jobs import actions, dispatch, scheduler
+from jobs import actions, dispatch, holds, scheduler
 from jobs.logs.store import MAX_LINE, SYSLOG_LEVELS, LogWriter
 from jobs.models import Job, State
 from jobs.ssh.gateway import Gateway
@@ -831,7 +831,7 @@ def _conclude(job, proc, outcome, workdir, writer, worker, ended=None):
             writer.write("ERROR", f"{failure.reason}: {message}", source="SYSTEM")
             actions.fail(job, failure.reason, message, only_if=lease, stopped=ended)
         case HoldEnded(why=why):
-            actions.end_hold(job, f"The debug hold ended: {why}")
+            holds.end_hold(job, f"The debug hold ended: {why}")
     return True
 
 

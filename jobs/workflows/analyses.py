@@ -20,7 +20,7 @@ from projects import actions as project_actions
 from projects.models import Container, DataObject, Level, now_ms
 from projects.permissions import access_container
 
-from .. import actions
+from .. import actions, references
 from ..logs.store import notify_state
 from ..models import (
     ANALYSIS_TRANSITIONS,
@@ -153,7 +153,7 @@ def run_workflow(principal, placement, body, check_only=False):
     else:
         project = caller.project
     folder = project_actions.clean_folder(get(body, "folder", str, spec.get("outputFolder") or "/"))
-    given = actions.analysis_refs_to_jbors(get(body, "input", dict, {}))
+    given = references.analysis_refs_to_jbors(get(body, "input", dict, {}))
     per_stage = stage_inputs(spec["stages"], given)
     st.check_stages([{**stage, "input": per_stage[stage["id"]]} for stage in spec["stages"]], allow_refs=True)
     priority = get(body, "priority", str, "normal")

@@ -13,8 +13,8 @@ from projects import actions as project_actions
 from projects.models import DataObject, Level, now_ms
 from projects.permissions import access_object
 
-from ..actions import links_in
 from ..permissions import access_analysis
+from ..references import links_in
 from . import stages as st
 
 # Keys of /workflow/new and /workflow-x/update that set the workflow's own fields.

@@ -3,7 +3,7 @@
 import pytest
 
 from dxweb.errors import InvalidState, PermissionDenied, ResourceNotFound
-from jobs import actions, ending, permissions
+from jobs import actions, ending, holds, permissions
 from jobs.models import Job, State
 from jobs.ssh.gateway import address_allowed
 from projects.models import Level, now_ms
@@ -67,13 +67,13 @@ def test_job_tokens_and_outside_addresses_may_not_debug(held_job, alice):
 
 def test_extend_pushes_the_end_and_release_fails_the_job_with_its_held_failure(held_job, alice, bob, settings):
     settings.DXWEB_DEBUG_HOLD_SECONDS = 3600
-    job = actions.extend_hold(as_(alice), held_job.pk)
+    job = holds.extend_hold(as_(alice), held_job.pk)
     assert job.debug["holdUntil"] >= now_ms() + 3590_000
-    job = actions.release_hold(as_(bob), held_job.pk)  # a project administrator may end a hold
+    job = holds.release_hold(as_(bob), held_job.pk)  # a project administrator may end a hold
     assert job.state == State.FAILED and job.failure_reason == "AppInternalError"
     assert "released by user-bob" in job.failure_message
     with pytest.raises(InvalidState):
-        actions.extend_hold(as_(alice), held_job.pk)
+        holds.extend_hold(as_(alice), held_job.pk)
 
 
 def test_the_reaper_fails_a_held_job_whose_worker_vanished(held_job, settings):

@@ -125,8 +125,8 @@ def test_dx_hold_keeps_the_processes_and_release_ends_the_job(alice, server):
     out = ssh(alice, job_id, "ps -eo args")
     assert marker in out.stdout
     code = (
-        "from jobs import actions; from projects.models import User; from projects.permissions import "
-        f"Principal; actions.release_hold(Principal.of(User.objects.get(username='alice')), {job_id!r})"
+        "from jobs import holds; from projects.models import User; from projects.permissions import "
+        f"Principal; holds.release_hold(Principal.of(User.objects.get(username='alice')), {job_id!r})"
     )
     server.manage("shell", "-c", code)
     job = ended(alice, job_id)
