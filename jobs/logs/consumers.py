@@ -312,7 +312,9 @@ class JobPageConsumer(SessionConsumer):
     """The job page's socket `/ws/jobs/<id>/`: the tree's states and the whole tree's log, from a cursor.
 
     First frame: {"cursors": {job id: last seq seen}} (empty on a first connect). Frames out:
-    {"type": "tree", "jobs": [...]} when a state changes, {"type": "lines", "lines": [...]} in
+    {"type": "tree", "full": true, "jobs": [...]} with the whole tree first, then {"type": "tree", "full":
+    false, "jobs": [...]} with only the jobs that are new or changed (a tree of 1,000 subjobs is not
+    sent again at each state change), {"type": "lines", "lines": [...]} in
     store order per job, {"type": "samples", "samples": [[at, cpu, memory_mb, disk_mb], ...]} with
     the page's job's resource samples (all of them first, with its instance type's "limits", then
     the new ones; a "note" says why there are none), and {"type": "end"} once the tree is final and
@@ -399,7 +401,7 @@ class JobPageConsumer(SessionConsumer):
         self.reader = LogReader(self.origin, tree=True, cursors=self.request["cursors"])
         self.samples_after, self.samples_note, self.samples_due = None, None, 0.0
         await self.join(states_group(project_id=self.job.project_id))
-        last_tree, final_seen = None, False
+        sent, final_seen = None, False  # {job id: its row} as the page has it
         while True:
             try:
                 rows, lines = await database_sync_to_async(self._read)()
@@ -408,10 +410,11 @@ class JobPageConsumer(SessionConsumer):
                 return
             for job_id in self.reader.names:
                 await self.join(group_name(job_id))
-            tree = [{"id": r[0], "name": r[1], "state": r[2], "parent": r[3]} for r in rows]
-            if tree != last_tree:
-                await self.send(text_data=json.dumps({"type": "tree", "jobs": tree}))
-                last_tree = tree
+            tree = {r[0]: {"id": r[0], "name": r[1], "state": r[2], "parent": r[3]} for r in rows}
+            changed = list(tree.values()) if sent is None else [j for i, j in tree.items() if sent.get(i) != j]
+            if changed:
+                await self.send(text_data=json.dumps({"type": "tree", "full": sent is None, "jobs": changed}))
+                sent = tree
             await self.send_samples()
             if lines:
                 await self.send_lines(lines)

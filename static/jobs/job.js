@@ -40,6 +40,7 @@ Line numbers are links: `#L123` scrolls to line 123 of this job and highlights i
   const colours = {};        // job id -> the label's colour
   const times = {};          // job id -> [startedRunning, stoppedRunning] (ms, or null)
   const states = {};         // job id -> its last state seen
+  const treeJobs = new Map(); // job id -> {id, name, state, parent}: the tree as the socket sent it
   let shown = [];            // indexes into `lines` that pass the filters
   let offsets = [0];         // wrapped: offsets[i] is the top of shown[i]; offsets[shown.length] the height
   let cols = 0;              // wrapped: characters per row of a message
@@ -455,7 +456,12 @@ Line numbers are links: `#L123` scrolls to line 123 of this job and highlights i
     };
     socket.onmessage = (event) => {
       const frame = JSON.parse(event.data);
-      if (frame.type === "tree") showTree(frame.jobs);
+      if (frame.type === "tree") {
+        // The whole tree first, then only the jobs that are new or changed.
+        if (frame.full) treeJobs.clear();
+        for (const job of frame.jobs) treeJobs.set(job.id, job);
+        showTree(Array.from(treeJobs.values()));
+      }
       else if (frame.type === "lines") addLines(frame.lines);
       else if (frame.type === "samples") document.dispatchEvent(new CustomEvent("dx:samples", { detail: frame }));
       else if (frame.type === "end") {

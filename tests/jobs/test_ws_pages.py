@@ -144,6 +144,23 @@ def test_a_viewer_sees_the_tree_and_the_merged_log_then_the_end(world, bob):
     ]
 
 
+def test_after_the_whole_tree_only_the_jobs_that_changed_are_sent(world, alice):
+    root, child = world["root"], world["child"]
+
+    async def scenario():
+        _, communicator = await open_socket(f"/ws/jobs/{root.pk}/", alice, first={"cursors": {}})
+        first = await frames_until(communicator, lambda f: f[-1].get("type") == "tree")
+        await sync_to_async(actions.transition)(child.pk, State.TERMINATED)
+        second = await frames_until(communicator, lambda f: f[-1].get("type") == "tree")
+        await communicator.disconnect()
+        return first[-1], second[-1]
+
+    whole, change = asyncio.run(scenario())
+    assert whole["full"] is True and [j["id"] for j in whole["jobs"]] == [root.pk, child.pk]
+    assert change["full"] is False
+    assert change["jobs"] == [{"id": child.pk, "name": "root:square", "state": "terminated", "parent": root.pk}]
+
+
 def test_a_reconnect_with_cursors_resumes_with_no_gap_and_no_duplicate(world, alice):
     root = world["root"]
     add_lines(root, *[f"line {i}" for i in range(1, 6)])
