@@ -21,6 +21,9 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
 - find: the tree by rootExecution through /system/findExecutions the way dxpy pages (limit 100,
   doubling to 1,000, `starting` = the previous `next`), describe {"io": false}.
 - dx watch --tree: the real client on the finished tree (it prints the backlog and returns), a few runs, p50.
+- the job page's socket over the scatter: one logged-in page socket (`/ws/jobs/<root>/`) from the root's
+  launch to its end; its tree frames and their bytes, against what sending the whole tree at each
+  of those frames would have been (the page's protocol before only changed jobs were sent).
 """
 
 import json
@@ -28,8 +31,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import websocket
 
 from tests.live import BIN, Dx
 
@@ -56,7 +62,54 @@ def created_to_done(api, applet, project, count):
     return out
 
 
-def scatter(api, project, n):
+class PageSocket(threading.Thread):
+    """The job page's socket for one job tree, read to its end: how many tree frames and bytes it sent,
+    and how many bytes the whole tree at each of those frames would have been."""
+
+    def __init__(self, server, browser, job_id):
+        super().__init__(daemon=True)
+        self.url = server.url.replace("http://", "ws://") + f"/ws/jobs/{job_id}/"
+        self.headers = ["Cookie: " + "; ".join(f"{k}={v}" for k, v in browser.cookies.items())]
+        self.origin = server.url
+        self.tree, self.frames, self.bytes, self.whole_bytes, self.all_bytes = {}, 0, 0, 0, 0
+        self.ended, self.error = False, None
+
+    def run(self):
+        try:
+            ws = websocket.create_connection(self.url, header=self.headers, origin=self.origin, timeout=3 * 3600)
+            ws.send(json.dumps({"cursors": {}}))
+            while True:
+                text = ws.recv()
+                if not text:
+                    return
+                self.all_bytes += len(text)
+                frame = json.loads(text)
+                if frame.get("type") == "tree":
+                    if frame.get("full"):
+                        self.tree.clear()
+                    self.tree.update((job["id"], job) for job in frame["jobs"])
+                    self.frames += 1
+                    self.bytes += len(text)
+                    self.whole_bytes += len(json.dumps({"type": "tree", "jobs": list(self.tree.values())}))
+                elif frame.get("type") == "end":
+                    self.ended = True
+                    return
+        except Exception as exc:  # noqa: BLE001 - reported with the figures
+            self.error = repr(exc)
+
+    def figures(self):
+        return {
+            "tree_frames": self.frames,
+            "tree_bytes": self.bytes,
+            "whole_tree_bytes": self.whole_bytes,
+            "all_bytes": self.all_bytes,
+            "jobs": len(self.tree),
+            "ended": self.ended,
+            "error": self.error,
+        }
+
+
+def scatter(api, project, n, on_launch=None):
     spec = json.loads((APP / "dxapp.json").read_text())
     applet = python_applet(
         api,
@@ -67,6 +120,8 @@ def scatter(api, project, n):
         outputSpec=spec["outputSpec"],
     )
     root = api(f"/{applet}/run", {"project": project, "input": {"n": n}})["id"]
+    if on_launch is not None:
+        on_launch(root)
     desc = wait_done(api, root, interval=0.5, timeout=3 * 3600)
     assert desc["state"] == "done", desc
     squares = [x * x for x in range(1, n + 1)]
@@ -165,7 +220,16 @@ def run(n=None, trivials=None, page_fetches=None, watch_runs=None, redis=False, 
         before = created_to_done(api, trivial, project, trivials - trivials // 2)
         python = created_to_done(api, trivial_py, project, 3)
         print(f"scatter of {n} ...", flush=True)
-        root, results["scatter"] = scatter(api, project, n)
+        browser, sockets = Browser(server), []
+        browser.login("admin", server.admin_password)
+        root, results["scatter"] = scatter(
+            api,
+            project,
+            n,
+            on_launch=lambda job: sockets.append(PageSocket(server, browser, job)) or sockets[0].start(),
+        )
+        sockets[0].join(120)
+        results["page_socket"] = sockets[0].figures()
         print("trivial jobs (after) ...", flush=True)
         after = created_to_done(api, trivial, project, trivials // 2)
         print(f"ceiling: {n} sandboxed dxpy imports ...", flush=True)
@@ -231,6 +295,17 @@ def report(results):
         ["findExecutions by rootExecution, paged", f"{f['ms']:.0f} ms, {f['jobs']} jobs, {f['pages']} pages", ""],
         ["dx watch --tree (finished tree, p50)", f"{w['p50_s']:.1f} s, {w['lines']} lines", ""],
     ]
+    sock = results.get("page_socket")
+    if sock:
+        rows.append(
+            [
+                "job page socket over the scatter: tree frames, KiB",
+                f"{sock['tree_frames']} frames, {sock['tree_bytes'] / 1024:.0f} KiB "
+                f"(the whole tree each time: {sock['whole_tree_bytes'] / 1024:.0f} KiB); "
+                f"all frames {sock['all_bytes'] / 1024:.0f} KiB",
+                "ended" if sock["ended"] else f"did not end: {sock['error']}",
+            ]
+        )
     print(table(["figure", "value", ""], rows))
 
 
