@@ -15,6 +15,9 @@ What is counted, the same on SQLite and PostgreSQL:
   block (or a manual transaction) that ran a statement and committed = 1; each statement run in
   autocommit, outside any atomic block = 1 (reads too). Rolled-back transactions are counted apart.
 - connections opened (django.db.backends.signals.connection_created).
+- empty transactions: an atomic block that began a transaction (SQLite's BEGIN IMMEDIATE, which takes
+  the write lock) and committed with no statement. PostgreSQL never sees one; SQLite's other writers
+  wait on it all the same.
 
 The hooks sit on the backend classes (CursorWrapper._execute_with_wrappers, BaseDatabaseWrapper.commit and
 rollback, the PostgreSQL wrapper's is_usable), not on connection objects: connections are per thread and
@@ -92,6 +95,7 @@ class Count:
         self.statements = []  # [Statement], in the order they ran
         self.transactions = []  # [Transaction], committed and rolled back, in order
         self.connections = 0
+        self.empty = 0  # transactions begun (SQLite) and ended with no statement
         self.last = time.monotonic()
 
     @property
@@ -138,6 +142,7 @@ class Count:
             "transactions": self.committed,
             "rolled_back": self.rolled_back,
             "connections_opened": self.connections,
+            "empty_transactions": self.empty,
             "phases": self.phases(),
             "by_site": [{"phase": p, "site": site, "sql": sql, "n": n} for p, site, sql, n in self.sites()],
             "transaction_list": [
@@ -157,7 +162,8 @@ class Count:
         """The breakdown as text: each call site's statements, then each transaction."""
         lines = [
             f"{self.queries} queries, {self.committed} committed transactions"
-            f" ({self.rolled_back} rolled back, {self.connections} connections opened)",
+            f" ({self.rolled_back} rolled back, {self.connections} connections opened,"
+            f" {self.empty} empty transactions)",
         ]
         lines += [
             f"  {p or '-'}: {v['queries']} queries, {v['transactions']} transactions" for p, v in self.phases().items()
@@ -178,7 +184,8 @@ class Count:
             return
         text = str(sql)
         if text.lstrip()[:5].upper() == "BEGIN":
-            return  # SQLite's BEGIN, sent by Django; PostgreSQL's driver sends one unseen
+            db._dbcount_began = self  # SQLite's BEGIN, sent by Django; PostgreSQL's driver sends one unseen
+            return
         atomic = db.in_atomic_block or not db.autocommit
         statement = Statement(self.phase, threading.current_thread().name, call_site(3), _short(text), atomic)
         with self.lock:
@@ -195,8 +202,14 @@ class Count:
 
     def _ended(self, db, committed):
         owner, pending = db.__dict__.pop("_dbcount_open", (None, None))
-        if owner is not self or not pending or getattr(_local, "excluded", False):
-            return  # a transaction that ran nothing never reached the server
+        began = db.__dict__.pop("_dbcount_began", None) is self
+        if getattr(_local, "excluded", False):
+            return
+        if owner is not self or not pending:
+            if began:  # SQLite took its write lock for nothing
+                with self.lock:
+                    self.empty += 1
+            return  # on PostgreSQL a transaction that ran nothing never reached the server
         with self.lock:
             self.last = time.monotonic()
             thread = threading.current_thread().name

@@ -555,7 +555,7 @@ def report(results):
         print(
             f"  per trivial job: {b['transactions']} transactions, {b['queries']} queries "
             f"(target <= 8, <= 20: {verdict}; {phases}; {results['params']['mode']}; by call site: the results' "
-            '"bookkeeping")'
+            f'"bookkeeping"), and {b.get("empty_transactions", 0)} begun and ended with no statement'
         )
     print(
         f"  (jobs: submitting took {t['jobs']['submit_s']:.2f} s = {t['jobs']['submit_per_s']:.1f}/s, "

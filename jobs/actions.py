@@ -638,9 +638,10 @@ def finish(job_id, output, only_if=None, known=None, stopped=None):
             f"The output references {stranger}, which is not a job of this execution tree",
             only_if=only_if,
         )
-    JobDependency.objects.bulk_create(
-        (JobDependency(job=job, on_id=ref, stage=JobDependency.OUTPUT) for ref in on), ignore_conflicts=True
-    )
+    if on:  # (an empty bulk_create still opens a transaction: on SQLite, the write lock for nothing)
+        JobDependency.objects.bulk_create(
+            [JobDependency(job=job, on_id=ref, stage=JobDependency.OUTPUT) for ref in on], ignore_conflicts=True
+        )
     # Nothing to wait for (no reference, no unfinished child): done at once, the output stored in
     # the same swap. (A child ending meanwhile finds its parent still running, and a child not done
     # yet sends it through waiting_on_output below.)

@@ -149,3 +149,33 @@ def test_two_jobs_ending_at_once_wake_the_job_waiting_on_both(alice, monkeypatch
     gather.refresh_from_db()
     assert gather.state == State.RUNNABLE and gather.input == {"x": 1, "y": 2}
     assert sent == [gather.pk]  # sent to a worker once
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_ends_with_no_reference_opens_one_transaction(alice):
+    """Its end is the swap's transaction alone. On SQLite each transaction takes the write lock (BEGIN
+    IMMEDIATE), for which the next job's claim waits: an empty one (a bulk insert of nothing) cost a
+    lock per job. PostgreSQL's driver sends no BEGIN of its own through Django's cursors."""
+    from jobs import actions
+
+    project = project_actions.create_container(alice.user, "ends")
+    job = Job.objects.create(
+        id="job-" + "e" * 24,
+        name="ends",
+        executable="applet-" + "d" * 24,
+        project=project,
+        launched_by=alice.user,
+        state=State.RUNNING,
+        tries=1,
+    )
+    begins = []
+
+    def spy(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("BEGIN"):
+            begins.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        assert actions.finish(job.pk, {"n": 1}, only_if={"tries": 1}, known=job)
+    assert Job.objects.get(pk=job.pk).state == State.DONE
+    assert len(begins) == (1 if connection.vendor == "sqlite" else 0), begins
