@@ -118,7 +118,8 @@ def _swap(job_id, current, only_if, conditions, updates, childless):
 
     Runners make it at every job's start and end: there, with conditions on plain fields (the
     lease's try) and at most `childless`, it is SQL written here, which the ORM took a millisecond
-    of Python to build; any other is the ORM's."""
+    of Python to build; any other is the ORM's. A `sql.DatabaseNow()` value (a lease's heartbeat) is
+    the database's clock, written as such and read back into `updates`."""
     clock = [name for name, value in updates.items() if isinstance(value, sql.DatabaseNow)]
     if clock and connection.vendor == "sqlite":  # its clock is this host's: the value, known here
         now = sql.database_now_ms()
