@@ -6,16 +6,18 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from dxweb.asgi import application
+from dxweb.ids import new_id
 from jobs.models import Job, State
 from projects import actions as project_actions
 
 
 @pytest.fixture
 def job(alice):
-    """A runnable job in a project of alice's, with no log yet."""
+    """A runnable job in a project of alice's, with no log yet. Its ID is new at each test: with Redis,
+    a group named after it outlives the test database (channels_redis keeps members for a day)."""
     project = project_actions.create_container(alice.user, "logs")
     return Job.objects.create(
-        id="job-" + "L" * 24,
+        id=new_id("job"),
         name="logger",
         executable="applet-" + "b" * 24,
         project=project,
