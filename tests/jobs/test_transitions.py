@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import connection
 
-from jobs.actions import TransitionError, transition
+from jobs.actions import TransitionError, finish, transition
 from jobs.models import FINAL_STATES, TRANSITIONS, Job, JobDependency, State
 from projects import actions as project_actions
 
@@ -152,22 +152,12 @@ def test_two_jobs_ending_at_once_wake_the_job_waiting_on_both(alice, monkeypatch
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_job_that_ends_with_no_reference_opens_one_transaction(alice):
+def test_a_job_that_ends_with_no_reference_opens_one_transaction(job):
     """Its end is the swap's transaction alone. On SQLite each transaction takes the write lock (BEGIN
     IMMEDIATE), for which the next job's claim waits: an empty one (a bulk insert of nothing) cost a
     lock per job. PostgreSQL's driver sends no BEGIN of its own through Django's cursors."""
-    from jobs import actions
-
-    project = project_actions.create_container(alice.user, "ends")
-    job = Job.objects.create(
-        id="job-" + "e" * 24,
-        name="ends",
-        executable="applet-" + "d" * 24,
-        project=project,
-        launched_by=alice.user,
-        state=State.RUNNING,
-        tries=1,
-    )
+    Job.objects.filter(pk=job.pk).update(state=State.RUNNING, tries=1)
+    job.refresh_from_db()
     begins = []
 
     def spy(execute, sql, params, many, context):
@@ -176,6 +166,6 @@ def test_a_job_that_ends_with_no_reference_opens_one_transaction(alice):
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(spy):
-        assert actions.finish(job.pk, {"n": 1}, only_if={"tries": 1}, known=job)
+        assert finish(job.pk, {"n": 1}, only_if={"tries": 1}, known=job)
     assert Job.objects.get(pk=job.pk).state == State.DONE
     assert len(begins) == (1 if connection.vendor == "sqlite" else 0), begins
