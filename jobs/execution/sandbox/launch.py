@@ -309,18 +309,21 @@ class SandboxProcess:
     def host_path(self, path):
         """Return where a file the job wrote at `path` (absolute, inside) lies on the host, or None."""
         inside = Path(path)
-        targets = [(HOME, Path(self.spec.home))] + [(b.target, Path(b.source)) for b in self.spec.binds]
-        for target, source in sorted(targets, key=lambda t: len(t[0]), reverse=True):
-            if host.within(inside, Path(target)):
-                return source / inside.relative_to(target)
+        # The deepest mount holding the path: home, the binds, /tmp, /var and /opt (on disk in the
+        # layer), the system directories (their overlay's upper directory; None where read-only).
+        targets = [(Path(HOME), Path(self.spec.home))] + [(Path(b.target), Path(b.source)) for b in self.spec.binds]
+        if self._root["mode"] != "host":
+            targets += [(Path(t), source) for t, source in self._root["disk"].items()]
+            overlays = self._root["overlays"]
+            targets += [(shown, overlays.get(shown, (None,))[0]) for shown in rootfs.shown_system_paths()]
+        for target, source in sorted(targets, key=lambda t: len(t[0].parts), reverse=True):
+            if host.within(inside, target):
+                return None if source is None else source / inside.relative_to(target)
         if self._root["mode"] == "host":
             return inside
-        for shown in rootfs.shown_system_paths():
-            if host.within(inside, shown):
-                if shown not in self._root["overlays"]:
-                    return None  # read-only: the job cannot have written it
-                return self._root["overlays"][shown][0] / inside.relative_to(shown)
-        return self._root["root"] / inside.relative_to("/")
+        # The rest of the root is the sandbox's tmpfs: reachable while the sandbox is.
+        inner = self._inner_pid()
+        return None if inner is None else Path(f"/proc/{inner}/root") / inside.relative_to("/")
 
     def _killpg(self):
         try:

@@ -124,28 +124,39 @@ def _overlay_works(bwrap, directory):
     return _overlay_ok[key]
 
 
+# Where a job writes much (temporary files, what an asset bundle or a package manager puts in /opt
+# or /var), its root has directories of its layer on disk. The rest of `/` is a tmpfs of its own.
+ON_DISK = {"/tmp": "tmp", "/var": "var", "/opt": "opt"}
+
+
 def prepare_root(spec, bwrap):
     """Make the job's fresh root layer; return its description.
 
-    `root` (the job's `/`, writable, on disk) and, in overlay mode, one upper and work directory per
-    system directory shown, so that writes to `/usr` or the worker's Python land in the job's layer.
+    The job's `/` is a tmpfs that bubblewrap mounts (memory, no disk: the mount points of its
+    allowlist cost no inode on disk), holding `/tmp`, `/var` and `/opt` from the layer on disk
+    (`ON_DISK`) and, in overlay mode, one upper and work directory per system directory shown, so
+    that writes to `/usr` or the worker's Python land in the job's layer.
     """
     layer = spec.layer_dir()
     layer.mkdir(parents=True, exist_ok=True)
-    for name in ("root", "upper", "work"):
+    for name in ("upper", "work", *ON_DISK.values()):
         shutil.rmtree(layer / name, ignore_errors=True)  # each launch starts from a clean root
-    (layer / "root").mkdir()
+    disk = {target: layer / name for target, name in ON_DISK.items()}
+    for directory in disk.values():
+        directory.mkdir()
+    (disk["/var"] / "tmp").mkdir()
+    for directory in (disk["/tmp"], disk["/var"] / "tmp"):
+        directory.chmod(0o1777)
     shown = shown_system_paths()
     usable = not any(c in str(layer) for c in ",:\\")  # characters overlayfs options cannot carry
+    overlays = {}
     if usable and _overlay_works(bwrap, layer):
-        overlays = {}
         for index, path in enumerate(shown):
             upper, work = layer / "upper" / str(index), layer / "work" / str(index)
             upper.mkdir(parents=True)
             work.mkdir(parents=True)
             overlays[path] = (upper, work)
-        return {"mode": "overlay", "root": layer / "root", "overlays": overlays}
-    return {"mode": "read-only", "root": layer / "root", "overlays": {}}
+    return {"mode": "overlay" if overlays else "read-only", "disk": disk, "overlays": overlays}
 
 
 def shown_system_paths():
@@ -169,7 +180,13 @@ def _system_links():
 
 def bwrap_options(spec, root):
     """Return bubblewrap's options (passed through --args so they never show in a process list)."""
-    a = ["--bind", str(root["root"]), "/", *_system_links()]
+    # The root is a tmpfs as large as the job's memory (its pages count against the job's memory).
+    size = ["--size", str(int(spec.memory_mb) * 1024 * 1024)] if spec.memory_mb else []
+    a = [*size, "--tmpfs", "/", *_system_links()]
+    # /tmp, /var and /opt are the job's own, on disk in its layer (counted against its disk limit);
+    # first, so that a system directory shown inside one (a venv under /opt or /tmp) stays in view.
+    for target, source in root["disk"].items():
+        a += ["--bind", str(source), target]
     shown = shown_system_paths()
     for path in shown:
         if path in root["overlays"]:
@@ -198,8 +215,7 @@ def bwrap_options(spec, root):
             a += ["--tmpfs", f"/sys/{name}", "--remount-ro", f"/sys/{name}"]
     a += ["--dev", "/dev", "--tmpfs", "/run"]
     a += ["--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve"]  # DNS on systemd-resolved hosts
-    # /tmp and /var/tmp are the job's own, on disk in its layer (counted against its disk limit).
-    a += ["--perms", "1777", "--dir", "/tmp", "--perms", "1777", "--dir", "/var/tmp", "--dir", "/home", "--dir", "/opt"]
+    a += ["--dir", "/home"]
     # A hidden path the shown directories hold (the data directory inside the venv, say) stays hidden.
     layer = spec.layer_dir().resolve()
     for path in [*_hidden_paths(), layer]:

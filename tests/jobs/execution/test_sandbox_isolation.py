@@ -2,6 +2,7 @@
 data directory and other jobs hidden, its network — and what it may not do to the host: kernel settings,
 the system call filter."""
 
+import dataclasses
 import json
 import secrets
 import shutil
@@ -90,28 +91,48 @@ def test_tmp_is_private_to_each_job(mode, data_dir):
 def test_writes_to_system_directories_land_in_the_jobs_own_layer_not_on_the_host(bubblewrap, data_dir):
     name = f"dxweb-test-{secrets.token_hex(6)}"
     spec = make_spec("job-layer")
-    proc = sandbox.launch(spec, ["bash", "-c", f"echo x > /usr/bin/{name}; echo y > /etc/{name}; touch /.dx-hold"])
+    proc = sandbox.launch(
+        spec,
+        [
+            "bash",
+            "-c",
+            f"echo x > /usr/bin/{name}; echo y > /etc/{name}; echo z > /opt/{name}; echo t > /var/tmp/{name};"
+            f" touch /.dx-hold; echo written; while [ ! -e go ]; do sleep 0.01; done",
+        ],
+    )
+    try:
+        assert proc.stdout.readline() == b"written\n"
+        # The rest of the root is the sandbox's own tmpfs, seen through its first process while it runs.
+        assert proc.host_path(f"/etc/{name}").read_text() == "y\n"
+        assert proc.host_path("/.dx-hold").exists()
+    finally:
+        (spec.home / "go").touch()
     code = proc.wait()
-    assert not Path("/usr/bin", name).exists() and not Path("/etc", name).exists() and not Path("/.dx-hold").exists()
+    for path in (f"/usr/bin/{name}", f"/etc/{name}", f"/opt/{name}", f"/var/tmp/{name}", "/.dx-hold"):
+        assert not Path(path).exists()
+    assert proc.host_path("/.dx-hold") is None  # gone with the sandbox
+    # /opt and /var are the job's, on disk in its layer, as is what it writes to the system.
+    assert proc.host_path(f"/opt/{name}").read_text() == "z\n"
+    assert proc.host_path(f"/var/tmp/{name}").read_text() == "t\n"
+    assert proc.host_path(f"/var/tmp/{name}").is_relative_to(spec.layer_dir())
+    assert proc.host_path("/home/dnanexus/job_output.json") == spec.home / "job_output.json"
     if "overlay" not in proc.mechanisms["root"]:
         pytest.skip("overlays are not available here: the system is read-only (see the next test)")
     assert code == 0
     assert proc.host_path(f"/usr/bin/{name}").read_text() == "x\n"
-    assert proc.host_path(f"/etc/{name}").read_text() == "y\n"
-    assert proc.host_path("/.dx-hold").exists()
-    assert proc.host_path("/home/dnanexus/job_output.json") == spec.home / "job_output.json"
 
 
-def test_without_overlays_the_system_is_read_only_and_the_rest_of_the_root_per_job(bubblewrap, data_dir, monkeypatch):
-    monkeypatch.setattr(rootfs, "_overlay_works", lambda bwrap, directory: False)
-    name = f"dxweb-test-{secrets.token_hex(6)}"
-    spec = make_spec("job-readonly")
-    proc = sandbox.launch(spec, ["bash", "-c", f"echo x > /usr/bin/{name} || echo refused; echo y > /opt/{name}"])
-    out = proc.stdout.read().decode()
-    assert proc.wait() == 0 and proc.mechanisms["root"] == "allowlist, read-only system"
-    assert "refused" in out and not Path("/usr/bin", name).exists()
-    assert not Path("/opt", name).exists() and proc.host_path(f"/opt/{name}").read_text() == "y\n"
-    assert proc.host_path(f"/usr/bin/{name}") is None
+def test_the_root_is_a_tmpfs_as_large_as_the_jobs_memory_with_tmp_var_and_opt_on_disk(bubblewrap, data_dir):
+    spec = dataclasses.replace(make_spec("job-root-size"), memory_mb=64)
+    code, out, err = run(spec, "for d in / /tmp /var/tmp /opt; do stat -f -c '%T %b %S' $d; stat -c %a $d; done")
+    assert code == 0, err
+    lines = iter(out.splitlines())
+    sizes = {d: (next(lines).split(), next(lines)) for d in ("/", "/tmp", "/var/tmp", "/opt")}
+    kind, blocks, block_size = sizes["/"][0]
+    assert (kind, int(blocks) * int(block_size)) == ("tmpfs", 64 * 1024 * 1024), out
+    host_kind = subprocess.run(["stat", "-f", "-c", "%T", str(data_dir)], capture_output=True, text=True).stdout.strip()
+    assert {d: sizes[d][0][0] for d in ("/tmp", "/var/tmp", "/opt")} == dict.fromkeys(("/tmp", "/var/tmp", "/opt"), host_kind)
+    assert (sizes["/tmp"][1], sizes["/var/tmp"][1]) == ("1777", "1777")
 
 
 def test_the_job_cannot_read_the_data_directory_or_another_jobs_directory(bubblewrap, data_dir):
