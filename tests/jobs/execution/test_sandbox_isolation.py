@@ -131,7 +131,8 @@ def test_the_root_is_a_tmpfs_as_large_as_the_jobs_memory_with_tmp_var_and_opt_on
     kind, blocks, block_size = sizes["/"][0]
     assert (kind, int(blocks) * int(block_size)) == ("tmpfs", 64 * 1024 * 1024), out
     host_kind = subprocess.run(["stat", "-f", "-c", "%T", str(data_dir)], capture_output=True, text=True).stdout.strip()
-    assert {d: sizes[d][0][0] for d in ("/tmp", "/var/tmp", "/opt")} == dict.fromkeys(("/tmp", "/var/tmp", "/opt"), host_kind)
+    on_disk = ("/tmp", "/var/tmp", "/opt")
+    assert {d: sizes[d][0][0] for d in on_disk} == dict.fromkeys(on_disk, host_kind)
     assert (sizes["/tmp"][1], sizes["/var/tmp"][1]) == ("1777", "1777")
 
 
