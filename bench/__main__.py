@@ -17,6 +17,7 @@ from bench import (  # noqa: E402  (after the path is set)
     jobs,
     logs,
     resources,
+    sandbox,
     scatter,
     ssh,
     transfer,
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "resources": resources,
     "fairshare": fairshare,
     "scatter": scatter,
+    "sandbox": sandbox,
 }
 
 
@@ -121,6 +123,10 @@ def main(argv=None):
     fair.add_argument("--fair-burst", type=int, help="one user's burst of jobs (default 40, quick 10)")
     fair.add_argument("--fair-seconds", type=float, help="each burst job's length (default 5, quick 1)")
     fair.add_argument("--fair-rounds", type=int, help="rounds (default 2, quick 1)")
+    box_opts = parser.add_argument_group("sandbox")
+    box_opts.add_argument(
+        "--box-bursts", type=int, help="bursts of --burst sandboxed `true` in a row (default 4, quick 2)"
+    )
     scatter_opts = parser.add_argument_group("scatter")
     scatter_opts.add_argument("--n", type=int, help="subjobs of the python scatter (default 1000, quick 50)")
     args = parser.parse_args(argv)
