@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from projects import permissions
+from projects.models import now_ms
 from projects.views import PAGE_SIZE, principal, project_for
 
 from .forms import JobFilterForm
@@ -87,6 +88,9 @@ def keyset_page(request, qs, analyses=None):
     With `analyses` (a queryset of them), analyses are rows too, in the same order, each followed by its
     stage jobs (which then leave their own place in the list).
     """
+    # The page's moment, to the millisecond, taken before its rows: its socket counts jobs created after it
+    # ("n new jobs since this page opened"). Whole seconds would count the jobs of the second before.
+    since = now_ms()
     cursor = request.GET.get("cursor", "")
     # ?cursor=<created>.<id> of the last row of the page before.
     created, _, job_id = cursor.partition(".")
@@ -119,7 +123,8 @@ def keyset_page(request, qs, analyses=None):
         params["cursor"] = f"{last.created}.{last.pk}"
         next_url = "?" + params.urlencode()
         params.pop("cursor")
-    return {"jobs": rows, "next_url": next_url, "first_url": "?" + params.urlencode() if cursor else None}
+    first_url = "?" + params.urlencode() if cursor else None
+    return {"jobs": rows, "next_url": next_url, "first_url": first_url, "since": since}
 
 
 def _nest_stage_jobs(rows):

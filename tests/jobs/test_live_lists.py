@@ -11,6 +11,7 @@ from django.test import Client
 from jobs import actions, notifications
 from jobs.models import Analysis, Job, Notification, State
 from projects import actions as project_actions
+from projects.models import Container, now_ms
 from tests.jobs.test_ws_pages import frames_until, open_socket
 
 APPLET = "applet-" + "b" * 24
@@ -231,5 +232,11 @@ def test_only_the_owner_marks_their_notices(alice, bob, batch):
 
 
 def test_job_lists_tell_their_socket_when_they_were_rendered(alice, project):
-    page = web_for(alice).get(f"/projects/{project}/jobs/").content.decode()
-    assert 'data-since="' in page and f'data-ws="/ws/projects/{project}/jobs/"' in page
+    """To the millisecond: a job made just before the page is not one of its "new since this page opened"
+    (whole seconds counted the jobs of the second before)."""
+    before = new_job(Container.objects.get(pk=project), alice.user)
+    page = web_for(alice).get(f"/projects/{project}/jobs/?cursor=9999999999999.job-zzzz").content.decode()
+    assert f'data-ws="/ws/projects/{project}/jobs/"' in page
+    since = int(page.split('data-since="', 1)[1].split('"', 1)[0])
+    assert before.created <= since <= now_ms()
+    assert not Job.objects.filter(project_id=project, created__gt=since).exists()
