@@ -72,6 +72,27 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+ENGINE_PROCESSES = {"postgres", "redis-server"}
+
+
+def engine_cpu_seconds():
+    """CPU seconds the machine's PostgreSQL and Redis have used so far: their processes' own, and what
+    exited backends left to the postmaster (reaped children's). 0.0 on the embedded engine."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm, fields = (entry / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if comm.split("(", 1)[1] not in ENGINE_PROCESSES:
+            continue
+        fields = fields.split()
+        total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def busy_share():
     """Start measuring how busy the machine's CPUs are; return a function that gives the share so far."""
     busy0, total0 = _busy_jiffies()

@@ -48,6 +48,7 @@ from .common import (
     busy_share,
     connect,
     cpu_seconds,
+    engine_cpu_seconds,
     live_server,
     median,
     percentile,
@@ -302,6 +303,7 @@ def _jobs_burst(server, project, applet, n, threads):
     counters0 = db_counters(server)
     web = web_pid(server)
     cpu_web0, cpu_worker0, busy = cpu_seconds(web), worker_cpu_seconds(server), busy_share()
+    cpu_engines0 = engine_cpu_seconds()
     t_first = time.time()
     ids, lock = [], threading.Lock()
     counts = [n // threads + (1 if i < n % threads else 0) for i in range(threads)]
@@ -345,6 +347,8 @@ def _jobs_burst(server, project, applet, n, threads):
         "cpu_ms_per_job": {
             "web": 1000 * (cpu_seconds(web) - cpu_web0) / n,
             "worker": 1000 * (worker_cpu_seconds(server) - cpu_worker0) / n,
+            # PostgreSQL's and Redis's processes (the bench's own few calls included); 0 when embedded.
+            "engines": 1000 * (engine_cpu_seconds() - cpu_engines0) / n,
         },
     }
     counters1 = db_counters(server)
@@ -531,7 +535,7 @@ def report(results):
     if cpu:
         print(
             f"  CPU per job (the median round): web server {cpu['web']:.1f} ms, "
-            f"worker processes {cpu['worker']:.1f} ms; "
+            f"worker processes {cpu['worker']:.1f} ms, PostgreSQL + Redis {cpu.get('engines', 0):.1f} ms; "
             f"the sandboxes' launcher {t['sandbox']['launcher_cpu_ms']:.1f} ms per sandbox (each process's own "
             f"threads, the sandboxes' processes apart); machine busy {100 * t['jobs']['machine_busy']:.0f}% "
             f"during the jobs, {100 * t['sandbox']['machine_busy']:.0f}% during the sandboxes"
