@@ -25,7 +25,10 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
   view that sends one Celery task each, which runs the same sandboxed `true` in the server's worker
   (bench/views.py launch_true, bench/tasks.py boxed_true); no token, no database. jobs ÷ it shows what
   dxweb's lanes (which claim job after job without a message each) and bookkeeping make of the same
-  web server, broker, worker and sandbox.
+  web server, broker, worker and sandbox. Last, the whole machine's CPU per job (how busy its CPUs
+  were, from /proc/stat, times the burst's wall time) and what it allows with every CPU busy, against
+  the same sandboxes: a bound on the ratio from the jobs' CPU alone, which tells a target missed for
+  CPU from one missed for waiting (the lanes' serial steps, the database's locks).
 - bookkeeping: what one trivial job costs the database, submit to done: committed transactions
   and queries (bench/dbcount.py), counted in the helper process, which submits the job through
   the API view and runs the worker's task itself (bench/django_op.py, count_trivial_job); on
@@ -37,6 +40,7 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
 """
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -243,11 +247,17 @@ def throughput(server, helper, project, applet, n, threads=4, rounds=3):
         settled.append(settle())
         boxes.append(_box_burst(helper, n))
     per_round = []
+    cores = os.cpu_count() or 1
     for r, jobs in enumerate(bursts):
         before, after = n / boxes[r]["wall_s"], n / boxes[r + 1]["wall_s"]
+        # The whole machine's CPU per job (web server, worker, engines, sandboxes, kernel): at full use
+        # of its CPUs, no more than cores / that per second, however well the lanes overlap their work.
+        cpu_ms = 1000 * jobs["machine_busy"] * cores * jobs["wall_s"] / n
         per_round.append(
             {
                 "jobs_per_s": jobs["jobs_per_s"],
+                "machine_cpu_ms_per_job": cpu_ms,
+                "cpu_bound_ratio_to_sandbox": 1000 * cores / cpu_ms / max(before, after),
                 "sandbox_per_s_before_after": [before, after],
                 "ratio_to_sandbox": jobs["jobs_per_s"] / max(before, after),
                 "task_per_job_per_s": per_task_rates[r],
@@ -281,6 +291,10 @@ def throughput(server, helper, project, applet, n, threads=4, rounds=3):
         # sandbox, one Celery task each, no database.
         "task_per_job_to_sandbox": median([r["task_per_job_to_sandbox"] for r in per_round]),
         "ratio_to_task_per_job": median([r["ratio_to_task_per_job"] for r in per_round]),
+        # What the jobs' CPU alone allows (all CPUs busy), against the same sandboxes.
+        "machine_cpu_ms_per_job": median([r["machine_cpu_ms_per_job"] for r in per_round]),
+        "cpu_bound_ratio_to_sandbox": median([r["cpu_bound_ratio_to_sandbox"] for r in per_round]),
+        "machine_cpu_ms_per_sandbox": 1000 * box["machine_busy"] * cores * box["wall_s"] / n,
         # The target's ceiling: even with no bookkeeping at all, jobs cannot outrun their sandboxes.
         "sandbox_over_celery": sandboxes["per_s"] / celery["tasks_per_s"],
     }
@@ -539,6 +553,13 @@ def report(results):
             f"the sandboxes' launcher {t['sandbox']['launcher_cpu_ms']:.1f} ms per sandbox (each process's own "
             f"threads, the sandboxes' processes apart); machine busy {100 * t['jobs']['machine_busy']:.0f}% "
             f"during the jobs, {100 * t['sandbox']['machine_busy']:.0f}% during the sandboxes"
+        )
+    if "cpu_bound_ratio_to_sandbox" in t:
+        print(
+            f"  the whole machine's CPU: {t['machine_cpu_ms_per_job']:.1f} ms per job, "
+            f"{t['machine_cpu_ms_per_sandbox']:.1f} ms per sandboxed `true`; with every CPU busy the jobs' CPU "
+            f"allows {t['cpu_bound_ratio_to_sandbox']:.3f}x of the sandboxes (medians of the rounds; below the "
+            "target: the CPU per job misses it, above: the lanes' waiting does)"
         )
     for i, r in enumerate(rounds):
         before, after = r["sandbox_per_s_before_after"]
