@@ -16,6 +16,9 @@ from . import host
 log = logging.getLogger(__name__)
 
 STALE_CGROUP_SECONDS = 60
+# How often a worker process looks for them (at a launch): a listing of every hierarchy's job cgroups
+# at each launch cost a lane more than the rest of making the job's cgroups.
+SWEEP_EVERY_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -258,8 +261,16 @@ class JobCgroup:
         self.dirs.clear()
 
 
+_last_sweep = [float("-inf")]  # time.monotonic() of this process's last sweep
+
+
 def _sweep(hierarchies):
-    """Remove empty job cgroups a dead worker left behind (old enough not to be starting right now)."""
+    """Remove empty job cgroups a dead worker left behind (old enough not to be starting right now),
+    at most once every SWEEP_EVERY_SECONDS in a process."""
+    now = time.monotonic()
+    if now - _last_sweep[0] < SWEEP_EVERY_SECONDS:
+        return
+    _last_sweep[0] = now
     for h in hierarchies:
         for directory in h.own.glob("dxweb-*"):
             try:

@@ -156,6 +156,30 @@ def test_the_job_dies_with_a_worker_that_is_killed(bubblewrap, data_dir):
             wait_for(lambda d=directory: host.rmdir(d), 10, interval=0.01)
 
 
+def test_a_dead_workers_empty_cgroups_are_swept_at_a_later_launch_not_at_every_one(mode, data_dir, monkeypatch):
+    hierarchies = cgroups._hierarchies()
+    if not hierarchies:
+        pytest.skip("no writable cgroup hierarchy here")
+    stale = [h.own / f"dxweb-job-stale-{secrets.token_hex(4)}" for h in hierarchies]
+    for directory in stale:  # what a worker killed before its job's end leaves: empty, a minute old
+        directory.mkdir()
+        old = directory.stat().st_mtime - cgroups.STALE_CGROUP_SECONDS - 5
+        os.utime(directory, (old, old))
+    listed = []
+    real_glob = Path.glob
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: listed.append(pattern) or real_glob(self, pattern))
+    try:
+        monkeypatch.setattr(cgroups, "_last_sweep", [float("-inf")])
+        assert run(make_spec("job-sweep-1"), "true")[0] == 0
+        assert [d for d in stale if d.exists()] == []
+        assert listed.count("dxweb-*") == len(hierarchies)
+        assert run(make_spec("job-sweep-2"), "true")[0] == 0  # soon after: no listing again
+        assert listed.count("dxweb-*") == len(hierarchies)
+    finally:
+        for directory in stale:
+            host.rmdir(directory)
+
+
 def test_daemons_left_behind_die_when_the_job_exits(mode, data_dir):
     if mode == "none" and not cgroups._hierarchies():
         pytest.skip("without cgroups, 'none' mode cannot find daemons that left the process group")
