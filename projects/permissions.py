@@ -58,6 +58,18 @@ def _grant_filter(user):
     return Q(user=user) | Q(org__members__user=user)
 
 
+def granted_sql(user="%s"):
+    """SQL for the containers a user holds a grant on, directly or through an org. Parameters: the
+    user's id, twice."""
+    grant, member = sql.name(Grant), sql.name(OrgMember)
+    g_container, g_user, g_org = (sql.name(Grant, f) for f in ("container", "user", "org"))
+    m_org, m_user = sql.name(OrgMember, "org"), sql.name(OrgMember, "user")
+    return (
+        f"SELECT g.{g_container} FROM {grant} g WHERE g.{g_user} = {user} "
+        f"OR g.{g_org} IN (SELECT m.{m_org} FROM {member} m WHERE m.{m_user} = {user})"
+    )
+
+
 def level_sql(container_column, user="%s"):
     """SQL for the highest level a user holds on the container `container_column` names: their direct
     grant or a grant to any org they belong to, NULL when none. Parameters: the user's id, twice, or
@@ -87,15 +99,18 @@ def _statements(vendor):
         "level": f"SELECT {level_sql('%s')}",
         # Parameters: user id, user id, container id.
         "container": (f"SELECT {CONTAINER.sql}, {level_sql(f'c.{c_id}')} FROM {container} c WHERE c.{c_id} = %s"),
-        # Parameters: user id, user id, object id, VIEW, the preferred container (or ""). The placement
-        # a user should reach the object through, with its object, container and the user's level:
-        # visible first, then the preferred container, then the highest level. One row, however many
-        # placements (an applet has one in the workspace of each job it runs).
+        # Parameters: user id, user id, object id, user id, user id, VIEW, the preferred container (or "").
+        # The placement a user should reach the object through, with its object, container and the
+        # user's level: visible first, then the preferred container, then the highest level. Only the
+        # placements in containers the user holds a grant on (no other can be visible to them): an
+        # applet has one in the workspace of each job it runs, and the cost of reaching it through its
+        # project must not grow with them.
         "best_placement": (
             f"SELECT * FROM (SELECT {PLACEMENT.sql}, {OBJECT.sql}, {CONTAINER.sql}, p.{p_container} AS x_container, "
             f"COALESCE({level_sql(f'p.{p_container}')}, 0) AS x_level "
             f"FROM {placement} p INNER JOIN {obj} o ON o.{o_id} = p.{p_obj} "
-            f"INNER JOIN {container} c ON c.{c_id} = p.{p_container} WHERE p.{p_obj} = %s) s "
+            f"INNER JOIN {container} c ON c.{c_id} = p.{p_container} WHERE p.{p_obj} = %s "
+            f"AND p.{p_container} IN ({granted_sql()})) s "
             f"ORDER BY s.x_level >= %s DESC, s.x_container = %s DESC, s.x_level DESC LIMIT 1"
         ),
         # Parameters: object id, then the containers ({containers}: their placeholders). The object's
@@ -291,7 +306,7 @@ def access_object(principal, object_id, needed=Level.VIEW, project=None, cls=Non
     uid = _grants_user_id(principal)
     statements = _statements(connection.vendor)
     if uid is not None:
-        rows = sql.fetch(statements["best_placement"], [uid, uid, object_id, int(Level.VIEW), project or ""])
+        rows = sql.fetch(statements["best_placement"], [uid, uid, object_id, uid, uid, int(Level.VIEW), project or ""])
     elif principal is not None and principal.scopes:
         scoped = sorted(principal.scopes)
         rows = sql.fetch(
