@@ -104,11 +104,17 @@ def busy_share():
     return share
 
 
+def cpu_jiffies():
+    """(user + nice, system + irq + softirq, idle + iowait, total) CPU jiffies of the whole machine so
+    far (Linux /proc/stat)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return f[0] + f[1], f[2] + f[5] + f[6], f[3] + (f[4] if len(f) > 4 else 0), sum(f)
+
+
 def _busy_jiffies():
-    """(busy, total) CPU jiffies of the whole machine so far (Linux /proc/stat)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+    """(busy, total) CPU jiffies of the whole machine so far."""
+    *_, idle, total = cpu_jiffies()
+    return total - idle, total
 
 
 def settle(max_busy=0.15, window=0.5, timeout=60):

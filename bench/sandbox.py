@@ -19,14 +19,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from .common import settle, table, write_results
+from .common import cpu_jiffies, settle, table, write_results
 from .jobs import Helper
-
-
-def _cpu_jiffies():
-    """(user + nice, system + irq + softirq, idle + iowait, total) of the whole machine so far."""
-    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return f[0] + f[1], f[2] + f[5] + f[6], f[3] + f[4], sum(f)
 
 
 def run(quick=False, box_bursts=None, burst=None, **_):
@@ -41,9 +35,9 @@ def run(quick=False, box_bursts=None, burst=None, **_):
         helper("sandbox_true", 2)  # warm-up
         for _ in range(bursts):
             settle()
-            before, t0 = _cpu_jiffies(), time.monotonic()
+            before, t0 = cpu_jiffies(), time.monotonic()
             box = helper("sandbox_burst", n)
-            after = _cpu_jiffies()
+            after = cpu_jiffies()
             user, system, idle, total = (b - a for a, b in zip(before, after, strict=True))
             rows.append(
                 {

@@ -58,28 +58,29 @@ def _grant_filter(user):
     return Q(user=user) | Q(org__members__user=user)
 
 
+def _grantee_sql(user):
+    """SQL true for a grant `g` to the user (`user`: a placeholder or a column), directly or through an
+    org they belong to."""
+    g_user, g_org = sql.name(Grant, "user"), sql.name(Grant, "org")
+    m_org, m_user = sql.name(OrgMember, "org"), sql.name(OrgMember, "user")
+    member = sql.name(OrgMember)
+    return f"(g.{g_user} = {user} OR g.{g_org} IN (SELECT m.{m_org} FROM {member} m WHERE m.{m_user} = {user}))"
+
+
 def granted_sql(user="%s"):
     """SQL for the containers a user holds a grant on, directly or through an org. Parameters: the
     user's id, twice."""
-    grant, member = sql.name(Grant), sql.name(OrgMember)
-    g_container, g_user, g_org = (sql.name(Grant, f) for f in ("container", "user", "org"))
-    m_org, m_user = sql.name(OrgMember, "org"), sql.name(OrgMember, "user")
-    return (
-        f"SELECT g.{g_container} FROM {grant} g WHERE g.{g_user} = {user} "
-        f"OR g.{g_org} IN (SELECT m.{m_org} FROM {member} m WHERE m.{m_user} = {user})"
-    )
+    return f"SELECT g.{sql.name(Grant, 'container')} FROM {sql.name(Grant)} g WHERE {_grantee_sql(user)}"
 
 
 def level_sql(container_column, user="%s"):
     """SQL for the highest level a user holds on the container `container_column` names: their direct
     grant or a grant to any org they belong to, NULL when none. Parameters: the user's id, twice, or
     none when `user` names the column that holds it."""
-    grant, member = sql.name(Grant), sql.name(OrgMember)
-    g_level, g_container, g_user, g_org = (sql.name(Grant, f) for f in ("level", "container", "user", "org"))
-    m_org, m_user = sql.name(OrgMember, "org"), sql.name(OrgMember, "user")
+    g_level, g_container = sql.name(Grant, "level"), sql.name(Grant, "container")
     return (
-        f"(SELECT MAX(g.{g_level}) FROM {grant} g WHERE g.{g_container} = {container_column} AND "
-        f"(g.{g_user} = {user} OR g.{g_org} IN (SELECT m.{m_org} FROM {member} m WHERE m.{m_user} = {user})))"
+        f"(SELECT MAX(g.{g_level}) FROM {sql.name(Grant)} g WHERE g.{g_container} = {container_column} "
+        f"AND {_grantee_sql(user)})"
     )
 
 
