@@ -163,8 +163,14 @@ class SessionConsumer(FirstFrameDeadline, AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.add(group)
 
-    async def wait_for_news(self, timeout):
+    async def look(self, read):
+        """Run `read` (a read of the store) in the database thread. A hint that comes while it runs may
+        be about something it did not see: it is kept, and the next wait_for_news() returns at once."""
         self.wakeup.clear()
+        return await database_sync_to_async(read)()
+
+    async def wait_for_news(self, timeout):
+        """Wait for a hint since the last look began, at most `timeout` seconds."""
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as the
         # event is set, and this loop (cancelled when the socket closes) would poll forever.
         with contextlib.suppress(TimeoutError):
@@ -267,7 +273,7 @@ class JobStatesConsumer(SessionConsumer):
         await self.join(self.group)
         sent, sent_new = {}, 0
         while True:
-            states, new = await database_sync_to_async(self._states)()
+            states, new = await self.look(self._states)
             frame = {"states": {k: v for k, v in states.items() if sent.get(k) != v}}
             if new is not None and new != sent_new:
                 frame["new"] = sent_new = new
@@ -298,7 +304,7 @@ class NoticesConsumer(SessionConsumer):
         await self.join(states_group(user_id=self.user.pk))
         sent = None
         while True:
-            unread = await database_sync_to_async(self._unread)()
+            unread = await self.look(self._unread)
             if unread != sent:
                 await self.send(text_data=json.dumps({"unread": unread}))
                 sent = unread
@@ -403,11 +409,13 @@ class JobPageConsumer(SessionConsumer):
         await self.join(states_group(project_id=self.job.project_id))
         sent, final_seen = None, False  # {job id: its row} as the page has it
         while True:
+            await self.reader.spaced()
             try:
-                rows, lines = await database_sync_to_async(self._read)()
+                rows, lines = await self.look(self._read)
             except ResourceNotFound as err:
                 await close_with(self, err)
                 return
+            self.reader.looked(full=len(lines) >= PAGE_BATCH)
             for job_id in self.reader.names:
                 await self.join(group_name(job_id))
             tree = {r[0]: {"id": r[0], "name": r[1], "state": r[2], "parent": r[3]} for r in rows}

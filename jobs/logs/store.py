@@ -250,6 +250,24 @@ class LogReader:
         self.tree = tree
         self.cursors = dict(cursors or {})
         self.names = {root.id: root.name}
+        self.next_look = 0.0  # monotonic: a watcher's next look waits for it (spaced())
+
+    def looked(self, full=False):
+        """Note a watcher's look (its jobs and new lines): the next one is spaced by the tree's size.
+
+        A look reads every job of the tree (its state, and its lines past its cursor), so it costs
+        in proportion to the tree; a busy tree wakes its watchers at every line and state. Spacing
+        the looks in proportion too bounds the database time a watcher takes each second, whatever
+        the tree's size: a lone job's watcher looks again at once (0.2 ms), a thousand-subjob tree's
+        at most five times a second. After a full batch (`full`) there is more to read: no wait."""
+        spacing = 0.0 if full else min(len(self.names) * LOOK_SPACING_PER_JOB, LOOK_SPACING_MAX)
+        self.next_look = time.monotonic() + spacing
+
+    async def spaced(self):
+        """Wait until the next look is due (see looked())."""
+        delay = self.next_look - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def jobs(self):
         """Return [(id, name, state, parent id)] of the job, or of its tree; remember the names."""
@@ -328,6 +346,10 @@ def _new_lines_sql(jobs, order):
         f"ON l.{column['job_id']} = c.column1 AND l.{column['seq']} > c.column2 ORDER BY {by} LIMIT %s"
     )
 
+
+# A watcher's looks are spaced by this much per job of its tree, at most LOOK_SPACING_MAX (LogReader.looked).
+LOOK_SPACING_PER_JOB = 0.0002
+LOOK_SPACING_MAX = 0.5
 
 # SQLite parses n ORed conditions into an expression n deep and refuses one deeper than 1,000 (the
 # backlog's read), and older SQLite takes at most 999 parameters in a statement: the tree of a

@@ -93,8 +93,10 @@ class Tail:
                     for job_id in self.names.keys() - joined:  # before the read: no notification is lost
                         await layer.group_add(group_name(job_id), channel)
                         joined.add(job_id)
+                await self.reader.spaced()
                 self.wakeup.clear()
                 final, names, entries = await database_sync_to_async(self._read)()
+                self.reader.looked(full=len(entries) >= BATCH)
                 self.names.update(names)
                 if entries:
                     self.append(Batch(entries))
