@@ -229,3 +229,49 @@ def test_stop_ends_each_child_and_what_it_started(tmp_path):
     procs = [psutil.Process(int(pid)) for pid in pids.read_text().split()]
     supervisor.stop(timeout=5)
     assert not survivors(procs, timeout=5)
+
+
+ADOPTER = """
+import json, os, signal, sys, time
+import django, psutil
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dxweb.settings")
+django.setup()
+from dxweb.management.commands.serve import Supervisor, become_subreaper
+
+assert become_subreaper()
+messages = []
+# The child's subshell starts a short sleep and exits: the sleep is orphaned, as a sandbox's inner
+# bubblewrap is, and adopted by this process.
+supervisor = Supervisor({"parent": ["sh", "-c", "(sleep 0.2 &); exec sleep 300"]}, warn=messages.append)
+supervisor.start()
+me, first = psutil.Process(), supervisor.children[0].proc.pid
+
+
+def zombies():
+    return [p.pid for p in me.children() if p.status() == psutil.STATUS_ZOMBIE]
+
+
+time.sleep(1)
+adopted = zombies()  # the orphan, ended and not yet reaped
+for _ in range(5):
+    supervisor.check()
+    time.sleep(0.1)
+left = zombies()
+os.kill(first, signal.SIGKILL)  # the supervised child: check() still reads its own status
+time.sleep(0.3)
+supervisor.check()
+print(json.dumps({"adopted": adopted, "left": left, "first": first, "messages": messages}))
+supervisor.stop(timeout=5)
+"""
+
+
+def test_the_supervisor_reaps_the_orphans_it_adopts_and_still_reads_its_childrens_status():
+    """Each job's sandbox leaves an orphan (bubblewrap's inner process); `serve` adopts and reaps
+    them, or a container whose pid 1 reaps nothing would fill up with zombies, one per job."""
+    result = subprocess.run([sys.executable, "-c", ADOPTER], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert len(report["adopted"]) == 1 and report["adopted"][0] != report["first"]
+    assert report["left"] == []
+    assert len(report["messages"]) == 1
+    assert report["messages"][0].startswith("parent was killed by SIGKILL after ")

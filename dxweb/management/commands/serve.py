@@ -4,7 +4,8 @@ Used by `make run`. Scaled out (README, "Add a worker host"): `serve --no-web` o
 host runs its Celery worker alone (no beat: the reaper runs once, with the web), and
 `serve --no-worker --beat` runs a web host without jobs but with the reaper's beat.
 
-A child that dies is restarted, after a delay that doubles with each quick death in a row (1 s, 2 s,
+The supervisor also reaps the processes orphaned below it (become_subreaper): each job's sandbox
+leaves one. A child that dies is restarted, after a delay that doubles with each quick death in a row (1 s, 2 s,
 4 s... up to a minute); one that keeps dying quickly is reported as such. Ctrl-C (or SIGTERM) stops
 every process. The children die with the supervisor even when it is
 killed outright (SIGKILL): each asks the kernel for that before it starts (PR_SET_PDEATHSIG), so no
@@ -27,7 +28,21 @@ from django.core.management.base import BaseCommand, CommandError
 from projects.accounts import ensure_admin
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 _prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only
+
+
+def become_subreaper():
+    """Adopt the orphans of every process below this one, so that the supervisor reaps them (see
+    Supervisor.reap_orphans); return whether the kernel agreed.
+
+    Every sandbox leaves one: bubblewrap's outer process exits once it has its job's exit status,
+    before its inner one (the job's pid 1) is reaped, and that one is reparented to the nearest
+    subreaper, otherwise to the machine's pid 1. In a container whose pid 1 reaps nothing (`make run`
+    as a container's command, without `--init`), each job would leave a zombie until the container's
+    process limit stopped new jobs from starting.
+    """
+    return _prctl is not None and _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def _die_with(parent_pid):
@@ -130,6 +145,22 @@ class Supervisor:
                     self._spawn(child)
             elif os.waitid(os.P_PID, child.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
                 self._died(child, now)
+        self.reap_orphans()
+
+    def reap_orphans(self):
+        """Reap the adopted processes that have ended (become_subreaper), never a supervised child:
+        check() reaps those, and reads their status. Return how many were reaped."""
+        ours = {child.proc.pid for child in self.children if child.proc is not None}
+        reaped = 0
+        while True:
+            try:
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:  # no child at all
+                return reaped
+            if ended is None or ended.si_pid in ours:  # a supervised child's end waits for check()
+                return reaped
+            os.waitpid(ended.si_pid, 0)
+            reaped += 1
 
     def _died(self, child, now):
         # Still unreaped, so its process group cannot have been reused: end what it left behind
@@ -242,6 +273,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        become_subreaper()
         supervisor = Supervisor(commands, cwd=settings.BASE_DIR, warn=self.stderr.write)
         supervisor.start()
         if web is None:
