@@ -111,6 +111,20 @@ def test_a_killed_worker_is_restarted_and_the_web_stays_up(server, tmp_path):
 
 
 @pytest.mark.live
+def test_an_idle_stop_lets_the_worker_stop_its_own_pool(server):
+    """A stop signals each child alone: the Celery worker stops its pool itself. Signalled too, the
+    pool processes died as if killed, and the worker logged an ERROR for each at every Ctrl-C."""
+    wait_for(lambda: " lanes" in server.log_path.read_text(), 60, "the worker to be ready")
+    everything = psutil.Process(server.proc.pid).children(recursive=True)
+    server.stop()
+    log = server.log_path.read_text()
+    assert "dxweb stopped" in log
+    assert "Warm shutdown" in log
+    assert "exited with 'signal" not in log and "ERROR" not in log, log[-3000:]
+    assert not survivors(everything)
+
+
+@pytest.mark.live
 def test_killing_the_supervisor_leaves_no_process_and_frees_the_port(server, tmp_path):
     naps = Naps(server, tmp_path)
     seconds = unique_seconds(60)

@@ -182,9 +182,11 @@ class Supervisor:
         child.restart_at = now + delay
 
     def stop(self, timeout=15.0):
+        """Ask each child to stop (SIGTERM to it alone: a Celery worker then stops its own pool, which
+        signalled itself would die as if killed), then end whatever is left of each group."""
         running = [child.proc for child in self.children if child.proc is not None]
         for proc in running:
-            _kill_group(proc.pid, signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for proc in running:
             try:
