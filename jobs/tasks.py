@@ -5,6 +5,7 @@ a worker loads it.
 """
 
 import logging
+import mmap
 import threading
 
 from celery import shared_task, signals
@@ -40,11 +41,27 @@ def register_the_host(sender=None, **kwargs):
     threading.Thread(target=scheduler.beat, args=(settings.DXWEB_WORKER_NAME, cap, lanes), daemon=True).start()
 
 
+# Set when this worker begins to stop: one byte of memory shared with its pool processes, which are
+# forked after this module is imported (a worker imports its tasks first).
+_stopping = mmap.mmap(-1, 1)
+
+
+@signals.worker_shutting_down.connect
+def stop_claiming(**kwargs):
+    """The worker is stopping (Ctrl-C, SIGTERM): it takes no more wake-ups, and its lanes claim no more
+    jobs; they end the ones they run, in the time the stop gives them."""
+    _stopping[0] = 1
+
+
+def stopping():
+    return _stopping[0] == 1
+
+
 @shared_task(name="jobs.run_job", acks_late=True)
 def run_job(job_id=None):
     """A wake-up: claim and run what this host should run next (not necessarily `job_id`, the job
     whose launch sent it), until nothing fits; a spare wake-up finds nothing and returns."""
-    work(f"{settings.DXWEB_WORKER_NAME}:{run_job.request.hostname or ''}", job_id)
+    work(f"{settings.DXWEB_WORKER_NAME}:{run_job.request.hostname or ''}", job_id, stopping=stopping)
 
 
 @shared_task(name="jobs.email_job_ended", autoretry_for=(OSError,), retry_backoff=30, max_retries=5)

@@ -329,7 +329,7 @@ def run(job_id, worker):
     close_old_connections()
 
 
-def work(worker, job_id=None, host=None, cap=None, limit=None):
+def work(worker, job_id=None, host=None, cap=None, limit=None, stopping=lambda: False):
     """A lane's turn (one Celery wake-up): run the job this host should take next, then the next,
     until none fits what the host has free (jobs/scheduler.py); return how many ran.
 
@@ -343,7 +343,7 @@ def work(worker, job_id=None, host=None, cap=None, limit=None):
     Once a job's code has ended, its end is recorded by the lane's ending thread (Ending) while the
     lane claims and starts the next: the sandbox's teardown and the next one's start wait on the
     kernel, and the database work of the end fits in that wait. The turn ends only once every end it
-    handed over is recorded.
+    handed over is recorded, or claims nothing more once `stopping()` (its worker is stopping).
     """
     host = host or settings.DXWEB_WORKER_NAME
     cap = cap or scheduler.capacity()
@@ -351,7 +351,7 @@ def work(worker, job_id=None, host=None, cap=None, limit=None):
     ran = 0
     ending = Ending()
     try:
-        while ran < limit:
+        while ran < limit and not stopping():
             close_old_connections()
             claimed = actions.claim_next(worker, host, cap, ending=ending.instance_types())
             if claimed is None:
@@ -364,7 +364,7 @@ def work(worker, job_id=None, host=None, cap=None, limit=None):
                 ending.wait()
                 if not Job.objects.filter(state=State.RUNNABLE).exists():
                     break
-        else:  # the lane gives its turn back: what is left is for the next wake-up (sent now)
+        else:  # the lane gives its turn back (its limit; its worker stopping): the rest is for a new wake-up
             ending.wait()
             dispatch.wake()
     finally:

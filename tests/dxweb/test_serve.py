@@ -125,6 +125,25 @@ def test_an_idle_stop_lets_the_worker_stop_its_own_pool(server):
 
 
 @pytest.mark.live
+def test_a_stop_lets_the_running_jobs_end_and_starts_no_other(server, tmp_path):
+    """Stopping, the worker takes no more wake-ups and its lanes claim no more jobs: the two jobs that
+    run end (the stop waits up to 15 s for them) and the queued ones wait, unclaimed, for the next start."""
+    naps = Naps(server, tmp_path)
+    seconds = unique_seconds(3)
+    jobs = [naps.run(seconds) for _ in range(10)]
+    wait_for(lambda: len(sleeping(seconds)) == 2, 60, "two of the jobs to run (two lanes)")
+    os.killpg(server.proc.pid, signal.SIGTERM)  # as server.stop() does, but the database is kept to be read
+    server.proc.wait(60)
+    assert "dxweb stopped" in server.log_path.read_text()
+    read = (
+        "import json; from jobs.models import Job; "
+        f"print(json.dumps(dict(Job.objects.filter(pk__in={jobs!r}).values_list('id', 'state'))))"
+    )
+    states = json.loads(server.manage("shell", "-c", read).stdout.strip().splitlines()[-1])
+    assert sorted(states.values()) == ["done"] * 2 + ["runnable"] * 8, states
+
+
+@pytest.mark.live
 def test_killing_the_supervisor_leaves_no_process_and_frees_the_port(server, tmp_path):
     naps = Naps(server, tmp_path)
     seconds = unique_seconds(60)
