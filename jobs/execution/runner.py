@@ -343,7 +343,7 @@ def work(worker, job_id=None, host=None, cap=None, limit=None, stopping=lambda: 
     Once a job's code has ended, its end is recorded by the lane's ending thread (Ending) while the
     lane claims and starts the next: the sandbox's teardown and the next one's start wait on the
     kernel, and the database work of the end fits in that wait. The turn ends only once every end it
-    handed over is recorded, or claims nothing more once `stopping()` (its worker is stopping).
+    handed over is recorded. Once `stopping()` (its worker is stopping), the turn claims nothing more.
     """
     host = host or settings.DXWEB_WORKER_NAME
     cap = cap or scheduler.capacity()
