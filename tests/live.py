@@ -109,7 +109,9 @@ class LiveServer:
             time.sleep(0.2)
         raise RuntimeError(f"the server did not start:\n{self.log_path.read_text()[-4000:]}")
 
-    def stop(self):
+    def stop(self, drop=True):
+        """Stop the server as Ctrl-C does; then drop its PostgreSQL database, unless `drop` is false
+        (a test reads it first; a later stop() drops it)."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -117,7 +119,7 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        if self._drop:
+        if drop and self._drop:
             self._drop()
 
     def manage(self, *args):

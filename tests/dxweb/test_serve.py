@@ -132,8 +132,7 @@ def test_a_stop_lets_the_running_jobs_end_and_starts_no_other(server, tmp_path):
     seconds = unique_seconds(3)
     jobs = [naps.run(seconds) for _ in range(10)]
     wait_for(lambda: len(sleeping(seconds)) == 2, 60, "two of the jobs to run (two lanes)")
-    os.killpg(server.proc.pid, signal.SIGTERM)  # as server.stop() does, but the database is kept to be read
-    server.proc.wait(60)
+    server.stop(drop=False)  # the database is read below
     assert "dxweb stopped" in server.log_path.read_text()
     read = (
         "import json; from jobs.models import Job; "
