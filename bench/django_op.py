@@ -15,9 +15,9 @@ command per line on stdin and answers one JSON line on stdout:
 - {"op": "sandbox_burst", "n": N}: N such sandboxes back to back, as many at once as the
   worker's concurrency; the wall seconds (the throughput ceiling of the sandbox alone). With
   "argv" (a command list), that command instead of `true`.
-- {"op": "task_per_job_burst", "n": N, "url": U}: a task per job (see task_per_job_burst): N job-like sandboxed
-  `true`, each asked for by a POST to the bare view U and run by a Celery task of the server's worker;
-  the wall seconds.
+- {"op": "task_per_job_burst", "n": N, "url": U[, "ledger": true]}: a task per job (see task_per_job_burst):
+  N job-like sandboxed `true`, each asked for by a POST to the bare view U and run by a Celery task of
+  the server's worker (with `ledger`, each also makes the target's bookkeeping); the wall seconds.
 - {"op": "count_trivial_job", "n": N, "token": T, "project": P, "applet": A}: what a trivial job
   costs the database, submit to done (bench/dbcount.py): one job as a warm-up, then N jobs each
   submitted through the API view with token T (Django's test Client, in this process) and run by
@@ -49,6 +49,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 
 from bench import dbcount  # noqa: E402
+from bench import ledger as book  # noqa: E402
 from bench.boxes import run_true, true_spec  # noqa: E402
 from bench.tasks import stamp  # noqa: E402
 from dxweb.celery import app  # noqa: E402,F401  (configures the broker from the settings)
@@ -149,12 +150,15 @@ def sandbox_burst(n, argv=("true",)):
     return {"wall_s": time.time() - t0, "lanes": len(lanes)}
 
 
-def task_per_job_burst(n, url, threads=4):
+def task_per_job_burst(n, url, threads=4, ledger=False):
     """A task per job, the naive job system on this stack: n POSTs to the bare `launch_true` view at
     `url` (bench/views.py), from `threads` clients as bench/jobs.py submits its jobs; each sends one
     Celery task that runs a job-like sandboxed `true` in the server's worker (bench/tasks.py
-    boxed_true); no token, no database. Returns the wall seconds from the first POST to the last
-    sandbox's end."""
+    boxed_true); no token, no database, unless `ledger`: then the view and the task also make the
+    transactions the target allows a job (bench/ledger.py). Returns the wall seconds from the first
+    POST to the last sandbox's end."""
+    if ledger:
+        book.ensure()
     base = Path(tempfile.mkdtemp(prefix="bench-task-per-job-", dir=settings.DATA_DIR))
     tags = [f"task-{i}-{random.randrange(10**9)}" for i in range(n)]
     chunks = [tags[i::threads] for i in range(threads)]
@@ -162,7 +166,7 @@ def task_per_job_burst(n, url, threads=4):
 
     def post(mine):
         for tag in mine:
-            body = json.dumps({"port": PORT, "tag": tag, "base": str(base)}).encode()
+            body = json.dumps({"port": PORT, "tag": tag, "base": str(base), "ledger": ledger}).encode()
             request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=60) as response:

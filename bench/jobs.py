@@ -222,7 +222,7 @@ def throughput(server, helper, project, applet, n, threads=4, rounds=3):
     # would otherwise slow the next one, and the order of the bursts would decide the ratio.
     settled = [settle()]
     boxes = [_box_burst(helper, n)]
-    bursts, celery, per_task_rates = [], None, []
+    bursts, celery, per_task_rates, per_ledger_rates = [], None, [], []
     for _ in range(rounds):
         settled.append(settle())
         bursts.append(_jobs_burst(server, project, applet, n, threads))
@@ -245,6 +245,14 @@ def throughput(server, helper, project, applet, n, threads=4, rounds=3):
         )
         helper("celery_rt", 1)
         settled.append(settle())
+        per_ledger_rates.append(
+            n
+            / helper("task_per_job_burst", n, url=server.url + "/bench/launch-true", threads=threads, ledger=True)[
+                "wall_s"
+            ]
+        )
+        helper("celery_rt", 1)
+        settled.append(settle())
         boxes.append(_box_burst(helper, n))
     per_round = []
     cores = os.cpu_count() or 1
@@ -263,6 +271,9 @@ def throughput(server, helper, project, applet, n, threads=4, rounds=3):
                 "task_per_job_per_s": per_task_rates[r],
                 "task_per_job_to_sandbox": per_task_rates[r] / max(before, after),
                 "ratio_to_task_per_job": jobs["jobs_per_s"] / per_task_rates[r],
+                "ledger_per_s": per_ledger_rates[r],
+                "ledger_to_sandbox": per_ledger_rates[r] / max(before, after),
+                "ratio_to_ledger": jobs["jobs_per_s"] / per_ledger_rates[r],
             }
         )
     median_ratio = median([r["ratio_to_sandbox"] for r in per_round])
@@ -291,6 +302,9 @@ def throughput(server, helper, project, applet, n, threads=4, rounds=3):
         # sandbox, one Celery task each, no database.
         "task_per_job_to_sandbox": median([r["task_per_job_to_sandbox"] for r in per_round]),
         "ratio_to_task_per_job": median([r["ratio_to_task_per_job"] for r in per_round]),
+        # The same with the bookkeeping the target allows a job (bench/ledger.py): the target's ceiling.
+        "ledger_to_sandbox": median([r["ledger_to_sandbox"] for r in per_round]),
+        "ratio_to_ledger": median([r["ratio_to_ledger"] for r in per_round]),
         # What the jobs' CPU alone allows (all CPUs busy), against the same sandboxes.
         "machine_cpu_ms_per_job": median([r["machine_cpu_ms_per_job"] for r in per_round]),
         "cpu_bound_ratio_to_sandbox": median([r["cpu_bound_ratio_to_sandbox"] for r in per_round]),
@@ -545,6 +559,12 @@ def report(results):
             f"database) / sandboxed `true`: {t['task_per_job_to_sandbox']:.3f}x; jobs / a task per job: "
             f"{t['ratio_to_task_per_job']:.3f}x; medians of the rounds"
         )
+    if "ledger_to_sandbox" in t:
+        print(
+            f"  the same with the bookkeeping the target allows (6 transactions, 20 statements of a trivial job's "
+            f"kinds on scratch tables, bench/ledger.py; the target's ceiling) / sandboxed `true`: "
+            f"{t['ledger_to_sandbox']:.3f}x; jobs / it: {t['ratio_to_ledger']:.3f}x; medians of the rounds"
+        )
     cpu = t["jobs"].get("cpu_ms_per_job")
     if cpu:
         print(
@@ -570,6 +590,11 @@ def report(results):
                 f"; a task per job {r['task_per_job_per_s']:.1f}/s, "
                 f"jobs / a task per job {r['ratio_to_task_per_job']:.3f}x"
                 if "task_per_job_per_s" in r
+                else ""
+            )
+            + (
+                f"; with the allowed bookkeeping {r['ledger_per_s']:.1f}/s, jobs / it {r['ratio_to_ledger']:.3f}x"
+                if "ledger_per_s" in r
                 else ""
             )
         )

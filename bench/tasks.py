@@ -14,6 +14,8 @@ from pathlib import Path
 
 from celery import shared_task
 
+from . import ledger as book
+
 
 @shared_task(name="bench.stamp", ignore_result=True)
 def stamp(port, tag):
@@ -23,12 +25,19 @@ def stamp(port, tag):
 
 
 @shared_task(name="bench.boxed_true", ignore_result=True)
-def boxed_true(port, tag, base):
-    """A job-like sandboxed `true` (bench/boxes.py) in `base`, then its end time by UDP, as stamp."""
+def boxed_true(port, tag, base, ledger=False):
+    """A job-like sandboxed `true` (bench/boxes.py) in `base`, then its end time by UDP, as stamp.
+    `ledger`: around it, the worker's share of the target's bookkeeping (bench/ledger.py)."""
     from jobs.execution import sandbox
 
     from .boxes import run_true, true_spec
 
-    run_true(true_spec(Path(base), tag, sandbox.instance_limits()))
+    def code():
+        run_true(true_spec(Path(base), tag, sandbox.instance_limits()))
+
+    if ledger:
+        book.run(tag, boxed_true.request.hostname or "worker", code)
+    else:
+        code()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(json.dumps({"tag": tag, "started": time.time()}).encode(), ("127.0.0.1", int(port)))

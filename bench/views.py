@@ -4,7 +4,9 @@
   middleware, URL resolver and sync-view thread hop as the API dispatcher.
 - `launch_true` POST: a task per job, for bench/jobs.py's naive job system: the request sends a Celery task
   (bench/tasks.py boxed_true) that runs a job-like sandboxed `true` in the server's worker; no
-  token, no database, no job. Mounted only with DXWEB_BENCH_VIEWS, as every view here.
+  token, no database, no job; with `"ledger": true`, the same plus the target's bookkeeping on scratch
+  tables (bench/ledger.py: the view makes the submit's transaction, the task the worker's). Mounted
+  only with DXWEB_BENCH_VIEWS, as every view here.
 - `blob` PUT/GET: the real upload/download minus signing, md5, size checks and
   the database: the request body is streamed to a file in CHUNK pieces, and
   streamed back with an async generator (as projects/transfer.py does; a sync
@@ -20,6 +22,7 @@ from django.conf import settings
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from . import ledger as book
 from .tasks import boxed_true
 
 CHUNK = 1024 * 1024
@@ -40,7 +43,10 @@ def launch_true(request):
         return JsonResponse({"error": "expected {port, tag, base}"}, status=400)
     if not NAME_RE.match(args[1]) or not str(args[2]).startswith(str(settings.DATA_DIR)):
         return JsonResponse({"error": "bad tag or base"}, status=400)
-    boxed_true.delay(*args)
+    ledger = body.get("ledger") is True
+    if ledger:  # the submit's share of the target's bookkeeping (bench/ledger.py)
+        book.submit(args[1])
+    boxed_true.delay(*args, ledger=ledger)
     return JsonResponse({"ok": True})
 
 
