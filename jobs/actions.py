@@ -5,10 +5,12 @@ Nothing else writes Job.state: every change goes through transition(), except a 
 """
 
 import logging
+import secrets
 from functools import cache
 
 from django.conf import settings
 from django.db import connection, models, transaction
+from django.utils import timezone
 
 from dxweb import sql
 from dxweb.errors import InvalidInput, InvalidState, PermissionDenied
@@ -30,6 +32,7 @@ from .models import (
     Job,
     JobDependency,
     JobTransition,
+    LauncherShare,
     State,
 )
 from .permissions import access_job, check_jobs_visible, load_job
@@ -592,24 +595,91 @@ def _take(job, worker):
     resources = app_resources(job)
     if resources:  # an app's job reads its resources container (DX_RESOURCES_ID)
         scopes.setdefault(resources, int(Level.VIEW))
-    token, raw = ApiToken.issue(job.launched_by, f"job token for {job.id}", scopes=scopes, job_id=job.id)
     now = now_ms()
     # The lease's first heartbeat is on the database's clock, as every later one and the reaper's.
     fields = {"state": State.RUNNING, "worker": worker, "heartbeat": sql.DatabaseNow(), "tries": job.tries + 1}
-    fields["token"] = token
     fields["modified"] = now
     if job.started_running is None:
         fields["started_running"] = now
-    # The swap: only if nobody took the job (nor another try came and went) since it was read.
-    if not _swap(job.pk, State.RUNNABLE, {"tries": job.tries}, [], fields, childless=False):
-        transaction.set_rollback(True)  # a lost race leaves no token behind
-        return None
-    JobTransition.objects.create(job_id=job.pk, old_state=State.RUNNABLE, new_state=State.RUNNING, set_at=now)
-    scheduler.served(job.launched_by_id, now)
+    if connection.vendor == "postgresql":
+        token, raw = _take_at_once(job, fields, scopes, now)
+        if token is None:
+            return None
+    else:
+        token, raw = ApiToken.issue(job.launched_by, f"job token for {job.id}", scopes=scopes, job_id=job.id)
+        fields["token"] = token
+        # The swap: only if nobody took the job (nor another try came and went) since it was read.
+        if not _swap(job.pk, State.RUNNABLE, {"tries": job.tries}, [], fields, childless=False):
+            transaction.set_rollback(True)  # a lost race leaves no token behind
+            return None
+        JobTransition.objects.create(job_id=job.pk, old_state=State.RUNNABLE, new_state=State.RUNNING, set_at=now)
+        scheduler.served(job.launched_by_id, now)
     transaction.on_commit(lambda: notify_state(job.project_id, job.launched_by_id))
+    fields["token"] = token
     for name, value in fields.items():
         setattr(job, name, value)
     return job, raw
+
+
+def _take_at_once(job, fields, scopes, now):
+    """PostgreSQL: _take's four writes (the token, the swap, the transition, the launcher's share) as one
+    statement, a round trip each fewer under the host's claim lock. Return (token, raw secret), or
+    (None, None) if the job was no longer runnable at `job.tries`: then nothing was written. The
+    database's clock it wrote (the heartbeat) is read back into `fields`, as _swap does.
+
+    The token's id is drawn first and written with the swap; the token, the transition and the share
+    are inserted only from the swap's row (the job's foreign key to its token is checked at commit).
+    """
+    raw = secrets.token_urlsafe(32)
+    token = ApiToken(
+        user=job.launched_by,
+        name=f"job token for {job.id}"[:100],
+        digest=ApiToken.digest_of(raw),
+        hint=raw[:6],
+        created=timezone.now(),
+        scopes=scopes,
+        job_id=job.id,
+    )
+    values = {
+        f.column: f.get_db_prep_save(f.pre_save(token, add=True), connection)
+        for f in ApiToken._meta.concrete_fields
+        if not f.primary_key
+    }
+    job_table, tokens, transitions, shares = (sql.name(m) for m in (Job, ApiToken, JobTransition, LauncherShare))
+    quote = connection.ops.quote_name
+    sets = [f"{sql.name(Job, 'token')} = (SELECT id FROM nid)"]
+    params, clock = [], [name for name, value in fields.items() if isinstance(value, sql.DatabaseNow)]
+    for name, value in fields.items():
+        if name in clock:
+            sets.append(f"{sql.name(Job, name)} = {sql.NOW_SQL[connection.vendor]}")
+        else:
+            sets.append(f"{sql.name(Job, name)} = %s")
+            params.append(Job._meta.get_field(name).get_db_prep_save(value, connection))
+    moved = ", ".join(sql.name(JobTransition, f) for f in ("job", "old_state", "new_state", "set_at"))
+    user, last_claim = sql.name(LauncherShare, "user"), sql.name(LauncherShare, "last_claim")
+    job_id = sql.name(Job, "id")
+    sequence = f"pg_get_serial_sequence('{ApiToken._meta.db_table}', '{ApiToken._meta.pk.column}')"
+    statement = (
+        f"WITH nid AS (SELECT nextval({sequence}) AS id), "
+        f"swap AS (UPDATE {job_table} SET {', '.join(sets)} WHERE {job_id} = %s "
+        f"AND {sql.name(Job, 'state')} = %s AND {sql.name(Job, 'tries')} = %s "
+        f"RETURNING {', '.join([job_id, *(sql.name(Job, f) for f in clock)])}), "
+        f"tok AS (INSERT INTO {tokens} ({quote('id')}, {', '.join(quote(c) for c in values)}) "
+        f"SELECT (SELECT id FROM nid), {sql.placeholders(len(values))} FROM swap), "
+        f"moved AS (INSERT INTO {transitions} ({moved}) SELECT {job_id}, %s, %s, %s FROM swap), "
+        f"share AS (INSERT INTO {shares} ({user}, {last_claim}) SELECT %s, %s FROM swap "
+        f"ON CONFLICT ({user}) DO UPDATE SET {last_claim} = EXCLUDED.{last_claim}) "
+        f"SELECT (SELECT id FROM nid){''.join(f', {sql.name(Job, f)}' for f in clock)} FROM swap"
+    )
+    params += [job.pk, State.RUNNABLE, job.tries, *values.values()]
+    params += [State.RUNNABLE, State.RUNNING, now, job.launched_by_id, now]
+    found = sql.fetch(statement, params)
+    if not found:
+        return None, None
+    token.pk = found[0][0]
+    token._state.adding = False
+    fields.update(zip(clock, found[0][1:], strict=True))  # the database's clock, for the caller's copy
+    return token, raw
 
 
 # Finishing ------------------------------------------------------------------------------

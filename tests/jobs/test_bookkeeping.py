@@ -10,7 +10,7 @@ import os
 import threading
 
 import pytest
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 
 from bench import dbcount
 from jobs.execution import sandbox
@@ -102,3 +102,12 @@ def test_a_trivial_job_costs_at_most_8_transactions_and_20_queries(counted):
     assert counted["queries"] <= MAX_QUERIES, counted["report"]
     # Nor one that ran nothing: on SQLite it takes the write lock all the same.
     assert counted["empty_transactions"] == 0, counted["report"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_writes_in_one_statement_on_postgresql(counted):
+    """Under the host's claim lock every round trip delays the other lanes: on PostgreSQL the claim's
+    four writes (token, swap, transition, share) are one statement after its two reads."""
+    claims = [t for t in counted["transaction_list"] if "claim_next" in t["site"]]
+    assert len(claims) == 1 and claims[0]["committed"], counted["report"]
+    assert claims[0]["statements"] == (3 if connection.vendor == "postgresql" else 6), counted["report"]
