@@ -25,7 +25,11 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
   view that sends one Celery task each, which runs the same sandboxed `true` in the server's worker
   (bench/views.py launch_true, bench/tasks.py boxed_true); no token, no database. jobs ÷ it shows what
   dxweb's lanes (which claim job after job without a message each) and bookkeeping make of the same
-  web server, broker, worker and sandbox. Last, the whole machine's CPU per job (how busy its CPUs
+  web server, broker, worker and sandbox. Fourth, after it: the same task per job with the
+  bookkeeping the target allows a trivial job (bench/ledger.py: the view makes the submit's
+  transaction, the task the worker's five, 6 transactions and 20 statements of a trivial job's kinds
+  in all, on scratch tables), the target's ceiling: what this stack does with that database work and
+  none of the platform's logic. Last, the whole machine's CPU per job (how busy its CPUs
   were, from /proc/stat, times the burst's wall time) and what it allows with every CPU busy, against
   the same sandboxes: a bound on the ratio from the jobs' CPU alone, which tells a target missed for
   CPU from one missed for waiting (the lanes' serial steps, the database's locks).
