@@ -10,7 +10,6 @@ from functools import cache
 
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.utils import timezone
 
 from dxweb import sql
 from dxweb.errors import InvalidInput, InvalidState, PermissionDenied
@@ -636,11 +635,10 @@ def _take_at_once(job, fields, scopes, now):
         name=f"job token for {job.id}"[:100],
         digest=ApiToken.digest_of(raw),
         hint=raw[:6],
-        created=timezone.now(),
         scopes=scopes,
         job_id=job.id,
     )
-    values = {
+    values = {  # as the ORM's insert would write them (pre_save: the `created` of auto_now_add)
         f.column: f.get_db_prep_save(f.pre_save(token, add=True), connection)
         for f in ApiToken._meta.concrete_fields
         if not f.primary_key
@@ -664,7 +662,7 @@ def _take_at_once(job, fields, scopes, now):
         f"swap AS (UPDATE {job_table} SET {', '.join(sets)} WHERE {job_id} = %s "
         f"AND {sql.name(Job, 'state')} = %s AND {sql.name(Job, 'tries')} = %s "
         f"RETURNING {', '.join([job_id, *(sql.name(Job, f) for f in clock)])}), "
-        f"tok AS (INSERT INTO {tokens} ({quote('id')}, {', '.join(quote(c) for c in values)}) "
+        f"tok AS (INSERT INTO {tokens} ({', '.join(quote(c) for c in [ApiToken._meta.pk.column, *values])}) "
         f"SELECT (SELECT id FROM nid), {sql.placeholders(len(values))} FROM swap), "
         f"moved AS (INSERT INTO {transitions} ({moved}) SELECT {job_id}, %s, %s, %s FROM swap), "
         f"share AS (INSERT INTO {shares} ({user}, {last_claim}) SELECT %s, %s FROM swap "
