@@ -133,22 +133,12 @@ def _swap(job_id, current, only_if, conditions, updates, childless):
     )
     if not plain:
         return Job.objects.filter(*conditions, pk=job_id, state=current, **only_if).update(**updates)
-    fields = {name: Job._meta.get_field(name) for name in updates}
     table = sql.name(Job)
 
     def column(name):
         return sql.name(Job, name)
 
-    sets = ", ".join(
-        f"{column(name)} = {sql.NOW_SQL[connection.vendor] if name in clock else '%s'}" for name in updates
-    )
-    params = [
-        fields[name].get_db_prep_save(
-            value.prepare_database_save(fields[name]) if hasattr(value, "prepare_database_save") else value, connection
-        )
-        for name, value in updates.items()
-        if name not in clock
-    ]
+    sets, params = _job_sets(updates, clock)
     tests = [f"{column('id')} = %s", f"{column('state')} = %s", *(f"{column(k)} = %s" for k in only_if)]
     params += [job_id, current, *only_if.values()]
     if childless:
@@ -167,6 +157,22 @@ def _swap(job_id, current, only_if, conditions, updates, childless):
         return 0
     updates.update(zip(clock, row, strict=True))
     return 1
+
+
+def _job_sets(updates, clock):
+    """The SET list of an UPDATE of Job to `updates` and its parameters; the fields named in `clock` are
+    set to the database's clock."""
+    sets, params = [], []
+    for name, value in updates.items():
+        if name in clock:
+            sets.append(f"{sql.name(Job, name)} = {sql.NOW_SQL[connection.vendor]}")
+            continue
+        field = Job._meta.get_field(name)
+        if hasattr(value, "prepare_database_save"):
+            value = value.prepare_database_save(field)
+        sets.append(f"{sql.name(Job, name)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    return ", ".join(sets), params
 
 
 # Applets ---------------------------------------------------------------------------
@@ -645,21 +651,15 @@ def _take_at_once(job, fields, scopes, now):
     }
     job_table, tokens, transitions, shares = (sql.name(m) for m in (Job, ApiToken, JobTransition, LauncherShare))
     quote = connection.ops.quote_name
-    sets = [f"{sql.name(Job, 'token')} = (SELECT id FROM nid)"]
-    params, clock = [], [name for name, value in fields.items() if isinstance(value, sql.DatabaseNow)]
-    for name, value in fields.items():
-        if name in clock:
-            sets.append(f"{sql.name(Job, name)} = {sql.NOW_SQL[connection.vendor]}")
-        else:
-            sets.append(f"{sql.name(Job, name)} = %s")
-            params.append(Job._meta.get_field(name).get_db_prep_save(value, connection))
+    clock = [name for name, value in fields.items() if isinstance(value, sql.DatabaseNow)]
+    sets, params = _job_sets(fields, clock)
     moved = ", ".join(sql.name(JobTransition, f) for f in ("job", "old_state", "new_state", "set_at"))
     user, last_claim = sql.name(LauncherShare, "user"), sql.name(LauncherShare, "last_claim")
     job_id = sql.name(Job, "id")
     sequence = f"pg_get_serial_sequence('{ApiToken._meta.db_table}', '{ApiToken._meta.pk.column}')"
     statement = (
         f"WITH nid AS (SELECT nextval({sequence}) AS id), "
-        f"swap AS (UPDATE {job_table} SET {', '.join(sets)} WHERE {job_id} = %s "
+        f"swap AS (UPDATE {job_table} SET {sql.name(Job, 'token')} = (SELECT id FROM nid), {sets} WHERE {job_id} = %s "
         f"AND {sql.name(Job, 'state')} = %s AND {sql.name(Job, 'tries')} = %s "
         f"RETURNING {', '.join([job_id, *(sql.name(Job, f) for f in clock)])}), "
         f"tok AS (INSERT INTO {tokens} ({', '.join(quote(c) for c in [ApiToken._meta.pk.column, *values])}) "
