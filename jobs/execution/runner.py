@@ -334,11 +334,12 @@ def work(worker, job_id=None, host=None, cap=None, limit=None, stopping=lambda: 
     until none fits what the host has free (jobs/scheduler.py); return how many ran.
 
     A wake-up may so run another job than `job_id`, the one whose launch sent it. Wake-ups only say
-    that there may be work: one whose job has already run (a lane went on to it) ends after the
-    claim's one read finds nothing, as every job that is still runnable has its own, or a lane that
-    will look after its current job. (No look at `job_id` first: that read would be one more for
-    every job whose own wake-up claims it.) Going on after a job ends is also what lets a job that
-    waited for room (its wake-up found the host full) start when the room is made.
+    that there may be work, and one is sent only when none waits (jobs/dispatch.py): a job launched
+    while every lane is busy is taken by a lane that looks after its current job, or by the lane that
+    takes the waiting wake-up. A turn whose first claim leaves other jobs runnable wakes one more lane
+    (if none waits already), so a burst spreads over the idle lanes. A spare wake-up ends after the
+    claim's one read finds nothing. Going on after a job ends is also what lets a job that waited for
+    room (its wake-up found the host full) start when the room is made.
 
     Once a job's code has ended, its end is recorded by the lane's ending thread (Ending) while the
     lane claims and starts the next: the sandbox's teardown and the next one's start wait on the
@@ -358,6 +359,8 @@ def work(worker, job_id=None, host=None, cap=None, limit=None, stopping=lambda: 
                 if ending.wait():  # the room they leave, and what they made runnable, is this lane's too
                     continue
                 break
+            if ran == 0 and claimed[0].more_runnable:
+                dispatch.wake()  # the others are for an idle lane, if any: one more wakes (jobs/dispatch.py)
             ending.add(claimed[0], _run_to_end(*claimed, worker))
             ran += 1
             if not claimed[0].more_runnable:  # the lane looks once more when the job's end is recorded

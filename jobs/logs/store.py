@@ -128,7 +128,8 @@ class Notifier:
                 with self.lock:
                     self.waiting.discard(key)  # from now on a new message is a new send
                     started = True
-                await asyncio.wait_for(layer.group_send(key[0], message), self.timeout)
+                if await asyncio.wait_for(_listened(layer, key[0]), self.timeout):
+                    await asyncio.wait_for(layer.group_send(key[0], message), self.timeout)
         except Exception:  # a full or absent channel must never matter to the sender
             log.debug("could not notify %s", key[0], exc_info=True)
         finally:
@@ -162,6 +163,19 @@ class Notifier:
 
         asyncio.run_coroutine_threadsafe(check(), loop)
         return done.wait(timeout)
+
+
+async def _listened(layer, group):
+    """Whether anyone may listen to `group`: one Redis command (EXISTS of the group's set), where a
+    send to a group with no member takes two (channels_redis's group_send first drops the expired
+    members, then reads the rest). Most hints have no listener (nobody watches that job's log), and a
+    group with members, expired or not, gets the layer's own group_send."""
+    try:
+        key = layer._group_key(group)
+        connection = layer.connection(layer.consistent_hash(group))
+    except AttributeError:  # another layer than channels_redis's RedisChannelLayer: send
+        return True
+    return bool(await connection.exists(key))
 
 
 notifier = Notifier()

@@ -149,6 +149,11 @@ class Fleet:
     def log(self, job_id):
         return self.dx("watch", job_id, "--no-wait").stdout
 
+    def waiting_wake_ups(self):
+        """How many wake-ups wait in the broker, delivered to no worker (jobs/dispatch.py)."""
+        code = "from jobs import dispatch; print(dispatch.waiting())"
+        return int(self.server.manage("shell", "-c", code).stdout.strip().splitlines()[-1])
+
 
 def states(job):
     return [t["newState"] for t in job["stateTransitions"]]
@@ -287,6 +292,23 @@ def fleet(tmp_path_factory):
 def workers(fleet):
     yield fleet
     fleet.stop_workers()
+
+
+@pytest.mark.live
+def test_a_burst_sends_one_wake_up_and_still_runs_on_every_lane(workers):
+    """Jobs launched while a wake-up waits send none of their own; the lane that takes it wakes the
+    other while jobs remain runnable, so the burst still runs two at once (jobs/dispatch.py)."""
+    fleet = workers
+    jobs = [fleet.run("1", tag=f"burst{i}") for i in range(6)]
+    assert fleet.waiting_wake_ups() == 1  # no worker yet: the first launch's wake-up waits; the rest sent none
+    worker = fleet.worker("burst@%h")  # two lanes
+    for job_id in jobs:
+        wait_for(lambda job_id=job_id: fleet.describe(job_id)["state"] == "done", 90, f"{job_id} to finish")
+    spans = sorted((d["startedRunning"], d["stoppedRunning"]) for d in map(fleet.describe, jobs))
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans  # two ran at once
+    wait_for(lambda: worker.handled("jobs.run_job") >= 2, 30, "the two lanes' turns to end")
+    wait_for(lambda: fleet.waiting_wake_ups() == 0, 30, "the last wake-up to be taken")
+    assert worker.handled("jobs.run_job") < len(jobs)  # one message a job, before
 
 
 @pytest.mark.live

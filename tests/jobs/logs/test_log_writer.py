@@ -30,6 +30,7 @@ from jobs.logs.store import LogWriter, Notifier, group_name, notify, notify_stat
 from jobs.models import Job, LogLine, State
 from projects import actions as project_actions
 from projects.models import now_ms
+from tests.dxweb.test_scaled_out import REDIS_URL, check_redis, require
 
 TABLE = LogLine._meta.db_table
 
@@ -364,6 +365,47 @@ def test_a_notification_not_yet_sent_absorbs_the_next_ones_of_its_group(notifier
     assert sorted(call[0] for call in layer.calls) == [group_name("job-a"), group_name("job-b")]
     notify("job-a")  # once sent, the group is told again
     assert notifier.drain() and len(layer.calls) == 3
+
+
+def test_on_redis_a_hint_goes_only_to_a_group_someone_listens_to(notifier, monkeypatch):
+    """A group with no member costs one EXISTS, not channels_redis's two-command group_send; a group
+    with one still gets the layer's own send, and its member the hint."""
+    require("Redis", check_redis)
+    from channels_redis.core import RedisChannelLayer
+
+    class Counted(RedisChannelLayer):
+        sent = []
+
+        async def group_send(self, group, message):
+            self.sent.append(group)
+            await super().group_send(group, message)
+
+    layer = Counted(hosts=[{"address": REDIS_URL}], prefix=f"test-hints-{os.getpid()}-{time.monotonic_ns()}")
+    use_layer(monkeypatch, layer)
+
+    async def join():
+        channel = await layer.new_channel()
+        await layer.group_add(group_name("job-watched"), channel)
+        return channel
+
+    channel = async_to_sync(join)()
+    notify("job-watched")
+    notify("job-unwatched")
+    notify_state("project-x", 7)
+    assert notifier.drain()
+    assert layer.sent == [group_name("job-watched")]
+
+    async def receive():
+        return await asyncio.wait_for(layer.receive(channel), 10)
+
+    try:
+        assert async_to_sync(receive)()["type"] == "log.more"
+    finally:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"{layer.prefix}*"):
+            client.delete(key)
 
 
 def test_pending_notifications_are_bounded(notifier, monkeypatch):
