@@ -178,7 +178,9 @@ CELERY_TASK_DEFAULT_QUEUE = DXWEB_NAMESPACE
 # Wake-ups (jobs.run_job) have a queue of their own, whose length says how many wait undelivered:
 # jobs/dispatch.py sends one only when none does. Workers consume both queues.
 DXWEB_WAKE_QUEUE = f"{DXWEB_NAMESPACE}.wake"
-CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name), routing_key=name) for name in (DXWEB_NAMESPACE, DXWEB_WAKE_QUEUE))
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name), routing_key=name) for name in (DXWEB_NAMESPACE, DXWEB_WAKE_QUEUE)
+)
 CELERY_TASK_ROUTES = {"jobs.run_job": {"queue": DXWEB_WAKE_QUEUE}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
