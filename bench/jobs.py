@@ -217,6 +217,20 @@ def db_counters(server):
         return row.fetchone()
 
 
+def redis_counters(server):
+    """Redis's count of calls per command so far (INFO commandstats), or None when embedded."""
+    url = server.env.get("REDIS_URL")
+    if not url:
+        return None
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in client.info("commandstats").items()}
+    finally:
+        client.close()
+
+
 def throughput(server, helper, project, applet, n, threads=4, rounds=3):
     """Bursts of n trivial jobs against bursts of n sandboxed `true`, alternated: box, jobs, box, jobs,
     box... Each round's ratio holds its jobs to the faster of the sandbox bursts beside it; the rounds'
@@ -332,7 +346,7 @@ def _jobs_burst(server, project, applet, n, threads):
     """n trivial jobs submitted at once (`threads` clients); their rate from the first submit to the last end,
     with the CPU the web server and the worker's processes used per job (their own threads)."""
     api = Client(server)
-    counters0 = db_counters(server)
+    counters0, redis0 = db_counters(server), redis_counters(server)
     web = web_pid(server)
     cpu_web0, cpu_worker0, busy = cpu_seconds(web), worker_cpu_seconds(server), busy_share()
     cpu_engines0 = engine_cpu_seconds()
@@ -383,7 +397,12 @@ def _jobs_burst(server, project, applet, n, threads):
             "engines": 1000 * (engine_cpu_seconds() - cpu_engines0) / n,
         },
     }
-    counters1 = db_counters(server)
+    counters1, redis1 = db_counters(server), redis_counters(server)
+    if redis0 is not None:
+        # Every client's commands (the workers' broker and hints, the web server's wake-ups; this bench's
+        # own are none), per job: LPUSH is a Celery message sent.
+        per_job = {name: (calls - redis0.get(name, 0)) / n for name, calls in redis1.items()}
+        jobs["redis_commands_per_job"] = {name: v for name, v in sorted(per_job.items(), key=lambda x: -x[1]) if v}
     if counters0 is not None:
         # Less this bench's own waiting and describing (a few calls), both are the jobs'.
         jobs["db_sessions_per_job"] = (counters1[0] - counters0[0]) / n
@@ -577,6 +596,13 @@ def report(results):
             f"the sandboxes' launcher {t['sandbox']['launcher_cpu_ms']:.1f} ms per sandbox (each process's own "
             f"threads, the sandboxes' processes apart); machine busy {100 * t['jobs']['machine_busy']:.0f}% "
             f"during the jobs, {100 * t['sandbox']['machine_busy']:.0f}% during the sandboxes"
+        )
+    redis_calls = t["jobs"].get("redis_commands_per_job")
+    if redis_calls:
+        top = ", ".join(f"{name} {v:.2f}" for name, v in list(redis_calls.items())[:6])
+        print(
+            f"  Redis commands per job (the median round): {sum(redis_calls.values()):.1f}, of which Celery "
+            f"messages sent (LPUSH) {redis_calls.get('lpush', 0):.2f}; {top}"
         )
     if "cpu_bound_ratio_to_sandbox" in t:
         print(
