@@ -136,7 +136,8 @@ class Job(models.Model):
 
 class WorkerHost(models.Model):
     """A worker host: its capacity, which its jobs' instance types share, and when it was last heard
-    of (jobs/scheduler.py). A claim locks its host's row, so one host's lanes claim one at a time."""
+    of (jobs/scheduler.py). Its lanes claim one at a time under a lock in its data directory
+    (scheduler.claiming), not on this row, which only the host's beat renews."""
 
     name = models.CharField(max_length=255, primary_key=True)
     cores = models.PositiveIntegerField()
