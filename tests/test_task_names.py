@@ -52,8 +52,8 @@ def test_a_wake_up_is_sent_only_when_none_waits(monkeypatch):
 
 
 def test_the_waiting_wake_ups_are_counted_in_the_broker(monkeypatch, tmp_path):
-    """On the embedded broker: a wake-up sent and not delivered is counted; a broker that cannot say
-    counts as none waiting (a wake-up is then sent)."""
+    """On the suite's broker (embedded, or Redis in the scaled-out pass): a wake-up sent and not
+    delivered is counted; a broker that cannot say counts as none waiting (a wake-up is then sent)."""
     monkeypatch.setattr(settings, "DXWEB_WAKE_QUEUE", f"test-wake-{tmp_path.name}")
     assert dispatch.waiting() == 0
     app.send_task("jobs.run_job", args=["job-x"], queue=settings.DXWEB_WAKE_QUEUE)

@@ -371,6 +371,7 @@ def test_on_redis_a_hint_goes_only_to_a_group_someone_listens_to(notifier, monke
     """A group with no member costs one EXISTS, not channels_redis's two-command group_send; a group
     with one still gets the layer's own send, and its member the hint."""
     require("Redis", check_redis)
+    import redis
     from channels_redis.core import RedisChannelLayer
 
     class Counted(RedisChannelLayer):
@@ -388,21 +389,18 @@ def test_on_redis_a_hint_goes_only_to_a_group_someone_listens_to(notifier, monke
         await layer.group_add(group_name("job-watched"), channel)
         return channel
 
-    channel = async_to_sync(join)()
-    notify("job-watched")
-    notify("job-unwatched")
-    notify_state("project-x", 7)
-    assert notifier.drain()
-    assert layer.sent == [group_name("job-watched")]
-
-    async def receive():
+    async def receive(channel):
         return await asyncio.wait_for(layer.receive(channel), 10)
 
     try:
-        assert async_to_sync(receive)()["type"] == "log.more"
-    finally:
-        import redis
-
+        channel = async_to_sync(join)()
+        notify("job-watched")
+        notify("job-unwatched")
+        notify_state("project-x", 7)
+        assert notifier.drain()
+        assert layer.sent == [group_name("job-watched")]
+        assert async_to_sync(receive)(channel)["type"] == "log.more"
+    finally:  # the test's keys, whatever failed
         client = redis.Redis.from_url(REDIS_URL)
         for key in client.scan_iter(f"{layer.prefix}*"):
             client.delete(key)
