@@ -198,13 +198,18 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
+# The channel layer's Redis connections have no socket timeout. redis-py's default (5 s) races
+# channels-redis's 5 s blocking read and cuts a quiet websocket (a job printing nothing for a while)
+# with error 1011; and any timeout makes redis-py send each command under asyncio.wait_for, which on
+# Python 3.11 swallows a cancellation that comes as the write completes: the receive loop of a socket
+# that closes then polls Redis forever, and its consumer never ends. TCP keepalive notices a dead
+# Redis instead (~45 s).
+REDIS_LAYER_OPTIONS = {"socket_timeout": None, "socket_connect_timeout": 5, "socket_keepalive": True}
 if REDIS_URL:
-    # redis-py's default 5 s socket timeout races channels-redis's 5 s blocking read: a quiet
-    # websocket (a job printing nothing for a while) would be cut with error 1011.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": DXWEB_NAMESPACE},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, **REDIS_LAYER_OPTIONS}], "prefix": DXWEB_NAMESPACE},
         }
     }
 else:

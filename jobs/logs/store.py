@@ -128,8 +128,12 @@ class Notifier:
                 with self.lock:
                     self.waiting.discard(key)  # from now on a new message is a new send
                     started = True
-                if await asyncio.wait_for(_listened(layer, key[0]), self.timeout):
-                    await asyncio.wait_for(layer.group_send(key[0], message), self.timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation.
+                async with asyncio.timeout(self.timeout):
+                    listened = await _listened(layer, key[0])
+                if listened:
+                    async with asyncio.timeout(self.timeout):
+                        await layer.group_send(key[0], message)
         except Exception:  # a full or absent channel must never matter to the sender
             log.debug("could not notify %s", key[0], exc_info=True)
         finally:

@@ -419,7 +419,8 @@ class Gateway:
                 # The client went away: the shell's terminal is hung up (tmux keeps its session).
                 _killpg(child.pid, signal.SIGHUP)
                 try:
-                    await asyncio.wait_for(reader, 2)
+                    async with asyncio.timeout(2):
+                        await reader
                 except (TimeoutError, asyncio.CancelledError):
                     reader.cancel()
             os.close(master)
@@ -459,8 +460,8 @@ async def open_terminal(job, user, client_ip, cols, rows):
         raise SSHRefused(f"{job.id} records no valid SSH host key") from None
     key, cert = mint_certificate(job.id, user, client_ip)
     try:
-        conn = await asyncio.wait_for(
-            asyncssh.connect(
+        async with asyncio.timeout(20):  # not wait_for, which on Python 3.11 can swallow a cancellation
+            conn = await asyncssh.connect(
                 job.host,
                 job.ssh_port,
                 username=SSH_USER,
@@ -470,9 +471,7 @@ async def open_terminal(job, user, client_ip, cols, rows):
                 config=None,
                 preferred_auth="publickey",
                 keepalive_interval=30,
-            ),
-            20,
-        )
+            )
     except asyncssh.HostKeyNotVerifiable:
         log.warning("the SSH gateway of %s at %s:%s presented an unknown host key", job.id, job.host, job.ssh_port)
         raise SSHRefused(

@@ -6,17 +6,20 @@ as a missing job), a foreign Origin is refused at the handshake.
 
 import asyncio
 import json
+import os
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.test import Client
+from django.test import Client, override_settings
 
 from dxweb.asgi import application
 from jobs import actions
 from jobs.models import Job, LogLine, State
 from projects import actions as project_actions
+from tests.dxweb.test_scaled_out import REDIS_URL, check_redis, require
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = b"http://127.0.0.1:8000"
@@ -263,3 +266,57 @@ def test_a_lone_surrogate_in_the_first_frame_is_refused(world, alice, path, firs
     close = asyncio.run(scenario())[-1]
     assert close[:2] == ("close", 4400)
     assert json.loads(close[2])["type"] == "InvalidInput" and "surrogate" in json.loads(close[2])["message"]
+
+
+def run_then_cancel_all(scenario, grace=10):
+    """Run `scenario` on a new event loop, then cancel every task it left, as asyncio.run and a server's
+    shutdown do; return its result and the tasks that had not ended `grace` seconds later (which are
+    then cancelled again until they end, so that a failure does not hang the suite)."""
+    loop = asyncio.new_event_loop()
+    try:
+        result = loop.run_until_complete(scenario())
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.wait(left, timeout=grace))
+        stuck = [repr(task) for task in left if not task.done()]
+        for _ in range(5):
+            if all(task.done() for task in left):
+                break
+            for task in left:
+                task.cancel()
+            loop.run_until_complete(asyncio.wait(left, timeout=grace))
+        loop.run_until_complete(loop.shutdown_default_executor())
+        return result, stuck
+    finally:
+        loop.close()
+
+
+def test_on_redis_a_consumer_cancelled_as_it_starts_ends(world, alice):
+    """A socket refused at once and dropped while its consumer's channel-layer receive is still talking to
+    Redis: cancelled, the receive ends. (It used to go on polling Redis for ever when the cancellation
+    came as a command was being written, and its consumer never ended: the PostgreSQL + Redis suite hung
+    at the end of the lone-surrogate test.)"""
+    require("Redis", check_redis)  # in CI a missing Redis fails, elsewhere it skips
+    layers = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, **settings.REDIS_LAYER_OPTIONS}],
+                "prefix": f"test-ws-{os.getpid()}-{time.monotonic_ns()}",
+            },
+        }
+    }
+
+    async def scenario():
+        connected, communicator = await open_socket("/ws/jobs/mine/", alice)
+        assert connected
+        await communicator.send_to(text_data='{"watch": [], "\\udc00": true}')
+        return (await frames_until(communicator, lambda f: False))[-1]
+
+    with override_settings(CHANNEL_LAYERS=layers):
+        for _ in range(20):  # a new loop each time, so a new connection to Redis, as each test has
+            close, stuck = run_then_cancel_all(scenario)
+            assert close[:2] == ("close", 4400)
+            assert not stuck, f"tasks that a cancellation did not end: {stuck}"
