@@ -21,6 +21,7 @@ from collections import Counter
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer
+from django.conf import settings
 from django.db import OperationalError
 from django.db.backends.signals import connection_created
 
@@ -381,7 +382,8 @@ def test_on_redis_a_hint_goes_only_to_a_group_someone_listens_to(notifier, monke
             self.sent.append(group)
             await super().group_send(group, message)
 
-    layer = Counted(hosts=[{"address": REDIS_URL}], prefix=f"test-hints-{os.getpid()}-{time.monotonic_ns()}")
+    hosts = [{"address": REDIS_URL, **settings.REDIS_LAYER_OPTIONS}]  # the product's connection options
+    layer = Counted(hosts=hosts, prefix=f"test-hints-{os.getpid()}-{time.monotonic_ns()}")
     use_layer(monkeypatch, layer)
 
     async def join():
@@ -510,7 +512,8 @@ def test_with_redis_notifications_reach_a_receiver_on_another_loop(notifier, mon
     require("Redis", check_redis)  # in CI a missing Redis fails, elsewhere it skips
     from channels_redis.core import RedisChannelLayer
 
-    layer = RedisChannelLayer(hosts=[REDIS_URL], prefix=f"dxweb-test-logwriter-{os.getpid()}")
+    hosts = [{"address": REDIS_URL, **settings.REDIS_LAYER_OPTIONS}]  # the product's connection options
+    layer = RedisChannelLayer(hosts=hosts, prefix=f"dxweb-test-logwriter-{os.getpid()}")
     use_layer(monkeypatch, layer)
 
     async def scenario():
