@@ -330,7 +330,7 @@ def _first_state(waits):
     return State.IDLE if waits else State.RUNNABLE
 
 
-def _link_inputs(principal, workspace, input_value, present=None):
+def _link_inputs(principal, workspace_id, input_value, present=None):
     """Make every data object named in the input visible in the job's workspace.
 
     `present`: the IDs of every object in the workspace, when the caller knows them (a new one)."""
@@ -343,9 +343,11 @@ def _link_inputs(principal, workspace, input_value, present=None):
     if not wanted:
         return
     if present is None:
-        present = set(Placement.objects.filter(container=workspace, obj_id__in=wanted).values_list("obj_id", flat=True))
+        present = set(
+            Placement.objects.filter(container_id=workspace_id, obj_id__in=wanted).values_list("obj_id", flat=True)
+        )
     Placement.objects.bulk_create(
-        Placement(container=workspace, obj=p.obj, folder="/", name=p.name)
+        Placement(container_id=workspace_id, obj=p.obj, folder="/", name=p.name)
         for i, p in wanted.items()
         if i not in present
     )
@@ -430,7 +432,7 @@ def run_applet(principal, placement, body, analysis=None, stage="", app=None):
             placed.append(Placement(container=workspace, obj_id=item.obj_id, folder="/", name=item.name))
     Placement.objects.bulk_create(placed)
     # The workspace is new: nothing but the above is in it yet.
-    _link_inputs(principal, workspace, run_input, present={p.obj_id for p in placed})
+    _link_inputs(principal, workspace.pk, run_input, present={p.obj_id for p in placed})
     _schedule(job, waits)
     return job
 
@@ -447,22 +449,24 @@ def new_subjob(principal, body):
     run_input = analysis_refs_to_jbors(get(body, "input", dict, {}))
     depends_on = string_list(body, "dependsOn", [])
     waits = _dependencies(principal, run_input, depends_on)
+    # The caller's relations by their ids: a scatter's root makes its subjobs one call each, and
+    # reading the applet, workspace, origin and root for each was half of the call's statements.
     job = Job.objects.create(
         id=new_id("job"),
         state=_first_state(waits),
         name=project_actions.clean_name(get(body, "name", str, f"{caller.name}:{function}")),
-        applet=caller.applet,
+        applet_id=caller.applet_id,
         executable=caller.executable,
         executable_name=caller.executable_name,
         spec=caller.spec,
         function=function,
         project=caller.project,
-        workspace=caller.workspace,
+        workspace_id=caller.workspace_id,
         folder=caller.folder,
         parent=caller,
         parent_try=max(caller.tries - 1, 0),
-        origin=caller.origin or caller,
-        root=caller.root or caller,
+        origin_id=caller.origin_id or caller.pk,
+        root_id=caller.root_id or caller.pk,
         launched_by=caller.launched_by,
         launcher_scopes=launch_cap(principal),
         input=run_input,
@@ -473,7 +477,7 @@ def new_subjob(principal, body):
         timeout_s=_timeout(body, caller.executable, function, caller.spec.get("runSpec", {})),
         **_common_fields(body),
     )
-    _link_inputs(principal, caller.workspace, run_input)
+    _link_inputs(principal, caller.workspace_id, run_input)
     _schedule(job, waits)
     return job
 

@@ -10,6 +10,7 @@ from jobs.models import Job, JobDependency, State
 from jobs.permissions import access_job, check_jobs_visible
 from projects.models import Level
 from projects.permissions import Principal
+from tests.conftest import ApiClient
 
 BASH = {"interpreter": "bash", "code": "main() { echo hi; }"}
 
@@ -248,6 +249,30 @@ def test_a_subjob_inherits_from_its_parent_and_holds_it_in_waiting_on_output(
         actions.finish(child.id, {"n": 7})
     parent_job = alice.ok(f"/{parent}/describe")
     assert parent_job["state"] == "done" and parent_job["output"] == {"total": 7}
+
+
+def test_a_subjob_of_a_subjob_is_made_from_its_caller_as_read_in_four_statements(alice, project, applet):
+    """A scatter's root makes its subjobs one /job/new each: the call reads its token and the calling
+    job (with project and launcher), then inserts the job and its transition; the caller's applet,
+    workspace, origin and root go by their ids, not read again for each subjob."""
+    parent = run(alice, applet, project)[1]["id"]
+    job, raw = actions.claim(parent, "test-worker")
+    child_id = ApiClient(alice.user, raw).ok("/job/new", {"function": "process", "input": {"i": 1}})["id"]
+    child, child_raw = actions.claim(child_id, "test-worker")
+    inside_child = ApiClient(alice.user, child_raw)
+    inside_child.ok(f"/{child_id}/describe")  # the token's first use records it (then not at every call)
+    with CaptureQueriesContext(connection) as queries:
+        grandchild_id = inside_child.ok("/job/new", {"function": "process", "input": {"i": 2}})["id"]
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 4, statements
+    grandchild = Job.objects.get(pk=grandchild_id)
+    assert (grandchild.parent_id, grandchild.origin_id, grandchild.root_id) == (child_id, parent, parent)
+    assert (grandchild.applet_id, grandchild.workspace_id) == (job.applet_id, job.workspace_id)
+    assert (grandchild.project_id, grandchild.launched_by_id, grandchild.state) == (
+        project,
+        alice.user.pk,
+        State.RUNNABLE,
+    )
 
 
 def test_a_parent_waits_for_every_child_not_only_those_its_output_references(
