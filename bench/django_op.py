@@ -150,13 +150,13 @@ def sandbox_burst(n, argv=("true",)):
     return {"wall_s": time.time() - t0, "lanes": len(lanes)}
 
 
-def task_per_job_burst(n, url, threads=4, ledger=False):
+def task_per_job_burst(n, url, threads=4, ledger=False, python=False):
     """A task per job, the naive job system on this stack: n POSTs to the bare `launch_true` view at
     `url` (bench/views.py), from `threads` clients as bench/jobs.py submits its jobs; each sends one
     Celery task that runs a job-like sandboxed `true` in the server's worker (bench/tasks.py
     boxed_true); no token, no database, unless `ledger`: then the view and the task also make the
-    transactions the target allows a job (bench/ledger.py). Returns the wall seconds from the first
-    POST to the last sandbox's end."""
+    transactions the target allows a job (bench/ledger.py); `python`: the sandboxes import dxpy instead
+    of running `true`. Returns the wall seconds from the first POST to the last sandbox's end."""
     if ledger:
         book.ensure()
     base = Path(tempfile.mkdtemp(prefix="bench-task-per-job-", dir=settings.DATA_DIR))
@@ -166,7 +166,8 @@ def task_per_job_burst(n, url, threads=4, ledger=False):
 
     def post(mine):
         for tag in mine:
-            body = json.dumps({"port": PORT, "tag": tag, "base": str(base), "ledger": ledger}).encode()
+            body = {"port": PORT, "tag": tag, "base": str(base), "ledger": ledger, "python": python}
+            body = json.dumps(body).encode()
             request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=60) as response:

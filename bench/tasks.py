@@ -1,5 +1,6 @@
 """Celery baselines for bench/jobs.py: a no-op task that says when it started running, and a task that
-runs a job-like sandboxed `true` and says when it ended (a task per job: bench/views.py launch_true).
+runs a job-like sandboxed `true` (or, for bench/scatter.py, `import dxpy`) and says when it ended (a
+task per job: bench/views.py launch_true).
 
 Registered only when DXWEB_BENCH_VIEWS is set (dxweb/celery.py autodiscovers `bench`
 then), so the server's real worker runs it through the same broker as jobs.run_job.
@@ -9,6 +10,7 @@ The start time goes back in one UDP datagram to the benchmark's helper process
 
 import json
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -25,15 +27,17 @@ def stamp(port, tag):
 
 
 @shared_task(name="bench.boxed_true", ignore_result=True)
-def boxed_true(port, tag, base, ledger=False):
+def boxed_true(port, tag, base, ledger=False, python=False):
     """A job-like sandboxed `true` (bench/boxes.py) in `base`, then its end time by UDP, as stamp.
-    `ledger`: around it, the worker's share of the target's bookkeeping (bench/ledger.py)."""
+    `ledger`: around it, the worker's share of the target's bookkeeping (bench/ledger.py). `python`:
+    the sandbox runs the worker's Python importing dxpy instead (what a python job's code does first)."""
     from jobs.execution import sandbox
 
     from .boxes import run_true, true_spec
 
     def code():
-        run_true(true_spec(Path(base), tag, sandbox.instance_limits()))
+        argv = (sys.executable, "-c", "import dxpy") if python else ("true",)
+        run_true(true_spec(Path(base), tag, sandbox.instance_limits()), argv)
 
     if ledger:
         book.run(tag, boxed_true.request.hostname or "worker", code)

@@ -5,7 +5,8 @@
 - `launch_true` POST: a task per job, for bench/jobs.py's naive job system: the request sends a Celery task
   (bench/tasks.py boxed_true) that runs a job-like sandboxed `true` in the server's worker; no
   token, no database, no job; with `"ledger": true`, the same plus the target's bookkeeping on scratch
-  tables (bench/ledger.py: the view makes the submit's transaction, the task the worker's). Mounted
+  tables (bench/ledger.py: the view makes the submit's transaction, the task the worker's); with
+  `"python": true`, the sandbox imports dxpy instead of running `true` (bench/scatter.py). Mounted
   only with DXWEB_BENCH_VIEWS, as every view here.
 - `blob` PUT/GET: the real upload/download minus signing, md5, size checks and
   the database: the request body is streamed to a file in CHUNK pieces, and
@@ -46,7 +47,7 @@ def launch_true(request):
     ledger = body.get("ledger") is True
     if ledger:  # the submit's share of the target's bookkeeping (bench/ledger.py)
         book.submit(args[1])
-    boxed_true.delay(*args, ledger=ledger)
+    boxed_true.delay(*args, ledger=ledger, python=body.get("python") is True)
     return JsonResponse({"ok": True})
 
 
