@@ -159,7 +159,10 @@ def _token_principal(raw, client_ip, request):
     if token is None or not token.user.is_active:
         raise InvalidAuthentication("The token could not be found")  # revoked ones as well, as DNAnexus says
     now = timezone.now()
-    used = (token.pk, now) if token.last_used is None or now - token.last_used > timedelta(minutes=1) else None
+    # A job's token lives while its job runs and is never listed (a user's tokens are): its use is not
+    # recorded, which spared every job's first call a write.
+    stale = token.last_used is None or now - token.last_used > timedelta(minutes=1)
+    used = (token.pk, now) if stale and not token.job_id else None
     return Principal.of_token(token, client_ip=client_ip, request=request), used
 
 
