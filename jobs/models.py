@@ -272,6 +272,8 @@ def root_execution(job):
     if job.root_id and job.root_id != job.pk:
         if Job.root.is_cached(job):
             return job.root.analysis_id or job.root_id
+        if hasattr(job, "root_analysis_id"):  # read with the job (jobs.permissions.load_job)
+            return job.root_analysis_id or job.root_id
         # Not the whole root: a scatter's root holds a reference to each of its thousands of subjobs.
         return Job.objects.filter(pk=job.root_id).values_list("analysis_id", flat=True).first() or job.root_id
     return job.pk

@@ -57,14 +57,22 @@ def _access_execution(model, principal, execution_id, needed):
 def _job_statement(vendor):
     """load_job's read, written once per vendor: the ORM spent ~2 ms of Python building this join of
     three tables for every job call (`dx watch` and dxpy describe a job again and again), the database
-    a fraction of that answering it (dxweb/sql.py)."""
-    return f"{job_with_relations_sql()} WHERE j.{sql.name(Job, 'id')} = %s"
+    a fraction of that answering it (dxweb/sql.py). With it, its root's analysis (a subjob's
+    rootExecution, which dxpy.run() describes in every subjob)."""
+    job_id, root, analysis = (sql.name(Job, f) for f in ("id", "root", "analysis"))
+    root_analysis = f", (SELECT r.{analysis} FROM {sql.name(Job)} r WHERE r.{job_id} = j.{root})"
+    return f"{job_with_relations_sql(also=root_analysis)} WHERE j.{job_id} = %s"
 
 
 def load_job(job_id):
-    """The job with its project and launcher, as select_related gives it, or None."""
+    """The job with its project and launcher, as select_related gives it, and `root_analysis_id` (see
+    jobs.models.root_execution), or None."""
     rows = sql.fetch(_job_statement(connection.vendor), [job_id])
-    return job_with_relations(rows[0]) if rows else None
+    if not rows:
+        return None
+    job = job_with_relations(rows[0])
+    job.root_analysis_id = rows[0][-1]
+    return job
 
 
 def access_job(principal, job_id, needed=Level.VIEW):

@@ -273,11 +273,12 @@ def job_with_relations(row):
     return job
 
 
-def job_with_relations_sql():
-    """The SELECT ... FROM ... of job_with_relations's rows: the job `j`, its project `p`, its launcher `u`."""
+def job_with_relations_sql(also=""):
+    """The SELECT ... FROM ... of job_with_relations's rows: the job `j`, its project `p`, its launcher `u`
+    (then `also`, more columns of the caller's)."""
     job, container, user = sql.name(Job), sql.name(Container), sql.name(User)
     return (
-        f"SELECT {JOB.sql}, {PROJECT.sql}, {LAUNCHER.sql} FROM {job} j "
+        f"SELECT {JOB.sql}, {PROJECT.sql}, {LAUNCHER.sql}{also} FROM {job} j "
         f"INNER JOIN {container} p ON p.{sql.name(Container, 'id')} = j.{sql.name(Job, 'project')} "
         f"INNER JOIN {user} u ON u.{sql.name(User, 'id')} = j.{sql.name(Job, 'launched_by')}"
     )

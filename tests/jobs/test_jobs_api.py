@@ -8,7 +8,7 @@ from dxweb.errors import ResourceNotFound
 from jobs import actions
 from jobs.models import Job, JobDependency, State
 from jobs.permissions import access_job, check_jobs_visible
-from projects.models import Level
+from projects.models import ApiToken, Level
 from projects.permissions import Principal
 from tests.conftest import ApiClient
 
@@ -260,7 +260,6 @@ def test_a_subjob_of_a_subjob_is_made_from_its_caller_as_read_in_four_statements
     child_id = ApiClient(alice.user, raw).ok("/job/new", {"function": "process", "input": {"i": 1}})["id"]
     child, child_raw = actions.claim(child_id, "test-worker")
     inside_child = ApiClient(alice.user, child_raw)
-    inside_child.ok(f"/{child_id}/describe")  # the token's first use records it (then not at every call)
     with CaptureQueriesContext(connection) as queries:
         grandchild_id = inside_child.ok("/job/new", {"function": "process", "input": {"i": 2}})["id"]
     statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
@@ -273,6 +272,32 @@ def test_a_subjob_of_a_subjob_is_made_from_its_caller_as_read_in_four_statements
         alice.user.pk,
         State.RUNNABLE,
     )
+
+
+def test_a_subjob_describes_itself_in_three_statements(alice, project, applet):
+    """dxpy.run() describes its job in every subjob: the token, the job with its project, launcher and
+    root's analysis (rootExecution), then its transitions."""
+    parent = run(alice, applet, project)[1]["id"]
+    _, raw = actions.claim(parent, "test-worker")
+    child_id = ApiClient(alice.user, raw).ok("/job/new", {"function": "process"})["id"]
+    _, child_raw = actions.claim(child_id, "test-worker")
+    with CaptureQueriesContext(connection) as queries:
+        data = ApiClient(alice.user, child_raw).ok(f"/{child_id}/describe")
+    assert (data["rootExecution"], data["parentJob"], data["originJob"]) == (parent, parent, parent)
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 3, statements
+
+
+def test_a_jobs_token_records_no_use_where_a_users_does(alice, project, applet):
+    """A user's token records its last use (the profile page lists it); a job's token, never listed and
+    gone with its job, writes nothing when its job calls the API."""
+    alice.ok(f"/{project}/describe")
+    assert ApiToken.objects.get(user=alice.user, job_id="").last_used is not None
+    job, raw = actions.claim(run(alice, applet, project)[1]["id"], "test-worker")
+    with CaptureQueriesContext(connection) as queries:
+        assert ApiClient(alice.user, raw).ok(f"/{job.id}/describe")["state"] == "running"
+    assert not [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert ApiToken.objects.get(job_id=job.id).last_used is None
 
 
 def test_a_parent_waits_for_every_child_not_only_those_its_output_references(

@@ -6,6 +6,7 @@ import pytest
 from jobs import actions, dispatch
 from jobs.models import Job
 from projects.models import DataObject
+from tests.conftest import ApiClient
 from tests.projects.api_helpers import assert_error
 
 BASH = {"interpreter": "bash", "code": "main() { true; }"}
@@ -258,6 +259,26 @@ def play(job_id, output=None, failure=None):
         actions.fail(Job.objects.get(pk=job_id), "AppError", failure)
     else:
         actions.finish(job_id, output or {})
+
+
+def test_the_subjobs_of_a_stage_job_describe_their_analysis_as_root_execution(
+    alice, project, two_stages, reads, no_dispatch, django_capture_on_commit_callbacks
+):
+    """A stage job's subjob belongs to the analysis (rootExecution), though its parent is a job
+    (parentJob, no parentAnalysis), and says so to its own token as to its launcher."""
+    workflow, first, _ = two_stages
+    alice.ok(f"/{workflow}/close")
+    with django_capture_on_commit_callbacks(execute=True):
+        analysis = run(
+            alice, workflow, project, input={f"{first}.reads": {"$dnanexus_link": reads}, "1.genome": "hg38"}
+        )["id"]
+    stage_job = no_dispatch[0]
+    _, raw = actions.claim(stage_job, "test-worker")
+    child = ApiClient(alice.user, raw).ok("/job/new", {"function": "more"})["id"]
+    _, child_raw = actions.claim(child, "test-worker")
+    for client in (ApiClient(alice.user, child_raw), alice):
+        data = client.ok(f"/{child}/describe")
+        assert (data["rootExecution"], data["parentJob"], data["parentAnalysis"]) == (analysis, stage_job, None)
 
 
 def test_running_a_workflow_makes_an_analysis_with_one_job_per_stage(
