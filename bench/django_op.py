@@ -155,8 +155,9 @@ def task_per_job_burst(n, url, threads=4, ledger=False, python=False):
     `url` (bench/views.py), from `threads` clients as bench/jobs.py submits its jobs; each sends one
     Celery task that runs a job-like sandboxed `true` in the server's worker (bench/tasks.py
     boxed_true); no token, no database, unless `ledger`: then the view and the task also make the
-    transactions the target allows a job (bench/ledger.py); `python`: the sandboxes import dxpy instead
-    of running `true`. Returns the wall seconds from the first POST to the last sandbox's end."""
+    transactions the target allows a job (bench/ledger.py); `python`: the sandboxes import dxpy and
+    make one call instead of running `true` (bench/tasks.py DXPY_CALL). Returns the wall seconds from
+    the first POST to the last sandbox's end."""
     if ledger:
         book.ensure()
     base = Path(tempfile.mkdtemp(prefix="bench-task-per-job-", dir=settings.DATA_DIR))

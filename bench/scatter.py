@@ -16,12 +16,14 @@ All in one run, against one server (`manage.py serve`: daphne + its real Celery 
   interpreter and imports dxpy), as many at once as the worker's lanes. Per run = wall / n; the
   figures are that ÷ the trivial p50 (the least the target's ratio can be on this machine) and per
   subjob ÷ it (what the platform adds to a subjob's own work).
-- ceiling with the bookkeeping: the same with the bookkeeping the jobs target allows a job, as
-  `bench jobs`'s fourth baseline (bench/ledger.py): n POSTs (4 clients) to the bare view that makes a
-  submit's transaction and sends one Celery task, which makes the worker's five around the same
-  sandboxed `import dxpy` (bench/views.py launch_true, bench/tasks.py boxed_true). What any job
-  system on this stack that makes that database work reaches with these subjobs' least work; it
-  errs on the fast side (no token, permission, scheduler, log, dxpy's describe of its job).
+- ceiling with the bookkeeping: a python subjob's least work with the bookkeeping the jobs target
+  allows a job, as `bench jobs`'s fourth baseline (bench/ledger.py): n POSTs (4 clients) to the bare
+  view that makes a submit's transaction and sends one Celery task, which makes the worker's five
+  around a sandboxed python that imports dxpy and makes the one call dxpy.run() makes before a
+  subjob's entry point (its job's describe), to the server's bare JSON view through the sandbox's API
+  relay (bench/views.py launch_true, bench/tasks.py boxed_true and DXPY_CALL). What any job system
+  on this stack that makes that database work reaches with these subjobs; it errs on the fast side
+  (no token, permission, scheduler, log, sampling, nor a parent that makes the subjobs one call each).
 - page: GET /jobs/<root>/ with a logged-in session (~50 times after 3 warm-ups): p50/p95/p99 (target
   p95 ≤ 300 ms), with the rows and bytes it renders.
 - find: the tree by rootExecution through /system/findExecutions the way dxpy pages (limit 100,
@@ -234,7 +236,7 @@ def run(n=None, trivials=None, page_fetches=None, watch_runs=None, redis=False, 
         helper = Helper(server)
         try:
             ceiling = helper("sandbox_burst", n, argv=[sys.executable, "-c", "import dxpy"])
-            print(f"ceiling with the bookkeeping: {n} tasks ...", flush=True)
+            print(f"ceiling with the bookkeeping: {n} tasks, each a sandboxed dxpy import and call ...", flush=True)
             url = server.url + "/bench/launch-true"
             booked = helper("task_per_job_burst", n, url=url, ledger=True, python=True)
         finally:
@@ -304,7 +306,7 @@ def report(results):
         ],
         ["per subjob ÷ ceiling", f"{s['per_subjob_over_ceiling']:.2f}×", "what the platform adds"],
         [
-            f"ceiling with the bookkeeping: a task per sandboxed `import dxpy`, {b['lanes']} at once, per run",
+            f"ceiling with the bookkeeping: a task per sandboxed `import dxpy` + 1 call, {b['lanes']} at once, per run",
             f"{b['per_run_ms']:.0f} ms = {b['over_trivial']:.2f}× trivial job",
             "what the allowed database work leaves",
         ],

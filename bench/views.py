@@ -6,7 +6,7 @@
   (bench/tasks.py boxed_true) that runs a job-like sandboxed `true` in the server's worker; no
   token, no database, no job; with `"ledger": true`, the same plus the target's bookkeeping on scratch
   tables (bench/ledger.py: the view makes the submit's transaction, the task the worker's); with
-  `"python": true`, the sandbox imports dxpy instead of running `true` (bench/scatter.py). Mounted
+  `"python": true`, the sandbox imports dxpy and makes one call instead of running `true` (bench/scatter.py). Mounted
   only with DXWEB_BENCH_VIEWS, as every view here.
 - `blob` PUT/GET: the real upload/download minus signing, md5, size checks and
   the database: the request body is streamed to a file in CHUNK pieces, and
