@@ -248,6 +248,11 @@ def test_workflows_use_the_generic_object_methods(alice, project, two_stages):
 # Running ---------------------------------------------------------------------------
 
 
+def both_inputs(first, reads):
+    """The inputs two_stages needs to run: the first stage's reads, the second's genome."""
+    return {f"{first}.reads": {"$dnanexus_link": reads}, "1.genome": "hg38"}
+
+
 def run(client, workflow, project, **body):
     return client.ok(f"/{workflow}/run", {"project": project, **body})
 
@@ -269,9 +274,7 @@ def test_the_subjobs_of_a_stage_job_describe_their_analysis_as_root_execution(
     workflow, first, _ = two_stages
     alice.ok(f"/{workflow}/close")
     with django_capture_on_commit_callbacks(execute=True):
-        analysis = run(
-            alice, workflow, project, input={f"{first}.reads": {"$dnanexus_link": reads}, "1.genome": "hg38"}
-        )["id"]
+        analysis = run(alice, workflow, project, input=both_inputs(first, reads))["id"]
     stage_job = no_dispatch[0]
     _, raw = actions.claim(stage_job, "test-worker")
     child = ApiClient(alice.user, raw).ok("/job/new", {"function": "more"})["id"]
@@ -287,7 +290,7 @@ def test_running_a_workflow_makes_an_analysis_with_one_job_per_stage(
     workflow, first, second = two_stages
     alice.ok(f"/{workflow}/close")
     with django_capture_on_commit_callbacks(execute=True):
-        reply = run(alice, workflow, project, input={f"{first}.reads": {"$dnanexus_link": reads}, "1.genome": "hg38"})
+        reply = run(alice, workflow, project, input=both_inputs(first, reads))
     analysis = reply["id"]
     assert analysis.startswith("analysis-") and len(reply["stages"]) == 2
     data = alice.ok(f"/{analysis}/describe")
@@ -349,9 +352,7 @@ def test_terminating_an_analysis_terminates_its_stage_jobs(
     workflow, first, second = two_stages
     alice.ok(f"/{workflow}/close")
     with django_capture_on_commit_callbacks(execute=True):
-        analysis = run(
-            alice, workflow, project, input={f"{first}.reads": {"$dnanexus_link": reads}, "1.genome": "hg38"}
-        )["id"]
+        analysis = run(alice, workflow, project, input=both_inputs(first, reads))["id"]
     with django_capture_on_commit_callbacks(execute=True):
         alice.ok(f"/{analysis}/terminate")
     data = alice.ok(f"/{analysis}/describe")
@@ -386,7 +387,7 @@ def test_a_bad_run_is_refused_and_makes_nothing(alice, project, two_stages, body
 def test_dry_run_checks_and_makes_nothing(alice, project, two_stages, reads):
     workflow, first, second = two_stages
     alice.ok(f"/{workflow}/close")
-    given = {f"{first}.reads": {"$dnanexus_link": reads}, "1.genome": "hg38"}
+    given = both_inputs(first, reads)
     reply = alice.ok(f"/{workflow}/dryRun", {"project": project, "input": given})
     assert reply["id"].startswith("analysis-") and reply["stages"] == []
     assert not Job.objects.exists()
@@ -396,9 +397,7 @@ def test_dry_run_checks_and_makes_nothing(alice, project, two_stages, reads):
 def test_analyses_are_found_with_their_stage_jobs_as_a_tree(alice, project, two_stages, reads, no_dispatch):
     workflow, first, second = two_stages
     alice.ok(f"/{workflow}/close")
-    analysis = run(alice, workflow, project, input={f"{first}.reads": {"$dnanexus_link": reads}, "1.genome": "hg38"})[
-        "id"
-    ]
+    analysis = run(alice, workflow, project, input=both_inputs(first, reads))["id"]
     found = alice.ok("/system/findExecutions", {"class": "analysis", "project": project, "describe": {"io": False}})
     assert [r["id"] for r in found["results"]] == [analysis]
     assert found["results"][0]["describe"]["rootExecution"] == analysis
@@ -422,9 +421,7 @@ def test_analyses_are_found_with_their_stage_jobs_as_a_tree(alice, project, two_
 def test_cloning_an_analysis_binds_its_inputs(alice, project, two_stages, reads, no_dispatch):
     workflow, first, second = two_stages
     alice.ok(f"/{workflow}/close")
-    analysis = run(alice, workflow, project, input={f"{first}.reads": {"$dnanexus_link": reads}, "1.genome": "hg38"})[
-        "id"
-    ]
+    analysis = run(alice, workflow, project, input=both_inputs(first, reads))["id"]
     copy = new_workflow(alice, project, initializeFrom={"id": analysis}, temporary=True)
     data = describe(alice, copy)
     assert data["state"] == "closed"  # runs at once, as `dx run --clone` does
@@ -441,9 +438,7 @@ def test_an_outsider_gets_the_not_found_of_a_missing_workflow_or_analysis(
 ):
     workflow, first, second = two_stages
     alice.ok(f"/{workflow}/close")
-    analysis = run(alice, workflow, project, input={f"{first}.reads": {"$dnanexus_link": reads}, "1.genome": "hg38"})[
-        "id"
-    ]
+    analysis = run(alice, workflow, project, input=both_inputs(first, reads))["id"]
     for path in (
         f"/{workflow}/describe",
         f"/{workflow}/addStage",
